@@ -1,0 +1,20 @@
+# One image for the three programs: discovery, node and bench.
+# Built from Debian 12 packages only, like the development machines.
+FROM debian:12-slim AS build
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends \
+        gcc make pkg-config libc6-dev libuv1-dev libwslay-dev libjansson-dev \
+        node-llhttp libssl-dev libsqlite3-dev \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+# deps.sh would install the test packages too; the build needs only these.
+RUN make BUILD=/out OPT="-O2 -g" /out/bin/discovery /out/bin/node /out/bin/bench
+
+FROM debian:12-slim
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends \
+        libuv1 libwslay1 libjansson4 libssl3 libsqlite3-0 curl \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=build /out/bin/discovery /usr/local/bin/dchat-discovery
+COPY --from=build /out/bin/node /usr/local/bin/dchat-node
+COPY --from=build /out/bin/bench /usr/local/bin/dchat-bench
+VOLUME /data

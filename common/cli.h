@@ -1,0 +1,35 @@
+/* cli: the command-line conventions shared by discovery, node and bench.
+ * Every program describes its options in one table; cli_parse() applies the
+ * environment variables first and the command line over them, answers
+ * --help and --version itself, and exits with sysexits.h codes on misuse
+ * (EX_USAGE = 64) so that scripts and containers can tell errors apart. */
+#ifndef DCHAT_CLI_H
+#define DCHAT_CLI_H
+
+#include <stddef.h>
+#include <sysexits.h>
+
+struct cli_option {
+    const char *name;    /* long name without dashes, e.g. "listen" */
+    int short_name;      /* e.g. 'l', or 0 for none */
+    const char *metavar; /* argument shown in --help, NULL for a flag */
+    const char *env;     /* environment variable that also sets it, or NULL */
+    const char *help;    /* one line; the default, if any, in its text */
+};
+
+/* Called once per option that is set, environment first, then argv in
+ * order. value is NULL for flags. Returns 0, or -1 after writing into err
+ * (errlen bytes) why the value is bad; cli_parse then prints
+ * "PROG: --NAME: ERR" and exits EX_USAGE. */
+typedef int (*cli_set_fn)(int index, const char *value, void *ud,
+                          char *err, size_t errlen);
+
+/* Parses argc/argv for program prog. summary is the usage line after the
+ * program name, description a paragraph for --help. Exits the process on
+ * --help / --version (0) and on bad usage (EX_USAGE). Positional arguments
+ * are refused. */
+void cli_parse(int argc, char **argv, const char *prog, const char *summary,
+               const char *description, const struct cli_option *opts,
+               int nopts, cli_set_fn set, void *ud);
+
+#endif

@@ -1,0 +1,625 @@
+/* http_server: see http_server.h. One struct per connection, llhttp
+ * parsing in place from libuv's read buffer. Handlers answer synchronously,
+ * so pipelined requests are answered in order simply by handling each as
+ * llhttp completes it. Each connection has one timer: the request limit
+ * while a request is being received, the idle limit between requests.
+ * Answers not yet written are bounded per connection: past the bound the
+ * server stops reading from that client until its answers drain. */
+#include "common/http_server.h"
+
+#include <llhttp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/log.h"
+#include "common/netaddr.h"
+#include "common/util.h"
+
+#define HTTP_DEFAULT_MAX_HEADER (8 * 1024)
+#define HTTP_DEFAULT_MAX_BODY (1024 * 1024)
+#define HTTP_DEFAULT_REQUEST_MS 10000
+#define HTTP_DEFAULT_IDLE_MS 60000
+#define HTTP_DEFAULT_MAX_CONNS 10000
+#define HTTP_MAX_UNSENT (1024 * 1024)
+#define HTTP_MAX_HEADERS 64
+#define HTTP_READ_BUF 65536
+
+struct hdr {
+    size_t name, name_len, value, value_len; /* offsets into conn->head */
+};
+
+struct hconn {
+    http_server *s;
+    uv_tcp_t *tcp;              /* heap: may be handed over on upgrade */
+    uv_timer_t timer;
+    llhttp_t parser;
+    char *head;                 /* url, then header names and values */
+    size_t head_len, head_cap;
+    size_t url_len;
+    struct hdr hdrs[HTTP_MAX_HEADERS];
+    int nhdrs;
+    enum { PIECE_URL, PIECE_NAME, PIECE_VALUE, PIECE_DONE } piece;
+    char *body;
+    size_t body_len, body_cap;
+    bool in_request;
+    bool closing;
+    bool close_after_write;     /* close once every answer is written */
+    bool read_paused;
+    bool responded;             /* the current request has its answer */
+    bool upgrade_ready;         /* a complete upgrade request is parsed */
+    int handles_open;           /* tcp and timer, until both are closed */
+    unsigned writes_pending;
+    size_t unsent;
+    char peer_addr[64];
+    int peer_port;
+    struct hconn *next, *prev;
+};
+
+struct http_server {
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    struct http_server_config cfg;
+    struct hconn *conns;
+    unsigned nconns;
+    int port;
+    bool closing;
+    bool listener_closed;
+    void (*done)(void *);
+    void *done_ud;
+};
+
+struct hwrite {
+    uv_write_t req;
+    struct hconn *c;
+    size_t len;
+    char data[];
+};
+
+static llhttp_settings_t http_settings;
+static char read_buf[HTTP_READ_BUF]; /* one loop thread; parsed in place */
+
+static void conn_close(struct hconn *c);
+static void conn_resume_reading(struct hconn *c);
+
+/* --- answers -------------------------------------------------------------- */
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 426: return "Upgrade Required";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
+    }
+}
+
+static void write_cb(uv_write_t *req, int status)
+{
+    struct hwrite *w = container_of(req, struct hwrite, req);
+    struct hconn *c = w->c;
+    c->writes_pending--;
+    c->unsent -= w->len;
+    free(w);
+    if (status != 0 && !c->closing) {
+        conn_close(c);
+        return;
+    }
+    if (c->close_after_write && c->writes_pending == 0) {
+        conn_close(c);
+        return;
+    }
+    if (c->read_paused && c->unsent < HTTP_MAX_UNSENT / 2)
+        conn_resume_reading(c);
+}
+
+static void conn_write(struct hconn *c, int status, const char *ctype,
+                       const char *body, size_t len, bool close)
+{
+    if (c->closing)
+        return;
+    char head[512];
+    int hl = snprintf(head, sizeof(head),
+                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s\r\n",
+                      status, status_text(status), ctype ? ctype : "application/json",
+                      len, close ? "Connection: close\r\n" : "");
+    struct hwrite *w = xmalloc(sizeof(*w) + (size_t)hl + len);
+    memcpy(w->data, head, (size_t)hl);
+    if (len)
+        memcpy(w->data + hl, body, len);
+    w->len = (size_t)hl + len;
+    w->c = c;
+    uv_buf_t buf = uv_buf_init(w->data, (unsigned)w->len);
+    if (uv_write(&w->req, (uv_stream_t *)c->tcp, &buf, 1, write_cb) != 0) {
+        free(w);
+        conn_close(c);
+        return;
+    }
+    c->writes_pending++;
+    c->unsent += w->len;
+    if (close)
+        c->close_after_write = true;
+}
+
+/* An error answer outside any handler, and the connection closes after. */
+static void conn_fail(struct hconn *c, int status, const char *msg)
+{
+    json_t *j = json_pack("{s:s}", "error", msg);
+    char *text = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    conn_write(c, status, "application/json", text, strlen(text), true);
+    free(text);
+    if (!c->read_paused) {
+        uv_read_stop((uv_stream_t *)c->tcp);
+        c->read_paused = true;
+    }
+    c->in_request = false;
+}
+
+void http_respond(http_request *req, int status, const char *content_type,
+                  const char *body, size_t len)
+{
+    struct hconn *c = req->priv;
+    if (c->responded)
+        return; /* a handler bug: one answer per request */
+    c->responded = true;
+    bool keep = llhttp_should_keep_alive(&c->parser) && !c->s->closing;
+    conn_write(c, status, content_type, body, len, !keep);
+}
+
+void http_respond_json(http_request *req, int status, json_t *body)
+{
+    char *text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(body);
+    if (text == NULL) {
+        http_respond(req, 500, "application/json",
+                     "{\"error\":\"cannot encode the answer\"}", 35);
+        return;
+    }
+    http_respond(req, status, "application/json", text, strlen(text));
+    free(text);
+}
+
+void http_respond_error(http_request *req, int status, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    http_respond_json(req, status, json_pack("{s:s}", "error", msg));
+}
+
+const char *http_request_header(const http_request *req, const char *name)
+{
+    const struct hconn *c = req->priv;
+    size_t n = strlen(name);
+    for (int i = 0; i < c->nhdrs; i++) {
+        const struct hdr *h = &c->hdrs[i];
+        if (h->name_len == n && strncasecmp(c->head + h->name, name, n) == 0)
+            return c->head + h->value;
+    }
+    return NULL;
+}
+
+/* --- parsing ------------------------------------------------------------- */
+
+static int head_append(struct hconn *c, const char *at, size_t len)
+{
+    if (c->head_len + len + 1 > c->s->cfg.max_header_bytes) {
+        conn_fail(c, 431, "request headers are too large");
+        return -1;
+    }
+    if (c->head_len + len + 1 > c->head_cap) {
+        c->head_cap = UTIL_MAX(UTIL_MAX(c->head_cap * 2, c->head_len + len + 1), (size_t)256);
+        c->head = xrealloc(c->head, c->head_cap);
+    }
+    memcpy(c->head + c->head_len, at, len);
+    c->head_len += len;
+    return 0;
+}
+
+/* Ends the current piece (URL, header name or value) with a NUL. */
+static int head_end_piece(struct hconn *c)
+{
+    if (head_append(c, "", 1) != 0)
+        return -1;
+    return 0;
+}
+
+static void start_timer(struct hconn *c, unsigned ms);
+
+static int on_message_begin(llhttp_t *p)
+{
+    struct hconn *c = p->data;
+    c->in_request = true;
+    c->responded = false;
+    c->head_len = c->url_len = 0;
+    c->nhdrs = 0;
+    c->piece = PIECE_URL;
+    c->body_len = 0;
+    start_timer(c, c->s->cfg.request_timeout_ms);
+    return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len)
+{
+    struct hconn *c = p->data;
+    if (head_append(c, at, len) != 0)
+        return -1;
+    c->url_len += len;
+    return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    struct hconn *c = p->data;
+    if (c->piece != PIECE_NAME) {
+        if (c->nhdrs == HTTP_MAX_HEADERS) {
+            conn_fail(c, 431, "too many request headers");
+            return -1;
+        }
+        if (head_end_piece(c) != 0)
+            return -1;
+        c->hdrs[c->nhdrs] = (struct hdr){ c->head_len, 0, 0, 0 };
+        c->nhdrs++;
+        c->piece = PIECE_NAME;
+    }
+    if (head_append(c, at, len) != 0)
+        return -1;
+    c->hdrs[c->nhdrs - 1].name_len += len;
+    return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    struct hconn *c = p->data;
+    struct hdr *h = &c->hdrs[c->nhdrs - 1];
+    if (c->piece != PIECE_VALUE) {
+        if (head_end_piece(c) != 0)
+            return -1;
+        h->value = c->head_len;
+        c->piece = PIECE_VALUE;
+    }
+    if (head_append(c, at, len) != 0)
+        return -1;
+    h->value_len += len;
+    return 0;
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+    struct hconn *c = p->data;
+    if (head_end_piece(c) != 0)
+        return -1;
+    c->piece = PIECE_DONE;
+    if ((p->flags & F_CHUNKED) != 0) {
+        conn_fail(c, 411, "chunked request bodies are not supported; send Content-Length");
+        return -1;
+    }
+    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->s->cfg.max_body_bytes) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "request body is larger than %zu bytes",
+                 c->s->cfg.max_body_bytes);
+        conn_fail(c, 413, msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len)
+{
+    struct hconn *c = p->data;
+    if (c->body_len + len + 1 > c->body_cap) {
+        c->body_cap = UTIL_MAX(c->body_len + len + 1, c->body_cap * 2);
+        c->body = xrealloc(c->body, c->body_cap);
+    }
+    memcpy(c->body + c->body_len, at, len);
+    c->body_len += len;
+    return 0;
+}
+
+static void fill_request(struct hconn *c, http_request *req)
+{
+    static char empty[1] = "";
+    char *url = c->head; /* NUL-terminated by the first header or the end */
+    char *q = strchr(url, '?');
+    if (q != NULL)
+        *q++ = '\0';
+    if (c->body == NULL || c->body_len + 1 > c->body_cap) {
+        c->body_cap = c->body_len + 1;
+        c->body = xrealloc(c->body, c->body_cap);
+    }
+    c->body[c->body_len] = '\0';
+    req->method = llhttp_method_name((llhttp_method_t)c->parser.method);
+    req->path = url;
+    req->query = q ? q : empty;
+    req->body = c->body;
+    req->body_len = c->body_len;
+    req->peer_addr = c->peer_addr;
+    req->peer_port = c->peer_port;
+    req->priv = c;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+    struct hconn *c = p->data;
+    http_server *s = c->s;
+    c->in_request = false;
+    start_timer(c, s->cfg.idle_timeout_ms);
+    if (p->upgrade) {
+        /* The handover needs the bytes after the request, which llhttp
+         * reports when it pauses on the upgrade right after this. */
+        c->upgrade_ready = true;
+        return 0;
+    }
+    http_request req;
+    fill_request(c, &req);
+    s->cfg.handler(&req, s->cfg.ud);
+    if (!c->responded)
+        http_respond_error(&req, 500, "the server did not answer this request");
+    return c->closing || c->close_after_write ? HPE_USER : 0;
+}
+
+static void handle_upgrade(struct hconn *c, const char *rest, size_t rest_len)
+{
+    http_server *s = c->s;
+    http_request req;
+    fill_request(c, &req);
+    c->upgrade_ready = false;
+    if (s->cfg.on_upgrade == NULL) {
+        http_respond_error(&req, 400, "this server does not upgrade connections");
+        c->close_after_write = true;
+        return;
+    }
+    /* The callee may take the socket: stop reading and detach first, so
+     * nothing of ours touches it afterwards. */
+    uv_read_stop((uv_stream_t *)c->tcp);
+    uv_tcp_t *tcp = c->tcp;
+    tcp->data = NULL;
+    if (c->writes_pending == 0 && s->cfg.on_upgrade(&req, tcp, rest, rest_len, s->cfg.ud)) {
+        c->tcp = NULL;
+        c->handles_open--; /* the tcp handle is not ours to close any more */
+        conn_close(c);
+        return;
+    }
+    tcp->data = c;
+    if (c->writes_pending != 0 && !c->responded)
+        http_respond_error(&req, 400, "upgrade after pipelined requests is not supported");
+    if (!c->responded)
+        http_respond_error(&req, 400, "upgrade refused");
+    c->close_after_write = true;
+    c->read_paused = true;
+}
+
+static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct hconn *c = stream->data;
+    if (nread == 0 || c->closing)
+        return;
+    if (nread < 0) {
+        if (nread != UV_EOF)
+            log_debug("http: read from %s failed: %s", c->peer_addr, uv_strerror((int)nread));
+        if (c->writes_pending > 0 && nread == UV_EOF) {
+            /* Half-closed: answer what was asked, then close. */
+            uv_read_stop(stream);
+            c->read_paused = true;
+            c->close_after_write = true;
+        } else {
+            conn_close(c);
+        }
+        return;
+    }
+    llhttp_errno_t err = llhttp_execute(&c->parser, buf->base, (size_t)nread);
+    if (err == HPE_OK || c->closing)
+        return;
+    if (err == HPE_PAUSED_UPGRADE && c->upgrade_ready) {
+        const char *pos = llhttp_get_error_pos(&c->parser);
+        size_t used = (size_t)(pos - buf->base);
+        handle_upgrade(c, pos, (size_t)nread - used);
+        return;
+    }
+    if (err == HPE_USER || c->close_after_write)
+        return; /* answered already, closing after the write */
+    char msg[256];
+    snprintf(msg, sizeof(msg), "malformed HTTP request: %s", llhttp_get_error_reason(&c->parser));
+    conn_fail(c, 400, msg);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    buf->base = read_buf;
+    buf->len = sizeof(read_buf);
+}
+
+static void conn_resume_reading(struct hconn *c)
+{
+    if (c->closing || c->close_after_write || c->tcp == NULL)
+        return;
+    c->read_paused = false;
+    if (uv_read_start((uv_stream_t *)c->tcp, alloc_cb, read_cb) != 0)
+        conn_close(c);
+}
+
+/* --- timers and lifetime --------------------------------------------------- */
+
+static void timer_cb(uv_timer_t *t)
+{
+    struct hconn *c = container_of(t, struct hconn, timer);
+    if (c->closing)
+        return;
+    if (c->in_request) {
+        conn_fail(c, 408, "request not received in time");
+    } else if (c->writes_pending == 0) {
+        conn_close(c); /* idle keep-alive */
+    }
+}
+
+static void start_timer(struct hconn *c, unsigned ms)
+{
+    uv_timer_start(&c->timer, timer_cb, ms, 0);
+}
+
+static void maybe_server_done(http_server *s)
+{
+    if (!s->closing || s->nconns > 0 || !s->listener_closed)
+        return;
+    void (*done)(void *) = s->done;
+    void *ud = s->done_ud;
+    free(s);
+    if (done)
+        done(ud);
+}
+
+static void handle_closed_cb(uv_handle_t *h)
+{
+    struct hconn *c = h->data;
+    if (h != (uv_handle_t *)&c->timer)
+        free(h); /* the heap tcp handle */
+    if (--c->handles_open > 0)
+        return;
+    http_server *s = c->s;
+    if (c->next)
+        c->next->prev = c->prev;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    s->nconns--;
+    free(c->head);
+    free(c->body);
+    free(c);
+    maybe_server_done(s);
+}
+
+static void conn_close(struct hconn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    uv_close((uv_handle_t *)&c->timer, handle_closed_cb);
+    if (c->tcp != NULL)
+        uv_close((uv_handle_t *)c->tcp, handle_closed_cb);
+}
+
+static void accept_cb(uv_stream_t *server, int status)
+{
+    http_server *s = server->data;
+    if (status != 0) {
+        log_warn("http: accept failed: %s", uv_strerror(status));
+        return;
+    }
+    struct hconn *c = xcalloc(1, sizeof(*c));
+    c->s = s;
+    c->tcp = xmalloc(sizeof(*c->tcp));
+    uv_tcp_init(s->loop, c->tcp);
+    uv_timer_init(s->loop, &c->timer);
+    c->tcp->data = c;
+    c->timer.data = c;
+    c->handles_open = 2;
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    s->nconns++;
+    if (uv_accept(server, (uv_stream_t *)c->tcp) != 0) {
+        conn_close(c);
+        return;
+    }
+    if (netaddr_peer(c->tcp, c->peer_addr, sizeof(c->peer_addr), &c->peer_port) != 0)
+        strcpy(c->peer_addr, "unknown");
+    llhttp_init(&c->parser, HTTP_REQUEST, &http_settings);
+    c->parser.data = c;
+    if (s->closing || s->nconns > s->cfg.max_connections) {
+        log_warn("http: refusing %s: %u connections open (limit %u)", c->peer_addr,
+                 s->nconns - 1, s->cfg.max_connections);
+        conn_fail(c, 503, "too many connections; retry later");
+        start_timer(c, 1000);
+        return;
+    }
+    start_timer(c, s->cfg.idle_timeout_ms);
+    conn_resume_reading(c);
+}
+
+int http_server_start(uv_loop_t *loop, const char *host, int port,
+                      const struct http_server_config *cfg, http_server **out)
+{
+    struct sockaddr_storage sa;
+    int rc = netaddr_parse(host, port, &sa);
+    if (rc != 0)
+        return rc;
+
+    if (http_settings.on_message_begin == NULL) {
+        llhttp_settings_init(&http_settings);
+        http_settings.on_message_begin = on_message_begin;
+        http_settings.on_url = on_url;
+        http_settings.on_header_field = on_header_field;
+        http_settings.on_header_value = on_header_value;
+        http_settings.on_headers_complete = on_headers_complete;
+        http_settings.on_body = on_body;
+        http_settings.on_message_complete = on_message_complete;
+    }
+
+    http_server *s = xcalloc(1, sizeof(*s));
+    s->loop = loop;
+    s->cfg = *cfg;
+    if (!s->cfg.max_header_bytes) s->cfg.max_header_bytes = HTTP_DEFAULT_MAX_HEADER;
+    if (!s->cfg.max_body_bytes) s->cfg.max_body_bytes = HTTP_DEFAULT_MAX_BODY;
+    if (!s->cfg.request_timeout_ms) s->cfg.request_timeout_ms = HTTP_DEFAULT_REQUEST_MS;
+    if (!s->cfg.idle_timeout_ms) s->cfg.idle_timeout_ms = HTTP_DEFAULT_IDLE_MS;
+    if (!s->cfg.max_connections) s->cfg.max_connections = HTTP_DEFAULT_MAX_CONNS;
+
+    uv_tcp_init(loop, &s->listener);
+    s->listener.data = s;
+    rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&sa, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&s->listener, 511, accept_cb);
+    if (rc == 0)
+        rc = netaddr_sockname(&s->listener, NULL, 0, &s->port);
+    if (rc != 0) {
+        /* Unwind: the handle must be closed before s can be freed. */
+        s->closing = true;
+        http_server_close(s, NULL, NULL);
+        uv_run(loop, UV_RUN_NOWAIT);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+int http_server_port(const http_server *s) { return s->port; }
+
+unsigned http_server_connections(const http_server *s) { return s->nconns; }
+
+static void listener_closed_cb(uv_handle_t *h)
+{
+    http_server *s = h->data;
+    s->listener_closed = true;
+    maybe_server_done(s);
+}
+
+void http_server_close(http_server *s, void (*done)(void *ud), void *ud)
+{
+    s->closing = true;
+    s->done = done;
+    s->done_ud = ud;
+    uv_close((uv_handle_t *)&s->listener, listener_closed_cb);
+    for (struct hconn *c = s->conns; c != NULL; c = c->next)
+        conn_close(c);
+}

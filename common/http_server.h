@@ -1,0 +1,90 @@
+/* http_server: an HTTP/1.1 server on libuv with llhttp parsing.
+ * Keep-alive and pipelined requests, Content-Length bodies, and limits that
+ * keep a bad client from hurting the others: header size (431), body size
+ * (413), time to receive a whole request (408), and a connection cap.
+ * Handlers answer synchronously; errors go out as JSON {"error": "..."}.
+ * A request that asks for an Upgrade (WebSocket) can be handed, with its
+ * socket, to the owner of the server: the node serves HTTP and WebSocket on
+ * one port this way. */
+#ifndef DCHAT_HTTP_SERVER_H
+#define DCHAT_HTTP_SERVER_H
+
+#include <stddef.h>
+#include <jansson.h>
+#include <uv.h>
+
+typedef struct http_server http_server;
+
+typedef struct http_request {
+    const char *method;   /* "GET", "POST", ... */
+    const char *path;     /* decoded only as far as llhttp does; no query */
+    const char *query;    /* the part after '?', or "" */
+    const char *body;     /* NUL-terminated (the NUL is not in body_len) */
+    size_t body_len;
+    const char *peer_addr; /* bare IP: "127.0.0.1", "::1"; a v4-mapped
+                              IPv6 peer is shown as plain IPv4 */
+    int peer_port;
+    void *priv;            /* the server's; do not touch */
+} http_request;
+
+/* Case-insensitive header lookup; NULL when absent. The string lives as
+ * long as the request. */
+const char *http_request_header(const http_request *req, const char *name);
+
+/* Answers req. Exactly one http_respond* call per request, from inside the
+ * handler. The body is copied. */
+void http_respond(http_request *req, int status, const char *content_type,
+                  const char *body, size_t len);
+/* Answers with the compact JSON dump of body, and takes the reference
+ * (json_decref is done here). */
+void http_respond_json(http_request *req, int status, json_t *body);
+/* Answers {"error": "<formatted message>"} with the given status. */
+void http_respond_error(http_request *req, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Called once per complete request. It must answer with http_respond*. */
+typedef void (*http_handler_fn)(http_request *req, void *ud);
+
+/* Called for a complete request that carries "Connection: upgrade" and an
+ * Upgrade header. Either:
+ *  - take the socket: return 1. tcp is a heap-allocated uv_tcp_t that now
+ *    belongs to the callee, reading stopped, tcp->data unset; rest/rest_len
+ *    are the bytes already received after the request (copy them before
+ *    returning). The callee must eventually uv_close() it and free() it in
+ *    the close callback. Do not call http_respond* in this case.
+ *  - or refuse: answer with http_respond* and return 0; the server sends
+ *    the answer and closes the connection.
+ * When no upgrade callback is set, upgrade requests get 400. */
+typedef int (*http_upgrade_fn)(http_request *req, uv_tcp_t *tcp,
+                               const char *rest, size_t rest_len, void *ud);
+
+struct http_server_config {
+    http_handler_fn handler;
+    http_upgrade_fn on_upgrade;    /* may be NULL */
+    void *ud;                      /* passed to both callbacks */
+    size_t max_header_bytes;       /* 0 = 8 KiB; beyond: 431 and close */
+    size_t max_body_bytes;         /* 0 = 1 MiB; beyond: 413 and close */
+    unsigned request_timeout_ms;   /* 0 = 10 s from a request's first byte
+                                      to its end; beyond: 408 and close */
+    unsigned idle_timeout_ms;      /* 0 = 60 s idle keep-alive, then close */
+    unsigned max_connections;      /* 0 = 10000; beyond: 503 and close */
+};
+
+/* Binds host:port (port 0 picks a free one; host may be an IPv4 or IPv6
+ * literal; "::" listens dual-stack) and starts listening. cfg is copied.
+ * Returns 0 and *out, or a negative UV_E* code (nothing left allocated). */
+int http_server_start(uv_loop_t *loop, const char *host, int port,
+                      const struct http_server_config *cfg,
+                      http_server **out);
+
+/* The port actually bound. */
+int http_server_port(const http_server *s);
+
+/* Number of open connections (for status pages and tests). */
+unsigned http_server_connections(const http_server *s);
+
+/* Stops listening, closes every connection, and frees the server once all
+ * handles are closed; then calls done(ud) if done is not NULL. */
+void http_server_close(http_server *s, void (*done)(void *ud), void *ud);
+
+#endif

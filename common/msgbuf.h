@@ -1,0 +1,34 @@
+/* msgbuf: an immutable, reference-counted byte buffer. An outgoing message
+ * is serialized once (JSON plus its WebSocket frame header, or a peer frame)
+ * into a msgbuf; every recipient's write queue holds a reference and drops
+ * it when the write completes. No per-recipient copy. Single-threaded: the
+ * count is not atomic. Small buffers come from a free list, so the hot path
+ * does not call malloc per message in steady state. */
+#ifndef DCHAT_MSGBUF_H
+#define DCHAT_MSGBUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct msgbuf {
+    uint32_t refs;
+    uint32_t len;   /* bytes used in data */
+    uint32_t cap;   /* bytes available in data */
+    uint32_t pad_;
+    char data[];
+} msgbuf;
+
+/* A new buffer with room for at least cap bytes, len 0 and one reference
+ * (the caller's). Fill data, set len, then share it. */
+msgbuf *msgbuf_new(size_t cap);
+
+static inline msgbuf *msgbuf_ref(msgbuf *b) { b->refs++; return b; }
+
+/* Drops one reference; the last one returns the buffer to the free list. */
+void msgbuf_unref(msgbuf *b);
+
+/* Returns every cached free buffer to the system (at exit, for leak
+ * checkers). */
+void msgbuf_trim(void);
+
+#endif

@@ -1,0 +1,25 @@
+/* netaddr: socket addresses as the rest of the code wants them: bare IP
+ * strings (a v4-mapped IPv6 address shown as plain IPv4, as discovery must
+ * report it) and parsing of IPv4/IPv6 literals for bind and connect. */
+#ifndef DCHAT_NETADDR_H
+#define DCHAT_NETADDR_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+/* Writes the bare IP of sa into out (outlen >= 46 fits any) and its port
+ * into *port (either may be NULL). "::ffff:1.2.3.4" becomes "1.2.3.4".
+ * Returns 0 or a UV_E* code. */
+int netaddr_to_string(const struct sockaddr *sa, char *out, size_t outlen,
+                      int *port);
+
+/* The remote / local address of a connected TCP handle, as above. */
+int netaddr_peer(const uv_tcp_t *tcp, char *out, size_t outlen, int *port);
+int netaddr_sockname(const uv_tcp_t *tcp, char *out, size_t outlen, int *port);
+
+/* Parses an IPv4 or IPv6 literal (brackets allowed) with port into out.
+ * "localhost" is taken as 127.0.0.1. Returns 0 or UV_EINVAL. */
+int netaddr_parse(const char *host, int port, struct sockaddr_storage *out);
+
+#endif

@@ -1,0 +1,49 @@
+/* util: allocation that aborts on out-of-memory, container_of, and small
+ * helpers every module uses. Out of memory is not a recoverable condition for
+ * a network daemon here: xmalloc() prints what failed and aborts, so callers
+ * are not littered with NULL checks. */
+#ifndef DCHAT_UTIL_H
+#define DCHAT_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define container_of(ptr, type, member) \
+    ((type *)((char *)(ptr) - offsetof(type, member)))
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+#define UTIL_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define UTIL_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* Never return NULL: abort with a message naming the size on failure. */
+void *xmalloc(size_t size);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t size);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+
+/* Monotonic clock in milliseconds / nanoseconds (CLOCK_MONOTONIC). */
+uint64_t util_now_ms(void);
+uint64_t util_now_ns(void);
+
+/* Wall clock in milliseconds since the Unix epoch (CLOCK_REALTIME). */
+uint64_t util_wall_ms(void);
+
+/* Formats a wall-clock time in ms as "YYYY-MM-DDTHH:MM:SS.mmmZ" (UTC, exactly
+ * 24 characters, as JavaScript's Date.toJSON) into out, which must hold
+ * UTIL_ISO8601_LEN + 1 bytes. Returns the length written (24). */
+#define UTIL_ISO8601_LEN 24
+int util_format_iso8601(uint64_t wall_ms, char *out);
+
+/* Parses a decimal integer in [min, max] from the whole of s. Returns 0, or
+ * -1 when s is empty, has trailing characters or is out of range. */
+int util_parse_long(const char *s, long min, long max, long *out);
+
+/* Splits "HOST:PORT", "[V6]:PORT" or ":PORT"/"PORT" (host defaults to
+ * default_host) into host (NUL-terminated, at most hostlen-1 bytes, brackets
+ * removed) and port (0..65535). Returns 0 or -1 on a malformed string. */
+int util_parse_hostport(const char *s, const char *default_host,
+                        char *host, size_t hostlen, int *port);
+
+#endif

@@ -1,0 +1,423 @@
+/* ws: see ws.h. The decoder drives wslay_frame_recv with a recv callback
+ * that hands it the bytes we were fed; wslay returns header fields and
+ * unmasked payload chunks, and this file applies the rules wslay leaves to
+ * the application: masking by role, reserved bits, opcodes, fragmentation
+ * order, message size, UTF-8. A frame that arrives whole and unfragmented
+ * is passed up straight from wslay's buffer; only fragmented or split
+ * messages are copied into the reassembly buffer. */
+#include "common/ws.h"
+
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <wslay/wslay.h>
+
+#include "common/util.h"
+
+size_t ws_frame_header(uint8_t *out, unsigned opcode, uint64_t payload_len,
+                       const uint8_t *mask)
+{
+    size_t n;
+    uint8_t m = mask ? 0x80 : 0;
+    out[0] = (uint8_t)(0x80 | (opcode & 0x0f));
+    if (payload_len < 126) {
+        out[1] = (uint8_t)(m | payload_len);
+        n = 2;
+    } else if (payload_len <= 0xffff) {
+        out[1] = m | 126;
+        out[2] = (uint8_t)(payload_len >> 8);
+        out[3] = (uint8_t)payload_len;
+        n = 4;
+    } else {
+        out[1] = m | 127;
+        for (int i = 0; i < 8; i++)
+            out[2 + i] = (uint8_t)(payload_len >> (56 - 8 * i));
+        n = 10;
+    }
+    if (mask) {
+        memcpy(out + n, mask, 4);
+        n += 4;
+    }
+    return n;
+}
+
+void ws_mask(uint8_t *data, size_t len, const uint8_t mask[4])
+{
+    uint32_t m32;
+    memcpy(&m32, mask, 4);
+    size_t i = 0;
+    for (; i + 4 <= len; i += 4) {
+        uint32_t v;
+        memcpy(&v, data + i, 4);
+        v ^= m32;
+        memcpy(data + i, &v, 4);
+    }
+    for (; i < len; i++)
+        data[i] ^= mask[i & 3];
+}
+
+int ws_accept_key(const char *client_key, char out[29])
+{
+    static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    unsigned char digest[SHA_DIGEST_LENGTH];
+    char buf[128];
+    size_t klen = strlen(client_key);
+    if (klen + sizeof(guid) > sizeof(buf))
+        return -1;
+    memcpy(buf, client_key, klen);
+    memcpy(buf + klen, guid, sizeof(guid) - 1);
+    if (SHA1((unsigned char *)buf, klen + sizeof(guid) - 1, digest) == NULL)
+        return -1;
+    return EVP_EncodeBlock((unsigned char *)out, digest, SHA_DIGEST_LENGTH) == 28 ? 0 : -1;
+}
+
+/* True when the comma-separated header value contains token (any case). */
+static bool header_has_token(const char *value, const char *token)
+{
+    size_t tl = strlen(token);
+    const char *p = value;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        const char *start = p;
+        while (*p && *p != ',')
+            p++;
+        const char *end = p;
+        while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+            end--;
+        if ((size_t)(end - start) == tl && strncasecmp(start, token, tl) == 0)
+            return true;
+    }
+    return false;
+}
+
+int ws_check_upgrade(const http_request *req, const char **key, int *status,
+                     char *err, size_t errlen)
+{
+    const char *up = http_request_header(req, "Upgrade");
+    const char *conn = http_request_header(req, "Connection");
+    const char *ver = http_request_header(req, "Sec-WebSocket-Version");
+    const char *k = http_request_header(req, "Sec-WebSocket-Key");
+    unsigned char raw[32];
+
+    *status = 400;
+    if (strcmp(req->method, "GET") != 0) {
+        snprintf(err, errlen, "the WebSocket handshake must be a GET");
+        return -1;
+    }
+    if (up == NULL || !header_has_token(up, "websocket")) {
+        snprintf(err, errlen, "Upgrade: websocket is missing");
+        return -1;
+    }
+    if (conn == NULL || !header_has_token(conn, "upgrade")) {
+        snprintf(err, errlen, "Connection: Upgrade is missing");
+        return -1;
+    }
+    if (ver == NULL || strcmp(ver, "13") != 0) {
+        *status = 426;
+        snprintf(err, errlen, "Sec-WebSocket-Version must be 13");
+        return -1;
+    }
+    if (k == NULL || strlen(k) != 24 ||
+        EVP_DecodeBlock(raw, (const unsigned char *)k, 24) != 18 || k[22] != '=' ||
+        k[23] != '=') {
+        snprintf(err, errlen, "Sec-WebSocket-Key must be 16 bytes in base64");
+        return -1;
+    }
+    *key = k;
+    return 0;
+}
+
+/* --- UTF-8 ----------------------------------------------------------------
+ * state: bits 0-1 continuation bytes still due; bits 8-15 and 16-23 the
+ * range allowed for the next one (narrower than 80..BF right after E0, ED,
+ * F0 and F4, which is what rules out overlongs, surrogates and > U+10FFFF). */
+
+#define UTF8_STATE(need, lo, hi) ((uint32_t)(need) | ((uint32_t)(lo) << 8) | ((uint32_t)(hi) << 16))
+
+bool ws_utf8_feed(uint32_t *state, const uint8_t *p, size_t n)
+{
+    uint32_t st = *state;
+    size_t i = 0;
+    while (i < n) {
+        if (st == 0) {
+            /* ASCII runs, eight bytes at a time. */
+            while (i + 8 <= n) {
+                uint64_t w;
+                memcpy(&w, p + i, 8);
+                if (w & 0x8080808080808080ull)
+                    break;
+                i += 8;
+            }
+            if (i >= n)
+                break;
+            uint8_t c = p[i++];
+            if (c < 0x80)
+                continue;
+            if (c >= 0xC2 && c <= 0xDF)
+                st = UTF8_STATE(1, 0x80, 0xBF);
+            else if (c == 0xE0)
+                st = UTF8_STATE(2, 0xA0, 0xBF);
+            else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF)
+                st = UTF8_STATE(2, 0x80, 0xBF);
+            else if (c == 0xED)
+                st = UTF8_STATE(2, 0x80, 0x9F);
+            else if (c == 0xF0)
+                st = UTF8_STATE(3, 0x90, 0xBF);
+            else if (c >= 0xF1 && c <= 0xF3)
+                st = UTF8_STATE(3, 0x80, 0xBF);
+            else if (c == 0xF4)
+                st = UTF8_STATE(3, 0x80, 0x8F);
+            else {
+                *state = st;
+                return false;
+            }
+        } else {
+            uint8_t c = p[i++];
+            uint32_t lo = (st >> 8) & 0xff, hi = (st >> 16) & 0xff;
+            if (c < lo || c > hi) {
+                *state = st;
+                return false;
+            }
+            uint32_t need = (st & 3) - 1;
+            st = need ? UTF8_STATE(need, 0x80, 0xBF) : 0;
+        }
+    }
+    *state = st;
+    return true;
+}
+
+bool ws_utf8_valid(const uint8_t *p, size_t n)
+{
+    uint32_t st = 0;
+    return ws_utf8_feed(&st, p, n) && st == 0;
+}
+
+/* --- the decoder ---------------------------------------------------------- */
+
+struct ws_decoder {
+    wslay_frame_context_ptr wslay;
+    bool masked;                 /* frames must be masked (server side) */
+    size_t max_message;
+    const uint8_t *in;           /* what the recv callback hands to wslay */
+    size_t in_len;
+    /* the frame being received */
+    bool in_frame;
+    uint8_t opcode;
+    bool fin;
+    uint64_t frame_len, frame_got;
+    uint8_t ctrl[125];
+    /* the message being reassembled (msg_opcode 0: none) */
+    uint8_t msg_opcode;
+    uint8_t *msg;
+    size_t msg_len, msg_cap;
+    uint32_t utf8;
+    int error;
+    const char *error_text;
+};
+
+static ssize_t wslay_recv_cb(uint8_t *buf, size_t len, int flags, void *ud)
+{
+    ws_decoder *d = ud;
+    size_t n = UTIL_MIN(len, d->in_len);
+    if (n == 0)
+        return -1; /* wslay reads this as "want more input" */
+    memcpy(buf, d->in, n);
+    d->in += n;
+    d->in_len -= n;
+    return (ssize_t)n;
+}
+
+static ssize_t wslay_send_cb(const uint8_t *data, size_t len, int flags, void *ud)
+{
+    return -1; /* the decoder never sends */
+}
+
+static int wslay_genmask_cb(uint8_t *buf, size_t len, void *ud)
+{
+    return -1;
+}
+
+ws_decoder *ws_decoder_new(bool masked, size_t max_message)
+{
+    static const struct wslay_frame_callbacks cbs = { wslay_send_cb, wslay_recv_cb,
+                                                      wslay_genmask_cb };
+    ws_decoder *d = xcalloc(1, sizeof(*d));
+    if (wslay_frame_context_init(&d->wslay, &cbs, d) != 0) {
+        fprintf(stderr, "fatal: wslay_frame_context_init failed (out of memory)\n");
+        abort();
+    }
+    d->masked = masked;
+    d->max_message = max_message;
+    return d;
+}
+
+void ws_decoder_free(ws_decoder *d)
+{
+    if (d == NULL)
+        return;
+    wslay_frame_context_free(d->wslay);
+    free(d->msg);
+    free(d);
+}
+
+const char *ws_decoder_error(const ws_decoder *d)
+{
+    return d->error_text ? d->error_text : "no error";
+}
+
+static int fail(ws_decoder *d, int code, const char *text)
+{
+    d->error = code;
+    d->error_text = text;
+    return code;
+}
+
+static bool is_control(unsigned op) { return op >= 8; }
+
+/* The first chunk of a frame: the checks that need its header. */
+static int frame_start(ws_decoder *d, const struct wslay_frame_iocb *io)
+{
+    if (io->rsv != 0)
+        return fail(d, WS_CLOSE_PROTOCOL, "reserved bits set without an extension");
+    if (io->mask != d->masked)
+        return fail(d, WS_CLOSE_PROTOCOL, d->masked ? "unmasked client frame"
+                                                    : "masked server frame");
+    switch (io->opcode) {
+    case WS_OP_CONT:
+        if (d->msg_opcode == 0)
+            return fail(d, WS_CLOSE_PROTOCOL, "continuation frame without a message");
+        break;
+    case WS_OP_TEXT:
+    case WS_OP_BINARY:
+        if (d->msg_opcode != 0)
+            return fail(d, WS_CLOSE_PROTOCOL, "new message inside a fragmented one");
+        break;
+    case WS_OP_CLOSE:
+    case WS_OP_PING:
+    case WS_OP_PONG:
+        break; /* wslay checked: at most 125 bytes, not fragmented */
+    default:
+        return fail(d, WS_CLOSE_PROTOCOL, "unknown opcode");
+    }
+    if (!is_control(io->opcode) && d->msg_len + io->payload_length > d->max_message)
+        return fail(d, WS_CLOSE_TOO_BIG, "message larger than the limit");
+    d->in_frame = true;
+    d->opcode = io->opcode;
+    d->fin = io->fin;
+    d->frame_len = io->payload_length;
+    d->frame_got = 0;
+    if (io->opcode == WS_OP_TEXT || io->opcode == WS_OP_BINARY) {
+        d->msg_opcode = io->opcode;
+        d->msg_len = 0;
+        d->utf8 = 0;
+    }
+    return 0;
+}
+
+static void msg_append(ws_decoder *d, const uint8_t *p, size_t n)
+{
+    if (d->msg_len + n > d->msg_cap) {
+        d->msg_cap = UTIL_MAX(d->msg_len + n, d->msg_cap * 2);
+        d->msg_cap = UTIL_MAX(d->msg_cap, (size_t)1024);
+        d->msg = xrealloc(d->msg, d->msg_cap);
+    }
+    memcpy(d->msg + d->msg_len, p, n);
+    d->msg_len += n;
+}
+
+static int check_close_payload(ws_decoder *d, const uint8_t *p, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (n == 1)
+        return fail(d, WS_CLOSE_PROTOCOL, "close frame with a 1-byte payload");
+    unsigned code = (unsigned)p[0] << 8 | p[1];
+    bool ok = (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011) ||
+              (code >= 3000 && code <= 4999);
+    if (!ok)
+        return fail(d, WS_CLOSE_PROTOCOL, "invalid close code");
+    if (!ws_utf8_valid(p + 2, n - 2))
+        return fail(d, WS_CLOSE_INVALID_DATA, "close reason is not valid UTF-8");
+    return 0;
+}
+
+/* One chunk of payload from wslay (possibly the whole frame). */
+static int frame_chunk(ws_decoder *d, const struct wslay_frame_iocb *io,
+                       ws_message_fn cb, void *ud)
+{
+    const uint8_t *p = io->data;
+    size_t n = io->data_length;
+    bool whole = d->frame_got == 0 && n == d->frame_len;
+
+    if (is_control(d->opcode)) {
+        memcpy(d->ctrl + d->frame_got, p, n);
+    } else {
+        if (d->msg_opcode == WS_OP_TEXT && !ws_utf8_feed(&d->utf8, p, n))
+            return fail(d, WS_CLOSE_INVALID_DATA, "text is not valid UTF-8");
+        /* Zero copy when the message is this one frame, whole. */
+        if (!(whole && d->fin && d->msg_len == 0))
+            msg_append(d, p, n);
+    }
+    d->frame_got += n;
+    if (d->frame_got < d->frame_len)
+        return 0;
+
+    d->in_frame = false;
+    if (is_control(d->opcode)) {
+        size_t len = (size_t)d->frame_len;
+        if (d->opcode == WS_OP_CLOSE) {
+            int rc = check_close_payload(d, d->ctrl, len);
+            if (rc != 0)
+                return rc;
+        }
+        return cb(ud, d->opcode, d->ctrl, len) ? -1 : 0;
+    }
+    if (!d->fin)
+        return 0;
+    if (d->msg_opcode == WS_OP_TEXT && d->utf8 != 0)
+        return fail(d, WS_CLOSE_INVALID_DATA, "text ends inside a UTF-8 sequence");
+    unsigned op = d->msg_opcode;
+    d->msg_opcode = 0;
+    int stop;
+    if (whole && d->msg_len == 0)
+        stop = cb(ud, op, p, n);
+    else
+        stop = cb(ud, op, d->msg, d->msg_len);
+    d->msg_len = 0;
+    /* Give back a large reassembly buffer once the big message is done. */
+    if (d->msg_cap > 256 * 1024) {
+        free(d->msg);
+        d->msg = NULL;
+        d->msg_cap = 0;
+    }
+    return stop ? -1 : 0;
+}
+
+int ws_decoder_feed(ws_decoder *d, const uint8_t *data, size_t len,
+                    ws_message_fn cb, void *ud)
+{
+    if (d->error)
+        return d->error;
+    d->in = data;
+    d->in_len = len;
+    for (;;) {
+        struct wslay_frame_iocb io;
+        ssize_t r = wslay_frame_recv(d->wslay, &io);
+        if (r == WSLAY_ERR_WANT_READ)
+            return 0;
+        if (r < 0)
+            return fail(d, WS_CLOSE_PROTOCOL, "malformed frame header");
+        if (!d->in_frame) {
+            int rc = frame_start(d, &io);
+            if (rc != 0)
+                return rc;
+        }
+        int rc = frame_chunk(d, &io, cb, ud);
+        if (rc != 0)
+            return rc;
+    }
+}

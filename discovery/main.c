@@ -1,0 +1,169 @@
+/* discovery: the daemon that tracks which chat nodes are alive. Nodes
+ * register once, log in with their ports, and send heartbeats; clients and
+ * nodes ask for the active list. Not on the message path. This file reads
+ * the options, opens the registry, serves the API and sweeps expired nodes
+ * until SIGINT/SIGTERM. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/cli.h"
+#include "common/http_server.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "discovery/api.h"
+#include "discovery/registry.h"
+
+struct config {
+    char host[64];
+    int port;
+    char data_dir[512];
+    long ttl_s;
+    unsigned request_timeout_ms;
+    unsigned max_connections;
+};
+
+enum { OPT_LISTEN, OPT_DATA_DIR, OPT_TTL, OPT_REQUEST_TIMEOUT, OPT_MAX_CONNS, OPT_LOG_LEVEL };
+
+static const struct cli_option options[] = {
+    [OPT_LISTEN] = { "listen", 'l', "ADDR:PORT", "DISCOVERY_LISTEN",
+                     "where to listen (default 0.0.0.0:8080; [::]:PORT for dual stack; port 0 picks one)" },
+    [OPT_DATA_DIR] = { "data-dir", 'D', "DIR", "DISCOVERY_DATA_DIR",
+                       "where discovery.db lives (default ./data/discovery)" },
+    [OPT_TTL] = { "ttl", 't', "SECONDS", "DISCOVERY_TTL",
+                  "a node silent this long leaves the active list (default 3)" },
+    [OPT_REQUEST_TIMEOUT] = { "request-timeout-ms", 0, "MS", "DISCOVERY_REQUEST_TIMEOUT_MS",
+                              "time allowed to send a whole request; slower gets 408 (default 10000)" },
+    [OPT_MAX_CONNS] = { "max-connections", 0, "N", "DISCOVERY_MAX_CONNECTIONS",
+                        "open connections beyond this get 503 (default 10000)" },
+    [OPT_LOG_LEVEL] = { "log-level", 0, "LEVEL", "DCHAT_LOG_LEVEL",
+                        "debug, info, warn, error (default info)" },
+};
+
+static int set_option(int index, const char *v, void *ud, char *err, size_t errlen)
+{
+    struct config *c = ud;
+    long l;
+    switch (index) {
+    case OPT_LISTEN:
+        if (util_parse_hostport(v, "0.0.0.0", c->host, sizeof(c->host), &c->port) != 0) {
+            snprintf(err, errlen, "expected ADDR:PORT, [IPV6]:PORT or PORT");
+            return -1;
+        }
+        return 0;
+    case OPT_DATA_DIR:
+        if (strlen(v) >= sizeof(c->data_dir)) {
+            snprintf(err, errlen, "path too long");
+            return -1;
+        }
+        strcpy(c->data_dir, v);
+        return 0;
+    case OPT_TTL:
+        if (util_parse_long(v, 1, 86400, &l) != 0) {
+            snprintf(err, errlen, "expected whole seconds between 1 and 86400");
+            return -1;
+        }
+        c->ttl_s = l;
+        return 0;
+    case OPT_REQUEST_TIMEOUT:
+        if (util_parse_long(v, 50, 3600000, &l) != 0) {
+            snprintf(err, errlen, "expected milliseconds between 50 and 3600000");
+            return -1;
+        }
+        c->request_timeout_ms = (unsigned)l;
+        return 0;
+    case OPT_MAX_CONNS:
+        if (util_parse_long(v, 1, 1000000, &l) != 0) {
+            snprintf(err, errlen, "expected a count between 1 and 1000000");
+            return -1;
+        }
+        c->max_connections = (unsigned)l;
+        return 0;
+    case OPT_LOG_LEVEL: {
+        enum log_level lvl;
+        if (log_parse_level(v, &lvl) != 0) {
+            snprintf(err, errlen, "expected debug, info, warn or error");
+            return -1;
+        }
+        log_set_level(lvl);
+        return 0;
+    }
+    }
+    return -1;
+}
+
+static uv_signal_t sig_int, sig_term;
+static uv_timer_t sweep;
+static http_server *server;
+
+static void sweep_cb(uv_timer_t *t)
+{
+    struct api *a = t->data;
+    registry_expire(a->reg, util_now_ms(), a->ttl_ms);
+}
+
+static void signal_cb(uv_signal_t *s, int signum)
+{
+    log_info("received %s; stopping", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    uv_close((uv_handle_t *)&sig_int, NULL);
+    uv_close((uv_handle_t *)&sig_term, NULL);
+    uv_close((uv_handle_t *)&sweep, NULL);
+    http_server_close(server, NULL, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    struct config c = { .host = "0.0.0.0", .port = 8080, .data_dir = "data/discovery",
+                        .ttl_s = 3 };
+    log_init("discovery");
+    cli_parse(argc, argv, "discovery", "[OPTIONS]",
+              "The dchat discovery daemon: tracks which chat nodes are alive and tells\n"
+              "nodes and clients where they are (HTTP/JSON, see docs/DISCOVERY.md).",
+              options, (int)ARRAY_SIZE(options), set_option, &c);
+    signal(SIGPIPE, SIG_IGN);
+    srand((unsigned)(util_now_ns() ^ (uint64_t)getpid()));
+
+    char err[512];
+    registry *reg = registry_open(c.data_dir, err, sizeof(err));
+    if (reg == NULL) {
+        log_error("%s; pass a writable --data-dir", err);
+        return EX_CANTCREAT;
+    }
+    struct api a = { .reg = reg, .ttl_ms = (uint64_t)c.ttl_s * 1000 };
+    uv_loop_t *loop = uv_default_loop();
+    struct http_server_config hc = {
+        .handler = api_handle,
+        .ud = &a,
+        .max_body_bytes = 64 * 1024,
+        .request_timeout_ms = c.request_timeout_ms,
+        .max_connections = c.max_connections,
+    };
+    int rc = http_server_start(loop, c.host, c.port, &hc, &server);
+    if (rc != 0) {
+        log_error("cannot listen on %s:%d: %s; pick another --listen address or port",
+                  c.host, c.port, uv_strerror(rc));
+        registry_close(reg);
+        return EX_UNAVAILABLE;
+    }
+    printf("discovery listening on %s:%d\n", c.host, http_server_port(server));
+    fflush(stdout);
+    log_info("listening on %s:%d, data in %s, ttl %ld s", c.host, http_server_port(server),
+             c.data_dir, c.ttl_s);
+
+    uv_timer_init(loop, &sweep);
+    sweep.data = &a;
+    uint64_t period = UTIL_MAX(a.ttl_ms / 4, (uint64_t)100);
+    uv_timer_start(&sweep, sweep_cb, period, period);
+    uv_signal_init(loop, &sig_int);
+    uv_signal_init(loop, &sig_term);
+    uv_signal_start(&sig_int, signal_cb, SIGINT);
+    uv_signal_start(&sig_term, signal_cb, SIGTERM);
+
+    uv_run(loop, UV_RUN_DEFAULT);
+    uv_loop_close(loop);
+    registry_close(reg);
+    return 0;
+}

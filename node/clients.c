@@ -1,0 +1,160 @@
+/* clients: see clients.h. Open clients sit in a dense array so that a
+ * broadcast is a straight loop of reference pushes; each client knows its
+ * slot, so removal is a swap with the last. */
+#include "node/clients.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "common/ws.h"
+#include "common/ws_conn.h"
+#include "node/message.h"
+#include "node/relay.h"
+
+struct client {
+    struct clients *set;
+    ws_conn *conn;
+    size_t index;
+};
+
+struct clients {
+    node *n;
+    struct client **all;
+    size_t count, cap;
+    bool closing;
+    void (*closed_done)(node *n);
+};
+
+struct clients *clients_new(node *n)
+{
+    struct clients *cs = xcalloc(1, sizeof(*cs));
+    cs->n = n;
+    return cs;
+}
+
+static void send_error(struct client *c, const char *error)
+{
+    node *n = c->set->n;
+    n->counters.client_errors++;
+    msgbuf *f = message_error_frame(n->id, error);
+    ws_conn_send_frame(c->conn, f);
+    msgbuf_unref(f);
+}
+
+static void on_text(ws_conn *conn, const char *data, size_t len, void *ud)
+{
+    struct client *c = ud;
+    node *n = c->set->n;
+    struct client_request req;
+    char err[256];
+
+    int kind = message_parse_request(data, len, &req, err, sizeof(err));
+    switch (kind) {
+    case MESSAGE_IGNORE:
+        log_debug("ignoring a non-JSON text frame from client %s", ws_conn_peer_addr(conn));
+        break;
+    case MESSAGE_ERROR:
+        send_error(c, err);
+        break;
+    case MESSAGE_NEW:
+        if (relay_local(n, &req.msg) != 0)
+            send_error(c, n->id == 0 ? "node is not registered with discovery yet; retry shortly"
+                                     : "node cannot accept messages now (sequence lease not writable)");
+        break;
+    case MESSAGE_SYNC:
+        /* Catch-up from the history store comes with the history issue;
+         * until then there is nothing stored to send. DSatter clients never
+         * send this unasked. */
+        send_error(c, "clientSyncRequest is not supported by this node yet");
+        break;
+    }
+    message_request_free(&req);
+}
+
+static void on_close(ws_conn *conn, int code, void *ud)
+{
+    struct client *c = ud;
+    struct clients *cs = c->set;
+    struct client *last = cs->all[--cs->count];
+    cs->all[c->index] = last;
+    last->index = c->index;
+    log_debug("client %s closed (code %d), %zu left", ws_conn_peer_addr(conn), code,
+              cs->count);
+    free(c);
+    if (cs->closing && cs->count == 0 && cs->closed_done) {
+        void (*done)(node *) = cs->closed_done;
+        cs->closed_done = NULL;
+        done(cs->n);
+    }
+}
+
+int clients_on_upgrade(http_request *req, uv_tcp_t *tcp, const char *rest,
+                       size_t rest_len, void *ud)
+{
+    node *n = ud;
+    struct clients *cs = n->clients;
+    if (cs->closing) {
+        http_respond_error(req, 503, "node is shutting down; connect to another node");
+        return 0;
+    }
+    struct ws_conn_config cfg = {
+        .max_message = n->cfg.max_message,
+        .max_queue = n->cfg.max_queue,
+        .ping_interval_ms = n->cfg.ping_ms,
+        .close_timeout_ms = 2000,
+    };
+    struct ws_conn_callbacks cb = { .on_text = on_text, .on_close = on_close };
+    struct client *c = xcalloc(1, sizeof(*c));
+    c->set = cs;
+    char err[160];
+    int status;
+    if (ws_conn_accept(n->loop, req, tcp, rest, rest_len, &cfg, &cb, c, &c->conn,
+                       &status, err, sizeof(err)) != 0) {
+        free(c);
+        http_respond_error(req, status, "WebSocket handshake refused: %s", err);
+        return 0;
+    }
+    if (cs->count == cs->cap) {
+        cs->cap = cs->cap ? 2 * cs->cap : 64;
+        cs->all = xrealloc(cs->all, cs->cap * sizeof(*cs->all));
+    }
+    c->index = cs->count;
+    cs->all[cs->count++] = c;
+    log_debug("client %s connected, %zu clients", req->peer_addr, cs->count);
+    return 1;
+}
+
+size_t clients_broadcast(struct clients *cs, msgbuf *frame)
+{
+    /* A send can only fail by starting a close; on_close (which reorders
+     * the array) runs later, from the loop, so the loop is stable. */
+    for (size_t i = 0; i < cs->count; i++)
+        ws_conn_send_frame(cs->all[i]->conn, frame);
+    return cs->count;
+}
+
+size_t clients_count(const struct clients *cs) { return cs->count; }
+
+void clients_close_all(struct clients *cs, int code, void (*done)(node *n))
+{
+    cs->closing = true;
+    cs->closed_done = done;
+    if (cs->count == 0) {
+        cs->closed_done = NULL;
+        if (done)
+            done(cs->n);
+        return;
+    }
+    for (size_t i = 0; i < cs->count; i++)
+        ws_conn_close(cs->all[i]->conn, code, "node shutting down");
+}
+
+void clients_free(struct clients *cs)
+{
+    if (cs == NULL)
+        return;
+    free(cs->all);
+    free(cs);
+}

@@ -1,0 +1,34 @@
+/* clients: the WebSocket clients of this node. The client port's HTTP
+ * server hands every upgrade request here; each client's text frames are
+ * parsed as DSatter requests and passed to the relay; frames for all
+ * clients go out through clients_broadcast(), one shared buffer each. */
+#ifndef DCHAT_CLIENTS_H
+#define DCHAT_CLIENTS_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#include "common/http_server.h"
+#include "common/msgbuf.h"
+#include "node/node.h"
+
+struct clients *clients_new(node *n);
+
+/* The http_upgrade_fn of the client port (ud is the node). */
+int clients_on_upgrade(http_request *req, uv_tcp_t *tcp, const char *rest,
+                       size_t rest_len, void *ud);
+
+/* Queues frame (a complete WebSocket frame) to every open client; a client
+ * over its queue bound is closed with 1008 by its connection. Returns the
+ * number of clients it was queued to. */
+size_t clients_broadcast(struct clients *cs, msgbuf *frame);
+
+size_t clients_count(const struct clients *cs);
+
+/* Closes every client with code (1001 on shutdown); done(n) runs once the
+ * last one is gone. */
+void clients_close_all(struct clients *cs, int code, void (*done)(node *n));
+
+void clients_free(struct clients *cs);
+
+#endif

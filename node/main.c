@@ -1,0 +1,282 @@
+/* node: the chat server. Serves WebSocket clients (the DSatter protocol)
+ * and plain HTTP status on the client port, links to every other active
+ * node over TCP on the sync port, and keeps its membership with the
+ * discovery daemon. This file reads the options, starts the modules in
+ * order and stops them in reverse on SIGINT/SIGTERM. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/cli.h"
+#include "common/http_client.h"
+#include "common/log.h"
+#include "common/msgbuf.h"
+#include "common/outq.h"
+#include "common/util.h"
+#include "node/clients.h"
+#include "node/membership.h"
+#include "node/mesh.h"
+#include "node/node.h"
+#include "node/relay.h"
+#include "node/status.h"
+
+#define NODE_SHUTDOWN_LIMIT_MS 5000
+
+enum {
+    OPT_DISCOVERY, OPT_LISTEN, OPT_CLIENT_PORT, OPT_SYNC_PORT, OPT_ADVERTISE,
+    OPT_DATA_DIR, OPT_MAX_MESSAGE, OPT_MAX_QUEUE, OPT_HEARTBEAT, OPT_PING,
+    OPT_HANDSHAKE, OPT_LOG_LEVEL, OPT_TEST_DROP,
+};
+
+static const struct cli_option node_options[] = {
+    [OPT_DISCOVERY] = { "discovery", 'd', "URL", "NODE_DISCOVERY",
+                        "discovery daemon (default http://127.0.0.1:8080)" },
+    [OPT_LISTEN] = { "listen", 'l', "ADDR", "NODE_LISTEN",
+                     "address both ports bind to (default 0.0.0.0; :: for dual stack)" },
+    [OPT_CLIENT_PORT] = { "client-port", 'c', "PORT", "NODE_CLIENT_PORT",
+                          "WebSocket + HTTP port, 0 picks a free one (default 0)" },
+    [OPT_SYNC_PORT] = { "sync-port", 's', "PORT", "NODE_SYNC_PORT",
+                        "peer link port, 0 picks a free one (default 0)" },
+    [OPT_ADVERTISE] = { "advertise", 'a', "ADDR", "NODE_ADVERTISE",
+                        "address announced to discovery (default: as discovery sees us)" },
+    [OPT_DATA_DIR] = { "data-dir", 'D', "DIR", "NODE_DATA_DIR",
+                       "where the identity and sequence lease live (default ./data/node)" },
+    [OPT_MAX_MESSAGE] = { "max-message", 0, "BYTES", "NODE_MAX_MESSAGE",
+                          "largest client message; bigger closes with 1009 (default 65536)" },
+    [OPT_MAX_QUEUE] = { "max-queue", 0, "BYTES", "NODE_MAX_QUEUE",
+                        "outbound bytes per connection; more closes with 1008 (default 4194304)" },
+    [OPT_HEARTBEAT] = { "heartbeat-ms", 0, "MS", "NODE_HEARTBEAT_MS",
+                        "discovery heartbeat period; keep under a third of its --ttl (default 1000)" },
+    [OPT_PING] = { "ping-interval-ms", 0, "MS", "NODE_PING_INTERVAL_MS",
+                   "WebSocket ping period; clients that do not answer are dropped, 0 = off (default 10000)" },
+    [OPT_HANDSHAKE] = { "handshake-timeout-ms", 0, "MS", "NODE_HANDSHAKE_TIMEOUT_MS",
+                        "time allowed for an HTTP request or WebSocket handshake (default 10000)" },
+    [OPT_LOG_LEVEL] = { "log-level", 0, "LEVEL", "DCHAT_LOG_LEVEL",
+                        "debug, info, warn, error (default info)" },
+    [OPT_TEST_DROP] = { "test-drop-every", 0, "N", NULL,
+                        "TESTS ONLY: drop every Nth message from peers before local delivery" },
+};
+
+static int copy_opt(char *dst, size_t len, const char *v, char *err, size_t errlen)
+{
+    if (strlen(v) >= len) {
+        snprintf(err, errlen, "too long (at most %zu characters)", len - 1);
+        return -1;
+    }
+    strcpy(dst, v);
+    return 0;
+}
+
+static int set_option(int index, const char *v, void *ud, char *err, size_t errlen)
+{
+    struct node_config *c = ud;
+    long l;
+    char host[64];
+    int port;
+
+    switch (index) {
+    case OPT_DISCOVERY:
+        if (http_client_parse_url(v, host, sizeof(host), &port, NULL, 0) != 0) {
+            snprintf(err, errlen, "expected http://HOST:PORT");
+            return -1;
+        }
+        return copy_opt(c->discovery_url, sizeof(c->discovery_url), v, err, errlen);
+    case OPT_LISTEN:
+        return copy_opt(c->listen_host, sizeof(c->listen_host), v, err, errlen);
+    case OPT_CLIENT_PORT:
+    case OPT_SYNC_PORT:
+        if (util_parse_long(v, 0, 65535, &l) != 0) {
+            snprintf(err, errlen, "expected a port number 0..65535");
+            return -1;
+        }
+        *(index == OPT_CLIENT_PORT ? &c->client_port : &c->sync_port) = (int)l;
+        return 0;
+    case OPT_ADVERTISE:
+        return copy_opt(c->advertise, sizeof(c->advertise), v, err, errlen);
+    case OPT_DATA_DIR:
+        return copy_opt(c->data_dir, sizeof(c->data_dir), v, err, errlen);
+    case OPT_MAX_MESSAGE:
+        if (util_parse_long(v, 128, 16 << 20, &l) != 0) {
+            snprintf(err, errlen, "expected bytes between 128 and 16777216");
+            return -1;
+        }
+        c->max_message = (size_t)l;
+        return 0;
+    case OPT_MAX_QUEUE:
+        if (util_parse_long(v, 4096, 1L << 30, &l) != 0) {
+            snprintf(err, errlen, "expected bytes between 4096 and 1073741824");
+            return -1;
+        }
+        c->max_queue = (size_t)l;
+        return 0;
+    case OPT_HEARTBEAT:
+        if (util_parse_long(v, 50, 600000, &l) != 0) {
+            snprintf(err, errlen, "expected milliseconds between 50 and 600000");
+            return -1;
+        }
+        c->heartbeat_ms = (unsigned)l;
+        return 0;
+    case OPT_PING:
+        if (util_parse_long(v, 0, 3600000, &l) != 0) {
+            snprintf(err, errlen, "expected milliseconds between 0 and 3600000");
+            return -1;
+        }
+        c->ping_ms = (unsigned)l;
+        return 0;
+    case OPT_HANDSHAKE:
+        if (util_parse_long(v, 50, 600000, &l) != 0) {
+            snprintf(err, errlen, "expected milliseconds between 50 and 600000");
+            return -1;
+        }
+        c->handshake_ms = (unsigned)l;
+        return 0;
+    case OPT_LOG_LEVEL: {
+        enum log_level lvl;
+        if (log_parse_level(v, &lvl) != 0) {
+            snprintf(err, errlen, "expected debug, info, warn or error");
+            return -1;
+        }
+        log_set_level(lvl);
+        return 0;
+    }
+    case OPT_TEST_DROP:
+        if (util_parse_long(v, 0, 1000000000, &l) != 0) {
+            snprintf(err, errlen, "expected a count");
+            return -1;
+        }
+        c->test_drop_every = (unsigned)l;
+        return 0;
+    }
+    return -1;
+}
+
+/* --- shutdown: clients and discovery first, then links and ports -------- */
+
+static uv_signal_t sig_int, sig_term;
+static uv_timer_t shutdown_timer;
+static int shutdown_steps;
+
+static void http_closed_cb(void *ud) { (void)ud; }
+
+static void shutdown_step_done(node *n)
+{
+    if (--shutdown_steps > 0)
+        return;
+    mesh_stop(n->mesh);
+    http_server_close(n->http, http_closed_cb, n);
+    uv_close((uv_handle_t *)&shutdown_timer, NULL);
+    log_info("stopped");
+}
+
+static void shutdown_limit_cb(uv_timer_t *t)
+{
+    log_warn("shutdown did not finish within %d ms; stopping anyway",
+             NODE_SHUTDOWN_LIMIT_MS);
+    uv_stop(t->loop);
+}
+
+static void signal_cb(uv_signal_t *s, int signum)
+{
+    node *n = s->data;
+    if (n->stopping)
+        return;
+    n->stopping = true;
+    log_info("received %s; logging out, closing clients and links",
+             signum == SIGINT ? "SIGINT" : "SIGTERM");
+    uv_close((uv_handle_t *)&sig_int, NULL);
+    uv_close((uv_handle_t *)&sig_term, NULL);
+    uv_timer_init(n->loop, &shutdown_timer);
+    uv_timer_start(&shutdown_timer, shutdown_limit_cb, NODE_SHUTDOWN_LIMIT_MS, 0);
+    uv_unref((uv_handle_t *)&shutdown_timer);
+    shutdown_steps = 2;
+    membership_stop(n, shutdown_step_done);
+    clients_close_all(n->clients, 1001, shutdown_step_done);
+}
+
+static void close_walk_cb(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    static node n;
+    struct node_config *c = &n.cfg;
+
+    log_init("node");
+    strcpy(c->discovery_url, "http://127.0.0.1:8080");
+    strcpy(c->listen_host, "0.0.0.0");
+    strcpy(c->data_dir, "data/node");
+    c->max_message = 64 * 1024;
+    c->max_queue = 4 * 1024 * 1024;
+    c->heartbeat_ms = 1000;
+    c->ping_ms = 10000;
+    c->handshake_ms = 10000;
+    cli_parse(argc, argv, "node", "[OPTIONS]",
+              "A dchat chat node: WebSocket clients (DSatter protocol) on the client port,\n"
+              "a full-mesh TCP relay to the other nodes on the sync port, membership\n"
+              "through the discovery daemon.",
+              node_options, (int)ARRAY_SIZE(node_options), set_option, c);
+
+    signal(SIGPIPE, SIG_IGN);
+    n.loop = uv_default_loop();
+    n.started_ms = util_now_ms();
+
+    if (membership_load(&n) != 0 || relay_init(&n) != 0)
+        return EX_CANTCREAT;
+    n.clients = clients_new(&n);
+
+    struct http_server_config hc = {
+        .handler = status_handle,
+        .on_upgrade = clients_on_upgrade,
+        .ud = &n,
+        .request_timeout_ms = c->handshake_ms, /* bounds the WebSocket handshake too */
+    };
+    int rc = http_server_start(n.loop, c->listen_host, c->client_port, &hc, &n.http);
+    if (rc != 0) {
+        log_error("cannot listen for clients on %s:%d: %s; pick another --client-port "
+                  "or --listen address", c->listen_host, c->client_port, uv_strerror(rc));
+        return EX_UNAVAILABLE;
+    }
+    n.client_port = http_server_port(n.http);
+    rc = mesh_start(&n);
+    if (rc != 0) {
+        log_error("cannot listen for peers on %s:%d: %s; pick another --sync-port",
+                  c->listen_host, c->sync_port, uv_strerror(rc));
+        return EX_UNAVAILABLE;
+    }
+
+    if (n.id)
+        printf("node %u listening clients on %s:%d sync on %s:%d\n", n.id,
+               c->listen_host, n.client_port, c->listen_host, n.sync_port);
+    else
+        printf("node (registering) listening clients on %s:%d sync on %s:%d\n",
+               c->listen_host, n.client_port, c->listen_host, n.sync_port);
+    fflush(stdout);
+    log_info("clients on %s:%d, peers on %s:%d, discovery %s", c->listen_host,
+             n.client_port, c->listen_host, n.sync_port, c->discovery_url);
+
+    membership_start(&n);
+
+    uv_signal_init(n.loop, &sig_int);
+    uv_signal_init(n.loop, &sig_term);
+    sig_int.data = sig_term.data = &n;
+    uv_signal_start(&sig_int, signal_cb, SIGINT);
+    uv_signal_start(&sig_term, signal_cb, SIGTERM);
+
+    uv_run(n.loop, UV_RUN_DEFAULT);
+
+    /* Whatever is still open (the shutdown limit fired) is closed now so
+     * the loop can be closed and leak checkers see a clean exit. */
+    outq_shutdown(n.loop);
+    uv_walk(n.loop, close_walk_cb, NULL);
+    uv_run(n.loop, UV_RUN_DEFAULT);
+    relay_free(&n);
+    clients_free(n.clients);
+    uv_loop_close(n.loop);
+    msgbuf_trim();
+    return 0;
+}

@@ -1,0 +1,562 @@
+/* mesh: see mesh.h. Links and peers:
+ *  - a peer is a node we know of (from discovery, or from its hello);
+ *  - a link is one TCP connection, dialled or accepted, that becomes "up"
+ *    once both hellos are exchanged; a peer has at most one link.
+ * Both sides may dial (a joining node dials everyone it learns of at
+ * login, without waiting for their next heartbeat). When dials cross, the
+ * link dialled by the lower id wins on both sides, before either is up, so
+ * no message is ever sent on a link that is then dropped by the rule. An
+ * inbound hello from a peer whose link is already up means the peer lost
+ * its side: the new link replaces the old one. */
+#include "node/mesh.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/netaddr.h"
+#include "common/outq.h"
+#include "common/util.h"
+#include "node/peer_proto.h"
+#include "node/relay.h"
+
+#define MESH_TICK_MS 100
+#define MESH_HELLO_TIMEOUT_MS 5000
+#define MESH_BACKOFF_MIN_MS 100
+#define MESH_BACKOFF_MAX_MS 5000
+#define MESH_READ_BUF (256 * 1024)
+
+enum link_state { LINK_CONNECTING, LINK_HELLO, LINK_UP, LINK_CLOSING };
+
+struct peer;
+
+struct link {
+    struct mesh *mesh;
+    uv_tcp_t *tcp;            /* heap: freed in link_closed_cb */
+    uv_connect_t connect_req;
+    outq q;
+    peer_decoder dec;
+    struct peer *peer;        /* set for dialled links, and once hello'd */
+    uint32_t peer_id;         /* expected (dialled) or announced (hello) */
+    bool outbound;
+    enum link_state state;
+    uint64_t since_ms;        /* when it was opened; then when it came up */
+    size_t up_index;          /* position in mesh->up while up */
+    struct link *next_all, *prev_all;
+    char addr[80];
+};
+
+struct peer {
+    struct peer_info info;
+    struct link *link;
+    bool listed;              /* in discovery's last list */
+    unsigned backoff_ms;
+    uint64_t next_dial_ms;
+    uint64_t up_since_ms;
+};
+
+struct mesh {
+    node *n;
+    uv_tcp_t listener;
+    uv_timer_t tick;
+    struct peer **peers;
+    size_t npeers, cappeers;
+    struct link **up;         /* dense, for broadcast */
+    size_t nup, capup;
+    struct link *all;         /* every open link */
+    unsigned pending_closes;  /* handles whose close callback is due */
+    bool stopping;
+    char rbuf[MESH_READ_BUF]; /* shared read buffer: the decoder copies any
+                                 partial frame it must keep */
+};
+
+static void link_close(struct link *l, const char *why);
+
+/* Drops one pending close; a stopping mesh is freed with the last one. */
+static void mesh_release(struct mesh *m)
+{
+    if (--m->pending_closes > 0 || !m->stopping)
+        return;
+    free(m->peers);
+    free(m->up);
+    m->n->mesh = NULL;
+    free(m);
+}
+
+/* --- peers -------------------------------------------------------------- */
+
+static struct peer *peer_find(struct mesh *m, uint32_t id)
+{
+    for (size_t i = 0; i < m->npeers; i++)
+        if (m->peers[i]->info.id == id)
+            return m->peers[i];
+    return NULL;
+}
+
+static struct peer *peer_add(struct mesh *m, uint32_t id)
+{
+    if (m->npeers == m->cappeers) {
+        m->cappeers = m->cappeers ? 2 * m->cappeers : 8;
+        m->peers = xrealloc(m->peers, m->cappeers * sizeof(*m->peers));
+    }
+    struct peer *p = xcalloc(1, sizeof(*p));
+    p->info.id = id;
+    p->backoff_ms = MESH_BACKOFF_MIN_MS;
+    m->peers[m->npeers++] = p;
+    return p;
+}
+
+static void peer_remove(struct mesh *m, struct peer *p)
+{
+    for (size_t i = 0; i < m->npeers; i++) {
+        if (m->peers[i] == p) {
+            m->peers[i] = m->peers[--m->npeers];
+            break;
+        }
+    }
+    free(p);
+}
+
+/* --- links up / down ---------------------------------------------------- */
+
+static void link_set_up(struct link *l)
+{
+    struct mesh *m = l->mesh;
+    if (m->nup == m->capup) {
+        m->capup = m->capup ? 2 * m->capup : 8;
+        m->up = xrealloc(m->up, m->capup * sizeof(*m->up));
+    }
+    l->state = LINK_UP;
+    l->since_ms = util_now_ms();
+    l->up_index = m->nup;
+    m->up[m->nup++] = l;
+    l->peer->backoff_ms = MESH_BACKOFF_MIN_MS;
+    l->peer->up_since_ms = l->since_ms;
+    log_info("link to node %u up (%s, %s)", l->peer_id,
+             l->outbound ? "dialled" : "accepted", l->addr);
+}
+
+static void link_unset_up(struct link *l)
+{
+    struct mesh *m = l->mesh;
+    if (l->state != LINK_UP)
+        return;
+    struct link *last = m->up[--m->nup];
+    m->up[l->up_index] = last;
+    last->up_index = l->up_index;
+}
+
+static void link_closed_cb(uv_handle_t *h)
+{
+    struct link *l = h->data;
+    struct mesh *m = l->mesh;
+    outq_discard(&l->q);
+    peer_decoder_free(&l->dec);
+    free(l->tcp);
+    free(l);
+    mesh_release(m);
+}
+
+static void link_close(struct link *l, const char *why)
+{
+    struct mesh *m = l->mesh;
+    if (l->state == LINK_CLOSING)
+        return;
+    if (why != NULL) {
+        if (l->state == LINK_UP)
+            log_warn("link to node %u (%s) down: %s", l->peer_id, l->addr, why);
+        else
+            log_info("link %s %s dropped: %s", l->outbound ? "to" : "from",
+                     l->addr, why);
+    }
+    link_unset_up(l);
+    l->state = LINK_CLOSING;
+    if (l->peer != NULL && l->peer->link == l) {
+        struct peer *p = l->peer;
+        p->link = NULL;
+        unsigned jitter = (unsigned)rand() % (p->backoff_ms / 2 + 1);
+        p->next_dial_ms = util_now_ms() + p->backoff_ms + jitter;
+        p->backoff_ms = UTIL_MIN(p->backoff_ms * 2, MESH_BACKOFF_MAX_MS);
+        if (!p->listed && !m->stopping)
+            peer_remove(m, p); /* known only from its hello */
+    }
+    if (l->next_all)
+        l->next_all->prev_all = l->prev_all;
+    if (l->prev_all)
+        l->prev_all->next_all = l->next_all;
+    else
+        m->all = l->next_all;
+    l->next_all = l->prev_all = NULL;
+    m->pending_closes++;
+    uv_close((uv_handle_t *)l->tcp, link_closed_cb);
+}
+
+static void link_write_error_cb(outq *q, int status, void *ud)
+{
+    struct link *l = ud;
+    link_close(l, uv_strerror(status));
+}
+
+/* --- reading ------------------------------------------------------------ */
+
+static void link_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct link *l = h->data;
+    buf->base = l->mesh->rbuf;
+    buf->len = sizeof(l->mesh->rbuf);
+}
+
+static void link_send(struct link *l, msgbuf *b)
+{
+    int rc = outq_push(&l->q, b);
+    if (rc != 0)
+        link_close(l, rc == UV_ENOBUFS ? "peer does not read fast enough (queue bound)"
+                                       : uv_strerror(rc));
+}
+
+/* An inbound hello: decide whether this link is the one to keep. */
+static int link_hello(struct link *l, uint32_t id)
+{
+    struct mesh *m = l->mesh;
+    uint32_t self = m->n->id;
+
+    if (id == 0 || id == self) {
+        link_close(l, id ? "hello from a node with our own id" : "hello without a node id");
+        return -1;
+    }
+    if (l->outbound) {
+        if (id != l->peer_id) {
+            link_close(l, "peer answered with another node id");
+            return -1;
+        }
+        link_set_up(l);
+        return 0;
+    }
+    if (self == 0) {
+        link_close(l, "not registered with discovery yet");
+        return -1;
+    }
+    struct peer *p = peer_find(m, id);
+    if (p == NULL) {
+        p = peer_add(m, id);
+        /* Known only from its hello: the address is the one it came from. */
+        netaddr_peer(l->tcp, p->info.address, sizeof(p->info.address), NULL);
+    }
+    struct link *old = p->link;
+    if (old != NULL) {
+        if (old->outbound && old->state != LINK_UP && self < id) {
+            /* Crossed dials: the lower id keeps the link it dialled. */
+            link_close(l, "crossed dial; keeping the link we dialled");
+            return -1;
+        }
+        /* Detach first: closing must not retire the peer we keep using. */
+        old->peer = NULL;
+        p->link = NULL;
+        link_close(old, old->state == LINK_UP
+                            ? "peer dialled again; replacing the old link"
+                            : "crossed dial; keeping the link the lower id dialled");
+    }
+    l->peer = p;
+    l->peer_id = id;
+    p->link = l;
+    msgbuf *hello = peer_proto_hello(self);
+    link_send(l, hello);
+    msgbuf_unref(hello);
+    if (l->state == LINK_CLOSING)
+        return -1;
+    link_set_up(l);
+    return 0;
+}
+
+/* Called by the decoder per frame; non-zero stops it (the link closed). */
+static int link_frame_cb(const struct peer_frame *f, void *ud)
+{
+    struct link *l = ud;
+    if (f->type == PEER_HELLO) {
+        if (l->state != LINK_HELLO) {
+            link_close(l, "second hello on a link");
+            return -1;
+        }
+        return link_hello(l, f->origin);
+    }
+    if (l->state != LINK_UP) {
+        link_close(l, "frame before hello");
+        return -1;
+    }
+    if (f->type == PEER_MSG)
+        relay_remote(l->mesh->n, &f->msg);
+    return 0;
+}
+
+static void link_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct link *l = s->data;
+    if (nread == 0 || l->state == LINK_CLOSING)
+        return;
+    if (nread < 0) {
+        link_close(l, nread == UV_EOF ? "closed by the peer" : uv_strerror((int)nread));
+        return;
+    }
+    char err[160];
+    if (peer_decoder_feed(&l->dec, buf->base, (size_t)nread, link_frame_cb, l,
+                          err, sizeof(err)) < 0 && l->state != LINK_CLOSING) {
+        if (l->state != LINK_UP)
+            log_warn("refusing a link from %s: %s", l->addr, err);
+        log_warn("peer %s sent a bad frame: %s; disconnecting it", l->addr, err);
+        link_close(l, NULL);
+    }
+}
+
+/* --- opening links ------------------------------------------------------ */
+
+static struct link *link_new(struct mesh *m, bool outbound)
+{
+    struct link *l = xcalloc(1, sizeof(*l));
+    l->mesh = m;
+    l->outbound = outbound;
+    l->since_ms = util_now_ms();
+    l->tcp = xmalloc(sizeof(*l->tcp));
+    uv_tcp_init(m->n->loop, l->tcp);
+    l->tcp->data = l;
+    outq_init(&l->q, (uv_stream_t *)l->tcp, m->n->cfg.max_queue * 4,
+              link_write_error_cb, l);
+    peer_decoder_init(&l->dec, PEER_PROTO_MAX_FRAME);
+    l->next_all = m->all;
+    if (m->all)
+        m->all->prev_all = l;
+    m->all = l;
+    return l;
+}
+
+static void link_start_reading(struct link *l)
+{
+    uv_tcp_nodelay(l->tcp, 1);
+    int rc = uv_read_start((uv_stream_t *)l->tcp, link_alloc_cb, link_read_cb);
+    if (rc != 0)
+        link_close(l, uv_strerror(rc));
+}
+
+static void link_connected_cb(uv_connect_t *req, int status)
+{
+    struct link *l = container_of(req, struct link, connect_req);
+    if (l->state == LINK_CLOSING)
+        return;
+    if (status != 0) {
+        link_close(l, uv_strerror(status));
+        return;
+    }
+    l->state = LINK_HELLO;
+    msgbuf *hello = peer_proto_hello(l->mesh->n->id);
+    link_send(l, hello);
+    msgbuf_unref(hello);
+    if (l->state != LINK_CLOSING)
+        link_start_reading(l);
+}
+
+static void peer_dial(struct mesh *m, struct peer *p)
+{
+    struct sockaddr_storage sa;
+    if (netaddr_parse(p->info.address, p->info.sync_port, &sa) != 0) {
+        log_warn("node %u has an unusable address '%s'; not dialling it",
+                 p->info.id, p->info.address);
+        p->next_dial_ms = util_now_ms() + MESH_BACKOFF_MAX_MS;
+        return;
+    }
+    struct link *l = link_new(m, true);
+    l->peer = p;
+    l->peer_id = p->info.id;
+    l->state = LINK_CONNECTING;
+    snprintf(l->addr, sizeof(l->addr), "%s:%d", p->info.address, p->info.sync_port);
+    p->link = l;
+    log_debug("dialling node %u at %s", p->info.id, l->addr);
+    int rc = uv_tcp_connect(&l->connect_req, l->tcp, (struct sockaddr *)&sa,
+                            link_connected_cb);
+    if (rc != 0)
+        link_close(l, uv_strerror(rc));
+}
+
+static void accept_cb(uv_stream_t *server, int status)
+{
+    struct mesh *m = server->data;
+    if (status != 0) {
+        log_warn("accepting a peer link failed: %s", uv_strerror(status));
+        return;
+    }
+    struct link *l = link_new(m, false);
+    if (uv_accept(server, (uv_stream_t *)l->tcp) != 0) {
+        link_close(l, NULL);
+        return;
+    }
+    char ip[48];
+    int port = 0;
+    if (netaddr_peer(l->tcp, ip, sizeof(ip), &port) == 0)
+        snprintf(l->addr, sizeof(l->addr), "%s:%d", ip, port);
+    else
+        strcpy(l->addr, "?");
+    l->state = LINK_HELLO;
+    if (m->stopping) {
+        link_close(l, "node is stopping");
+        return;
+    }
+    link_start_reading(l);
+}
+
+/* --- the tick: dials due, hellos overdue -------------------------------- */
+
+static void tick_cb(uv_timer_t *t)
+{
+    struct mesh *m = t->data;
+    uint64_t now = util_now_ms();
+
+    for (struct link *l = m->all, *next; l != NULL; l = next) {
+        next = l->next_all;
+        if (l->state != LINK_UP && now - l->since_ms > MESH_HELLO_TIMEOUT_MS)
+            link_close(l, "no hello within 5 s");
+    }
+    if (m->n->id == 0)
+        return;
+    for (size_t i = 0; i < m->npeers; i++) {
+        struct peer *p = m->peers[i];
+        if (p->listed && p->link == NULL && now >= p->next_dial_ms)
+            peer_dial(m, p);
+    }
+}
+
+/* --- public ------------------------------------------------------------- */
+
+int mesh_start(node *n)
+{
+    struct mesh *m = xcalloc(1, sizeof(*m));
+    struct sockaddr_storage sa;
+    int rc;
+
+    m->n = n;
+    n->mesh = m;
+    rc = netaddr_parse(n->cfg.listen_host, n->cfg.sync_port, &sa);
+    if (rc != 0)
+        return UV_EINVAL;
+    uv_tcp_init(n->loop, &m->listener);
+    m->listener.data = m;
+    rc = uv_tcp_bind(&m->listener, (struct sockaddr *)&sa, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&m->listener, 128, accept_cb);
+    if (rc != 0)
+        return rc;
+    struct sockaddr_storage bound;
+    int len = sizeof(bound);
+    uv_tcp_getsockname(&m->listener, (struct sockaddr *)&bound, &len);
+    netaddr_to_string((struct sockaddr *)&bound, NULL, 0, &n->sync_port);
+    uv_timer_init(n->loop, &m->tick);
+    m->tick.data = m;
+    uv_timer_start(&m->tick, tick_cb, MESH_TICK_MS, MESH_TICK_MS);
+    return 0;
+}
+
+void mesh_update(struct mesh *m, const struct peer_info *list, size_t count,
+                 uint64_t asked_ms)
+{
+    if (m->stopping)
+        return;
+    for (size_t i = 0; i < m->npeers; i++)
+        m->peers[i]->listed = false;
+    for (size_t i = 0; i < count; i++) {
+        struct peer *p = peer_find(m, list[i].id);
+        if (p == NULL) {
+            p = peer_add(m, list[i].id);
+            log_info("node %u at %s (sync port %d) is active", list[i].id,
+                     list[i].address, list[i].sync_port);
+        }
+        p->listed = true;
+        if (strcmp(p->info.address, list[i].address) != 0 ||
+            p->info.sync_port != list[i].sync_port) {
+            /* Moved (restarted on other ports): the next dial goes there. */
+            p->next_dial_ms = 0;
+            p->backoff_ms = MESH_BACKOFF_MIN_MS;
+        }
+        p->info = list[i];
+    }
+    uint64_t now = util_now_ms();
+    for (size_t i = 0; i < m->npeers;) {
+        struct peer *p = m->peers[i];
+        if (p->listed) {
+            if (p->link == NULL && now >= p->next_dial_ms)
+                peer_dial(m, p);
+            i++;
+            continue;
+        }
+        if (p->link != NULL && p->link->since_ms >= asked_ms) {
+            i++; /* came up after the list was made: not its fault */
+            continue;
+        }
+        log_info("node %u left the active list; dropping it", p->info.id);
+        if (p->link != NULL) {
+            p->link->peer = NULL; /* so link_close does not touch p */
+            link_close(p->link, "node left the active list");
+        }
+        peer_remove(m, p); /* swaps the last peer into slot i */
+    }
+}
+
+size_t mesh_broadcast(struct mesh *m, msgbuf *frame)
+{
+    size_t sent = 0;
+    /* Walk backwards: a link that closes on a full queue swaps the last
+     * one into its slot, which has already been served. */
+    for (size_t i = m->nup; i-- > 0;) {
+        if (i >= m->nup)
+            continue;
+        link_send(m->up[i], frame);
+        sent++;
+    }
+    return sent;
+}
+
+size_t mesh_links_up(const struct mesh *m) { return m->nup; }
+
+json_t *mesh_status(const struct mesh *m)
+{
+    json_t *arr = json_array();
+    uint64_t now = util_now_ms();
+    for (size_t i = 0; i < m->npeers; i++) {
+        const struct peer *p = m->peers[i];
+        const struct link *l = p->link;
+        const char *state = l == NULL ? "down"
+                            : l->state == LINK_UP ? "up"
+                            : l->state == LINK_CLOSING ? "closing" : "connecting";
+        json_t *e = json_pack("{s:I, s:s, s:i, s:i, s:s, s:b}",
+                              "id", (json_int_t)p->info.id,
+                              "address", p->info.address,
+                              "syncport", p->info.sync_port,
+                              "clientport", p->info.client_port,
+                              "state", state,
+                              "listed", p->listed);
+        if (l != NULL) {
+            json_object_set_new(e, "direction", json_string(l->outbound ? "dialled" : "accepted"));
+            json_object_set_new(e, "sinceMs", json_integer((json_int_t)(now - l->since_ms)));
+            json_object_set_new(e, "queuedBytes", json_integer((json_int_t)outq_bytes(&l->q)));
+        }
+        json_array_append_new(arr, e);
+    }
+    return arr;
+}
+
+static void mesh_handle_closed_cb(uv_handle_t *h)
+{
+    mesh_release(h->data);
+}
+
+void mesh_stop(struct mesh *m)
+{
+    if (m->stopping)
+        return;
+    m->stopping = true;
+    while (m->all != NULL)
+        link_close(m->all, NULL);
+    for (size_t i = 0; i < m->npeers; i++)
+        free(m->peers[i]);
+    m->npeers = 0;
+    m->pending_closes += 2;
+    uv_close((uv_handle_t *)&m->listener, mesh_handle_closed_cb);
+    uv_close((uv_handle_t *)&m->tick, mesh_handle_closed_cb);
+}

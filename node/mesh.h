@@ -1,0 +1,50 @@
+/* mesh: exactly one TCP link to every other active node. The active list
+ * comes from discovery (through membership); the node with the lower id
+ * dials, the higher one accepts, so two nodes never race each other with
+ * simultaneous dials and never flap. A lost link to a node that is still
+ * active is re-dialled with exponential backoff; a node that leaves the
+ * active list is dropped. Frames go out through each link's write queue. */
+#ifndef DCHAT_MESH_H
+#define DCHAT_MESH_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/msgbuf.h"
+#include "node/node.h"
+
+struct peer_info {
+    uint32_t id;
+    char address[64];
+    int sync_port;
+    int client_port;
+};
+
+/* Binds the sync port (n->cfg.listen_host, n->cfg.sync_port) and starts
+ * accepting links; sets n->sync_port. Returns 0 or a UV_E* code. */
+int mesh_start(node *n);
+
+/* Applies discovery's list of the other active nodes. asked_ms is the
+ * monotonic time the request that produced the list was sent: links that
+ * came up after it are not dropped for being absent from it. */
+void mesh_update(struct mesh *m, const struct peer_info *list, size_t count,
+                 uint64_t asked_ms);
+
+/* Queues frame (a complete peer frame; a reference is taken per link) on
+ * every link that is up. Returns the number of links it was queued on. */
+size_t mesh_broadcast(struct mesh *m, msgbuf *frame);
+
+/* Number of links up. */
+size_t mesh_links_up(const struct mesh *m);
+
+/* A JSON array describing each known peer and its link, for /api/status.
+ * New reference. */
+json_t *mesh_status(const struct mesh *m);
+
+/* Closes the listener and every link (frames still queued are dropped:
+ * the peers learn of the shutdown from the closed socket), and frees the
+ * mesh once every handle is closed. */
+void mesh_stop(struct mesh *m);
+
+#endif

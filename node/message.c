@@ -1,0 +1,255 @@
+/* message: see message.h. Requests are parsed with jansson (they come one
+ * per client message, on the inbound side); frames out are written by hand
+ * into one buffer with room reserved for the WebSocket header, because
+ * they are written once per message per node and must be cheap. */
+#include "node/message.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "common/ws.h"
+
+#define SERVER_HEADER_MAX 10 /* unmasked: 2, 4 or 10 bytes */
+
+void message_request_free(struct client_request *req)
+{
+    json_decref(req->root);
+    free(req->marks);
+    memset(req, 0, sizeof(*req));
+}
+
+static enum message_kind errorf(char *err, size_t errlen, const char *fmt, const char *arg)
+{
+    snprintf(err, errlen, fmt, arg);
+    return MESSAGE_ERROR;
+}
+
+static enum message_kind parse_new(json_t *payload, struct client_request *req,
+                                   char *err, size_t errlen)
+{
+    json_t *text = json_object_get(payload, "text");
+    json_t *sender = json_object_get(payload, "sender");
+    json_t *chat = json_object_get(payload, "chatId");
+    if (!json_is_object(payload))
+        return errorf(err, errlen, "%s", "newMessageFromClient needs a \"payload\" object");
+    if (!json_is_string(text))
+        return errorf(err, errlen, "%s", text ? "payload field \"text\" must be a string"
+                                              : "payload field \"text\" is missing");
+    if (!json_is_string(sender))
+        return errorf(err, errlen, "%s", sender ? "payload field \"sender\" must be a string"
+                                                : "payload field \"sender\" is missing");
+    if (!json_is_integer(chat))
+        return errorf(err, errlen, "%s", chat ? "payload field \"chatId\" must be an integer"
+                                              : "payload field \"chatId\" is missing");
+    if (json_string_length(sender) > MESSAGE_SENDER_MAX)
+        return errorf(err, errlen, "%s", "payload field \"sender\" is longer than 256 bytes");
+    req->msg.text = json_string_value(text);
+    req->msg.text_len = (uint32_t)json_string_length(text);
+    req->msg.sender = json_string_value(sender);
+    req->msg.sender_len = (uint32_t)json_string_length(sender);
+    req->msg.chat_id = json_integer_value(chat);
+    return MESSAGE_NEW;
+}
+
+static enum message_kind parse_sync(json_t *payload, struct client_request *req,
+                                    char *err, size_t errlen)
+{
+    if (payload == NULL || (json_is_array(payload) && json_array_size(payload) == 0))
+        return MESSAGE_SYNC;
+    if (!json_is_object(payload))
+        return errorf(err, errlen, "%s",
+                      "clientSyncRequest payload must be an object of {\"<origin id>\": <highest id>}");
+    size_t n = json_object_size(payload);
+    if (n > MESSAGE_SYNC_MAX_MARKS)
+        return errorf(err, errlen, "%s", "clientSyncRequest has more than 10000 origins");
+    req->marks = xcalloc(n ? n : 1, sizeof(*req->marks));
+    const char *key;
+    json_t *v;
+    json_object_foreach(payload, key, v) {
+        long origin;
+        if (util_parse_long(key, 1, INT32_MAX, &origin) != 0)
+            return errorf(err, errlen, "clientSyncRequest origin \"%s\" is not a node id (1..2147483647)", key);
+        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+            (uint64_t)json_integer_value(v) >= MESSAGE_SEQ_LIMIT)
+            return errorf(err, errlen, "clientSyncRequest mark for origin %s must be an integer from 0 to 999999999999", key);
+        req->marks[req->nmarks].origin = (uint32_t)origin;
+        req->marks[req->nmarks].seq = (uint64_t)json_integer_value(v);
+        req->nmarks++;
+    }
+    return MESSAGE_SYNC;
+}
+
+enum message_kind message_parse_request(const char *data, size_t len,
+                                        struct client_request *req,
+                                        char *err, size_t errlen)
+{
+    memset(req, 0, sizeof(*req));
+    /* DSatter ignored every text frame not starting with '{' (its client
+     * sends "Client connected" first). */
+    if (len == 0 || data[0] != '{')
+        return MESSAGE_IGNORE;
+    json_error_t jerr;
+    req->root = json_loadb(data, len, 0, &jerr);
+    if (req->root == NULL) {
+        snprintf(err, errlen, "malformed JSON at column %d: %s", jerr.column, jerr.text);
+        return MESSAGE_ERROR;
+    }
+    if (!json_is_object(req->root))
+        return errorf(err, errlen, "%s", "a request must be a JSON object");
+    json_t *type = json_object_get(req->root, "type");
+    if (!json_is_string(type))
+        return errorf(err, errlen, "%s", type ? "field \"type\" must be a string"
+                                              : "field \"type\" is missing");
+    const char *t = json_string_value(type);
+    json_t *payload = json_object_get(req->root, "payload");
+    if (strcmp(t, "newMessageFromClient") == 0) {
+        if (payload == NULL)
+            return errorf(err, errlen, "%s", "newMessageFromClient needs a \"payload\" object");
+        return parse_new(payload, req, err, errlen);
+    }
+    if (strcmp(t, "clientSyncRequest") == 0)
+        return parse_sync(payload, req, err, errlen);
+    char quoted[80];
+    snprintf(quoted, sizeof(quoted), "%.64s", t);
+    return errorf(err, errlen,
+                  "unknown type \"%s\"; expected newMessageFromClient or clientSyncRequest",
+                  quoted);
+}
+
+int message_id_format(uint32_t origin, uint64_t seq, char *out)
+{
+    return snprintf(out, MESSAGE_ID_MAX, "%" PRIu32 "%012" PRIu64, origin,
+                    (uint64_t)(seq % MESSAGE_SEQ_LIMIT));
+}
+
+size_t message_json_escape(char *out, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    char *o = out;
+    *o++ = '"';
+    size_t run = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        const char *esc = NULL;
+        char ubuf[7];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            /* U+2028 and U+2029 are valid JSON but break JavaScript. */
+            if (c == 0xE2 && i + 2 < len && (unsigned char)s[i + 1] == 0x80 &&
+                ((unsigned char)s[i + 2] == 0xA8 || (unsigned char)s[i + 2] == 0xA9)) {
+                memcpy(o, s + i - run, run);
+                o += run;
+                run = 0;
+                memcpy(o, (unsigned char)s[i + 2] == 0xA8 ? "\\u2028" : "\\u2029", 6);
+                o += 6;
+                i += 2;
+                continue;
+            }
+            run++;
+            continue;
+        }
+        switch (c) {
+        case '"': esc = "\\\""; break;
+        case '\\': esc = "\\\\"; break;
+        case '\n': esc = "\\n"; break;
+        case '\r': esc = "\\r"; break;
+        case '\t': esc = "\\t"; break;
+        case '\b': esc = "\\b"; break;
+        case '\f': esc = "\\f"; break;
+        default:
+            ubuf[0] = '\\'; ubuf[1] = 'u'; ubuf[2] = '0'; ubuf[3] = '0';
+            ubuf[4] = hex[c >> 4]; ubuf[5] = hex[c & 15]; ubuf[6] = '\0';
+            esc = ubuf;
+        }
+        memcpy(o, s + i - run, run);
+        o += run;
+        run = 0;
+        size_t el = strlen(esc);
+        memcpy(o, esc, el);
+        o += el;
+    }
+    memcpy(o, s + len - run, run);
+    o += run;
+    *o++ = '"';
+    return (size_t)(o - out);
+}
+
+/* Room for one message object besides its two strings. */
+#define MESSAGE_OBJECT_FIXED 192
+
+static size_t message_object(char *o, const struct chat_message *m)
+{
+    char id[MESSAGE_ID_MAX], when[UTIL_ISO8601_LEN + 1];
+    char *start = o;
+    message_id_format(m->origin, m->seq, id);
+    util_format_iso8601(m->time_ms, when);
+    o += sprintf(o, "{\"nodeId\":%" PRIu32 ",\"id\":%" PRIu64 ",\"messageId\":\"%s\",\"text\":",
+                 m->origin, m->seq, id);
+    o += message_json_escape(o, m->text, m->text_len);
+    o += sprintf(o, ",\"sender\":");
+    o += message_json_escape(o, m->sender, m->sender_len);
+    o += sprintf(o, ",\"chatId\":%" PRId64 ",\"dateTime\":\"%s\"}", m->chat_id, when);
+    return (size_t)(o - start);
+}
+
+/* Puts the frame header in front of the JSON written at SERVER_HEADER_MAX. */
+static msgbuf *finish_frame(msgbuf *b, size_t json_len)
+{
+    uint8_t head[WS_MAX_HEADER];
+    size_t h = ws_frame_header(head, WS_OP_TEXT, json_len, NULL);
+    memmove(b->data + h, b->data + SERVER_HEADER_MAX, json_len);
+    memcpy(b->data, head, h);
+    b->len = (uint32_t)(h + json_len);
+    return b;
+}
+
+static size_t message_bound(const struct chat_message *m)
+{
+    return MESSAGE_OBJECT_FIXED + 6 * ((size_t)m->text_len + m->sender_len);
+}
+
+msgbuf *message_client_frame(uint32_t source, const struct chat_message *m)
+{
+    msgbuf *b = msgbuf_new(SERVER_HEADER_MAX + 96 + message_bound(m));
+    char *o = b->data + SERVER_HEADER_MAX;
+    char *start = o;
+    o += sprintf(o, "{\"type\":\"newMessagesForClient\",\"source\":%" PRIu32 ",\"payload\":[",
+                 source);
+    o += message_object(o, m);
+    *o++ = ']';
+    *o++ = '}';
+    return finish_frame(b, (size_t)(o - start));
+}
+
+msgbuf *message_error_frame(uint32_t source, const char *error)
+{
+    size_t elen = strlen(error);
+    msgbuf *b = msgbuf_new(SERVER_HEADER_MAX + 96 + 6 * elen);
+    char *o = b->data + SERVER_HEADER_MAX;
+    char *start = o;
+    o += sprintf(o, "{\"type\":\"error\",\"source\":%" PRIu32 ",\"error\":", source);
+    o += message_json_escape(o, error, elen);
+    *o++ = '}';
+    return finish_frame(b, (size_t)(o - start));
+}
+
+msgbuf *message_sync_reply_frame(uint32_t source, const struct chat_message *m,
+                                 size_t n, bool truncated)
+{
+    size_t cap = SERVER_HEADER_MAX + 128;
+    for (size_t i = 0; i < n; i++)
+        cap += message_bound(&m[i]) + 1;
+    msgbuf *b = msgbuf_new(cap);
+    char *o = b->data + SERVER_HEADER_MAX;
+    char *start = o;
+    o += sprintf(o, "{\"type\":\"clientSyncReply\",\"source\":%" PRIu32 ",\"payload\":[", source);
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            *o++ = ',';
+        o += message_object(o, &m[i]);
+    }
+    o += sprintf(o, "],\"truncated\":%s}", truncated ? "true" : "false");
+    return finish_frame(b, (size_t)(o - start));
+}

@@ -1,0 +1,64 @@
+/* node: the state of one chat node, shared by its modules.
+ * Data path: client (WebSocket) -> relay (assign seq, serialize once) ->
+ * every local client and every peer link; peer link -> relay -> local
+ * clients only. membership keeps the node registered and logged in with
+ * discovery and feeds the active list to mesh, which keeps exactly one
+ * link per active peer. status answers /healthz and /api/status. */
+#ifndef DCHAT_NODE_H
+#define DCHAT_NODE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/http_server.h"
+
+struct membership;
+struct mesh;
+struct clients;
+struct relay;
+
+struct node_config {
+    char discovery_url[256];
+    char listen_host[64];   /* bind address for both ports */
+    int client_port;        /* 0 = any */
+    int sync_port;          /* 0 = any */
+    char advertise[64];     /* address announced to discovery, "" = seen */
+    char data_dir[512];
+    size_t max_message;     /* client frame bound (1009 beyond) */
+    size_t max_queue;       /* outbound bytes per connection (1008 beyond) */
+    unsigned heartbeat_ms;  /* discovery heartbeat period */
+    unsigned ping_ms;       /* WebSocket ping period to clients */
+    unsigned handshake_ms;  /* HTTP request / WebSocket handshake limit */
+    unsigned test_drop_every; /* test only: drop every Nth relayed delivery */
+};
+
+struct node_counters {
+    uint64_t client_msgs_in;   /* accepted from local clients */
+    uint64_t peer_msgs_in;     /* received from peers */
+    uint64_t peer_msgs_out;    /* frames queued to peers */
+    uint64_t client_frames_out;/* frames queued to local clients */
+    uint64_t client_errors;    /* error frames sent to clients */
+    uint64_t dropped_dup;      /* peer messages ignored as already seen */
+};
+
+typedef struct node {
+    uv_loop_t *loop;
+    struct node_config cfg;
+    uint32_t id;               /* 0 until registered with discovery */
+    char password[65];
+    http_server *http;         /* client port: HTTP + WebSocket */
+    uv_tcp_t sync_listener;    /* sync port: peer links */
+    int client_port;           /* as bound */
+    int sync_port;
+    struct membership *membership;
+    struct mesh *mesh;
+    struct clients *clients;
+    struct relay *relay;
+    struct node_counters counters;
+    bool stopping;
+    uint64_t started_ms;
+} node;
+
+#endif

@@ -1,0 +1,222 @@
+/* peer_proto: see peer_proto.h. A frame that lies whole in the fed chunk
+ * is decoded in place; only a frame split across reads is copied into the
+ * decoder's buffer. */
+#include "node/peer_proto.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "common/ws.h"
+
+/* MSG payload: u64 time_ms | i64 chat_id | u16 sender_len | u32 text_len |
+ * sender | text */
+#define PEER_MSG_FIXED 22
+
+static void put16(char *p, uint16_t v) { p[0] = (char)(v >> 8); p[1] = (char)v; }
+static void put32(char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (char)(v >> (24 - 8 * i));
+}
+static void put64(char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (char)(v >> (56 - 8 * i));
+}
+static uint16_t get16(const char *p)
+{
+    return (uint16_t)((uint8_t)p[0] << 8 | (uint8_t)p[1]);
+}
+static uint32_t get32(const char *p)
+{
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++)
+        v = v << 8 | (uint8_t)p[i];
+    return v;
+}
+static uint64_t get64(const char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | (uint8_t)p[i];
+    return v;
+}
+
+static msgbuf *frame_new(uint8_t type, uint32_t origin, uint64_t seq, size_t payload)
+{
+    msgbuf *b = msgbuf_new(PEER_PROTO_HEADER + payload);
+    put32(b->data, (uint32_t)(PEER_PROTO_HEADER - 4 + payload));
+    b->data[4] = PEER_PROTO_VERSION;
+    b->data[5] = (char)type;
+    put16(b->data + 6, 0);
+    put32(b->data + 8, origin);
+    put64(b->data + 12, seq);
+    b->len = (uint32_t)(PEER_PROTO_HEADER + payload);
+    return b;
+}
+
+msgbuf *peer_proto_hello(uint32_t node_id)
+{
+    msgbuf *b = frame_new(PEER_HELLO, node_id, 0, 4);
+    put32(b->data + PEER_PROTO_HEADER, PEER_PROTO_MAGIC);
+    return b;
+}
+
+msgbuf *peer_proto_msg(const struct chat_message *m)
+{
+    size_t payload = PEER_MSG_FIXED + m->sender_len + m->text_len;
+    msgbuf *b = frame_new(PEER_MSG, m->origin, m->seq, payload);
+    char *p = b->data + PEER_PROTO_HEADER;
+    put64(p, m->time_ms);
+    put64(p + 8, (uint64_t)m->chat_id);
+    put16(p + 16, (uint16_t)m->sender_len);
+    put32(p + 18, m->text_len);
+    memcpy(p + PEER_MSG_FIXED, m->sender, m->sender_len);
+    memcpy(p + PEER_MSG_FIXED + m->sender_len, m->text, m->text_len);
+    return b;
+}
+
+void peer_decoder_init(peer_decoder *d, size_t max_frame)
+{
+    memset(d, 0, sizeof(*d));
+    d->max_frame = max_frame;
+}
+
+void peer_decoder_free(peer_decoder *d)
+{
+    free(d->buf);
+    memset(d, 0, sizeof(*d));
+}
+
+static int bad(peer_decoder *d, char *err, size_t errlen, const char *what)
+{
+    snprintf(err, errlen, "%s", what);
+    d->failed = 1;
+    return -1;
+}
+
+/* Decodes one whole frame at p (total bytes, length field included). */
+static int decode(peer_decoder *d, const char *p, size_t total, peer_frame_fn cb,
+                  void *ud, char *err, size_t errlen)
+{
+    struct peer_frame f;
+    memset(&f, 0, sizeof(f));
+    if ((uint8_t)p[4] != PEER_PROTO_VERSION)
+        return bad(d, err, errlen, "unsupported peer protocol version");
+    f.type = (uint8_t)p[5];
+    f.origin = get32(p + 8);
+    f.seq = get64(p + 12);
+    const char *pl = p + PEER_PROTO_HEADER;
+    size_t plen = total - PEER_PROTO_HEADER;
+    switch (f.type) {
+    case PEER_HELLO:
+        if (plen != 4 || get32(pl) != PEER_PROTO_MAGIC)
+            return bad(d, err, errlen, "hello without the protocol magic");
+        if (f.origin == 0 || f.origin > INT32_MAX)
+            return bad(d, err, errlen, "hello with an invalid node id");
+        break;
+    case PEER_MSG: {
+        if (f.origin == 0 || f.origin > INT32_MAX || f.seq == 0 || f.seq >= MESSAGE_SEQ_LIMIT)
+            return bad(d, err, errlen, "message with an invalid origin or sequence");
+        if (plen < PEER_MSG_FIXED)
+            return bad(d, err, errlen, "message frame too short");
+        uint16_t slen = get16(pl + 16);
+        uint32_t tlen = get32(pl + 18);
+        if ((size_t)PEER_MSG_FIXED + slen + tlen != plen)
+            return bad(d, err, errlen, "message lengths do not match the frame");
+        f.msg.origin = f.origin;
+        f.msg.seq = f.seq;
+        f.msg.time_ms = get64(pl);
+        f.msg.chat_id = (int64_t)get64(pl + 8);
+        f.msg.sender = pl + PEER_MSG_FIXED;
+        f.msg.sender_len = slen;
+        f.msg.text = pl + PEER_MSG_FIXED + slen;
+        f.msg.text_len = tlen;
+        if (slen > MESSAGE_SENDER_MAX ||
+            !ws_utf8_valid((const uint8_t *)f.msg.sender, slen) ||
+            !ws_utf8_valid((const uint8_t *)f.msg.text, tlen))
+            return bad(d, err, errlen, "message sender or text is not valid UTF-8");
+        break;
+    }
+    default:
+        return bad(d, err, errlen, "unknown frame type");
+    }
+    return cb(&f, ud) ? 1 : 0;
+}
+
+int peer_decoder_feed(peer_decoder *d, const char *data, size_t len,
+                      peer_frame_fn cb, void *ud, char *err, size_t errlen)
+{
+    if (d->failed)
+        return bad(d, err, errlen, "input after a bad frame");
+    while (len > 0) {
+        if (d->len > 0 || len < 4) {
+            /* Complete the buffered frame (or its length field) first. */
+            size_t need = 4;
+            if (d->len >= 4)
+                need = 4 + (size_t)get32(d->buf);
+            if (d->len < 4) {
+                size_t take = UTIL_MIN(4 - d->len, len);
+                if (d->cap < 4) {
+                    d->cap = 256;
+                    d->buf = xrealloc(d->buf, d->cap);
+                }
+                memcpy(d->buf + d->len, data, take);
+                d->len += take;
+                data += take;
+                len -= take;
+                if (d->len < 4)
+                    return 0;
+                need = 4 + (size_t)get32(d->buf);
+                if (need - 4 > d->max_frame || need < PEER_PROTO_HEADER)
+                    return bad(d, err, errlen, need < PEER_PROTO_HEADER
+                                                   ? "frame shorter than its header"
+                                                   : "frame longer than the limit");
+            }
+            if (need > d->cap) {
+                d->cap = need;
+                d->buf = xrealloc(d->buf, d->cap);
+            }
+            size_t take = UTIL_MIN(need - d->len, len);
+            memcpy(d->buf + d->len, data, take);
+            d->len += take;
+            data += take;
+            len -= take;
+            if (d->len < need)
+                return 0;
+            d->len = 0;
+            int rc = decode(d, d->buf, need, cb, ud, err, errlen);
+            if (d->cap > 64 * 1024) { /* do not keep a big one around */
+                free(d->buf);
+                d->buf = NULL;
+                d->cap = 0;
+            }
+            if (rc != 0)
+                return rc;
+            continue;
+        }
+        size_t flen = (size_t)get32(data);
+        if (flen > d->max_frame || flen + 4 < PEER_PROTO_HEADER)
+            return bad(d, err, errlen, flen + 4 < PEER_PROTO_HEADER
+                                           ? "frame shorter than its header"
+                                           : "frame longer than the limit");
+        if (len < 4 + flen) {
+            d->len = 0; /* buffer it through the path above */
+            if (d->cap < 4 + flen) {
+                d->cap = 4 + flen;
+                d->buf = xrealloc(d->buf, d->cap);
+            }
+            memcpy(d->buf, data, len);
+            d->len = len;
+            return 0;
+        }
+        int rc = decode(d, data, 4 + flen, cb, ud, err, errlen);
+        if (rc != 0)
+            return rc;
+        data += 4 + flen;
+        len -= 4 + flen;
+    }
+    return 0;
+}

@@ -1,0 +1,63 @@
+/* peer_proto: the frames nodes exchange over their TCP links. Every frame
+ * is length-prefixed and carries a fixed header:
+ *   u32 length of the rest | u8 version | u8 type | u16 flags |
+ *   u32 origin | u64 seq | payload          (all integers big-endian)
+ * HELLO opens a link (origin = the sender's node id, payload = magic);
+ * MSG carries one chat message. docs/PROTOCOL.md has the byte tables. */
+#ifndef DCHAT_PEER_PROTO_H
+#define DCHAT_PEER_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/msgbuf.h"
+#include "node/message.h"
+
+#define PEER_PROTO_VERSION 1
+#define PEER_PROTO_MAGIC 0x44434854u /* "DCHT" */
+#define PEER_PROTO_HEADER 20         /* length field + fixed header */
+#define PEER_PROTO_MAX_FRAME (1u << 20)
+
+enum peer_frame_type {
+    PEER_HELLO = 1,
+    PEER_MSG = 2,
+    /* Reserved for anti-entropy (history issue): 3 MARKS (per-origin
+     * high-water marks), 4 SYNC_BATCH (messages a peer lacks). */
+};
+
+struct peer_frame {
+    uint8_t type;
+    uint32_t origin;
+    uint64_t seq;
+    struct chat_message msg;  /* PEER_MSG; strings point into the input */
+};
+
+/* The link's first frame: announces node_id. New reference. */
+msgbuf *peer_proto_hello(uint32_t node_id);
+
+/* One chat message. New reference. */
+msgbuf *peer_proto_msg(const struct chat_message *m);
+
+/* An incremental decoder for one link's byte stream. */
+typedef struct peer_decoder {
+    size_t max_frame;
+    char *buf;               /* a frame split across reads */
+    size_t len, cap;
+    int failed;
+} peer_decoder;
+
+/* Called per complete frame; f and its strings live during the call.
+ * Return 0 to go on, non-zero to stop (the link is being closed). */
+typedef int (*peer_frame_fn)(const struct peer_frame *f, void *ud);
+
+void peer_decoder_init(peer_decoder *d, size_t max_frame);
+void peer_decoder_free(peer_decoder *d);
+
+/* Feeds bytes in any chunking. Returns 0, 1 when the callback stopped it,
+ * or -1 with err filled on a bad frame (too long, unknown version or type,
+ * inconsistent lengths, invalid UTF-8, zero origin or seq); after -1 the
+ * decoder refuses all input. */
+int peer_decoder_feed(peer_decoder *d, const char *data, size_t len,
+                      peer_frame_fn cb, void *ud, char *err, size_t errlen);
+
+#endif

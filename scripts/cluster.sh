@@ -1,0 +1,107 @@
+#!/bin/sh
+# Runs a local cluster on loopback: one discovery daemon and N chat nodes,
+# with logs, pids and data under a run directory.
+#
+#   scripts/cluster.sh start N    start discovery + N nodes, wait until the
+#                                 mesh is complete (every node linked to all)
+#   scripts/cluster.sh stop       stop everything started from the run dir
+#   scripts/cluster.sh status     what runs, and discovery's active list
+#
+# Environment: DCHAT_BIN_DIR (default build/bin), DCHAT_RUN_DIR (default
+# run), DISCOVERY_PORT (default 8080), NODE_ARGS (extra node options),
+# DCHAT_LOG_LEVEL.
+set -eu
+
+bin=${DCHAT_BIN_DIR:-build/bin}
+rundir=${DCHAT_RUN_DIR:-run}
+dport=${DISCOVERY_PORT:-8080}
+durl="http://127.0.0.1:$dport"
+
+die() { echo "cluster: $*" >&2; exit 1; }
+
+# wait_for DESCRIPTION SECONDS COMMAND...: polls COMMAND until it succeeds.
+wait_for() {
+    what=$1 limit=$2
+    shift 2
+    i=0
+    while ! "$@" >/dev/null 2>&1; do
+        i=$((i + 1))
+        [ "$i" -gt $((limit * 10)) ] && die "timed out after ${limit}s waiting for $what; see the logs in $rundir"
+        sleep 0.1
+    done
+}
+
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+node_ports_known() { grep -q 'listening' "$rundir/node$1.out"; }
+
+mesh_complete() {
+    want=$1
+    for f in "$rundir"/node*.out; do
+        port=$(sed -n 's/.*clients on [^ ]*:\([0-9]*\).*/\1/p' "$f" | head -n 1)
+        [ -n "$port" ] || return 1
+        up=$(curl -fsS "http://127.0.0.1:$port/api/status" | grep -o '"state": *"up"' | wc -l) || return 1
+        [ "$up" -ge "$want" ] || return 1
+    done
+}
+
+start() {
+    n=${1:?usage: cluster.sh start N}
+    [ "$n" -ge 1 ] 2>/dev/null || die "N must be a positive number, got '$n'"
+    for b in discovery node; do
+        [ -x "$bin/$b" ] || die "$bin/$b not found; run make first"
+    done
+    alive "$rundir/discovery.pid" && die "a cluster already runs from $rundir; run: $0 stop"
+    rm -rf "$rundir"
+    mkdir -p "$rundir"
+
+    "$bin/discovery" --listen "127.0.0.1:$dport" --data-dir "$rundir/discovery" \
+        >"$rundir/discovery.out" 2>"$rundir/discovery.log" &
+    echo $! >"$rundir/discovery.pid"
+    wait_for "discovery on port $dport" 10 curl -fsS "$durl/healthz"
+
+    i=1
+    while [ "$i" -le "$n" ]; do
+        # shellcheck disable=SC2086
+        "$bin/node" --discovery "$durl" --listen 127.0.0.1 --client-port 0 \
+            --sync-port 0 --data-dir "$rundir/node$i" ${NODE_ARGS:-} \
+            >"$rundir/node$i.out" 2>"$rundir/node$i.log" &
+        echo $! >"$rundir/node$i.pid"
+        wait_for "node $i to listen" 10 node_ports_known "$i"
+        i=$((i + 1))
+    done
+    wait_for "all $n nodes to link to each other" 20 mesh_complete $((n - 1))
+    echo "cluster: discovery on $durl, $n nodes up and fully meshed (logs in $rundir/)"
+}
+
+stop() {
+    [ -d "$rundir" ] || { echo "cluster: nothing runs from $rundir"; return 0; }
+    for f in "$rundir"/node*.pid "$rundir"/discovery.pid; do
+        [ -f "$f" ] || continue
+        pid=$(cat "$f")
+        if kill -0 "$pid" 2>/dev/null; then
+            kill -TERM "$pid" 2>/dev/null || true
+            i=0
+            while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+            kill -0 "$pid" 2>/dev/null && { echo "cluster: $f did not stop in 5s, killing" >&2; kill -KILL "$pid" 2>/dev/null || true; }
+        fi
+        rm -f "$f"
+    done
+    echo "cluster: stopped"
+}
+
+status() {
+    for f in "$rundir"/discovery.pid "$rundir"/node*.pid; do
+        [ -f "$f" ] || continue
+        if alive "$f"; then s=running; else s=dead; fi
+        echo "$(basename "$f" .pid): pid $(cat "$f") $s"
+    done
+    curl -fsS "$durl/api/nodes/active" 2>/dev/null && echo || echo "discovery does not answer on $durl"
+}
+
+case "${1:-}" in
+    start) start "${2:-3}" ;;
+    stop) stop ;;
+    status) status ;;
+    *) echo "usage: $0 start N | stop | status" >&2; exit 64 ;;
+esac

@@ -1,0 +1,168 @@
+"""Real processes for end-to-end tests: a discovery daemon and chat nodes on
+loopback, on free ports, with their logs in the test's tmp dir.
+
+Every wait here polls a condition with a hang limit; nothing sleeps to
+synchronize. Stopping a process checks its exit status and that the
+sanitizers reported nothing."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+import urllib.request
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN_DIR = os.environ.get("DCHAT_BIN_DIR", os.path.join(REPO, "build", "test", "bin"))
+
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+def wait_until(cond, timeout=10.0, what="condition"):
+    """Polls cond() until it returns a truthy value; fails after timeout."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while time.monotonic() < deadline:
+        try:
+            v = cond()
+            if v:
+                return v
+        except Exception as e:  # the condition may fail while things start
+            last_exc = e
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}"
+                         + (f" (last error: {last_exc!r})" if last_exc else ""))
+
+
+def http_json(url, method="GET", body=None, timeout=5):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+class Proc:
+    """A started binary; its stdout and stderr go to files in logdir."""
+
+    def __init__(self, name, args, logdir, ready_pattern):
+        self.name = name
+        self.args = args
+        self.logdir = logdir
+        self.out_path = os.path.join(logdir, f"{name}.out")
+        self.err_path = os.path.join(logdir, f"{name}.log")
+        self.ready_pattern = ready_pattern
+        self.p = None
+        self.match = None
+        self.start()
+
+    def start(self):
+        out = open(self.out_path, "w")
+        err = open(self.err_path, "a")
+        self.p = subprocess.Popen(self.args, stdout=out, stderr=err,
+                                  stdin=subprocess.DEVNULL)
+        out.close()
+        err.close()
+
+        def ready():
+            if self.p.poll() is not None:
+                raise AssertionError(f"{self.name} exited with {self.p.returncode}; "
+                                     f"log:\n{self.log()}")
+            with open(self.out_path) as f:
+                return re.search(self.ready_pattern, f.read())
+        self.match = wait_until(ready, 15, f"{self.name} to print its ports")
+
+    def log(self):
+        with open(self.err_path, errors="replace") as f:
+            return f.read()
+
+    def alive(self):
+        return self.p is not None and self.p.poll() is None
+
+    def check_sanitizers(self):
+        log = self.log()
+        for mark in SANITIZER_MARKS:
+            assert mark not in log, f"{self.name}: sanitizer report:\n{log}"
+
+    def stop(self, expect=0):
+        """SIGTERM, wait, and check the exit status and the log."""
+        if self.alive():
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+                raise AssertionError(f"{self.name} did not stop within 15s of SIGTERM")
+            assert self.p.returncode == expect, \
+                f"{self.name} exited with {self.p.returncode}; log:\n{self.log()}"
+        self.check_sanitizers()
+
+    def kill(self):
+        if self.alive():
+            self.p.kill()
+            self.p.wait()
+
+
+class Discovery(Proc):
+    def __init__(self, logdir, ttl=3, extra=()):
+        self.data_dir = os.path.join(logdir, "discovery-data")
+        super().__init__("discovery",
+                         [os.path.join(BIN_DIR, "discovery"), "--listen", "127.0.0.1:0",
+                          "--data-dir", self.data_dir, "--ttl", str(ttl), *extra],
+                         logdir, r"listening on [^ ]*:(\d+)")
+        self.port = int(self.match.group(1))
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def active_ids(self):
+        status, body = http_json(self.url + "/api/nodes/active")
+        assert status == 200
+        return sorted(n["id"] for n in body["activeNodes"])
+
+
+class Node(Proc):
+    count = 0
+
+    def __init__(self, discovery, logdir, name=None, extra=(), data_dir=None):
+        Node.count += 1
+        name = name or f"node{Node.count}"
+        self.data_dir = data_dir or os.path.join(logdir, name + "-data")
+        self.discovery = discovery
+        super().__init__(name,
+                         [os.path.join(BIN_DIR, "node"), "--discovery", discovery.url,
+                          "--listen", "127.0.0.1", "--client-port", "0",
+                          "--sync-port", "0", "--data-dir", self.data_dir,
+                          "--heartbeat-ms", "200", *extra],
+                         logdir, r"listening clients on [^ ]*:(\d+) sync on [^ ]*:(\d+)")
+        self._learn_ports()
+
+    def _learn_ports(self):
+        self.client_port = int(self.match.group(1))
+        self.sync_port = int(self.match.group(2))
+        self.url = f"http://127.0.0.1:{self.client_port}"
+        self.ws_url = f"ws://127.0.0.1:{self.client_port}/"
+        self.id = wait_until(lambda: self.status()["id"], 10, f"{self.name} to get an id")
+
+    def restart(self):
+        self.start()
+        self._learn_ports()
+
+    def status(self):
+        status, body = http_json(self.url + "/api/status")
+        assert status == 200
+        return body
+
+    def peers_up(self):
+        return sorted(p["id"] for p in self.status()["peers"] if p["state"] == "up")
+
+
+def wait_mesh(nodes, timeout=15):
+    """Waits until every node has a link up to every other one."""
+    for n in nodes:
+        want = sorted(m.id for m in nodes if m is not n)
+        wait_until(lambda: n.peers_up() == want, timeout,
+                   f"{n.name} to link to {want}")

@@ -1,0 +1,385 @@
+"""End-to-end tests of the chat node: discovery and real nodes on loopback,
+clients from the `websockets` library (an independent implementation), raw
+sockets for what a well-behaved library will not send."""
+
+import asyncio
+import base64
+import json
+import os
+import re
+import socket
+import struct
+
+import pytest
+import websockets
+
+from cluster import Discovery, Node, http_json, wait_mesh, wait_until
+
+ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+HANG = 20  # seconds: only a guard against hangs, never a speed claim
+
+
+@pytest.fixture
+def logdir(tmp_path):
+    return str(tmp_path)
+
+
+@pytest.fixture
+def procs():
+    started = []
+    yield started
+    errors = []
+    for p in reversed(started):
+        try:
+            p.stop()
+        except AssertionError as e:
+            errors.append(str(e))
+    assert not errors, "\n".join(errors)
+
+
+def start_cluster(logdir, procs, n, ttl=3, node_extra=()):
+    d = Discovery(logdir, ttl=ttl)
+    procs.append(d)
+    nodes = []
+    for _ in range(n):
+        nd = Node(d, logdir, extra=node_extra)
+        procs.append(nd)
+        nodes.append(nd)
+    wait_mesh(nodes)
+    return d, nodes
+
+
+def new_message(text, sender="tester", chat=11):
+    return json.dumps({"type": "newMessageFromClient",
+                       "payload": {"text": text, "sender": sender, "chatId": chat}})
+
+
+async def recv_json(ws, timeout=HANG):
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+async def collect(ws, count, timeout=HANG):
+    """Receives count message frames (skipping nothing: every frame counts)."""
+    frames = []
+    while len(frames) < count:
+        frames.append(await recv_json(ws, timeout))
+    return frames
+
+
+def check_delivery(frames, expected_texts, node_id):
+    """Every expected text once, every frame well-formed, origin order kept."""
+    texts = []
+    last_seq = {}
+    for f in frames:
+        assert f["type"] == "newMessagesForClient", f
+        assert f["source"] == node_id
+        assert isinstance(f["payload"], list) and len(f["payload"]) == 1
+        m = f["payload"][0]
+        assert set(m) >= {"nodeId", "id", "messageId", "text", "sender", "chatId", "dateTime"}
+        assert isinstance(m["messageId"], str) and m["messageId"].isdigit()
+        assert int(m["messageId"]) == m["nodeId"] * 10**12 + m["id"]
+        assert ISO.match(m["dateTime"]), m["dateTime"]
+        assert m["id"] > last_seq.get(m["nodeId"], 0), "origin order broken"
+        last_seq[m["nodeId"]] = m["id"]
+        texts.append(m["text"])
+    assert sorted(texts) == sorted(expected_texts)
+    assert len(set(texts)) == len(texts), "a message arrived twice"
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+async def exchange(nodes, clients_per_node=2, per_client=20):
+    """Every client of every node sends per_client messages; returns after
+    checking that every client received all of them exactly once."""
+    conns = []
+    for nd in nodes:
+        for _ in range(clients_per_node):
+            ws = await websockets.connect(nd.ws_url, max_size=2**20, max_queue=None)
+            await ws.send("Client connected")  # what the DSatter client sends first
+            conns.append((nd, ws))
+    expected = []
+    for i, (nd, ws) in enumerate(conns):
+        for k in range(per_client):
+            text = f"c{i}-m{k} \"quoted\" \u00e9\u4e2d\n"
+            expected.append(text)
+            await ws.send(new_message(text, sender=f"client{i}"))
+    results = await asyncio.gather(*(collect(ws, len(expected)) for _, ws in conns))
+    for (nd, ws), frames in zip(conns, results):
+        check_delivery(frames, expected, nd.id)
+    for _, ws in conns:
+        await ws.close()
+
+
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_every_client_gets_every_message_once_in_origin_order(logdir, procs, n):
+    _, nodes = start_cluster(logdir, procs, n)
+    run(exchange(nodes, clients_per_node=2, per_client=15))
+    s = nodes[0].status()
+    assert s["messages"]["fromClients"] == 2 * 15
+    assert s["messages"]["fromPeers"] == (n - 1) * 2 * 15
+    assert s["clients"] == 0 or s["clients"] <= 2
+
+
+def test_status_and_health(logdir, procs):
+    d, nodes = start_cluster(logdir, procs, 2)
+    st, body = http_json(nodes[0].url + "/healthz")
+    assert st == 200 and body == {"status": "ok"}
+    s = nodes[0].status()
+    assert s["id"] == nodes[0].id
+    assert s["clientport"] == nodes[0].client_port
+    assert s["syncport"] == nodes[0].sync_port
+    assert [p["id"] for p in s["peers"]] == [nodes[1].id]
+    assert s["peers"][0]["state"] == "up"
+    st, body = http_json(nodes[0].url + "/nope")
+    assert st == 404 and "error" in body
+    st, body = http_json(nodes[0].url + "/api/status", method="POST", body={})
+    assert st == 405
+    # Discovery lists the nodes with the ports they printed.
+    st, body = http_json(d.url + "/api/clients")
+    assert sorted(e["clientport"] for e in body["activeNodes"]) == \
+        sorted(nd.client_port for nd in nodes)
+
+
+def test_killed_node_leaves_and_the_rest_keep_exchanging(logdir, procs):
+    d, nodes = start_cluster(logdir, procs, 3, ttl=1)
+    victim = nodes[2]
+    victim.kill()
+    procs.remove(victim)
+    wait_until(lambda: victim.id not in d.active_ids(), 10,
+               "the killed node to leave discovery's list")
+    wait_mesh(nodes[:2])
+    run(exchange(nodes[:2], clients_per_node=1, per_client=10))
+
+
+def test_restarted_node_rejoins_with_its_id(logdir, procs):
+    d, nodes = start_cluster(logdir, procs, 3)
+    nd = nodes[1]
+    old_id = nd.id
+    nd.stop()
+    # A clean stop logs out: it leaves the list at once, not after the TTL.
+    wait_until(lambda: old_id not in d.active_ids(), 5, "the logout")
+    nd.restart()
+    assert nd.id == old_id
+    wait_mesh(nodes)
+    run(exchange(nodes, clients_per_node=1, per_client=10))
+
+
+def test_node_joining_a_running_cluster_gets_later_messages(logdir, procs):
+    d, nodes = start_cluster(logdir, procs, 2)
+    run(exchange(nodes, clients_per_node=1, per_client=5))
+    late = Node(d, logdir)
+    procs.append(late)
+    nodes.append(late)
+    wait_mesh(nodes)
+    run(exchange(nodes, clients_per_node=1, per_client=10))
+
+
+def test_sigterm_closes_clients_with_1001_and_exits_0(logdir, procs):
+    d, nodes = start_cluster(logdir, procs, 2)
+
+    async def go():
+        ws = await websockets.connect(nodes[0].ws_url)
+        nodes[0].p.send_signal(15)
+        with pytest.raises(websockets.ConnectionClosed) as e:
+            await asyncio.wait_for(ws.recv(), HANG)
+        assert e.value.code == 1001
+    run(go())
+    nodes[0].p.wait(timeout=HANG)
+    assert nodes[0].p.returncode == 0
+    nodes[0].check_sanitizers()
+    procs.remove(nodes[0])
+
+
+# --- bad input from clients ------------------------------------------------
+
+@pytest.fixture
+def one_node(logdir, procs):
+    d = Discovery(logdir)
+    procs.append(d)
+    nd = Node(d, logdir, extra=("--max-queue", "262144", "--max-message", "4096"))
+    procs.append(nd)
+    return nd
+
+
+@pytest.mark.parametrize("frame,needle", [
+    ("{not json", "malformed JSON"),
+    ('{"type":5,"payload":{}}', "type"),
+    ('{"payload":{}}', "type"),
+    ('{"type":"whatever","payload":{}}', "whatever"),
+    ('{"type":"newMessageFromClient"}', "payload"),
+    ('{"type":"newMessageFromClient","payload":{"sender":"a","chatId":1}}', "text"),
+    ('{"type":"newMessageFromClient","payload":{"text":"a","chatId":1}}', "sender"),
+    ('{"type":"newMessageFromClient","payload":{"text":"a","sender":"b"}}', "chatId"),
+    ('{"type":"newMessageFromClient","payload":{"text":"a","sender":"b","chatId":"x"}}', "chatId"),
+    ('{"type":"newMessageFromClient","payload":{"text":5,"sender":"b","chatId":1}}', "text"),
+])
+def test_bad_requests_get_an_error_frame_and_the_connection_stays(one_node, frame, needle):
+    async def go():
+        async with websockets.connect(one_node.ws_url) as ws:
+            await ws.send(frame)
+            err = await recv_json(ws)
+            assert err["type"] == "error"
+            assert needle in err["error"]
+            # Still served: a good message comes back to its sender.
+            await ws.send(new_message("after the error"))
+            ok = await recv_json(ws)
+            assert ok["type"] == "newMessagesForClient"
+            assert ok["payload"][0]["text"] == "after the error"
+    run(go())
+
+
+def test_plain_text_frames_are_ignored(one_node):
+    async def go():
+        async with websockets.connect(one_node.ws_url) as ws:
+            await ws.send("Client connected")
+            await ws.send(new_message("hello"))
+            first = await recv_json(ws)  # nothing came back for the plain text
+            assert first["payload"][0]["text"] == "hello"
+    run(go())
+
+
+@pytest.mark.parametrize("kind,code", [("big", 1009), ("binary", 1003)])
+def test_protocol_violations_close_with_their_code(one_node, kind, code):
+    async def go():
+        async with websockets.connect(one_node.ws_url, max_size=None) as ws:
+            if kind == "big":
+                await ws.send("{" + "x" * 5000)
+            else:
+                await ws.send(b"\x00\x01")
+            with pytest.raises(websockets.ConnectionClosed) as e:
+                await asyncio.wait_for(ws.recv(), HANG)
+            assert e.value.rcvd.code == code
+    run(go())
+
+
+def raw_ws(port, rcvbuf=None):
+    """A WebSocket client on a plain socket: handshake done, frames by hand."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=HANG)
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall((f"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+               f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(1)
+        assert chunk, "closed during the handshake"
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return s
+
+
+def masked_frame(opcode, payload):
+    mask = os.urandom(4)
+    n = len(payload)
+    head = bytes([0x80 | opcode])
+    if n < 126:
+        head += bytes([0x80 | n])
+    elif n < 65536:
+        head += bytes([0x80 | 126]) + struct.pack("!H", n)
+    else:
+        head += bytes([0x80 | 127]) + struct.pack("!Q", n)
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return head + mask + body
+
+
+def read_close_code(s):
+    """Reads frames until a close frame; returns its code (None on EOF)."""
+    buf = b""
+    while True:
+        while len(buf) < 2:
+            chunk = s.recv(65536)
+            if not chunk:
+                return None
+            buf += chunk
+        op, ln = buf[0] & 0x0F, buf[1] & 0x7F
+        hl = 2
+        if ln == 126:
+            hl = 4
+        elif ln == 127:
+            hl = 10
+        while len(buf) < hl:
+            buf += s.recv(65536)
+        if ln == 126:
+            ln = struct.unpack("!H", buf[2:4])[0]
+        elif ln == 127:
+            ln = struct.unpack("!Q", buf[2:10])[0]
+        while len(buf) < hl + ln:
+            chunk = s.recv(65536)
+            if not chunk:
+                return None
+            buf += chunk
+        payload, buf = buf[hl:hl + ln], buf[hl + ln:]
+        if op == 8:
+            return struct.unpack("!H", payload[:2])[0]
+
+
+def test_invalid_utf8_closes_with_1007(one_node):
+    s = raw_ws(one_node.client_port)
+    s.sendall(masked_frame(1, b'{"text":"\xff\xfe"}'))
+    assert read_close_code(s) == 1007
+    s.close()
+
+
+def test_unfinished_handshake_is_closed(logdir, procs):
+    d = Discovery(logdir)
+    procs.append(d)
+    nd = Node(d, logdir, extra=("--handshake-timeout-ms", "300"))
+    procs.append(nd)
+    s = socket.create_connection(("127.0.0.1", nd.client_port), timeout=HANG)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n")
+    data = s.recv(4096)  # the answer, then EOF; or EOF at once
+    while data:
+        assert b"408" in data or data.startswith(b"HTTP/1.1 408")
+        data = s.recv(4096)
+    s.close()
+
+
+def test_slow_consumer_is_closed_with_1008_and_others_get_everything(one_node):
+    slow = raw_ws(one_node.client_port, rcvbuf=4096)
+
+    async def go():
+        # max_queue=None: the library keeps reading the socket even while
+        # this coroutine is busy sending, as a well-behaved client must.
+        async with websockets.connect(one_node.ws_url, max_queue=None) as fast:
+            count = 4000
+            expected = []
+            received = []
+
+            async def reader():
+                while len(received) < count:
+                    received.append(await recv_json(fast))
+            task = asyncio.create_task(reader())
+            # Send in batches of 100 and wait for the fast client to have
+            # them, so that it never lags by more than ~75 KB: the bound
+            # trips for the client that does not read, not for this one.
+            for i in range(count):
+                text = f"m{i}-" + "y" * 600
+                expected.append(text)
+                await fast.send(new_message(text))
+                if i % 100 == 99:
+                    for _ in range(HANG * 100):
+                        if len(received) > i - 10 or task.done():
+                            break
+                        await asyncio.sleep(0.01)
+            await asyncio.wait_for(task, HANG)
+            check_delivery(received, expected, one_node.id)
+    run(go())
+    # The slow one was cut off with 1008 once its queue passed 256 KiB.
+    slow.settimeout(HANG)
+    assert read_close_code(slow) in (1008, None)
+    wait_until(lambda: one_node.status()["clients"] == 0, HANG, "the slow client to go")
+    slow.close()
+
+
+def test_peer_garbage_is_refused_and_the_node_keeps_serving(logdir, procs):
+    _, nodes = start_cluster(logdir, procs, 2)
+    s = socket.create_connection(("127.0.0.1", nodes[0].sync_port), timeout=HANG)
+    s.sendall(b"GET / HTTP/1.1\r\n\r\n" + b"\xff" * 100)
+    assert s.recv(100) == b""  # disconnected
+    s.close()
+    assert "bad frame" in nodes[0].log() or "refus" in nodes[0].log()
+    run(exchange(nodes, clients_per_node=1, per_client=5))
