@@ -1,7 +1,11 @@
 /* outq: see outq.h. A write batch owns the references it writes and its
  * uv_buf_t array, and drops both in its callback. The flush list is kept
  * per process (the programs run one loop) and drained by a uv_check
- * handle, which runs right after the poll phase that produced the data. */
+ * handle, which runs right after the poll phase that produced the data.
+ * Data queued outside the poll phase (from a timer or an idle callback)
+ * would wait for the next poll to return, which may block for seconds: so
+ * while the list is not empty an idle handle is active, which makes that
+ * poll return at once. */
 #include "common/outq.h"
 
 #include <stdlib.h>
@@ -13,7 +17,8 @@
 
 struct outq_batch {
     uv_write_t req;
-    outq *q;                /* NULL once the owner discarded the queue */
+    outq *q;                /* the owner keeps it until the stream has closed:
+                               libuv calls every write_cb before close_cb */
     size_t n, bytes;
     msgbuf **bufs;
     uv_buf_t *iov;
@@ -21,9 +26,16 @@ struct outq_batch {
 
 static outq *dirty_head;
 static uv_check_t *flusher;
+static uv_idle_t *waker;
+
+static void wake_cb(uv_idle_t *h)
+{
+    (void)h; /* being active is its whole job */
+}
 
 static void flush_all_cb(uv_check_t *h)
 {
+    uv_idle_stop(waker);
     while (dirty_head != NULL) {
         outq *q = dirty_head;
         dirty_head = q->next_dirty;
@@ -41,6 +53,9 @@ static void ensure_flusher(uv_loop_t *loop)
     uv_check_init(loop, flusher);
     uv_check_start(flusher, flush_all_cb);
     uv_unref((uv_handle_t *)flusher); /* it alone must not keep the loop alive */
+    waker = xmalloc(sizeof(*waker));
+    uv_idle_init(loop, waker);
+    uv_unref((uv_handle_t *)waker);
 }
 
 void outq_init(outq *q, uv_stream_t *stream, size_t max_bytes,
@@ -74,6 +89,8 @@ int outq_push_unbounded(outq *q, msgbuf *b)
     q->pending[q->npending++] = msgbuf_ref(b);
     q->pending_bytes += b->len;
     if (!q->dirty) {
+        if (dirty_head == NULL)
+            uv_idle_start(waker, wake_cb);
         q->dirty = 1;
         q->next_dirty = dirty_head;
         dirty_head = q;
@@ -185,6 +202,8 @@ void outq_shutdown(uv_loop_t *loop)
     if (flusher == NULL)
         return;
     uv_close((uv_handle_t *)flusher, (uv_close_cb)free);
+    uv_close((uv_handle_t *)waker, (uv_close_cb)free);
     flusher = NULL;
+    waker = NULL;
     dirty_head = NULL;
 }

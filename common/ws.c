@@ -121,9 +121,11 @@ int ws_check_upgrade(const http_request *req, const char **key, int *status,
         snprintf(err, errlen, "Sec-WebSocket-Version must be 13");
         return -1;
     }
+    /* 16 bytes are 22 base64 digits, the last carrying 2 bits (so one of
+     * A, Q, g, w), then "==". */
     if (k == NULL || strlen(k) != 24 ||
         EVP_DecodeBlock(raw, (const unsigned char *)k, 24) != 18 || k[22] != '=' ||
-        k[23] != '=') {
+        k[23] != '=' || strchr("AQgw", k[21]) == NULL || k[21] == '\0') {
         snprintf(err, errlen, "Sec-WebSocket-Key must be 16 bytes in base64");
         return -1;
     }

@@ -20,13 +20,15 @@ durl="http://127.0.0.1:$dport"
 die() { echo "cluster: $*" >&2; exit 1; }
 
 # wait_for DESCRIPTION SECONDS COMMAND...: polls COMMAND until it succeeds.
+# (Shell functions share variables with their caller: the ones here carry
+# a w_ prefix so that they cannot clobber the caller's loop counter.)
 wait_for() {
-    what=$1 limit=$2
+    w_what=$1 w_limit=$2
     shift 2
-    i=0
+    w_tries=0
     while ! "$@" >/dev/null 2>&1; do
-        i=$((i + 1))
-        [ "$i" -gt $((limit * 10)) ] && die "timed out after ${limit}s waiting for $what; see the logs in $rundir"
+        w_tries=$((w_tries + 1))
+        [ "$w_tries" -gt $((w_limit * 10)) ] && die "timed out after ${w_limit}s waiting for $w_what; see the logs in $rundir"
         sleep 0.1
     done
 }
@@ -36,12 +38,12 @@ alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 node_ports_known() { grep -q 'listening' "$rundir/node$1.out"; }
 
 mesh_complete() {
-    want=$1
-    for f in "$rundir"/node*.out; do
-        port=$(sed -n 's/.*clients on [^ ]*:\([0-9]*\).*/\1/p' "$f" | head -n 1)
-        [ -n "$port" ] || return 1
-        up=$(curl -fsS "http://127.0.0.1:$port/api/status" | grep -o '"state": *"up"' | wc -l) || return 1
-        [ "$up" -ge "$want" ] || return 1
+    m_want=$1
+    for m_file in "$rundir"/node*.out; do
+        m_port=$(sed -n 's/.*clients on [^ ]*:\([0-9]*\).*/\1/p' "$m_file" | head -n 1)
+        [ -n "$m_port" ] || return 1
+        m_up=$(curl -fsS "http://127.0.0.1:$m_port/api/status" | grep -o '"state": *"up"' | wc -l) || return 1
+        [ "$m_up" -ge "$m_want" ] || return 1
     done
 }
 

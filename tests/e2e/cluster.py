@@ -166,3 +166,16 @@ def wait_mesh(nodes, timeout=15):
         want = sorted(m.id for m in nodes if m is not n)
         wait_until(lambda: n.peers_up() == want, timeout,
                    f"{n.name} to link to {want}")
+
+
+def start_cluster(logdir, procs, n, ttl=3, node_extra=()):
+    """Discovery plus n nodes, fully meshed; all appended to procs."""
+    d = Discovery(logdir, ttl=ttl)
+    procs.append(d)
+    nodes = []
+    for _ in range(n):
+        nd = Node(d, logdir, extra=node_extra)
+        procs.append(nd)
+        nodes.append(nd)
+    wait_mesh(nodes)
+    return d, nodes

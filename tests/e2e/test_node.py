@@ -14,40 +14,10 @@ import threading
 import pytest
 import websockets
 
-from cluster import Discovery, Node, http_json, wait_mesh, wait_until
+from cluster import Discovery, Node, http_json, start_cluster, wait_mesh, wait_until
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 HANG = 20  # seconds: only a guard against hangs, never a speed claim
-
-
-@pytest.fixture
-def logdir(tmp_path):
-    return str(tmp_path)
-
-
-@pytest.fixture
-def procs():
-    started = []
-    yield started
-    errors = []
-    for p in reversed(started):
-        try:
-            p.stop()
-        except AssertionError as e:
-            errors.append(str(e))
-    assert not errors, "\n".join(errors)
-
-
-def start_cluster(logdir, procs, n, ttl=3, node_extra=()):
-    d = Discovery(logdir, ttl=ttl)
-    procs.append(d)
-    nodes = []
-    for _ in range(n):
-        nd = Node(d, logdir, extra=node_extra)
-        procs.append(nd)
-        nodes.append(nd)
-    wait_mesh(nodes)
-    return d, nodes
 
 
 def new_message(text, sender="tester", chat=11):

@@ -1,0 +1,41 @@
+/* bench: the fan-out benchmark. It asks discovery for the active nodes,
+ * opens sender sockets to one node and one receiver per node, then runs
+ * rounds of n messages (10, 100, 1000, then doubling up to max): the
+ * messages go round-robin over the senders, at most `window` of them
+ * unacknowledged (not yet received by every socket) at a time so that no
+ * queue on the way overflows; a round ends when every socket has received
+ * all n. Each socket's deliveries are checked one by one (tally.h) and each
+ * round becomes a row of the report (report.h). */
+#ifndef DCHAT_BENCH_BENCH_H
+#define DCHAT_BENCH_BENCH_H
+
+#include "bench/report.h"
+
+struct bench_config {
+    char discovery[512];   /* http://HOST:PORT */
+    char target[300];      /* ADDR:PORT, or "" for a random node */
+    unsigned senders;
+    unsigned max;          /* the last round's size */
+    unsigned size;         /* bytes of message text */
+    unsigned timeout_s;    /* per round, and for setting up */
+    unsigned window;       /* messages in flight at most */
+    unsigned chat_id;
+    enum report_format format;
+};
+
+enum {
+    BENCH_OK = 0,          /* every socket got every message once, in order */
+    BENCH_FAILED = 1,      /* something was lost, duplicated, reordered or late */
+    BENCH_NO_CLUSTER = 2,  /* discovery or fewer than 2 nodes not reachable */
+};
+
+/* Runs the whole bench on a fresh loop; prints the report on stdout and
+ * what went wrong on stderr. Returns a BENCH_* status. */
+int bench_run(const struct bench_config *cfg);
+
+/* The round sizes for max: 10, 100, 1000, 2000, 4000 ... up to max (max
+ * itself is the last round even when it is not on that ladder). Writes at
+ * most cap sizes into out and returns how many. */
+unsigned bench_rounds(unsigned max, unsigned *out, unsigned cap);
+
+#endif

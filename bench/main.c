@@ -1,0 +1,117 @@
+/* bench: measures the fan-out of a running dchat cluster and proves that
+ * every message reached every socket exactly once, in order. This file
+ * reads the options; bench.c runs the rounds. Exit status: 0 all delivered,
+ * 1 something lost, duplicated, reordered or late, 2 no cluster to measure,
+ * 64 bad usage. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bench/bench.h"
+#include "common/cli.h"
+#include "common/log.h"
+#include "common/util.h"
+
+enum { OPT_DISCOVERY, OPT_TARGET, OPT_SENDERS, OPT_MAX, OPT_SIZE, OPT_TIMEOUT, OPT_WINDOW,
+       OPT_CHAT, OPT_FORMAT, OPT_LOG_LEVEL };
+
+static const struct cli_option options[] = {
+    [OPT_DISCOVERY] = { "discovery", 'd', "URL", "BENCH_DISCOVERY",
+                        "discovery daemon to ask for the nodes (default http://127.0.0.1:8080)" },
+    [OPT_TARGET] = { "target", 't', "ADDR:PORT", "BENCH_TARGET",
+                     "node the senders connect to (default: a random active node)" },
+    [OPT_SENDERS] = { "senders", 's', "N", "BENCH_SENDERS",
+                      "sender connections (default 3)" },
+    [OPT_MAX] = { "max", 'm', "N", "BENCH_MAX",
+                  "messages in the last round; rounds are 10, 100, 1000, 2000, 4000 ... "
+                  "(default 8000)" },
+    [OPT_SIZE] = { "size", 0, "BYTES", "BENCH_SIZE", "bytes of message text (default 30)" },
+    [OPT_TIMEOUT] = { "timeout", 0, "SECONDS", "BENCH_TIMEOUT",
+                      "limit for each round and for connecting (default 30)" },
+    [OPT_WINDOW] = { "window", 0, "N", "BENCH_WINDOW",
+                     "messages sent but not yet received by every socket, at most "
+                     "(default 4000)" },
+    [OPT_CHAT] = { "chat-id", 0, "N", "BENCH_CHAT_ID", "chatId of the messages (default 11)" },
+    [OPT_FORMAT] = { "format", 'f', "FMT", "BENCH_FORMAT",
+                     "table (default), csv or json" },
+    [OPT_LOG_LEVEL] = { "log-level", 0, "LEVEL", "DCHAT_LOG_LEVEL",
+                        "debug, info, warn, error (default warn)" },
+};
+
+static int set_count(const char *v, long min, long max, unsigned *out, char *err, size_t errlen)
+{
+    long l;
+    if (util_parse_long(v, min, max, &l) != 0) {
+        snprintf(err, errlen, "expected a whole number between %ld and %ld", min, max);
+        return -1;
+    }
+    *out = (unsigned)l;
+    return 0;
+}
+
+static int set_option(int index, const char *v, void *ud, char *err, size_t errlen)
+{
+    struct bench_config *c = ud;
+    switch (index) {
+    case OPT_DISCOVERY:
+    case OPT_TARGET: {
+        char *dst = index == OPT_DISCOVERY ? c->discovery : c->target;
+        size_t cap = index == OPT_DISCOVERY ? sizeof(c->discovery) : sizeof(c->target);
+        if (strlen(v) >= cap) {
+            snprintf(err, errlen, "too long");
+            return -1;
+        }
+        strcpy(dst, v);
+        return 0;
+    }
+    case OPT_SENDERS: return set_count(v, 1, 1000, &c->senders, err, errlen);
+    case OPT_MAX: return set_count(v, 1, 100000000, &c->max, err, errlen);
+    case OPT_SIZE: return set_count(v, 1, 60000, &c->size, err, errlen);
+    case OPT_TIMEOUT: return set_count(v, 1, 86400, &c->timeout_s, err, errlen);
+    case OPT_WINDOW: return set_count(v, 1, 100000000, &c->window, err, errlen);
+    case OPT_CHAT: return set_count(v, 0, 2147483647, &c->chat_id, err, errlen);
+    case OPT_FORMAT:
+        if (report_parse_format(v, &c->format) != 0) {
+            snprintf(err, errlen, "expected table, csv or json");
+            return -1;
+        }
+        return 0;
+    case OPT_LOG_LEVEL: {
+        enum log_level lvl;
+        if (log_parse_level(v, &lvl) != 0) {
+            snprintf(err, errlen, "expected debug, info, warn or error");
+            return -1;
+        }
+        log_set_level(lvl);
+        return 0;
+    }
+    }
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    struct bench_config c = {
+        .discovery = "http://127.0.0.1:8080",
+        .senders = 3,
+        .max = 8000,
+        .size = 30,
+        .timeout_s = 30,
+        .window = 4000,
+        .chat_id = 11,
+        .format = REPORT_TABLE,
+    };
+    log_init("bench");
+    log_set_level(LOG_WARN);
+    cli_parse(argc, argv, "bench", "[OPTIONS]",
+              "Measures the fan-out of a running dchat cluster: senders on one node, one\n"
+              "receiver on every node, rounds of 10, 100, 1000, 2000 ... messages. Every\n"
+              "socket must get every message once and in each sender's order.\n"
+              "Exit status: 0 all delivered, 1 lost/duplicated/reordered/late, 2 no cluster.",
+              options, (int)ARRAY_SIZE(options), set_option, &c);
+    signal(SIGPIPE, SIG_IGN);
+    srand((unsigned)(util_now_ns() ^ (uint64_t)getpid()));
+    return bench_run(&c);
+}

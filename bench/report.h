@@ -1,0 +1,38 @@
+/* report: prints the bench's results as a table for people, or as CSV or
+ * JSON for scripts and plots. Rows are printed (and flushed) as each round
+ * ends, so a long run shows progress; JSON is one document at the end. */
+#ifndef DCHAT_BENCH_REPORT_H
+#define DCHAT_BENCH_REPORT_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+enum report_format { REPORT_TABLE, REPORT_CSV, REPORT_JSON };
+
+struct report_row {
+    uint32_t messages;      /* sent in the round */
+    uint64_t expected;      /* messages x sockets */
+    uint64_t received;      /* unique deliveries */
+    double total_s;         /* first send to last delivery */
+    double send_s;          /* first send to the last message handed to a socket */
+    double rate;            /* received / total_s */
+    double p50_ms, p99_ms, max_ms;
+    uint64_t lost, dups, reordered;
+};
+
+struct report_run {
+    const char *target;     /* ADDR:PORT of the senders' node */
+    unsigned senders;
+    unsigned nodes;
+    unsigned size;
+};
+
+/* Parses "table", "csv" or "json". Returns 0 or -1. */
+int report_parse_format(const char *s, enum report_format *out);
+
+void report_begin(FILE *f, enum report_format fmt, const struct report_run *run);
+void report_row(FILE *f, enum report_format fmt, const struct report_row *r);
+/* ok: whether every round delivered everything; error: why not, or NULL. */
+void report_end(FILE *f, enum report_format fmt, int ok, const char *error);
+
+#endif

@@ -1,0 +1,38 @@
+/* scan: reads what the bench needs out of a newMessagesForClient frame
+ * without building a JSON tree: the sending node's id ("source") and the
+ * bench's own marker at the start of the message text. The node writes its
+ * frames by hand in a fixed key order, but the scan does not rely on it: it
+ * looks for the keys anywhere in the frame. Frames that are not the bench's
+ * (other clients' traffic, error frames) are told apart and skipped. */
+#ifndef DCHAT_BENCH_SCAN_H
+#define DCHAT_BENCH_SCAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* The text of every bench message starts with this marker:
+ * "b<token as 8 hex digits>.<round>.<index>." then padding. */
+struct scan_marker {
+    uint32_t token;  /* identifies one bench run */
+    uint32_t round;  /* the round's message count */
+    uint32_t index;  /* 0 .. round-1 */
+};
+
+/* Writes the text of message index of round (at least size bytes, padded
+ * with 'x'; longer only when size is below the marker's own length) into
+ * out (cap bytes, NUL-terminated). Returns its length, or -1 if cap is too
+ * small. */
+int scan_format_text(const struct scan_marker *m, size_t size, char *out, size_t cap);
+
+enum scan_result {
+    SCAN_OK,         /* a bench message: *m and *source are set */
+    SCAN_FOREIGN,    /* a message frame, but not one of ours */
+    SCAN_NOT_MESSAGE /* not a newMessagesForClient frame (error, sync ...) */
+};
+
+/* Scans one text frame. *source is set to the "source" value, or -1 when
+ * it has none. */
+enum scan_result scan_frame(const char *data, size_t len, struct scan_marker *m,
+                            long *source);
+
+#endif

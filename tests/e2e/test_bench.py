@@ -1,0 +1,104 @@
+"""End-to-end tests of the bench against discovery and real nodes: the
+report has the expected rows and counts in every format, a lossy node makes
+it fail and name the socket that missed messages, and it refuses to run
+without a cluster."""
+
+import csv
+import io
+import json
+import os
+import re
+import subprocess
+
+from cluster import BIN_DIR, Discovery, Node, start_cluster, wait_mesh
+
+HANG = 120  # seconds: only a guard against hangs
+
+
+def bench(discovery_url, *args):
+    p = subprocess.run([os.path.join(BIN_DIR, "bench"), "--discovery", discovery_url, *args],
+                       capture_output=True, text=True, timeout=HANG)
+    assert "Sanitizer" not in p.stderr and "runtime error" not in p.stderr, p.stderr
+    return p
+
+
+def test_table_has_one_row_per_round_with_every_delivery(logdir, procs):
+    d, nodes = start_cluster(logdir, procs, 3)
+    p = bench(d.url, "--senders", "3", "--max", "1000")
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0].startswith("# 3 senders to 127.0.0.1:")
+    assert lines[1].split()[:3] == ["messages", "expected", "received"]
+    rows = [line.split() for line in lines[2:]]
+    assert [int(r[0]) for r in rows] == [10, 100, 1000]
+    for r in rows:
+        n = int(r[0])
+        assert int(r[1]) == n * (3 + 3)      # 3 senders + one receiver per node
+        assert int(r[2]) == n * (3 + 3)
+        assert r[-3:] == ["0", "0", "0"]     # lost, duplicated, reordered
+        assert float(r[5]) > 0               # deliveries per second
+        assert float(r[6]) <= float(r[7]) <= float(r[8])  # p50 <= p99 <= max
+
+
+def test_json_and_csv_formats_parse(logdir, procs):
+    d, nodes = start_cluster(logdir, procs, 2)
+    p = bench(d.url, "--senders", "2", "--max", "1500", "--format", "json", "--size", "100")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["ok"] is True and doc["error"] is None
+    assert (doc["senders"], doc["nodes"], doc["size"]) == (2, 2, 100)
+    assert [r["messages"] for r in doc["rounds"]] == [10, 100, 1000, 1500]
+    for r in doc["rounds"]:
+        assert r["expected"] == r["received"] == r["messages"] * 4
+        assert (r["lost"], r["duplicated"], r["reordered"]) == (0, 0, 0)
+
+    p = bench(d.url, "--senders", "1", "--max", "100", "--format", "csv")
+    assert p.returncode == 0, p.stderr
+    rows = list(csv.DictReader(io.StringIO(p.stdout)))
+    assert [int(r["messages"]) for r in rows] == [10, 100]
+    assert all(int(r["received"]) == int(r["messages"]) * 3 for r in rows)
+
+
+def test_a_lossy_node_fails_the_run_and_is_named(logdir, procs):
+    d, good = start_cluster(logdir, procs, 2)
+    lossy = Node(d, logdir, extra=("--test-drop-every", "7"))
+    procs.append(lossy)
+    wait_mesh(good + [lossy])
+    target = f"127.0.0.1:{good[0].client_port}"
+    p = bench(d.url, "--senders", "2", "--max", "100", "--timeout", "3", "--target", target)
+    assert p.returncode == 1, (p.stdout, p.stderr)
+    assert f"receiver on node {lossy.id} at 127.0.0.1:{lossy.client_port}" in p.stderr
+    # 10 messages, every 7th dropped: one, whichever the target relayed 7th
+    assert re.search(r"receiver on node \d+ at [^:]+:\d+: 1 missing: #\d \(sender [12]\)\n",
+                     p.stderr), p.stderr
+    # the good nodes' receivers are not blamed
+    for g in good:
+        assert f"receiver on node {g.id} " not in p.stderr
+
+
+def test_fewer_than_two_nodes_exits_2(logdir, procs):
+    d = Discovery(logdir)
+    procs.append(d)
+    p = bench(d.url, "--max", "10")
+    assert p.returncode == 2
+    assert "lists 0 active nodes" in p.stderr and "at least 2" in p.stderr
+    procs.append(Node(d, logdir))
+    p = bench(d.url, "--max", "10")
+    assert p.returncode == 2
+    assert "lists 1 active node;" in p.stderr
+
+
+def test_no_discovery_exits_2(logdir, procs):
+    d = Discovery(logdir)
+    url = d.url
+    d.stop()
+    p = bench(url, "--max", "10", "--timeout", "5")
+    assert p.returncode == 2
+    assert "cannot ask discovery" in p.stderr
+
+
+def test_bad_usage_exits_64():
+    p = subprocess.run([os.path.join(BIN_DIR, "bench"), "--senders", "zero"],
+                       capture_output=True, text=True, timeout=HANG)
+    assert p.returncode == 64
+    assert "--senders" in p.stderr

@@ -1,0 +1,609 @@
+/* Unit tests for node/message.c: parsing the client's JSON frames
+ * (newMessageFromClient, clientSyncRequest) with errors that name the bad
+ * field, and the server frames (newMessagesForClient, error,
+ * clientSyncReply): complete WebSocket text frames whose JSON parses with
+ * jansson, with messageId, dateTime and JSON escaping checked. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <ctype.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/msgbuf.h"
+#include "common/util.h"
+#include "common/ws.h"
+#include "node/message.h"
+
+/* --- helpers ---------------------------------------------------------------- */
+
+/* Parses s (a heap copy of exactly strlen(s) bytes, so ASan sees any read
+ * past the end) and returns the kind; err receives the error text. */
+static enum message_kind parse(const char *s, struct client_request *req, char *err,
+                               size_t errlen)
+{
+    size_t n = strlen(s);
+    char *copy = malloc(n ? n : 1);
+    assert_non_null(copy);
+    memcpy(copy, s, n);
+    err[0] = '\0';
+    enum message_kind k = message_parse_request(copy, n, req, err, errlen);
+    /* the strings in req->msg point into req->root, not into the input */
+    free(copy);
+    return k;
+}
+
+/* Expects MESSAGE_ERROR with an error text containing want. */
+static void expect_error(const char *json, const char *want)
+{
+    struct client_request req;
+    char err[256];
+    enum message_kind k = parse(json, &req, err, sizeof(err));
+    if (k != MESSAGE_ERROR || strstr(err, want) == NULL)
+        fail_msg("%s: kind %d, err \"%s\", wanted an error with \"%s\"", json, (int)k, err,
+                 want);
+    message_request_free(&req);
+}
+
+/* Checks b is one complete unmasked FIN text frame and returns its JSON
+ * parsed (flags for json_loadb). Also runs it through a client-side
+ * ws_decoder for a second opinion. */
+static int frame_cb(void *ud, unsigned opcode, const uint8_t *data, size_t len)
+{
+    char **out = ud;
+    assert_int_equal(opcode, WS_OP_TEXT);
+    *out = malloc(len + 1);
+    memcpy(*out, data, len);
+    (*out)[len] = '\0';
+    return 0;
+}
+
+static json_t *frame_json(const msgbuf *b, size_t flags)
+{
+    const uint8_t *p = (const uint8_t *)b->data;
+    assert_true(b->len >= 2);
+    assert_int_equal(p[0], 0x81);          /* FIN + text */
+    assert_int_equal(p[1] & 0x80, 0);      /* not masked */
+    size_t h, len = p[1] & 0x7f;
+    if (len < 126) {
+        h = 2;
+    } else if (len == 126) {
+        len = (size_t)p[2] << 8 | p[3];
+        assert_true(len >= 126);
+        h = 4;
+    } else {
+        len = 0;
+        for (int i = 0; i < 8; i++)
+            len = len << 8 | p[2 + i];
+        assert_true(len >= 65536);
+        h = 10;
+    }
+    assert_int_equal(h + len, b->len);
+    assert_true(b->len <= b->cap);
+
+    ws_decoder *d = ws_decoder_new(false, 1 << 24);
+    char *text = NULL;
+    assert_int_equal(ws_decoder_feed(d, p, b->len, frame_cb, &text), 0);
+    ws_decoder_free(d);
+    assert_non_null(text);
+    assert_memory_equal(text, p + h, len);
+    free(text);
+
+    json_error_t jerr;
+    json_t *j = json_loadb((const char *)p + h, len, flags, &jerr);
+    if (j == NULL)
+        fail_msg("frame JSON does not parse: %s: %.*s", jerr.text, (int)len,
+                 (const char *)p + h);
+    return j;
+}
+
+static struct chat_message make_msg(uint32_t origin, uint64_t seq, const char *sender,
+                                    const char *text)
+{
+    struct chat_message m;
+    memset(&m, 0, sizeof(m));
+    m.origin = origin;
+    m.seq = seq;
+    m.time_ms = 1795000000123ull;
+    m.chat_id = 77;
+    m.sender = sender;
+    m.sender_len = (uint32_t)strlen(sender);
+    m.text = text;
+    m.text_len = (uint32_t)strlen(text);
+    return m;
+}
+
+static bool all_digits(const char *s)
+{
+    if (*s == '\0')
+        return false;
+    for (; *s; s++)
+        if (!isdigit((unsigned char)*s))
+            return false;
+    return true;
+}
+
+/* Checks one message object of a payload against m. */
+static void check_message_object(json_t *o, const struct chat_message *m)
+{
+    assert_true(json_is_object(o));
+    assert_true(json_is_integer(json_object_get(o, "nodeId")));
+    assert_int_equal(json_integer_value(json_object_get(o, "nodeId")), m->origin);
+    assert_true(json_is_integer(json_object_get(o, "id")));
+    assert_int_equal(json_integer_value(json_object_get(o, "id")), m->seq);
+
+    json_t *mid = json_object_get(o, "messageId");
+    assert_true(json_is_string(mid));
+    assert_true(all_digits(json_string_value(mid)));
+    char want[64];
+    snprintf(want, sizeof(want), "%u%012llu", (unsigned)m->origin, (unsigned long long)m->seq);
+    assert_string_equal(json_string_value(mid), want);
+
+    json_t *text = json_object_get(o, "text");
+    assert_true(json_is_string(text));
+    assert_int_equal(json_string_length(text), m->text_len);
+    assert_memory_equal(json_string_value(text), m->text, m->text_len);
+    json_t *sender = json_object_get(o, "sender");
+    assert_true(json_is_string(sender));
+    assert_int_equal(json_string_length(sender), m->sender_len);
+    assert_memory_equal(json_string_value(sender), m->sender, m->sender_len);
+
+    assert_true(json_is_integer(json_object_get(o, "chatId")));
+    assert_true(json_integer_value(json_object_get(o, "chatId")) == m->chat_id);
+
+    json_t *dt = json_object_get(o, "dateTime");
+    assert_true(json_is_string(dt));
+    const char *s = json_string_value(dt);
+    /* YYYY-MM-DDTHH:MM:SS.mmmZ */
+    assert_int_equal(strlen(s), 24);
+    const char *shape = "dddd-dd-ddTdd:dd:dd.dddZ";
+    for (int i = 0; i < 24; i++) {
+        if (shape[i] == 'd')
+            assert_true(isdigit((unsigned char)s[i]));
+        else
+            assert_int_equal(s[i], shape[i]);
+    }
+    char when[UTIL_ISO8601_LEN + 1];
+    util_format_iso8601(m->time_ms, when);
+    assert_string_equal(s, when);
+    assert_int_equal(json_object_size(o), 7);
+}
+
+/* --- parsing ----------------------------------------------------------------- */
+
+static void test_parse_new_message(void **state)
+{
+    (void)state;
+    struct client_request req;
+    char err[256];
+    enum message_kind k = parse(
+        "{\"type\":\"newMessageFromClient\",\"payload\":{\"text\":\"hello \\\"world\\\" \\u00e9\","
+        "\"sender\":\"al\\u0069ce\",\"chatId\":-42}}",
+        &req, err, sizeof(err));
+    assert_int_equal(k, MESSAGE_NEW);
+    assert_int_equal(req.msg.text_len, 16);
+    assert_memory_equal(req.msg.text, "hello \"world\" \xc3\xa9", 16);
+    assert_int_equal(req.msg.sender_len, 5);
+    assert_memory_equal(req.msg.sender, "alice", 5);
+    assert_true(req.msg.chat_id == -42);
+    assert_non_null(req.root);
+    message_request_free(&req);
+    assert_null(req.root);
+
+    /* extra fields are fine, key order does not matter, big chat ids */
+    k = parse("{\"payload\":{\"chatId\":9223372036854775807,\"sender\":\"\",\"text\":\"\","
+              "\"extra\":[1]},\"type\":\"newMessageFromClient\",\"id\":5}",
+              &req, err, sizeof(err));
+    assert_int_equal(k, MESSAGE_NEW);
+    assert_int_equal(req.msg.text_len, 0);
+    assert_int_equal(req.msg.sender_len, 0);
+    assert_true(req.msg.chat_id == INT64_MAX);
+    message_request_free(&req);
+
+    /* a sender of exactly 256 bytes */
+    char buf[600];
+    char sender[257];
+    memset(sender, 'x', 256);
+    sender[256] = '\0';
+    snprintf(buf, sizeof(buf), "{\"type\":\"newMessageFromClient\",\"payload\":{\"text\":\"t\","
+             "\"sender\":\"%s\",\"chatId\":1}}", sender);
+    assert_int_equal(parse(buf, &req, err, sizeof(err)), MESSAGE_NEW);
+    assert_int_equal(req.msg.sender_len, 256);
+    message_request_free(&req);
+}
+
+static void test_parse_ignored(void **state)
+{
+    (void)state;
+    struct client_request req;
+    char err[64];
+    /* the contract: a frame whose first byte is not '{' is ignored */
+    const char *ignored[] = {
+        "", "Client connected", " {\"type\":\"newMessageFromClient\"}", "\n{}",
+        "[1,2]", "\"str\"", "42", "null", "}",
+    };
+    for (size_t i = 0; i < sizeof(ignored) / sizeof(ignored[0]); i++) {
+        assert_int_equal(parse(ignored[i], &req, err, sizeof(err)), MESSAGE_IGNORE);
+        assert_null(req.root);
+        message_request_free(&req);
+    }
+    /* len 0 with a data pointer that must not be read */
+    assert_int_equal(message_parse_request("{", 0, &req, err, sizeof(err)), MESSAGE_IGNORE);
+    message_request_free(&req);
+}
+
+static void test_parse_errors(void **state)
+{
+    (void)state;
+    /* malformed JSON */
+    expect_error("{", "malformed JSON");
+    expect_error("{\"type\":", "malformed JSON");
+    expect_error("{\"type\":\"newMessageFromClient\",}", "malformed JSON");
+    expect_error("{} trailing", "malformed JSON");
+    expect_error("{\"a\":\"\xff\"}", "malformed JSON");         /* not UTF-8 */
+    expect_error("{\"a\":\"\\ud800\"}", "malformed JSON");      /* lone surrogate */
+
+    /* type */
+    expect_error("{}", "\"type\" is missing");
+    expect_error("{\"payload\":{}}", "\"type\" is missing");
+    expect_error("{\"type\":5}", "\"type\" must be a string");
+    expect_error("{\"type\":null}", "\"type\" must be a string");
+    expect_error("{\"type\":\"hello\"}", "unknown type \"hello\"");
+    expect_error("{\"type\":\"\"}", "unknown type");
+    expect_error("{\"type\":\"NewMessageFromClient\"}", "unknown type");
+
+    /* payload */
+    expect_error("{\"type\":\"newMessageFromClient\"}", "\"payload\"");
+    expect_error("{\"type\":\"newMessageFromClient\",\"payload\":[]}", "\"payload\"");
+    expect_error("{\"type\":\"newMessageFromClient\",\"payload\":\"x\"}", "\"payload\"");
+    expect_error("{\"type\":\"newMessageFromClient\",\"payload\":null}", "\"payload\"");
+
+    /* fields: missing, then ill-typed */
+    const char *pre = "{\"type\":\"newMessageFromClient\",\"payload\":";
+    char buf[512];
+#define FIELDS(body, want)                                  \
+    do {                                                    \
+        snprintf(buf, sizeof(buf), "%s%s}", pre, body);     \
+        expect_error(buf, want);                            \
+    } while (0)
+    FIELDS("{\"sender\":\"a\",\"chatId\":1}", "\"text\" is missing");
+    FIELDS("{\"text\":\"a\",\"chatId\":1}", "\"sender\" is missing");
+    FIELDS("{\"text\":\"a\",\"sender\":\"b\"}", "\"chatId\" is missing");
+    FIELDS("{\"text\":1,\"sender\":\"a\",\"chatId\":1}", "\"text\" must be a string");
+    FIELDS("{\"text\":null,\"sender\":\"a\",\"chatId\":1}", "\"text\" must be a string");
+    FIELDS("{\"text\":[\"a\"],\"sender\":\"a\",\"chatId\":1}", "\"text\" must be a string");
+    FIELDS("{\"text\":\"a\",\"sender\":false,\"chatId\":1}", "\"sender\" must be a string");
+    FIELDS("{\"text\":\"a\",\"sender\":{},\"chatId\":1}", "\"sender\" must be a string");
+    FIELDS("{\"text\":\"a\",\"sender\":\"b\",\"chatId\":\"1\"}", "\"chatId\" must be an integer");
+    FIELDS("{\"text\":\"a\",\"sender\":\"b\",\"chatId\":1.5}", "\"chatId\" must be an integer");
+    FIELDS("{\"text\":\"a\",\"sender\":\"b\",\"chatId\":null}", "\"chatId\" must be an integer");
+    FIELDS("{\"text\":\"a\",\"sender\":\"b\",\"chatId\":true}", "\"chatId\" must be an integer");
+#undef FIELDS
+
+    /* a sender over 256 bytes */
+    char sender[258];
+    memset(sender, 'y', 257);
+    sender[257] = '\0';
+    snprintf(buf, sizeof(buf), "%s{\"text\":\"t\",\"sender\":\"%s\",\"chatId\":1}}", pre, sender);
+    expect_error(buf, "\"sender\" is longer than 256");
+
+    /* a root that is not an object cannot happen (first byte '{'), but a
+     * very long unknown type is cut in the error text */
+    char longtype[400];
+    memset(longtype, 'q', 300);
+    longtype[300] = '\0';
+    snprintf(buf, sizeof(buf), "{\"type\":\"%s\"}", longtype);
+    struct client_request req;
+    char err[256];
+    assert_int_equal(parse(buf, &req, err, sizeof(err)), MESSAGE_ERROR);
+    assert_non_null(strstr(err, "unknown type"));
+    assert_true(strlen(err) < 200);
+    message_request_free(&req);
+
+    /* a small err buffer is not overrun */
+    char *small = malloc(10);
+    assert_int_equal(message_parse_request("{}", 2, &req, small, 10), MESSAGE_ERROR);
+    assert_int_equal(strlen(small), 9);
+    free(small);
+    message_request_free(&req);
+}
+
+static void test_parse_sync(void **state)
+{
+    (void)state;
+    struct client_request req;
+    char err[256];
+    assert_int_equal(parse("{\"type\":\"clientSyncRequest\"}", &req, err, sizeof(err)),
+                     MESSAGE_SYNC);
+    assert_int_equal(req.nmarks, 0);
+    message_request_free(&req);
+    assert_int_equal(parse("{\"type\":\"clientSyncRequest\",\"payload\":[]}", &req, err,
+                           sizeof(err)), MESSAGE_SYNC);
+    assert_int_equal(req.nmarks, 0);
+    message_request_free(&req);
+    assert_int_equal(parse("{\"type\":\"clientSyncRequest\",\"payload\":{}}", &req, err,
+                           sizeof(err)), MESSAGE_SYNC);
+    assert_int_equal(req.nmarks, 0);
+    message_request_free(&req);
+
+    assert_int_equal(parse("{\"type\":\"clientSyncRequest\",\"payload\":{\"1\":5,"
+                           "\"2147483647\":999999999999,\"3\":0}}",
+                           &req, err, sizeof(err)), MESSAGE_SYNC);
+    assert_int_equal(req.nmarks, 3);
+    /* any order; find each */
+    int seen = 0;
+    for (size_t i = 0; i < req.nmarks; i++) {
+        if (req.marks[i].origin == 1 && req.marks[i].seq == 5)
+            seen |= 1;
+        if (req.marks[i].origin == 2147483647u && req.marks[i].seq == 999999999999ull)
+            seen |= 2;
+        if (req.marks[i].origin == 3 && req.marks[i].seq == 0)
+            seen |= 4;
+    }
+    assert_int_equal(seen, 7);
+    message_request_free(&req);
+
+    const char *pre = "{\"type\":\"clientSyncRequest\",\"payload\":";
+    char buf[256];
+#define SYNC_ERR(body, want)                                \
+    do {                                                    \
+        snprintf(buf, sizeof(buf), "%s%s}", pre, body);     \
+        expect_error(buf, want);                            \
+    } while (0)
+    SYNC_ERR("[1]", "payload must be an object");
+    SYNC_ERR("5", "payload must be an object");
+    SYNC_ERR("\"x\"", "payload must be an object");
+    SYNC_ERR("{\"0\":1}", "origin \"0\"");
+    SYNC_ERR("{\"abc\":1}", "origin \"abc\"");
+    SYNC_ERR("{\"2147483648\":1}", "origin \"2147483648\"");
+    SYNC_ERR("{\"-1\":1}", "origin \"-1\"");
+    SYNC_ERR("{\"1\":-1}", "mark for origin 1");
+    SYNC_ERR("{\"1\":1000000000000}", "mark for origin 1");
+    SYNC_ERR("{\"1\":\"5\"}", "mark for origin 1");
+    SYNC_ERR("{\"1\":1.5}", "mark for origin 1");
+    SYNC_ERR("{\"1\":null}", "mark for origin 1");
+    SYNC_ERR("{\"1\":2,\"7\":true}", "mark for origin 7");
+#undef SYNC_ERR
+}
+
+/* --- output frames ------------------------------------------------------------ */
+
+static void test_message_id(void **state)
+{
+    (void)state;
+    char id[MESSAGE_ID_MAX];
+    assert_int_equal(message_id_format(1, 1, id), 13);
+    assert_string_equal(id, "1000000000001");
+    assert_int_equal(message_id_format(123, 456, id), 15);
+    assert_string_equal(id, "123000000000456");
+    assert_int_equal(message_id_format(7, 999999999999ull, id), 13);
+    assert_string_equal(id, "7999999999999");
+    assert_int_equal(message_id_format(UINT32_MAX, 999999999999ull, id), 22);
+    assert_string_equal(id, "4294967295999999999999");
+}
+
+static void test_client_frame(void **state)
+{
+    (void)state;
+    struct chat_message m = make_msg(3, 17, "alice", "hello there");
+    msgbuf *b = message_client_frame(9, &m);
+    assert_int_equal(b->refs, 1);
+    json_t *j = frame_json(b, 0);
+    assert_string_equal(json_string_value(json_object_get(j, "type")), "newMessagesForClient");
+    assert_int_equal(json_integer_value(json_object_get(j, "source")), 9);
+    json_t *payload = json_object_get(j, "payload");
+    assert_true(json_is_array(payload));
+    assert_int_equal(json_array_size(payload), 1);
+    check_message_object(json_array_get(payload, 0), &m);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(payload, 0),
+                                                          "messageId")), "3000000000017");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(payload, 0),
+                                                          "dateTime")),
+                        "2026-11-18T11:06:40.123Z");
+    json_decref(j);
+    msgbuf_unref(b);
+
+    /* extremes: the biggest ids and a negative chat id, epoch 0 */
+    m = make_msg(INT32_MAX, MESSAGE_SEQ_LIMIT - 1, "", "");
+    m.chat_id = INT64_MIN;
+    m.time_ms = 0;
+    b = message_client_frame(UINT32_MAX, &m);
+    j = frame_json(b, 0);
+    assert_true(json_integer_value(json_object_get(j, "source")) == (json_int_t)UINT32_MAX);
+    check_message_object(json_array_get(json_object_get(j, "payload"), 0), &m);
+    json_decref(j);
+    msgbuf_unref(b);
+}
+
+static void test_frame_lengths(void **state)
+{
+    (void)state;
+    /* JSON sizes that need the 7-bit, 16-bit and 64-bit header forms */
+    const size_t lens[] = { 0, 1, 100, 200, 65400, 70000, 300000 };
+    for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++) {
+        char *text = malloc(lens[k] + 1);
+        for (size_t i = 0; i < lens[k]; i++)
+            text[i] = (char)('a' + i % 26);
+        text[lens[k]] = '\0';
+        struct chat_message m = make_msg(1, k + 1, "s", text);
+        msgbuf *b = message_client_frame(1, &m);
+        json_t *j = frame_json(b, 0);
+        check_message_object(json_array_get(json_object_get(j, "payload"), 0), &m);
+        json_decref(j);
+        msgbuf_unref(b);
+        free(text);
+    }
+}
+
+static void test_escaping_round_trip(void **state)
+{
+    (void)state;
+    /* every control character, quotes, backslashes, DEL, slashes,
+     * non-ASCII of every length, U+2028/U+2029, and a NUL */
+    char text[256];
+    size_t n = 0;
+    for (int c = 1; c < 0x20; c++)
+        text[n++] = (char)c;
+    const char *rest = "\"\\\x7f/ \\\" \xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80 "
+                       "\xe2\x80\xa8\xe2\x80\xa9\xe2\x80\xaa end\"";
+    memcpy(text + n, rest, strlen(rest));
+    n += strlen(rest);
+    text[n++] = '\0'; /* a NUL inside the text (valid UTF-8) */
+    memcpy(text + n, "after", 5);
+    n += 5;
+
+    struct chat_message m = make_msg(2, 5, "o'\"\\ \xe4\xb8\xad\t\n", "");
+    m.text = text;
+    m.text_len = (uint32_t)n;
+    msgbuf *b = message_client_frame(2, &m);
+    /* no raw control character and no raw U+2028/2029 in the JSON */
+    const uint8_t *p = (const uint8_t *)b->data;
+    size_t h = p[1] < 126 ? 2 : 4;
+    for (size_t i = h; i < b->len; i++) {
+        assert_true(p[i] >= 0x20);
+        if (i + 2 < b->len && p[i] == 0xe2 && p[i + 1] == 0x80)
+            assert_true(p[i + 2] != 0xa8 && p[i + 2] != 0xa9);
+    }
+    json_t *j = frame_json(b, JSON_ALLOW_NUL);
+    check_message_object(json_array_get(json_object_get(j, "payload"), 0), &m);
+    json_decref(j);
+    msgbuf_unref(b);
+}
+
+static void test_json_escape(void **state)
+{
+    (void)state;
+    struct {
+        const char *in;
+        size_t len;
+        const char *out;
+    } cases[] = {
+        { "", 0, "\"\"" },
+        { "abc", 3, "\"abc\"" },
+        { "a\"b\\c", 5, "\"a\\\"b\\\\c\"" },
+        { "\n\r\t\b\f", 5, "\"\\n\\r\\t\\b\\f\"" },
+        { "\x01\x1f", 2, "\"\\u0001\\u001f\"" },
+        { "\0", 1, "\"\\u0000\"" },
+        { "\x7f", 1, "\"\x7f\"" },
+        { "\xc3\xa9", 2, "\"\xc3\xa9\"" },
+        { "x\xe2\x80\xa8y\xe2\x80\xa9", 8, "\"x\\u2028y\\u2029\"" },
+        { "\xe2\x80\xaa", 3, "\"\xe2\x80\xaa\"" },
+        /* a cut-off E2 80 at the end: copied, never read past */
+        { "ab\xe2\x80", 4, "\"ab\xe2\x80\"" },
+        { "\xe2", 1, "\"\xe2\"" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t len = cases[i].len;
+        char *in = malloc(len ? len : 1);      /* exact size: ASan checks reads */
+        memcpy(in, cases[i].in, len);
+        char *out = malloc(6 * len + 2);      /* the documented room, exactly */
+        size_t w = message_json_escape(out, in, len);
+        assert_int_equal(w, strlen(cases[i].out));
+        assert_memory_equal(out, cases[i].out, w);
+        free(in);
+        free(out);
+    }
+    /* the worst case uses all of the documented room */
+    char in[50];
+    memset(in, 0x01, sizeof(in));
+    char *out = malloc(6 * sizeof(in) + 2);
+    assert_int_equal(message_json_escape(out, in, sizeof(in)), 6 * sizeof(in) + 2);
+    free(out);
+}
+
+static void test_error_frame(void **state)
+{
+    (void)state;
+    msgbuf *b = message_error_frame(4, "payload field \"text\" is missing");
+    const char *want = "{\"type\":\"error\",\"source\":4,"
+                       "\"error\":\"payload field \\\"text\\\" is missing\"}";
+    assert_int_equal(b->len, 2 + strlen(want));
+    assert_int_equal((uint8_t)b->data[0], 0x81);
+    assert_int_equal((uint8_t)b->data[1], strlen(want));
+    assert_memory_equal(b->data + 2, want, strlen(want));
+    json_t *j = frame_json(b, 0);
+    assert_int_equal(json_object_size(j), 3);
+    assert_string_equal(json_string_value(json_object_get(j, "error")),
+                        "payload field \"text\" is missing");
+    json_decref(j);
+    msgbuf_unref(b);
+
+    /* control characters and non-ASCII in the text, and a long one */
+    const char *odd = "bad\n\x01 \\ \xc3\xa9";
+    b = message_error_frame(UINT32_MAX, odd);
+    j = frame_json(b, 0);
+    assert_string_equal(json_string_value(json_object_get(j, "error")), odd);
+    assert_true(json_integer_value(json_object_get(j, "source")) == (json_int_t)UINT32_MAX);
+    json_decref(j);
+    msgbuf_unref(b);
+
+    char *big = malloc(1001);
+    memset(big, '"', 1000);
+    big[1000] = '\0';
+    b = message_error_frame(1, big);
+    j = frame_json(b, 0);
+    assert_string_equal(json_string_value(json_object_get(j, "error")), big);
+    json_decref(j);
+    msgbuf_unref(b);
+    free(big);
+
+    b = message_error_frame(1, "");
+    j = frame_json(b, 0);
+    assert_string_equal(json_string_value(json_object_get(j, "error")), "");
+    json_decref(j);
+    msgbuf_unref(b);
+}
+
+static void test_sync_reply_frame(void **state)
+{
+    (void)state;
+    msgbuf *b = message_sync_reply_frame(6, NULL, 0, false);
+    json_t *j = frame_json(b, 0);
+    assert_string_equal(json_string_value(json_object_get(j, "type")), "clientSyncReply");
+    assert_int_equal(json_integer_value(json_object_get(j, "source")), 6);
+    assert_int_equal(json_array_size(json_object_get(j, "payload")), 0);
+    assert_true(json_is_false(json_object_get(j, "truncated")));
+    json_decref(j);
+    msgbuf_unref(b);
+
+    struct chat_message ms[3] = {
+        make_msg(1, 1, "a", "first \"one\""),
+        make_msg(2, 10, "b\\", "second\n"),
+        make_msg(1, 2, "\xc3\xa9", "third \xe2\x80\xa8"),
+    };
+    ms[1].time_ms = 1;
+    ms[2].chat_id = -1;
+    b = message_sync_reply_frame(6, ms, 3, true);
+    j = frame_json(b, 0);
+    json_t *payload = json_object_get(j, "payload");
+    assert_int_equal(json_array_size(payload), 3);
+    for (size_t i = 0; i < 3; i++)
+        check_message_object(json_array_get(payload, i), &ms[i]);
+    assert_true(json_is_true(json_object_get(j, "truncated")));
+    json_decref(j);
+    msgbuf_unref(b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_new_message),
+        cmocka_unit_test(test_parse_ignored),
+        cmocka_unit_test(test_parse_errors),
+        cmocka_unit_test(test_parse_sync),
+        cmocka_unit_test(test_message_id),
+        cmocka_unit_test(test_client_frame),
+        cmocka_unit_test(test_frame_lengths),
+        cmocka_unit_test(test_escaping_round_trip),
+        cmocka_unit_test(test_json_escape),
+        cmocka_unit_test(test_error_frame),
+        cmocka_unit_test(test_sync_reply_frame),
+    };
+    int rc = cmocka_run_group_tests_name("message", tests, NULL, NULL);
+    msgbuf_trim();
+    return rc;
+}

@@ -1,0 +1,533 @@
+/* Unit tests for common/outq.c: the per-connection write queue. Buffers are
+ * pushed and flushed through a real stream pair (a socketpair opened as two
+ * uv_pipe_t in one loop): order, the end-of-turn flush, the byte bound
+ * (UV_ENOBUFS, counting bytes in flight), outq_clear/outq_discard dropping
+ * their references (ASan's leak check), more than 1024 buffers going out in
+ * several vectored writes, and write errors. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "common/msgbuf.h"
+#include "common/outq.h"
+
+/* --- fixture ---------------------------------------------------------------- */
+
+typedef struct {
+    uv_loop_t loop;
+    uv_pipe_t w, r;          /* writer and reader ends */
+    bool r_open;
+    outq q;
+    char *got;               /* everything the reader received */
+    size_t got_len, got_cap;
+    int read_error;
+    int errors;              /* on_error calls */
+    int last_error;
+    char rbuf[65536];
+} fixture;
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    fixture *f = h->data;
+    buf->base = f->rbuf;
+    buf->len = sizeof(f->rbuf);
+}
+
+static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    fixture *f = s->data;
+    if (n < 0) {
+        f->read_error = (int)n;
+        uv_read_stop(s);
+        return;
+    }
+    if (f->got_len + (size_t)n > f->got_cap) {
+        f->got_cap = (f->got_len + (size_t)n) * 2;
+        f->got = realloc(f->got, f->got_cap);
+        assert_non_null(f->got);
+    }
+    memcpy(f->got + f->got_len, buf->base, (size_t)n);
+    f->got_len += (size_t)n;
+}
+
+static void on_error(outq *q, int status, void *ud)
+{
+    fixture *f = ud;
+    assert_ptr_equal(q, &f->q);
+    f->errors++;
+    f->last_error = status;
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    int fds[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    assert_int_equal(uv_loop_init(&f->loop), 0);
+    assert_int_equal(uv_pipe_init(&f->loop, &f->w, 0), 0);
+    assert_int_equal(uv_pipe_open(&f->w, fds[0]), 0);
+    assert_int_equal(uv_pipe_init(&f->loop, &f->r, 0), 0);
+    assert_int_equal(uv_pipe_open(&f->r, fds[1]), 0);
+    f->w.data = f;
+    f->r.data = f;
+    f->r_open = true;
+    assert_int_equal(uv_read_start((uv_stream_t *)&f->r, alloc_cb, read_cb), 0);
+    outq_init(&f->q, (uv_stream_t *)&f->w, 1 << 20, on_error, f);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    outq_discard(&f->q);
+    if (!uv_is_closing((uv_handle_t *)&f->w))
+        uv_close((uv_handle_t *)&f->w, NULL);
+    if (f->r_open && !uv_is_closing((uv_handle_t *)&f->r))
+        uv_close((uv_handle_t *)&f->r, NULL);
+    outq_shutdown(&f->loop);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+    free(f->got);
+    free(f);
+    msgbuf_trim();
+    return 0;
+}
+
+/* Turns the loop without blocking (each turn ends with the flush check)
+ * until the reader has want bytes or 5 s have passed. */
+static void run_until_received(fixture *f, size_t want)
+{
+    uint64_t start = uv_hrtime();
+    while (f->got_len < want && uv_hrtime() - start < 5000000000ull)
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(f->got_len, want);
+}
+
+/* Turns the loop until no write is in flight. */
+static void run_until_drained(fixture *f)
+{
+    uint64_t start = uv_hrtime();
+    while ((f->q.inflight > 0 || f->q.npending > 0) && uv_hrtime() - start < 5000000000ull)
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(f->q.inflight, 0);
+    assert_int_equal(f->q.npending, 0);
+}
+
+static msgbuf *make_buf(size_t len, unsigned seed)
+{
+    msgbuf *b = msgbuf_new(len);
+    for (size_t i = 0; i < len; i++)
+        b->data[i] = (char)('A' + (seed + i) % 26);
+    b->len = (uint32_t)len;
+    return b;
+}
+
+static msgbuf *make_str(const char *s)
+{
+    msgbuf *b = msgbuf_new(strlen(s));
+    memcpy(b->data, s, strlen(s));
+    b->len = (uint32_t)strlen(s);
+    return b;
+}
+
+/* --- tests ------------------------------------------------------------------ */
+
+static void test_order_and_end_of_turn_flush(void **state)
+{
+    fixture *f = *state;
+    enum { N = 200 };
+    msgbuf *bufs[N];
+    char want[N * 16];
+    size_t want_len = 0;
+    for (int i = 0; i < N; i++) {
+        char s[16];
+        int n = snprintf(s, sizeof(s), "msg-%03d;", i);
+        bufs[i] = make_str(s);
+        memcpy(want + want_len, s, (size_t)n);
+        want_len += (size_t)n;
+        assert_int_equal(outq_push(&f->q, bufs[i]), 0);
+        assert_int_equal(bufs[i]->refs, 2); /* ours and the queue's */
+    }
+    /* nothing is written at push time: it waits for the end of the turn */
+    assert_int_equal(f->q.npending, N);
+    assert_int_equal(f->q.pending_bytes, want_len);
+    assert_int_equal(outq_bytes(&f->q), want_len);
+    assert_int_equal(f->q.writes, 0);
+    assert_int_equal(f->q.dirty, 1);
+
+    run_until_received(f, want_len);
+    assert_memory_equal(f->got, want, want_len);
+    /* one vectored write for all of them */
+    assert_int_equal(f->q.writes, 1);
+    run_until_drained(f);
+    assert_int_equal(outq_bytes(&f->q), 0);
+    assert_int_equal(f->q.dirty, 0);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(bufs[i]->refs, 1); /* the write dropped its reference */
+        msgbuf_unref(bufs[i]);
+    }
+
+    /* a second round on the same queue, the same buffer several times */
+    msgbuf *x = make_str("xyz");
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(outq_push(&f->q, x), 0);
+    assert_int_equal(x->refs, 6);
+    msgbuf *y = make_str("!");
+    assert_int_equal(outq_push_unbounded(&f->q, y), 0);
+    run_until_received(f, want_len + 16);
+    assert_memory_equal(f->got + want_len, "xyzxyzxyzxyzxyz!", 16);
+    run_until_drained(f);
+    assert_int_equal(f->q.writes, 2);
+    assert_int_equal(x->refs, 1);
+    msgbuf_unref(x);
+    msgbuf_unref(y);
+    assert_int_equal(f->errors, 0);
+}
+
+static void test_explicit_flush(void **state)
+{
+    fixture *f = *state;
+    msgbuf *a = make_str("hello ");
+    msgbuf *b = make_str("world");
+    assert_int_equal(outq_push(&f->q, a), 0);
+    outq_flush(&f->q);
+    /* handed to uv_write now (and out of the flush list) */
+    assert_int_equal(f->q.writes, 1);
+    assert_int_equal(f->q.npending, 0);
+    assert_int_equal(f->q.dirty, 0);
+    assert_int_equal(outq_push(&f->q, b), 0);
+    outq_flush(&f->q);
+    assert_int_equal(f->q.writes, 2);
+    outq_flush(&f->q); /* nothing pending: no write */
+    assert_int_equal(f->q.writes, 2);
+    run_until_received(f, 11);
+    assert_memory_equal(f->got, "hello world", 11);
+    run_until_drained(f);
+    msgbuf_unref(a);
+    msgbuf_unref(b);
+}
+
+static void test_byte_bound(void **state)
+{
+    fixture *f = *state;
+    outq_discard(&f->q);
+    outq_init(&f->q, (uv_stream_t *)&f->w, 100, on_error, f);
+    msgbuf *a = make_buf(60, 0), *b = make_buf(40, 1), *c = make_buf(1, 2);
+    assert_int_equal(outq_push(&f->q, a), 0);
+    assert_int_equal(outq_push(&f->q, b), 0);     /* exactly the bound */
+    assert_int_equal(outq_bytes(&f->q), 100);
+    assert_int_equal(outq_push(&f->q, c), UV_ENOBUFS);
+    /* refused means nothing queued and no reference taken */
+    assert_int_equal(c->refs, 1);
+    assert_int_equal(f->q.npending, 2);
+    assert_int_equal(outq_bytes(&f->q), 100);
+    /* the unbounded push goes past it (a close frame to a slow consumer) */
+    msgbuf *close = make_str("CLOSE");
+    assert_int_equal(outq_push_unbounded(&f->q, close), 0);
+    assert_int_equal(outq_bytes(&f->q), 105);
+    assert_int_equal(outq_push(&f->q, c), UV_ENOBUFS);
+
+    run_until_received(f, 105);
+    assert_memory_equal(f->got, a->data, 60);
+    assert_memory_equal(f->got + 60, b->data, 40);
+    assert_memory_equal(f->got + 100, "CLOSE", 5);
+    run_until_drained(f);
+    /* written: room again */
+    assert_int_equal(outq_bytes(&f->q), 0);
+    assert_int_equal(outq_push(&f->q, c), 0);
+    run_until_received(f, 106);
+    run_until_drained(f);
+    msgbuf_unref(a);
+    msgbuf_unref(b);
+    msgbuf_unref(c);
+    msgbuf_unref(close);
+}
+
+static void test_bound_counts_bytes_in_flight(void **state)
+{
+    fixture *f = *state;
+    /* A write the socket cannot take at once stays in flight: its bytes
+     * still count against the bound until its callback. */
+    const size_t big = 6u << 20;
+    outq_discard(&f->q);
+    outq_init(&f->q, (uv_stream_t *)&f->w, 8u << 20, on_error, f);
+    uv_read_stop((uv_stream_t *)&f->r);
+    msgbuf *b = make_buf(big, 3);
+    assert_int_equal(outq_push(&f->q, b), 0);
+    outq_flush(&f->q);
+    assert_int_equal(f->q.npending, 0);
+    assert_int_equal(f->q.pending_bytes, 0);
+    assert_int_equal(f->q.inflight, 1);
+    assert_int_equal(f->q.inflight_bytes, big);
+    assert_int_equal(outq_bytes(&f->q), big);
+    msgbuf *more = make_buf(3u << 20, 4);
+    assert_int_equal(outq_push(&f->q, more), UV_ENOBUFS);
+    msgbuf *small = make_buf(1000, 5);
+    assert_int_equal(outq_push(&f->q, small), 0);
+    assert_int_equal(b->refs, 2);
+
+    assert_int_equal(uv_read_start((uv_stream_t *)&f->r, alloc_cb, read_cb), 0);
+    run_until_received(f, big + 1000);
+    assert_memory_equal(f->got, b->data, big);
+    assert_memory_equal(f->got + big, small->data, 1000);
+    run_until_drained(f);
+    assert_int_equal(outq_bytes(&f->q), 0);
+    assert_int_equal(b->refs, 1);
+    assert_int_equal(outq_push(&f->q, more), 0);
+    run_until_received(f, big + 1000 + (3u << 20));
+    run_until_drained(f);
+    msgbuf_unref(b);
+    msgbuf_unref(more);
+    msgbuf_unref(small);
+}
+
+static void test_clear_drops_refs(void **state)
+{
+    fixture *f = *state;
+    msgbuf *bufs[50];
+    for (int i = 0; i < 50; i++) {
+        bufs[i] = make_buf(100 + (size_t)i * 50, (unsigned)i); /* small and large */
+        assert_int_equal(outq_push(&f->q, bufs[i]), 0);
+    }
+    /* a buffer only the queue holds: outq_clear must free it (ASan leak
+     * check at exit otherwise) */
+    msgbuf *orphan = make_buf(5000, 9);
+    assert_int_equal(outq_push(&f->q, orphan), 0);
+    msgbuf_unref(orphan);
+    outq_clear(&f->q);
+    assert_int_equal(f->q.npending, 0);
+    assert_int_equal(f->q.pending_bytes, 0);
+    assert_int_equal(outq_bytes(&f->q), 0);
+    for (int i = 0; i < 50; i++) {
+        assert_int_equal(bufs[i]->refs, 1);
+        msgbuf_unref(bufs[i]);
+    }
+    /* still usable; the cleared data never goes out */
+    msgbuf *m = make_str("after clear");
+    assert_int_equal(outq_push(&f->q, m), 0);
+    run_until_received(f, 11);
+    assert_memory_equal(f->got, "after clear", 11);
+    run_until_drained(f);
+    msgbuf_unref(m);
+    assert_int_equal(f->q.writes, 1);
+}
+
+static void test_many_small_buffers(void **state)
+{
+    fixture *f = *state;
+    enum { N = 3000 };
+    msgbuf **bufs = malloc(N * sizeof(*bufs));
+    char *want = malloc(N * 8);
+    for (int i = 0; i < N; i++) {
+        char s[16];
+        snprintf(s, sizeof(s), "%07u,", (unsigned)i);
+        bufs[i] = make_str(s);
+        memcpy(want + i * 8, s, 8);
+        assert_int_equal(outq_push(&f->q, bufs[i]), 0);
+        msgbuf_unref(bufs[i]); /* the queue holds the only reference */
+    }
+    assert_int_equal(f->q.npending, N);
+    run_until_received(f, N * 8);
+    assert_memory_equal(f->got, want, N * 8);
+    run_until_drained(f);
+    /* at most 1024 buffers per uv_write: 1024 + 1024 + 952 */
+    assert_int_equal(f->q.writes, 3);
+    assert_int_equal(outq_bytes(&f->q), 0);
+    /* the grown pending array is given back after a burst this big? (only
+     * above 4096 entries; 3000 keeps it) */
+    assert_non_null(f->q.pending);
+    free(bufs);
+    free(want);
+
+    /* a bigger burst: 5000 buffers, 5 writes, the array is given back */
+    for (int i = 0; i < 5000; i++) {
+        msgbuf *b = make_str("z");
+        assert_int_equal(outq_push(&f->q, b), 0);
+        msgbuf_unref(b);
+    }
+    run_until_received(f, N * 8 + 5000);
+    run_until_drained(f);
+    assert_int_equal(f->q.writes, 3 + 5);
+    assert_null(f->q.pending);
+    assert_int_equal(f->q.cappending, 0);
+    /* and it still works after that */
+    msgbuf *b = make_str("end");
+    assert_int_equal(outq_push(&f->q, b), 0);
+    msgbuf_unref(b);
+    run_until_received(f, N * 8 + 5000 + 3);
+    assert_memory_equal(f->got + N * 8 + 5000, "end", 3);
+    run_until_drained(f);
+}
+
+static void test_two_queues_one_turn(void **state)
+{
+    fixture *f = *state;
+    /* a second stream pair with its own queue, both dirty in one turn */
+    int fds[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    uv_pipe_t w2;
+    assert_int_equal(uv_pipe_init(&f->loop, &w2, 0), 0);
+    assert_int_equal(uv_pipe_open(&w2, fds[0]), 0);
+    outq q2;
+    outq_init(&q2, (uv_stream_t *)&w2, 1000, NULL, NULL);
+    msgbuf *a = make_str("to-one");
+    msgbuf *b = make_str("to-two");
+    assert_int_equal(outq_push(&f->q, a), 0);
+    assert_int_equal(outq_push(&q2, b), 0);
+    assert_int_equal(outq_push(&q2, b), 0);
+    run_until_received(f, 6);
+    assert_memory_equal(f->got, "to-one", 6);
+    run_until_drained(f);
+    uint64_t start = uv_hrtime();
+    while (q2.inflight > 0 && uv_hrtime() - start < 5000000000ull)
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(q2.writes, 1);
+    assert_int_equal(q2.inflight, 0);
+    char got[32];
+    assert_int_equal(read(fds[1], got, sizeof(got)), 12);
+    assert_memory_equal(got, "to-twoto-two", 12);
+    /* discarding a dirty queue takes it out of the flush list */
+    assert_int_equal(outq_push(&q2, b), 0);
+    outq_discard(&q2);
+    assert_int_equal(outq_push(&q2, b), UV_EPIPE);
+    assert_int_equal(outq_push_unbounded(&q2, b), UV_EPIPE);
+    assert_int_equal(b->refs, 1);
+    uv_run(&f->loop, UV_RUN_NOWAIT); /* the flush must not touch q2 */
+    assert_int_equal(q2.writes, 1);
+    uv_close((uv_handle_t *)&w2, NULL);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    close(fds[1]);
+    msgbuf_unref(a);
+    msgbuf_unref(b);
+}
+
+static void test_discard_with_write_in_flight(void **state)
+{
+    fixture *f = *state;
+    uv_read_stop((uv_stream_t *)&f->r);
+    outq_discard(&f->q);
+    outq_init(&f->q, (uv_stream_t *)&f->w, 16u << 20, on_error, f);
+    msgbuf *b = make_buf(4u << 20, 1);
+    assert_int_equal(outq_push(&f->q, b), 0);
+    outq_flush(&f->q);
+    assert_int_equal(f->q.inflight, 1);
+    msgbuf *p = make_buf(10, 2);
+    assert_int_equal(outq_push(&f->q, p), 0);
+    outq_discard(&f->q);
+    assert_int_equal(p->refs, 1);          /* pending dropped now */
+    assert_int_equal(b->refs, 2);          /* in flight keeps its reference */
+    assert_int_equal(outq_push(&f->q, p), UV_EPIPE);
+    /* closing the stream cancels the write; no error report for that */
+    uv_close((uv_handle_t *)&f->w, NULL);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(f->q.inflight, 0);
+    assert_int_equal(b->refs, 1);
+    assert_int_equal(f->errors, 0);
+    msgbuf_unref(b);
+    msgbuf_unref(p);
+}
+
+static void test_write_error_reported(void **state)
+{
+    fixture *f = *state;
+    /* the reading end goes away: the write fails with EPIPE */
+    uv_close((uv_handle_t *)&f->r, NULL);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    msgbuf *b = make_str("into the void");
+    assert_int_equal(outq_push(&f->q, b), 0);
+    assert_int_equal(outq_push(&f->q, b), 0);
+    /* Flushed by hand: with the reader closed nothing keeps the loop alive
+     * (the flush check handle is unref'd), so uv_run would not turn. */
+    outq_flush(&f->q);
+    uint64_t start = uv_hrtime();
+    while (f->errors == 0 && uv_hrtime() - start < 5000000000ull)
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(f->errors, 1);
+    assert_int_equal(f->last_error, UV_EPIPE);
+    run_until_drained(f);
+    assert_int_equal(outq_bytes(&f->q), 0);
+    assert_int_equal(b->refs, 1);
+    msgbuf_unref(b);
+}
+
+/* A push made from a timer callback, with nothing else happening on the
+ * loop: it must go out without waiting for another event. */
+typedef struct {
+    fixture *f;
+    msgbuf *b;
+    uint64_t pushed_at, got_at;
+} timer_probe;
+
+static void probe_push_cb(uv_timer_t *t)
+{
+    timer_probe *p = t->data;
+    p->pushed_at = uv_hrtime();
+    assert_int_equal(outq_push(&p->f->q, p->b), 0);
+}
+
+static void probe_check_cb(uv_timer_t *t)
+{
+    timer_probe *p = t->data;
+    if (p->f->got_len > 0 && p->got_at == 0)
+        p->got_at = uv_hrtime();
+    if (p->got_at)
+        uv_timer_stop(t);
+}
+
+static void test_push_from_timer_latency(void **state)
+{
+    fixture *f = *state;
+    timer_probe p = { f, make_str("tick"), 0, 0 };
+    uv_timer_t push, wake;
+    uv_timer_init(&f->loop, &push);
+    uv_timer_init(&f->loop, &wake);
+    push.data = &p;
+    wake.data = &p;
+    uv_timer_start(&push, probe_push_cb, 0, 0);
+    /* The only other event: a timer 10 s later. A push from a timer
+     * callback must not sit in the queue while poll blocks until then
+     * (outq keeps an idle handle active while data waits). */
+    uv_timer_start(&wake, probe_check_cb, 10000, 0);
+    uint64_t start = uv_hrtime();
+    while (f->got_len < 4 && uv_hrtime() - start < 30000000000ull)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_int_equal(f->got_len, 4);
+    assert_int_equal(p.got_at, 0); /* the data came before the wake timer */
+    uv_close((uv_handle_t *)&push, NULL);
+    uv_close((uv_handle_t *)&wake, NULL);
+    run_until_drained(f);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    msgbuf_unref(p.b);
+}
+
+int main(void)
+{
+    /* a write to a closed socketpair must fail with EPIPE, not kill us */
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_order_and_end_of_turn_flush, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_explicit_flush, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_byte_bound, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bound_counts_bytes_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_clear_drops_refs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_small_buffers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_two_queues_one_turn, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_discard_with_write_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_error_reported, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_push_from_timer_latency, setup, teardown),
+    };
+    return cmocka_run_group_tests_name("outq", tests, NULL, NULL);
+}

@@ -1,0 +1,715 @@
+/* Unit tests for node/peer_proto.c: the length-prefixed binary frames of
+ * the links between nodes (HELLO with its magic, MSG), their encoding, and
+ * the incremental decoder: any chunking, frames back to back, the size
+ * bound and every malformed-frame error, with no read beyond the input. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/msgbuf.h"
+#include "node/message.h"
+#include "node/peer_proto.h"
+
+/* --- helpers ---------------------------------------------------------------- */
+
+typedef struct {
+    char *p;
+    size_t len, cap;
+} bytes;
+
+static void bytes_add(bytes *b, const void *p, size_t n)
+{
+    if (b->len + n > b->cap) {
+        b->cap = (b->len + n) * 2 + 64;
+        b->p = realloc(b->p, b->cap);
+        assert_non_null(b->p);
+    }
+    if (n)
+        memcpy(b->p + b->len, p, n);
+    b->len += n;
+}
+
+static void bytes_add_buf(bytes *b, msgbuf *m)
+{
+    bytes_add(b, m->data, m->len);
+    msgbuf_unref(m);
+}
+
+static void bytes_free(bytes *b)
+{
+    free(b->p);
+    memset(b, 0, sizeof(*b));
+}
+
+static void put32(char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (char)(v >> (24 - 8 * i));
+}
+
+static uint32_t get32(const char *p)
+{
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++)
+        v = v << 8 | (uint8_t)p[i];
+    return v;
+}
+
+static uint64_t get64(const char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | (uint8_t)p[i];
+    return v;
+}
+
+/* A copy of one decoded frame (the decoder's strings live only during the
+ * callback). */
+typedef struct {
+    uint8_t type;
+    uint32_t origin;
+    uint64_t seq;
+    uint64_t time_ms;
+    int64_t chat_id;
+    uint32_t msg_origin;
+    uint64_t msg_seq;
+    char *sender;
+    uint32_t sender_len;
+    char *text;
+    uint32_t text_len;
+} got_frame;
+
+#define MAX_FRAMES 256
+typedef struct {
+    size_t n;
+    got_frame f[MAX_FRAMES];
+    size_t stop_at; /* non-zero: stop after this many frames */
+} collector;
+
+static char *dup_mem(const char *p, size_t n)
+{
+    char *c = malloc(n + 1);
+    assert_non_null(c);
+    if (n)
+        memcpy(c, p, n);
+    c[n] = '\0';
+    return c;
+}
+
+static int collect_cb(const struct peer_frame *f, void *ud)
+{
+    collector *c = ud;
+    assert_true(c->n < MAX_FRAMES);
+    got_frame *g = &c->f[c->n++];
+    memset(g, 0, sizeof(*g));
+    g->type = f->type;
+    g->origin = f->origin;
+    g->seq = f->seq;
+    if (f->type == PEER_MSG) {
+        g->time_ms = f->msg.time_ms;
+        g->chat_id = f->msg.chat_id;
+        g->msg_origin = f->msg.origin;
+        g->msg_seq = f->msg.seq;
+        g->sender = dup_mem(f->msg.sender, f->msg.sender_len);
+        g->sender_len = f->msg.sender_len;
+        g->text = dup_mem(f->msg.text, f->msg.text_len);
+        g->text_len = f->msg.text_len;
+    }
+    return c->stop_at != 0 && c->n == c->stop_at;
+}
+
+static void collector_free(collector *c)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        free(c->f[i].sender);
+        free(c->f[i].text);
+    }
+    memset(c, 0, sizeof(*c));
+}
+
+static void assert_same(const collector *a, const collector *b)
+{
+    assert_int_equal(a->n, b->n);
+    for (size_t i = 0; i < a->n; i++) {
+        const got_frame *x = &a->f[i], *y = &b->f[i];
+        assert_int_equal(x->type, y->type);
+        assert_int_equal(x->origin, y->origin);
+        assert_int_equal(x->seq, y->seq);
+        assert_int_equal(x->time_ms, y->time_ms);
+        assert_int_equal(x->chat_id, y->chat_id);
+        assert_int_equal(x->sender_len, y->sender_len);
+        assert_int_equal(x->text_len, y->text_len);
+        if (x->type == PEER_MSG) {
+            assert_memory_equal(x->sender, y->sender, x->sender_len);
+            assert_memory_equal(x->text, y->text, x->text_len);
+        }
+    }
+}
+
+static uint64_t rng_state;
+static uint32_t rng_next(void)
+{
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return (uint32_t)((rng_state * 2685821657736338717ull) >> 32);
+}
+
+enum chunking { WHOLE, BYTEWISE, RANDOM };
+
+/* Feeds buf to d in the given chunking until a non-zero result, which it
+ * returns (err gets the error text). Each chunk is a heap copy of exactly
+ * its size: ASan reports any read beyond it. */
+static int feed(peer_decoder *d, const char *buf, size_t len, enum chunking how,
+                uint64_t seed, collector *c, char *err, size_t errlen)
+{
+    rng_state = seed * 0x9E3779B97F4A7C15ull + 1;
+    size_t off = 0;
+    while (off < len) {
+        size_t n;
+        if (how == WHOLE)
+            n = len;
+        else if (how == BYTEWISE)
+            n = 1;
+        else
+            n = 1 + rng_next() % (rng_next() % 4 == 0 ? 3000 : 30);
+        if (n > len - off)
+            n = len - off;
+        char *chunk = malloc(n);
+        assert_non_null(chunk);
+        memcpy(chunk, buf + off, n);
+        int rc = peer_decoder_feed(d, chunk, n, collect_cb, c, err, errlen);
+        free(chunk);
+        off += n;
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int decode_with(const bytes *b, size_t max, enum chunking how, uint64_t seed,
+                       collector *c, char *err, size_t errlen)
+{
+    peer_decoder d;
+    peer_decoder_init(&d, max);
+    int rc = feed(&d, b->p, b->len, how, seed, c, err, errlen);
+    peer_decoder_free(&d);
+    return rc;
+}
+
+/* The result of decoding b, the same in every chunking; err gets the text. */
+static int result_of(const bytes *b, size_t max, char *err, size_t errlen)
+{
+    int first = -100;
+    for (int how = WHOLE; how <= RANDOM; how++) {
+        for (uint64_t seed = 1; seed <= (how == RANDOM ? 5u : 1u); seed++) {
+            collector c = { 0 };
+            err[0] = '\0';
+            int rc = decode_with(b, max, (enum chunking)how, seed, &c, err, errlen);
+            collector_free(&c);
+            if (first == -100)
+                first = rc;
+            assert_int_equal(rc, first);
+            if (rc == -1)
+                assert_true(err[0] != '\0');
+        }
+    }
+    return first;
+}
+
+static struct chat_message make_msg(uint32_t origin, uint64_t seq, const char *sender,
+                                    const char *text, size_t text_len)
+{
+    struct chat_message m;
+    memset(&m, 0, sizeof(m));
+    m.origin = origin;
+    m.seq = seq;
+    m.time_ms = 1795000000123ull + seq;
+    m.chat_id = (int64_t)seq * 1000 - 7;
+    m.sender = sender;
+    m.sender_len = (uint32_t)strlen(sender);
+    m.text = text;
+    m.text_len = (uint32_t)text_len;
+    return m;
+}
+
+/* --- encoding -------------------------------------------------------------- */
+
+static void test_hello_bytes(void **state)
+{
+    (void)state;
+    msgbuf *b = peer_proto_hello(0x01020304);
+    assert_int_equal(b->refs, 1);
+    assert_int_equal(b->len, PEER_PROTO_HEADER + 4);
+    const unsigned char want[] = {
+        0, 0, 0, 20,                  /* length of the rest */
+        1,                            /* version */
+        1,                            /* HELLO */
+        0, 0,                         /* flags */
+        1, 2, 3, 4,                   /* origin */
+        0, 0, 0, 0, 0, 0, 0, 0,       /* seq */
+        'D', 'C', 'H', 'T',           /* magic */
+    };
+    assert_memory_equal(b->data, want, sizeof(want));
+    msgbuf_unref(b);
+}
+
+static void test_msg_bytes(void **state)
+{
+    (void)state;
+    struct chat_message m = make_msg(7, 0x0102030405ull, "bob", "hi!", 3);
+    m.time_ms = 0x1122334455667788ull;
+    m.chat_id = -2;
+    msgbuf *b = peer_proto_msg(&m);
+    size_t payload = 22 + 3 + 3;
+    assert_int_equal(b->len, PEER_PROTO_HEADER + payload);
+    assert_int_equal(get32(b->data), 16 + payload);
+    assert_int_equal((uint8_t)b->data[4], PEER_PROTO_VERSION);
+    assert_int_equal((uint8_t)b->data[5], PEER_MSG);
+    assert_int_equal((uint8_t)b->data[6], 0);
+    assert_int_equal((uint8_t)b->data[7], 0);
+    assert_int_equal(get32(b->data + 8), 7);
+    assert_int_equal(get64(b->data + 12), 0x0102030405ull);
+    const char *p = b->data + PEER_PROTO_HEADER;
+    assert_int_equal(get64(p), 0x1122334455667788ull);
+    assert_int_equal(get64(p + 8), 0xfffffffffffffffeull);
+    assert_int_equal((uint8_t)p[16], 0);
+    assert_int_equal((uint8_t)p[17], 3);
+    assert_int_equal(get32(p + 18), 3);
+    assert_memory_equal(p + 22, "bobhi!", 6);
+    msgbuf_unref(b);
+}
+
+static void test_round_trip(void **state)
+{
+    (void)state;
+    bytes s = { 0 };
+    bytes_add_buf(&s, peer_proto_hello(42));
+    bytes_add_buf(&s, peer_proto_hello(INT32_MAX));
+    const char *text = "h\xc3\xa9llo \"w\\orld\"\n\xf0\x9f\x98\x80";
+    struct chat_message m1 = make_msg(42, 1, "alice", text, strlen(text));
+    struct chat_message m2 = make_msg(INT32_MAX, MESSAGE_SEQ_LIMIT - 1, "", "", 0);
+    m2.chat_id = INT64_MIN;
+    m2.time_ms = UINT64_MAX;
+    struct chat_message m3 = make_msg(3, 9, "z", "with\0nul", 8);
+    bytes_add_buf(&s, peer_proto_msg(&m1));
+    bytes_add_buf(&s, peer_proto_msg(&m2));
+    bytes_add_buf(&s, peer_proto_msg(&m3));
+
+    collector c = { 0 };
+    char err[128] = "";
+    assert_int_equal(decode_with(&s, PEER_PROTO_MAX_FRAME, WHOLE, 0, &c, err, sizeof(err)), 0);
+    assert_int_equal(c.n, 5);
+    assert_int_equal(c.f[0].type, PEER_HELLO);
+    assert_int_equal(c.f[0].origin, 42);
+    assert_int_equal(c.f[0].seq, 0);
+    assert_int_equal(c.f[1].type, PEER_HELLO);
+    assert_int_equal(c.f[1].origin, INT32_MAX);
+
+    const struct chat_message *want[] = { &m1, &m2, &m3 };
+    for (int i = 0; i < 3; i++) {
+        const got_frame *g = &c.f[2 + i];
+        const struct chat_message *m = want[i];
+        assert_int_equal(g->type, PEER_MSG);
+        assert_int_equal(g->origin, m->origin);
+        assert_int_equal(g->seq, m->seq);
+        assert_int_equal(g->msg_origin, m->origin);
+        assert_int_equal(g->msg_seq, m->seq);
+        assert_int_equal(g->time_ms, m->time_ms);
+        assert_true(g->chat_id == m->chat_id);
+        assert_int_equal(g->sender_len, m->sender_len);
+        assert_memory_equal(g->sender, m->sender, m->sender_len);
+        assert_int_equal(g->text_len, m->text_len);
+        assert_memory_equal(g->text, m->text, m->text_len);
+    }
+    collector_free(&c);
+    bytes_free(&s);
+}
+
+static void test_chunkings(void **state)
+{
+    (void)state;
+    /* Many frames back to back, small and large (one over the 64 KiB at
+     * which the decoder gives its buffer back), in every chunking. */
+    bytes s = { 0 };
+    bytes_add_buf(&s, peer_proto_hello(5));
+    char *big = malloc(200000);
+    assert_non_null(big);
+    for (size_t i = 0; i < 200000; i++)
+        big[i] = (char)('a' + i % 26);
+    /* multi-byte UTF-8 in the big text so a split inside a sequence cannot
+     * matter */
+    memcpy(big + 1000, "\xe2\x82\xac\xf0\x9f\x98\x80", 7);
+    char sender[MESSAGE_SENDER_MAX + 1];
+    memset(sender, 's', MESSAGE_SENDER_MAX);
+    sender[MESSAGE_SENDER_MAX] = '\0';
+    for (uint64_t i = 1; i <= 60; i++) {
+        size_t tl = (i * 37) % 500;
+        if (i == 20)
+            tl = 70000;
+        if (i == 40)
+            tl = 200000;
+        struct chat_message m = make_msg(5, i, i == 30 ? sender : "node-5 user", big, tl);
+        bytes_add_buf(&s, peer_proto_msg(&m));
+    }
+    collector ref = { 0 };
+    char err[128] = "";
+    assert_int_equal(decode_with(&s, PEER_PROTO_MAX_FRAME, WHOLE, 0, &ref, err, sizeof(err)), 0);
+    assert_int_equal(ref.n, 61);
+    assert_int_equal(ref.f[0].type, PEER_HELLO);
+    for (size_t i = 1; i <= 60; i++) {
+        assert_int_equal(ref.f[i].type, PEER_MSG);
+        assert_int_equal(ref.f[i].seq, i);
+    }
+    assert_int_equal(ref.f[20].text_len, 70000);
+    assert_int_equal(ref.f[40].text_len, 200000);
+    assert_memory_equal(ref.f[40].text, big, 200000);
+    assert_int_equal(ref.f[30].sender_len, MESSAGE_SENDER_MAX);
+
+    collector c = { 0 };
+    assert_int_equal(decode_with(&s, PEER_PROTO_MAX_FRAME, BYTEWISE, 0, &c, err, sizeof(err)), 0);
+    assert_same(&ref, &c);
+    collector_free(&c);
+    for (uint64_t seed = 1; seed <= 30; seed++) {
+        assert_int_equal(decode_with(&s, PEER_PROTO_MAX_FRAME, RANDOM, seed, &c, err,
+                                     sizeof(err)), 0);
+        assert_same(&ref, &c);
+        collector_free(&c);
+    }
+    /* split exactly at every offset of a small stream: two chunks */
+    bytes small = { 0 };
+    bytes_add_buf(&small, peer_proto_hello(9));
+    struct chat_message m = make_msg(9, 1, "x", "yz", 2);
+    bytes_add_buf(&small, peer_proto_msg(&m));
+    bytes_add_buf(&small, peer_proto_hello(10));
+    for (size_t cut = 0; cut <= small.len; cut++) {
+        peer_decoder d;
+        peer_decoder_init(&d, PEER_PROTO_MAX_FRAME);
+        char *a = malloc(cut + 1), *b = malloc(small.len - cut + 1);
+        memcpy(a, small.p, cut);
+        memcpy(b, small.p + cut, small.len - cut);
+        assert_int_equal(peer_decoder_feed(&d, a, cut, collect_cb, &c, err, sizeof(err)), 0);
+        assert_int_equal(peer_decoder_feed(&d, b, small.len - cut, collect_cb, &c, err,
+                                           sizeof(err)), 0);
+        assert_int_equal(c.n, 3);
+        assert_int_equal(c.f[2].origin, 10);
+        free(a);
+        free(b);
+        collector_free(&c);
+        peer_decoder_free(&d);
+    }
+    bytes_free(&small);
+    collector_free(&ref);
+    free(big);
+    bytes_free(&s);
+}
+
+static void test_truncated_input(void **state)
+{
+    (void)state;
+    /* Every proper prefix of a frame is "need more", with no callback and
+     * no read past the prefix (heap copies of exact size). */
+    struct chat_message m = make_msg(1, 1, "abc", "defgh", 5);
+    msgbuf *b = peer_proto_msg(&m);
+    for (size_t n = 0; n < b->len; n++) {
+        bytes pre = { 0 };
+        bytes_add(&pre, b->data, n);
+        collector c = { 0 };
+        char err[64] = "";
+        assert_int_equal(decode_with(&pre, PEER_PROTO_MAX_FRAME, WHOLE, 0, &c, err,
+                                     sizeof(err)), 0);
+        assert_int_equal(decode_with(&pre, PEER_PROTO_MAX_FRAME, BYTEWISE, 0, &c, err,
+                                     sizeof(err)), 0);
+        assert_int_equal(c.n, 0);
+        bytes_free(&pre);
+    }
+    msgbuf_unref(b);
+}
+
+/* --- errors ---------------------------------------------------------------- */
+
+/* A frame by hand: the length field covers the rest. */
+static void raw_frame(bytes *s, uint8_t ver, uint8_t type, uint32_t origin, uint64_t seq,
+                      const void *payload, size_t plen)
+{
+    char h[PEER_PROTO_HEADER];
+    put32(h, (uint32_t)(16 + plen));
+    h[4] = (char)ver;
+    h[5] = (char)type;
+    h[6] = 0;
+    h[7] = 0;
+    put32(h + 8, origin);
+    for (int i = 0; i < 8; i++)
+        h[12 + i] = (char)(seq >> (56 - 8 * i));
+    bytes_add(s, h, sizeof(h));
+    bytes_add(s, payload, plen);
+}
+
+static void test_bad_frames(void **state)
+{
+    (void)state;
+    char err[128];
+    bytes s = { 0 };
+
+    /* the good hello by hand, to know raw_frame is right */
+    raw_frame(&s, 1, PEER_HELLO, 3, 0, "DCHT", 4);
+    assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), 0);
+
+    /* wrong version */
+    s.len = 0;
+    raw_frame(&s, 2, PEER_HELLO, 3, 0, "DCHT", 4);
+    assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "version"));
+    s.len = 0;
+    raw_frame(&s, 0, PEER_HELLO, 3, 0, "DCHT", 4);
+    assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
+
+    /* wrong magic, or a magic of the wrong size */
+    s.len = 0;
+    raw_frame(&s, 1, PEER_HELLO, 3, 0, "DCHX", 4);
+    assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "magic"));
+    s.len = 0;
+    raw_frame(&s, 1, PEER_HELLO, 3, 0, "DCHTx", 5);
+    assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
+    s.len = 0;
+    raw_frame(&s, 1, PEER_HELLO, 3, 0, "", 0);
+    assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
+
+    /* hello with node id 0 or above INT32_MAX */
+    s.len = 0;
+    raw_frame(&s, 1, PEER_HELLO, 0, 0, "DCHT", 4);
+    assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
+    s.len = 0;
+    raw_frame(&s, 1, PEER_HELLO, 0x80000000u, 0, "DCHT", 4);
+    assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
+
+    /* unknown types (3 and 4 are reserved, not implemented) */
+    const uint8_t types[] = { 0, 3, 4, 99, 255 };
+    for (size_t i = 0; i < sizeof(types); i++) {
+        s.len = 0;
+        raw_frame(&s, 1, types[i], 3, 1, "DCHT", 4);
+        assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
+        assert_non_null(strstr(err, "type"));
+    }
+
+    /* length field below the header size (16 is the least: ver..seq) */
+    const uint32_t short_lens[] = { 0, 1, 4, 15 };
+    for (size_t i = 0; i < 4; i++) {
+        s.len = 0;
+        char f[PEER_PROTO_HEADER] = { 0 };
+        put32(f, short_lens[i]);
+        f[4] = 1;
+        f[5] = PEER_HELLO;
+        bytes_add(&s, f, sizeof(f));
+        bytes_add(&s, "DCHTDCHT", 8); /* so there are enough bytes either way */
+        assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
+        assert_non_null(strstr(err, "shorter"));
+    }
+
+    /* length over the bound: refused from the length field alone, before
+     * the rest arrives, in every chunking */
+    s.len = 0;
+    char lenonly[4];
+    put32(lenonly, 1001);
+    bytes_add(&s, lenonly, 4);
+    assert_int_equal(result_of(&s, 1000, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "longer"));
+    s.len = 0;
+    put32(lenonly, 0xffffffffu);
+    bytes_add(&s, lenonly, 4);
+    assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
+    /* ... and exactly the bound is fine */
+    s.len = 0;
+    struct chat_message m = make_msg(1, 1, "ab", "0123456789", 10);
+    msgbuf *b = peer_proto_msg(&m);
+    bytes_add_buf(&s, b);
+    size_t bound = s.len - 4;
+    assert_int_equal(result_of(&s, bound, err, sizeof(err)), 0);
+    assert_int_equal(result_of(&s, bound - 1, err, sizeof(err)), -1);
+    bytes_free(&s);
+}
+
+static void test_bad_msg_frames(void **state)
+{
+    (void)state;
+    char err[128];
+    bytes s = { 0 };
+    char p[64];
+    memset(p, 0, sizeof(p));
+    /* payload: time 8 | chat 8 | sender_len 2 | text_len 4 | "ab" "cd" */
+    p[17] = 2;
+    p[21] = 2;
+    memcpy(p + 22, "abcd", 4);
+
+    raw_frame(&s, 1, PEER_MSG, 3, 1, p, 26);
+    assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), 0);
+
+    /* origin 0, > INT32_MAX; seq 0, >= 10^12 */
+    s.len = 0;
+    raw_frame(&s, 1, PEER_MSG, 0, 1, p, 26);
+    assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
+    s.len = 0;
+    raw_frame(&s, 1, PEER_MSG, 0x80000000u, 1, p, 26);
+    assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
+    s.len = 0;
+    raw_frame(&s, 1, PEER_MSG, 3, 0, p, 26);
+    assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
+    s.len = 0;
+    raw_frame(&s, 1, PEER_MSG, 3, MESSAGE_SEQ_LIMIT, p, 26);
+    assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
+    s.len = 0;
+    raw_frame(&s, 1, PEER_MSG, 3, MESSAGE_SEQ_LIMIT - 1, p, 26);
+    assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), 0);
+
+    /* payload shorter than its fixed part */
+    s.len = 0;
+    raw_frame(&s, 1, PEER_MSG, 3, 1, p, 21);
+    assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "short"));
+    s.len = 0;
+    raw_frame(&s, 1, PEER_MSG, 3, 1, p, 0);
+    assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
+
+    /* inner lengths that do not add up to the frame, both ways, and ones
+     * that would point far beyond it */
+    s.len = 0;
+    raw_frame(&s, 1, PEER_MSG, 3, 1, p, 25);
+    assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "lengths"));
+    s.len = 0;
+    raw_frame(&s, 1, PEER_MSG, 3, 1, p, 27);
+    assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
+    char q[64];
+    memcpy(q, p, sizeof(q));
+    q[18] = 0x7f; /* text_len huge */
+    s.len = 0;
+    raw_frame(&s, 1, PEER_MSG, 3, 1, q, 26);
+    assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
+    memcpy(q, p, sizeof(q));
+    q[16] = (char)0xff; /* sender_len huge */
+    s.len = 0;
+    raw_frame(&s, 1, PEER_MSG, 3, 1, q, 26);
+    assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
+    /* text_len + sender_len that wrap 32 bits still must not match */
+    memcpy(q, p, sizeof(q));
+    q[16] = 0;
+    q[17] = 6;
+    q[18] = (char)0xff;
+    q[19] = (char)0xff;
+    q[20] = (char)0xff;
+    q[21] = (char)0xfe; /* 6 + 0xfffffffe wraps to 4 in 32 bits */
+    s.len = 0;
+    raw_frame(&s, 1, PEER_MSG, 3, 1, q, 26);
+    assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
+
+    /* invalid UTF-8 in sender, then in text */
+    memcpy(q, p, sizeof(q));
+    q[22] = (char)0xc0;
+    s.len = 0;
+    raw_frame(&s, 1, PEER_MSG, 3, 1, q, 26);
+    assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "UTF-8"));
+    memcpy(q, p, sizeof(q));
+    q[25] = (char)0xe2; /* text ends inside a sequence */
+    s.len = 0;
+    raw_frame(&s, 1, PEER_MSG, 3, 1, q, 26);
+    assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
+
+    /* sender over 256 bytes */
+    char *longp = calloc(1, 22 + 257);
+    longp[16] = 0x01;
+    longp[17] = 0x01; /* 257 */
+    memset(longp + 22, 's', 257);
+    s.len = 0;
+    raw_frame(&s, 1, PEER_MSG, 3, 1, longp, 22 + 257);
+    assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
+    free(longp);
+    bytes_free(&s);
+}
+
+static void test_refuses_after_error(void **state)
+{
+    (void)state;
+    char err[128] = "";
+    bytes s = { 0 };
+    raw_frame(&s, 9, PEER_HELLO, 3, 0, "DCHT", 4);
+    bytes good = { 0 };
+    bytes_add_buf(&good, peer_proto_hello(4));
+    /* a good frame before the bad one is delivered; none after */
+    bytes all = { 0 };
+    bytes_add(&all, good.p, good.len);
+    bytes_add(&all, s.p, s.len);
+    bytes_add(&all, good.p, good.len);
+    peer_decoder d;
+    peer_decoder_init(&d, PEER_PROTO_MAX_FRAME);
+    collector c = { 0 };
+    assert_int_equal(peer_decoder_feed(&d, all.p, all.len, collect_cb, &c, err, sizeof(err)), -1);
+    assert_int_equal(c.n, 1);
+    err[0] = '\0';
+    assert_int_equal(peer_decoder_feed(&d, good.p, good.len, collect_cb, &c, err, sizeof(err)),
+                     -1);
+    assert_true(err[0] != '\0');
+    assert_int_equal(c.n, 1);
+    peer_decoder_free(&d);
+    collector_free(&c);
+    bytes_free(&s);
+    bytes_free(&good);
+    bytes_free(&all);
+}
+
+static void test_callback_stop(void **state)
+{
+    (void)state;
+    char err[128] = "";
+    bytes s = { 0 };
+    for (uint32_t i = 1; i <= 5; i++)
+        bytes_add_buf(&s, peer_proto_hello(i));
+    for (int how = WHOLE; how <= BYTEWISE; how++) {
+        collector c = { 0 };
+        c.stop_at = 2;
+        assert_int_equal(decode_with(&s, PEER_PROTO_MAX_FRAME, (enum chunking)how, 0, &c, err,
+                                     sizeof(err)), 1);
+        assert_int_equal(c.n, 2);
+        collector_free(&c);
+    }
+    bytes_free(&s);
+}
+
+static void test_error_text_truncated(void **state)
+{
+    (void)state;
+    /* a small err buffer is filled, NUL-terminated, not overrun */
+    bytes s = { 0 };
+    raw_frame(&s, 7, PEER_HELLO, 3, 0, "DCHT", 4);
+    char *err = malloc(8);
+    collector c = { 0 };
+    assert_int_equal(decode_with(&s, PEER_PROTO_MAX_FRAME, WHOLE, 0, &c, err, 8), -1);
+    assert_int_equal(strlen(err), 7);
+    free(err);
+    bytes_free(&s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hello_bytes),
+        cmocka_unit_test(test_msg_bytes),
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_chunkings),
+        cmocka_unit_test(test_truncated_input),
+        cmocka_unit_test(test_bad_frames),
+        cmocka_unit_test(test_bad_msg_frames),
+        cmocka_unit_test(test_refuses_after_error),
+        cmocka_unit_test(test_callback_stop),
+        cmocka_unit_test(test_error_text_truncated),
+    };
+    int rc = cmocka_run_group_tests_name("peer_proto", tests, NULL, NULL);
+    msgbuf_trim();
+    return rc;
+}
