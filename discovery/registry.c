@@ -191,8 +191,14 @@ int registry_heartbeat(registry *r, int64_t id, uint64_t now_ms)
 void registry_logout(registry *r, int64_t id)
 {
     struct registry_node *n = find(r, id);
-    if (n != NULL)
-        n->active = false;
+    if (n == NULL)
+        return;
+    /* Forget its ports too: a heartbeat that was in flight when the node
+     * logged out must not bring it back with them (it gets 404 and logs in
+     * again if it means to). */
+    size_t i = (size_t)(n - r->nodes);
+    memmove(n, n + 1, (r->count - i - 1) * sizeof(*n));
+    r->count--;
 }
 
 size_t registry_expire(registry *r, uint64_t now_ms, uint64_t ttl_ms)

@@ -37,11 +37,12 @@ int registry_check(registry *r, int64_t id, const char *password);
 void registry_login(registry *r, int64_t id, int syncport, int clientport,
                     const char *address, uint64_t now_ms);
 
-/* Refreshes id's last-seen time. Returns 0, or -1 when the node has never
- * logged in since this daemon started (its ports are unknown). A node that
- * expired but logged in before becomes active again. */
+/* Refreshes id's last-seen time. Returns 0, or -1 when the node has not
+ * logged in since this daemon started or since it logged out (its ports are
+ * unknown). A node that expired without logging out becomes active again. */
 int registry_heartbeat(registry *r, int64_t id, uint64_t now_ms);
 
+/* Takes id off the active list and forgets its ports. */
 void registry_logout(registry *r, int64_t id);
 
 /* Deactivates the nodes not seen for ttl_ms; returns how many. */
