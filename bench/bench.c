@@ -62,9 +62,11 @@ struct bench {
     int pumping;
 
     unsigned rounds[MAX_ROUNDS], nrounds, ri;
+    uint32_t window;       /* messages in flight at most */
     uint32_t n, sent, socks_done;
     uint64_t *t_sent;      /* per message: uv_hrtime() when handed over */
     uint64_t t_start, t_send_done, t_last;
+    uint64_t cpu_start_us;  /* the bench's own CPU time at the round's start */
     uint64_t strays;       /* frames of an earlier round that came again */
     struct samples lat;
     char *frame;           /* scratch for one outgoing message */
@@ -72,6 +74,16 @@ struct bench {
 
 static void finish(struct bench *b, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* User plus system CPU time of this process, in microseconds. */
+static uint64_t cpu_time_us(void)
+{
+    uv_rusage_t ru;
+    if (uv_getrusage(&ru) != 0)
+        return 0;
+    return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
+           (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
 
 static void sock_name(const struct sock *s, char *out, size_t cap)
 {
@@ -83,6 +95,15 @@ static void sock_name(const struct sock *s, char *out, size_t cap)
                  s->ep->port);
     else
         snprintf(out, cap, "receiver on %s at %s:%d", node, s->ep->host, s->ep->port);
+}
+
+unsigned bench_auto_window(unsigned size)
+{
+    /* Every socket may have the whole window queued at the node: keep that
+     * at 1 MiB, a quarter of the node's default --max-queue. A frame is the
+     * text plus about 200 bytes of JSON and header. */
+    unsigned w = (1u << 20) / (size + 200);
+    return UTIL_MAX(1u, UTIL_MIN(w, 4000u));
 }
 
 unsigned bench_rounds(unsigned max, unsigned *out, unsigned cap)
@@ -163,6 +184,7 @@ static void start_round(struct bench *b, uint32_t n, enum phase ph)
         tally_reset(&b->socks[i].t, n, b->cfg->senders);
         b->socks[i].done = 0;
     }
+    b->cpu_start_us = cpu_time_us();
     b->t_start = uv_hrtime();
     b->t_send_done = b->t_last = b->t_start;
     uv_timer_start(&b->timer, timeout_cb, (uint64_t)b->cfg->timeout_s * 1000, 0);
@@ -177,7 +199,7 @@ static void pump_cb(uv_idle_t *h)
     uint32_t floor = min_unique(b);
     char text[TEXT_MAX];
     for (unsigned k = 0; k < BURST && b->sent < b->n; k++) {
-        if (b->sent - floor >= cfg->window) {
+        if (b->sent - floor >= b->window) {
             stop_pump(b); /* on_text restarts it as deliveries come in */
             return;
         }
@@ -236,6 +258,9 @@ static void end_round(struct bench *b)
     r.total_s = (double)(b->t_last - b->t_start) / 1e9;
     r.send_s = (double)(b->t_send_done - b->t_start) / 1e9;
     r.rate = r.total_s > 0 ? (double)r.received / r.total_s : 0;
+    r.cpu_pct = r.total_s > 0
+                    ? (double)(cpu_time_us() - b->cpu_start_us) / 1e6 / r.total_s * 100.0
+                    : 0;
     r.p50_ms = samples_quantile(&b->lat, 0.50) / 1000.0;
     r.p99_ms = samples_quantile(&b->lat, 0.99) / 1000.0;
     r.max_ms = samples_quantile(&b->lat, 1.0) / 1000.0;
@@ -356,7 +381,7 @@ static void on_text(ws_conn *c, const char *data, size_t len, void *ud)
             }
         }
     }
-    if (!b->pumping && b->sent < b->n && b->sent - min_unique(b) < b->cfg->window)
+    if (!b->pumping && b->sent < b->n && b->sent - min_unique(b) < b->window)
         start_pump(b);
 }
 
@@ -375,7 +400,9 @@ static void on_close(ws_conn *c, int code, void *ud)
                    "is the node running?", name, code);
         else
             finish(b, BENCH_FAILED, "%s: connection closed with code %d during the round of "
-                   "%u messages", name, code, b->n);
+                   "%u messages%s", name, code, b->n,
+                   code == 1008 ? " (the node found it too slow: lower --window, or raise "
+                                  "the node's --max-queue)" : "");
     }
 }
 
@@ -475,6 +502,7 @@ int bench_run(const struct bench_config *cfg)
     b.token = (uint32_t)(util_now_ns() ^ ((uint64_t)getpid() << 16));
     b.frame = xmalloc(TEXT_MAX + 256);
     b.nrounds = bench_rounds(cfg->max, b.rounds, MAX_ROUNDS);
+    b.window = cfg->window ? cfg->window : bench_auto_window(cfg->size);
     uv_timer_init(&loop, &b.timer);
     b.timer.data = &b;
     uv_idle_init(&loop, &b.pump);

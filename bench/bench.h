@@ -18,7 +18,7 @@ struct bench_config {
     unsigned max;          /* the last round's size */
     unsigned size;         /* bytes of message text */
     unsigned timeout_s;    /* per round, and for setting up */
-    unsigned window;       /* messages in flight at most */
+    unsigned window;       /* messages in flight at most; 0 = auto */
     unsigned chat_id;
     enum report_format format;
 };
@@ -32,6 +32,10 @@ enum {
 /* Runs the whole bench on a fresh loop; prints the report on stdout and
  * what went wrong on stderr. Returns a BENCH_* status. */
 int bench_run(const struct bench_config *cfg);
+
+/* The default window for messages of size bytes: as many as keep about
+ * 1 MiB queued per socket, at most 4000. */
+unsigned bench_auto_window(unsigned size);
 
 /* The round sizes for max: 10, 100, 1000, 2000, 4000 ... up to max (max
  * itself is the last round even when it is not on that ladder). Writes at

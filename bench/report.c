@@ -23,13 +23,13 @@ void report_begin(FILE *f, enum report_format fmt, const struct report_run *run)
     case REPORT_TABLE:
         fprintf(f, "# %u senders to %s, one receiver on each of %u nodes, %u-byte texts\n",
                 run->senders, run->target, run->nodes, run->size);
-        fprintf(f, "%9s %11s %11s %9s %9s %13s %8s %8s %8s %6s %6s %7s\n", "messages",
+        fprintf(f, "%9s %11s %11s %9s %9s %13s %8s %8s %8s %6s %6s %7s %6s\n", "messages",
                 "expected", "received", "total s", "send s", "deliveries/s", "p50 ms",
-                "p99 ms", "max ms", "lost", "dup", "reorder");
+                "p99 ms", "max ms", "lost", "dup", "reorder", "cpu %");
         break;
     case REPORT_CSV:
         fprintf(f, "messages,expected,received,total_s,send_s,deliveries_per_s,"
-                   "p50_ms,p99_ms,max_ms,lost,duplicated,reordered\n");
+                   "p50_ms,p99_ms,max_ms,lost,duplicated,reordered,bench_cpu_pct\n");
         break;
     case REPORT_JSON:
         json_decref(json_doc);
@@ -46,30 +46,31 @@ void report_row(FILE *f, enum report_format fmt, const struct report_row *r)
 {
     switch (fmt) {
     case REPORT_TABLE:
-        fprintf(f, "%9u %11llu %11llu %9.3f %9.3f %13.0f %8.2f %8.2f %8.2f %6llu %6llu %7llu\n",
+        fprintf(f, "%9u %11llu %11llu %9.3f %9.3f %13.0f %8.2f %8.2f %8.2f %6llu %6llu %7llu %6.0f\n",
                 r->messages, (unsigned long long)r->expected,
                 (unsigned long long)r->received, r->total_s, r->send_s, r->rate, r->p50_ms,
                 r->p99_ms, r->max_ms, (unsigned long long)r->lost,
-                (unsigned long long)r->dups, (unsigned long long)r->reordered);
+                (unsigned long long)r->dups, (unsigned long long)r->reordered, r->cpu_pct);
         break;
     case REPORT_CSV:
-        fprintf(f, "%u,%llu,%llu,%.6f,%.6f,%.0f,%.3f,%.3f,%.3f,%llu,%llu,%llu\n",
+        fprintf(f, "%u,%llu,%llu,%.6f,%.6f,%.0f,%.3f,%.3f,%.3f,%llu,%llu,%llu,%.1f\n",
                 r->messages, (unsigned long long)r->expected,
                 (unsigned long long)r->received, r->total_s, r->send_s, r->rate, r->p50_ms,
                 r->p99_ms, r->max_ms, (unsigned long long)r->lost,
-                (unsigned long long)r->dups, (unsigned long long)r->reordered);
+                (unsigned long long)r->dups, (unsigned long long)r->reordered, r->cpu_pct);
         break;
     case REPORT_JSON:
         if (json_doc != NULL)
             json_array_append_new(
                 json_object_get(json_doc, "rounds"),
-                json_pack("{s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:I}",
+                json_pack("{s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:I, s:f}",
                           "messages", (json_int_t)r->messages, "expected",
                           (json_int_t)r->expected, "received", (json_int_t)r->received,
                           "total_s", r->total_s, "send_s", r->send_s, "deliveries_per_s",
                           r->rate, "p50_ms", r->p50_ms, "p99_ms", r->p99_ms, "max_ms",
                           r->max_ms, "lost", (json_int_t)r->lost, "duplicated",
-                          (json_int_t)r->dups, "reordered", (json_int_t)r->reordered));
+                          (json_int_t)r->dups, "reordered", (json_int_t)r->reordered,
+                          "bench_cpu_pct", r->cpu_pct));
         break;
     }
     fflush(f);

@@ -18,6 +18,9 @@ struct report_row {
     double rate;            /* received / total_s */
     double p50_ms, p99_ms, max_ms;
     uint64_t lost, dups, reordered;
+    double cpu_pct;         /* the bench's own CPU time over total_s, in % of
+                               one core: near 100 means the bench, not the
+                               cluster, set the pace */
 };
 
 struct report_run {

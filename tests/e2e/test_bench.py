@@ -29,13 +29,15 @@ def test_table_has_one_row_per_round_with_every_delivery(logdir, procs):
     lines = p.stdout.splitlines()
     assert lines[0].startswith("# 3 senders to 127.0.0.1:")
     assert lines[1].split()[:3] == ["messages", "expected", "received"]
+    assert lines[1].split()[-2:] == ["cpu", "%"]
     rows = [line.split() for line in lines[2:]]
     assert [int(r[0]) for r in rows] == [10, 100, 1000]
     for r in rows:
         n = int(r[0])
         assert int(r[1]) == n * (3 + 3)      # 3 senders + one receiver per node
         assert int(r[2]) == n * (3 + 3)
-        assert r[-3:] == ["0", "0", "0"]     # lost, duplicated, reordered
+        assert r[9:12] == ["0", "0", "0"]    # lost, duplicated, reordered
+        assert 0 <= float(r[12]) <= 200      # the bench's cpu %
         assert float(r[5]) > 0               # deliveries per second
         assert float(r[6]) <= float(r[7]) <= float(r[8])  # p50 <= p99 <= max
 
