@@ -47,7 +47,9 @@ void cli_parse(int argc, char **argv, const char *prog, const char *summary,
                int nopts, cli_set_fn set, void *ud)
 {
     struct option *longopts = xcalloc((size_t)nopts + 3, sizeof(*longopts));
-    char shortopts[3 * 64 + 8] = "+hV";
+    /* '+': stop at the first positional; ':': report a missing value as
+     * ':' rather than '?', so it can be told from an unknown option. */
+    char shortopts[3 * 64 + 8] = "+:hV";
     size_t sl = strlen(shortopts);
 
     for (int i = 0; i < nopts; i++) {
@@ -92,10 +94,26 @@ void cli_parse(int argc, char **argv, const char *prog, const char *summary,
             printf("%s %s\n", prog, DCHAT_VERSION);
             free(longopts);
             exit(0);
-        } else if (c == '?' || c == ':') {
+        } else if (c == ':') {
+            /* A value is missing: optopt is 256 + index for the long form,
+             * the letter for the short one. */
             if (optopt >= 256)
                 fprintf(stderr, "%s: option --%s needs a value; see %s --help\n",
                         prog, opts[optopt - 256].name, prog);
+            else
+                fprintf(stderr, "%s: option -%c needs a value; see %s --help\n",
+                        prog, optopt, prog);
+            exit(EX_USAGE);
+        } else if (c == '?') {
+            /* getopt_long also answers '?' for a flag given a value
+             * ("--verbose=1", "--help=1"), with optopt the flag's val. Short
+             * flags never fail, so a known val here means the long form. */
+            if (optopt >= 256)
+                fprintf(stderr, "%s: option --%s takes no value; see %s --help\n",
+                        prog, opts[optopt - 256].name, prog);
+            else if (optopt == 'h' || optopt == 'V')
+                fprintf(stderr, "%s: option --%s takes no value; see %s --help\n",
+                        prog, optopt == 'h' ? "help" : "version", prog);
             else if (optopt)
                 fprintf(stderr, "%s: unknown option -%c; see %s --help\n",
                         prog, optopt, prog);

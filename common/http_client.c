@@ -117,7 +117,9 @@ static void timer_cb(uv_timer_t *t)
 static int on_body(llhttp_t *p, const char *at, size_t len)
 {
     http_client_req *r = p->data;
-    if (r->body_len + len + 1 > HTTP_CLIENT_MAX_BODY)
+    /* The bound is on the body itself; the NUL added by finish() may take
+     * the buffer one byte past it. */
+    if (r->body_len + len > HTTP_CLIENT_MAX_BODY)
         return -1;
     if (r->body_len + len + 1 > r->body_cap) {
         r->body_cap = UTIL_MAX(r->body_len + len + 1, r->body_cap * 2);

@@ -4,7 +4,10 @@
  * llhttp completes it. Each connection has one timer: the request limit
  * while a request is being received, the idle limit between requests.
  * Answers not yet written are bounded per connection: past the bound the
- * server stops reading from that client until its answers drain. */
+ * server stops reading from that client until its answers drain, and pauses
+ * the parser so that requests already read wait, in order, in c->pending.
+ * While paused (or whenever answers wait), the timer watches the writes: a
+ * period without a byte written closes the connection. */
 #include "common/http_server.h"
 
 #include <llhttp.h>
@@ -49,11 +52,16 @@ struct hconn {
     bool closing;
     bool close_after_write;     /* close once every answer is written */
     bool read_paused;
+    bool answer_close;          /* answer with "Connection: close" */
     bool responded;             /* the current request has its answer */
     bool upgrade_ready;         /* a complete upgrade request is parsed */
     int handles_open;           /* tcp and timer, until both are closed */
     unsigned writes_pending;
     size_t unsent;
+    unsigned long long queued;  /* bytes ever handed to uv_write */
+    unsigned long long written_mark; /* conn_written() when the timer started */
+    char *pending;              /* read but not parsed yet (parser paused) */
+    size_t pending_len;
     char peer_addr[64];
     int peer_port;
     struct hconn *next, *prev;
@@ -84,6 +92,7 @@ static char read_buf[HTTP_READ_BUF]; /* one loop thread; parsed in place */
 
 static void conn_close(struct hconn *c);
 static void conn_resume_reading(struct hconn *c);
+static void start_timer(struct hconn *c, unsigned ms);
 
 /* --- answers -------------------------------------------------------------- */
 
@@ -129,6 +138,23 @@ static void write_cb(uv_write_t *req, int status)
         conn_resume_reading(c);
 }
 
+/* Bytes of answers that reached the kernel so far: what was queued less
+ * what libuv still holds. Grows whenever the client reads. */
+static unsigned long long conn_written(const struct hconn *c)
+{
+    return c->queued - uv_stream_get_write_queue_size((const uv_stream_t *)c->tcp);
+}
+
+/* Too many answers wait: stop reading until they drain (see write_cb). The
+ * parser is paused by on_message_complete. The client is slow to read, not
+ * idle nor slow to send: it gets the request timeout to drain something. */
+static void conn_pause_reading(struct hconn *c)
+{
+    uv_read_stop((uv_stream_t *)c->tcp);
+    c->read_paused = true;
+    start_timer(c, c->s->cfg.request_timeout_ms);
+}
+
 static void conn_write(struct hconn *c, int status, const char *ctype,
                        const char *body, size_t len, bool close)
 {
@@ -153,8 +179,11 @@ static void conn_write(struct hconn *c, int status, const char *ctype,
     }
     c->writes_pending++;
     c->unsent += w->len;
+    c->queued += w->len;
     if (close)
         c->close_after_write = true;
+    else if (c->unsent > HTTP_MAX_UNSENT && !c->read_paused)
+        conn_pause_reading(c);
 }
 
 /* An error answer outside any handler, and the connection closes after. */
@@ -179,7 +208,7 @@ void http_respond(http_request *req, int status, const char *content_type,
     if (c->responded)
         return; /* a handler bug: one answer per request */
     c->responded = true;
-    bool keep = llhttp_should_keep_alive(&c->parser) && !c->s->closing;
+    bool keep = llhttp_should_keep_alive(&c->parser) && !c->s->closing && !c->answer_close;
     conn_write(c, status, content_type, body, len, !keep);
 }
 
@@ -243,8 +272,6 @@ static int head_end_piece(struct hconn *c)
     return 0;
 }
 
-static void start_timer(struct hconn *c, unsigned ms);
-
 static int on_message_begin(llhttp_t *p)
 {
     struct hconn *c = p->data;
@@ -300,6 +327,23 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     if (head_append(c, at, len) != 0)
         return -1;
     h->value_len += len;
+    return 0;
+}
+
+/* llhttp drops the OWS before a value but keeps the OWS after it (RFC 9110
+ * 5.5: not part of the value). The value is the last piece in head, so
+ * trimming is shortening head; it may have come in several pieces. */
+static int on_header_value_complete(llhttp_t *p)
+{
+    struct hconn *c = p->data;
+    if (c->piece != PIECE_VALUE)
+        return on_header_value(p, "", 0); /* an empty value: make it "" */
+    struct hdr *h = &c->hdrs[c->nhdrs - 1];
+    while (h->value_len > 0 && (c->head[c->head_len - 1] == ' ' ||
+                                c->head[c->head_len - 1] == '\t')) {
+        h->value_len--;
+        c->head_len--;
+    }
     return 0;
 }
 
@@ -374,7 +418,11 @@ static int on_message_complete(llhttp_t *p)
     s->cfg.handler(&req, s->cfg.ud);
     if (!c->responded)
         http_respond_error(&req, 500, "the server did not answer this request");
-    return c->closing || c->close_after_write ? HPE_USER : 0;
+    if (c->closing || c->close_after_write)
+        return HPE_USER;
+    /* Reading was paused for backpressure: stop parsing too; conn_feed
+     * keeps the rest of the input for when the answers have drained. */
+    return c->read_paused ? HPE_PAUSED : 0;
 }
 
 static void handle_upgrade(struct hconn *c, const char *rest, size_t rest_len)
@@ -383,6 +431,9 @@ static void handle_upgrade(struct hconn *c, const char *rest, size_t rest_len)
     http_request req;
     fill_request(c, &req);
     c->upgrade_ready = false;
+    /* Unless the socket is taken, the connection closes after the answer:
+     * say so in it. */
+    c->answer_close = true;
     if (s->cfg.on_upgrade == NULL) {
         http_respond_error(&req, 400, "this server does not upgrade connections");
         c->close_after_write = true;
@@ -408,6 +459,45 @@ static void handle_upgrade(struct hconn *c, const char *rest, size_t rest_len)
     c->read_paused = true;
 }
 
+/* Keeps the len bytes at data (they may point into c->pending) for later. */
+static void conn_keep_pending(struct hconn *c, const char *data, size_t len)
+{
+    char *copy = NULL;
+    if (len > 0) {
+        copy = xmalloc(len);
+        memcpy(copy, data, len);
+    }
+    free(c->pending);
+    c->pending = copy;
+    c->pending_len = len;
+}
+
+/* Parses len bytes of input and acts on how the parser stopped. */
+static void conn_feed(struct hconn *c, const char *data, size_t len)
+{
+    llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
+    if (err == HPE_OK || c->closing)
+        return;
+    if (err == HPE_PAUSED) {
+        /* Backpressure (on_message_complete): keep what follows. */
+        const char *pos = llhttp_get_error_pos(&c->parser);
+        conn_keep_pending(c, pos, len - (size_t)(pos - data));
+        llhttp_resume(&c->parser);
+        return;
+    }
+    if (err == HPE_PAUSED_UPGRADE && c->upgrade_ready) {
+        const char *pos = llhttp_get_error_pos(&c->parser);
+        size_t used = (size_t)(pos - data);
+        handle_upgrade(c, pos, len - used);
+        return;
+    }
+    if (err == HPE_USER || c->close_after_write)
+        return; /* answered already, closing after the write */
+    char msg[256];
+    snprintf(msg, sizeof(msg), "malformed HTTP request: %s", llhttp_get_error_reason(&c->parser));
+    conn_fail(c, 400, msg);
+}
+
 static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     struct hconn *c = stream->data;
@@ -426,20 +516,7 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         }
         return;
     }
-    llhttp_errno_t err = llhttp_execute(&c->parser, buf->base, (size_t)nread);
-    if (err == HPE_OK || c->closing)
-        return;
-    if (err == HPE_PAUSED_UPGRADE && c->upgrade_ready) {
-        const char *pos = llhttp_get_error_pos(&c->parser);
-        size_t used = (size_t)(pos - buf->base);
-        handle_upgrade(c, pos, (size_t)nread - used);
-        return;
-    }
-    if (err == HPE_USER || c->close_after_write)
-        return; /* answered already, closing after the write */
-    char msg[256];
-    snprintf(msg, sizeof(msg), "malformed HTTP request: %s", llhttp_get_error_reason(&c->parser));
-    conn_fail(c, 400, msg);
+    conn_feed(c, buf->base, (size_t)nread);
 }
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -448,11 +525,26 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = sizeof(read_buf);
 }
 
+/* Starts reading, or resumes after backpressure: first the requests that
+ * were read before the pause, in order; they may pause it again. */
 static void conn_resume_reading(struct hconn *c)
 {
     if (c->closing || c->close_after_write || c->tcp == NULL)
         return;
-    c->read_paused = false;
+    if (c->read_paused) {
+        c->read_paused = false;
+        start_timer(c, c->s->cfg.idle_timeout_ms); /* between requests */
+        if (c->pending != NULL) {
+            char *data = c->pending;
+            size_t len = c->pending_len;
+            c->pending = NULL;
+            c->pending_len = 0;
+            conn_feed(c, data, len);
+            free(data);
+            if (c->closing || c->close_after_write || c->read_paused || c->tcp == NULL)
+                return;
+        }
+    }
     if (uv_read_start((uv_stream_t *)c->tcp, alloc_cb, read_cb) != 0)
         conn_close(c);
 }
@@ -468,11 +560,24 @@ static void timer_cb(uv_timer_t *t)
         conn_fail(c, 408, "request not received in time");
     } else if (c->writes_pending == 0) {
         conn_close(c); /* idle keep-alive */
+    } else if (conn_written(c) != c->written_mark) {
+        /* Answers are still being written and the client reads them: not
+         * idle. Look again one period later (reading paused: the request
+         * timeout; else the idle timeout). */
+        start_timer(c, c->read_paused ? c->s->cfg.request_timeout_ms
+                                      : c->s->cfg.idle_timeout_ms);
+    } else {
+        /* Not a byte of the answers taken for a whole period: the client
+         * does not read; do not keep its answers forever. */
+        log_debug("http: closing %s: it read none of its answers in time", c->peer_addr);
+        conn_close(c);
     }
 }
 
 static void start_timer(struct hconn *c, unsigned ms)
 {
+    if (c->tcp != NULL)
+        c->written_mark = conn_written(c);
     uv_timer_start(&c->timer, timer_cb, ms, 0);
 }
 
@@ -504,6 +609,7 @@ static void handle_closed_cb(uv_handle_t *h)
     s->nconns--;
     free(c->head);
     free(c->body);
+    free(c->pending);
     free(c);
     maybe_server_done(s);
 }
@@ -571,6 +677,7 @@ int http_server_start(uv_loop_t *loop, const char *host, int port,
         http_settings.on_url = on_url;
         http_settings.on_header_field = on_header_field;
         http_settings.on_header_value = on_header_value;
+        http_settings.on_header_value_complete = on_header_value_complete;
         http_settings.on_headers_complete = on_headers_complete;
         http_settings.on_body = on_body;
         http_settings.on_message_complete = on_message_complete;

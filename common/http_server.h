@@ -65,8 +65,13 @@ struct http_server_config {
     size_t max_header_bytes;       /* 0 = 8 KiB; beyond: 431 and close */
     size_t max_body_bytes;         /* 0 = 1 MiB; beyond: 413 and close */
     unsigned request_timeout_ms;   /* 0 = 10 s from a request's first byte
-                                      to its end; beyond: 408 and close */
-    unsigned idle_timeout_ms;      /* 0 = 60 s idle keep-alive, then close */
+                                      to its end; beyond: 408 and close.
+                                      Also, once over 1 MiB of answers wait
+                                      and reading is paused: the longest the
+                                      client may read none of them */
+    unsigned idle_timeout_ms;      /* 0 = 60 s idle keep-alive, then close;
+                                      while answers wait to be written, the
+                                      client must read some in each period */
     unsigned max_connections;      /* 0 = 10000; beyond: 503 and close */
 };
 

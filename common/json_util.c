@@ -53,8 +53,12 @@ int json_util_get_string(const json_t *obj, const char *key, size_t maxlen,
     }
     size_t n = json_string_length(v);
     if (n == 0 || (maxlen && n > maxlen) || strlen(json_string_value(v)) != n) {
-        snprintf(err, errlen, "field \"%s\" must be 1 to %zu characters without NUL",
-                 key, maxlen ? maxlen : (size_t)-1);
+        if (maxlen)
+            snprintf(err, errlen, "field \"%s\" must be 1 to %zu characters without NUL",
+                     key, maxlen);
+        else /* no upper bound: do not print (size_t)-1 as one */
+            snprintf(err, errlen, "field \"%s\" must be at least 1 character without NUL",
+                     key);
         return -1;
     }
     *out = json_string_value(v);

@@ -40,6 +40,10 @@ int util_format_iso8601(uint64_t wall_ms, char *out);
  * -1 when s is empty, has trailing characters or is out of range. */
 int util_parse_long(const char *s, long min, long max, long *out);
 
+/* Creates dir and its missing parents (mode 0755), like mkdir -p.
+ * Returns 0, or -1 with errno set. */
+int util_mkdir_p(const char *dir);
+
 /* Splits "HOST:PORT", "[V6]:PORT" or ":PORT"/"PORT" (host defaults to
  * default_host) into host (NUL-terminated, at most hostlen-1 bytes, brackets
  * removed) and port (0..65535). Returns 0 or -1 on a malformed string. */

@@ -28,28 +28,10 @@ struct registry {
     size_t active_cap;
 };
 
-static int mkdir_p(const char *path)
-{
-    char buf[1024];
-    size_t len = strlen(path);
-    if (len == 0 || len >= sizeof(buf))
-        return -1;
-    memcpy(buf, path, len + 1);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    return mkdir(buf, 0755) != 0 && errno != EEXIST ? -1 : 0;
-}
-
 registry *registry_open(const char *dir, char *err, size_t errlen)
 {
     char path[1100];
-    if (mkdir_p(dir) != 0) {
+    if (util_mkdir_p(dir) != 0) {
         snprintf(err, errlen, "cannot create data dir %s: %s", dir, strerror(errno));
         return NULL;
     }

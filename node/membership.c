@@ -46,26 +46,6 @@ struct membership {
 static void membership_step(struct membership *m);
 static void finish_stop(struct membership *m);
 
-static int mkdir_p(const char *path)
-{
-    char buf[512];
-    size_t len = strlen(path);
-    if (len == 0 || len >= sizeof(buf))
-        return -1;
-    memcpy(buf, path, len + 1);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-        return -1;
-    return 0;
-}
-
 static void identity_path(const node *n, char *out, size_t len)
 {
     snprintf(out, len, "%s/node.json", n->cfg.data_dir);
@@ -75,7 +55,7 @@ int membership_load(node *n)
 {
     char path[600];
 
-    if (mkdir_p(n->cfg.data_dir) != 0) {
+    if (util_mkdir_p(n->cfg.data_dir) != 0) {
         log_error("cannot create data dir %s: %s; pass a writable --data-dir",
                   n->cfg.data_dir, strerror(errno));
         return -1;
