@@ -43,10 +43,8 @@ static const struct cli_option options[] = {
 static int set_count(const char *v, long min, long max, unsigned *out, char *err, size_t errlen)
 {
     long l;
-    if (util_parse_long(v, min, max, &l) != 0) {
-        snprintf(err, errlen, "expected a whole number between %ld and %ld", min, max);
+    if (cli_long(v, min, max, "a whole number", &l, err, errlen) != 0)
         return -1;
-    }
     *out = (unsigned)l;
     return 0;
 }
@@ -78,15 +76,8 @@ static int set_option(int index, const char *v, void *ud, char *err, size_t errl
             return -1;
         }
         return 0;
-    case OPT_LOG_LEVEL: {
-        enum log_level lvl;
-        if (log_parse_level(v, &lvl) != 0) {
-            snprintf(err, errlen, "expected debug, info, warn or error");
-            return -1;
-        }
-        log_set_level(lvl);
-        return 0;
-    }
+    case OPT_LOG_LEVEL:
+        return cli_log_level(v, err, errlen);
     }
     return -1;
 }

@@ -1,6 +1,7 @@
 /* cli: see cli.h. A thin layer over getopt_long that keeps option names,
  * environment variables and --help text in one table per program. */
 #include "common/cli.h"
+#include "common/log.h"
 #include "common/util.h"
 
 #include <getopt.h>
@@ -142,4 +143,27 @@ void cli_parse(int argc, char **argv, const char *prog, const char *summary,
         exit(EX_USAGE);
     }
     free(longopts);
+}
+
+int cli_long(const char *v, long min, long max, const char *what, long *out,
+             char *err, size_t errlen)
+{
+    long l;
+    if (util_parse_long(v, min, max, &l) != 0) {
+        snprintf(err, errlen, "expected %s between %ld and %ld", what, min, max);
+        return -1;
+    }
+    *out = l;
+    return 0;
+}
+
+int cli_log_level(const char *v, char *err, size_t errlen)
+{
+    enum log_level lvl;
+    if (log_parse_level(v, &lvl) != 0) {
+        snprintf(err, errlen, "expected debug, info, warn or error");
+        return -1;
+    }
+    log_set_level(lvl);
+    return 0;
 }

@@ -32,4 +32,18 @@ void cli_parse(int argc, char **argv, const char *prog, const char *summary,
                const char *description, const struct cli_option *opts,
                int nopts, cli_set_fn set, void *ud);
 
+/* Helpers for cli_set_fn callbacks: each returns 0, or -1 after writing
+ * into err (errlen bytes) the text cli_parse shows after the option. */
+
+/* Parses a whole decimal number in [min, max] into *out; otherwise
+ * "expected WHAT between MIN and MAX", e.g. what = "milliseconds" gives
+ * "expected milliseconds between 50 and 3600000", and *out is left as it
+ * was. Callers narrow *out to their field's type (the range makes it fit). */
+int cli_long(const char *v, long min, long max, const char *what, long *out,
+             char *err, size_t errlen);
+
+/* Parses debug, info, warn or error and makes it the log level
+ * (log_set_level); otherwise "expected debug, info, warn or error". */
+int cli_log_level(const char *v, char *err, size_t errlen);
+
 #endif

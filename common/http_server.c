@@ -55,6 +55,9 @@ struct hconn {
     bool answer_close;          /* answer with "Connection: close" */
     bool responded;             /* the current request has its answer */
     bool upgrade_ready;         /* a complete upgrade request is parsed */
+    bool is_head;               /* the current request's method is HEAD */
+    char extra[HTTP_ANSWER_HEADERS_MAX + 1]; /* http_answer_add_header lines, NUL */
+    size_t extra_len;
     int handles_open;           /* tcp and timer, until both are closed */
     unsigned writes_pending;
     size_t unsent;
@@ -155,21 +158,31 @@ static void conn_pause_reading(struct hconn *c)
     start_timer(c, c->s->cfg.request_timeout_ms);
 }
 
+/* Queues one answer: the header section (with the extra lines from
+ * http_answer_add_header), then the body unless it answers a HEAD request
+ * (head_only): Content-Length states len either way. */
 static void conn_write(struct hconn *c, int status, const char *ctype,
-                       const char *body, size_t len, bool close)
+                       const char *body, size_t len, bool head_only, bool close)
 {
     if (c->closing)
         return;
-    char head[512];
-    int hl = snprintf(head, sizeof(head),
-                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s\r\n",
-                      status, status_text(status), ctype ? ctype : "application/json",
-                      len, close ? "Connection: close\r\n" : "");
-    struct hwrite *w = xmalloc(sizeof(*w) + (size_t)hl + len);
-    memcpy(w->data, head, (size_t)hl);
-    if (len)
-        memcpy(w->data + hl, body, len);
-    w->len = (size_t)hl + len;
+    static const char fmt[] =
+        "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%.*s%s\r\n";
+    const char *type = ctype ? ctype : "application/json";
+    const char *conn_hdr = close ? "Connection: close\r\n" : "";
+    int hl = snprintf(NULL, 0, fmt, status, status_text(status), type, len,
+                      (int)c->extra_len, c->extra, conn_hdr);
+    if (hl < 0) {
+        conn_close(c);
+        return;
+    }
+    size_t body_len = head_only ? 0 : len;
+    struct hwrite *w = xmalloc(sizeof(*w) + (size_t)hl + 1 + body_len);
+    snprintf(w->data, (size_t)hl + 1, fmt, status, status_text(status), type, len,
+             (int)c->extra_len, c->extra, conn_hdr);
+    if (body_len)
+        memcpy(w->data + hl, body, body_len);
+    w->len = (size_t)hl + body_len;
     w->c = c;
     uv_buf_t buf = uv_buf_init(w->data, (unsigned)w->len);
     if (uv_write(&w->req, (uv_stream_t *)c->tcp, &buf, 1, write_cb) != 0) {
@@ -192,7 +205,9 @@ static void conn_fail(struct hconn *c, int status, const char *msg)
     json_t *j = json_pack("{s:s}", "error", msg);
     char *text = json_dumps(j, JSON_COMPACT);
     json_decref(j);
-    conn_write(c, status, "application/json", text, strlen(text), true);
+    c->extra_len = 0; /* not the handler's answer: none of its headers */
+    conn_write(c, status, "application/json", text, strlen(text),
+               c->in_request && c->is_head, true);
     free(text);
     if (!c->read_paused) {
         uv_read_stop((uv_stream_t *)c->tcp);
@@ -209,7 +224,40 @@ void http_respond(http_request *req, int status, const char *content_type,
         return; /* a handler bug: one answer per request */
     c->responded = true;
     bool keep = llhttp_should_keep_alive(&c->parser) && !c->s->closing && !c->answer_close;
-    conn_write(c, status, content_type, body, len, !keep);
+    conn_write(c, status, content_type, body, len, c->is_head, !keep);
+}
+
+/* RFC 9110 5.6.2: token = 1*tchar. */
+static bool is_token(const char *s)
+{
+    if (*s == '\0')
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+              (*s >= '0' && *s <= '9') || strchr("!#$%&'*+-.^_`|~", *s) != NULL))
+            return false;
+    return true;
+}
+
+int http_answer_add_header(http_request *req, const char *name, const char *value)
+{
+    static const char *const own[] = { "Content-Type", "Content-Length", "Connection",
+                                       "Transfer-Encoding" };
+    struct hconn *c = req->priv;
+    if (c->responded || !is_token(name))
+        return -1;
+    for (size_t i = 0; i < ARRAY_SIZE(own); i++)
+        if (strcasecmp(name, own[i]) == 0)
+            return -1;
+    for (const unsigned char *v = (const unsigned char *)value; *v; v++)
+        if ((*v < 0x20 && *v != '\t') || *v == 0x7f)
+            return -1;
+    size_t avail = sizeof(c->extra) - c->extra_len;
+    int n = snprintf(c->extra + c->extra_len, avail, "%s: %s\r\n", name, value);
+    if (n < 0 || (size_t)n >= avail)
+        return -1; /* the partial line is not counted, so it is dropped */
+    c->extra_len += (size_t)n;
+    return 0;
 }
 
 void http_respond_json(http_request *req, int status, json_t *body)
@@ -277,11 +325,20 @@ static int on_message_begin(llhttp_t *p)
     struct hconn *c = p->data;
     c->in_request = true;
     c->responded = false;
+    c->is_head = false;
+    c->extra_len = 0;
     c->head_len = c->url_len = 0;
     c->nhdrs = 0;
     c->piece = PIECE_URL;
     c->body_len = 0;
     start_timer(c, c->s->cfg.request_timeout_ms);
+    return 0;
+}
+
+static int on_method_complete(llhttp_t *p)
+{
+    struct hconn *c = p->data;
+    c->is_head = p->method == HTTP_HEAD;
     return 0;
 }
 
@@ -416,8 +473,10 @@ static int on_message_complete(llhttp_t *p)
     http_request req;
     fill_request(c, &req);
     s->cfg.handler(&req, s->cfg.ud);
-    if (!c->responded)
+    if (!c->responded) {
+        c->extra_len = 0; /* no half of an answer from the handler */
         http_respond_error(&req, 500, "the server did not answer this request");
+    }
     if (c->closing || c->close_after_write)
         return HPE_USER;
     /* Reading was paused for backpressure: stop parsing too; conn_feed
@@ -451,6 +510,8 @@ static void handle_upgrade(struct hconn *c, const char *rest, size_t rest_len)
         return;
     }
     tcp->data = c;
+    if (!c->responded)
+        c->extra_len = 0; /* the answer is ours, not the callee's */
     if (c->writes_pending != 0 && !c->responded)
         http_respond_error(&req, 400, "upgrade after pipelined requests is not supported");
     if (!c->responded)
@@ -674,6 +735,7 @@ int http_server_start(uv_loop_t *loop, const char *host, int port,
     if (http_settings.on_message_begin == NULL) {
         llhttp_settings_init(&http_settings);
         http_settings.on_message_begin = on_message_begin;
+        http_settings.on_method_complete = on_method_complete;
         http_settings.on_url = on_url;
         http_settings.on_header_field = on_header_field;
         http_settings.on_header_value = on_header_value;

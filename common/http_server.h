@@ -31,8 +31,23 @@ typedef struct http_request {
  * long as the request. */
 const char *http_request_header(const http_request *req, const char *name);
 
+/* Adds the header line "name: value" to req's answer. Call it from the
+ * handler before its http_respond* call; what is added for one request
+ * never carries over to the next. The server writes Content-Type,
+ * Content-Length and Connection itself: those names (and Transfer-Encoding)
+ * are refused, as are names that are not HTTP tokens, values with control
+ * characters other than tab, and lines beyond HTTP_ANSWER_HEADERS_MAX bytes
+ * in all. Returns 0, or -1 with nothing added. Example: a 405 answer must
+ * name the allowed methods, http_answer_add_header(req, "Allow", "POST"). */
+#define HTTP_ANSWER_HEADERS_MAX 512
+int http_answer_add_header(http_request *req, const char *name, const char *value);
+
 /* Answers req. Exactly one http_respond* call per request, from inside the
- * handler. The body is copied. */
+ * handler. The body is copied. The answer to a HEAD request is its header
+ * section only (RFC 9112 6.3): Content-Length still states len, the length
+ * the body would have, but no body bytes follow. The server routes nothing
+ * itself: a handler sees method "HEAD" and decides; answering it as GET
+ * (discovery's API does) gives exactly the GET answer's headers. */
 void http_respond(http_request *req, int status, const char *content_type,
                   const char *body, size_t len);
 /* Answers with the compact JSON dump of body, and takes the reference

@@ -1,7 +1,9 @@
 /* api: see api.h. Every handler validates its body with json_util, so an
  * error names the field; credentials are checked before anything changes.
  * Lists are filtered for expiry when they are answered, so they are exact
- * whatever the sweep timer's phase. */
+ * whatever the sweep timer's phase. A known path asked with another method
+ * gets 405 with an Allow header; HEAD is answered like GET, without the
+ * body. */
 #include "discovery/api.h"
 
 #include <stdlib.h>
@@ -180,7 +182,12 @@ void api_handle(http_request *req, void *ud)
         const struct route *r = &routes[i];
         if (strcmp(req->path, r->path) != 0)
             continue;
-        if (strcmp(req->method, r->method) != 0) {
+        /* HEAD on a GET route is answered as GET; the server sends only
+         * the header section (RFC 9110 9.3.2). */
+        bool get_route = strcmp(r->method, "GET") == 0;
+        if (strcmp(req->method, r->method) != 0 &&
+            !(get_route && strcmp(req->method, "HEAD") == 0)) {
+            http_answer_add_header(req, "Allow", get_route ? "GET, HEAD" : r->method);
             http_respond_error(req, 405, "method %s not allowed on %s; use %s",
                                req->method, r->path, r->method);
             return;

@@ -62,35 +62,19 @@ static int set_option(int index, const char *v, void *ud, char *err, size_t errl
         strcpy(c->data_dir, v);
         return 0;
     case OPT_TTL:
-        if (util_parse_long(v, 1, 86400, &l) != 0) {
-            snprintf(err, errlen, "expected whole seconds between 1 and 86400");
-            return -1;
-        }
-        c->ttl_s = l;
-        return 0;
+        return cli_long(v, 1, 86400, "whole seconds", &c->ttl_s, err, errlen);
     case OPT_REQUEST_TIMEOUT:
-        if (util_parse_long(v, 50, 3600000, &l) != 0) {
-            snprintf(err, errlen, "expected milliseconds between 50 and 3600000");
+        if (cli_long(v, 50, 3600000, "milliseconds", &l, err, errlen) != 0)
             return -1;
-        }
         c->request_timeout_ms = (unsigned)l;
         return 0;
     case OPT_MAX_CONNS:
-        if (util_parse_long(v, 1, 1000000, &l) != 0) {
-            snprintf(err, errlen, "expected a count between 1 and 1000000");
+        if (cli_long(v, 1, 1000000, "a count", &l, err, errlen) != 0)
             return -1;
-        }
         c->max_connections = (unsigned)l;
         return 0;
-    case OPT_LOG_LEVEL: {
-        enum log_level lvl;
-        if (log_parse_level(v, &lvl) != 0) {
-            snprintf(err, errlen, "expected debug, info, warn or error");
-            return -1;
-        }
-        log_set_level(lvl);
-        return 0;
-    }
+    case OPT_LOG_LEVEL:
+        return cli_log_level(v, err, errlen);
     }
     return -1;
 }

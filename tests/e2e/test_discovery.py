@@ -433,32 +433,79 @@ def test_wrong_method_is_405(shared, method, path):
     assert_error(status, body, 405, method, path)
 
 
-@pytest.mark.xfail(reason="RFC 9110 15.5.6: a 405 answer MUST carry an Allow header; "
-                          "the daemon sends none", strict=True)
-def test_405_names_the_allowed_method_in_allow(shared):
-    status, r, _ = raw_request(shared, "DELETE", "/api/nodes/active")
+# RFC 9110 15.5.6: a 405 answer names the methods the path takes in Allow.
+# HEAD is answered on every GET path, so those list it too.
+@pytest.mark.parametrize("method,path,allow", [
+    ("DELETE", "/api/nodes/active", "GET, HEAD"),
+    ("POST", "/api/clients", "GET, HEAD"),
+    ("PUT", "/healthz", "GET, HEAD"),
+    ("GET", "/api/nodes/register", "POST"),
+    ("HEAD", "/api/nodes/active/login", "POST"),
+    ("DELETE", "/api/nodes/active/logout", "POST"),
+    ("PATCH", "/api/nodes/active/heartbeat", "POST"),
+])
+def test_405_names_the_allowed_methods_in_allow(shared, method, path, allow):
+    status, r, _ = raw_request(shared, method, path)
     assert status == 405
-    assert r.getheader("Allow") == "GET"
+    assert r.getheader("Allow") == allow
 
 
-@pytest.mark.xfail(reason="the answer to a HEAD request carries content (the JSON error "
-                          "body after Content-Length: 56); RFC 9112 6.3: a HEAD answer ends "
-                          "with its header section, so a keep-alive client reads that body "
-                          "as the start of its next answer", strict=True)
+def test_other_answers_have_no_allow(shared):
+    for method, path in (("GET", "/healthz"), ("GET", "/nowhere"),
+                         ("POST", "/api/nodes/active/login")):
+        _, r, _ = raw_request(shared, method, path, b"{}" if method == "POST" else None)
+        assert r.getheader("Allow") is None, (method, path)
+
+
+def read_heads(s, count):
+    """Reads from s until count header sections have arrived; returns the bytes."""
+    buf = b""
+    while buf.count(b"\r\n\r\n") < count:
+        chunk = s.recv(65536)
+        assert chunk, f"closed after {buf!r}"
+        buf += chunk
+    return buf
+
+
 def test_head_answer_has_no_content(disc):
     s = connect(disc)
     try:
         s.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
                   b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        buf = b""
-        while buf.count(b"\r\n\r\n") < 2:
-            chunk = s.recv(65536)
-            assert chunk, f"closed after {buf!r}"
-            buf += chunk
+        buf = read_heads(s, 2)
         first_head, rest = buf.split(b"\r\n\r\n", 1)
         assert first_head.startswith(b"HTTP/1.1 ")
         # the next answer must start right after the HEAD answer's header section
         assert rest.startswith(b"HTTP/1.1 200 "), rest
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/api/nodes/active", "/api/clients"])
+def test_head_on_a_get_path_is_the_get_answer_without_body(shared, path):
+    status, r, body = raw_request(shared, "GET", path)
+    assert status == 200
+    get_length = r.getheader("Content-Length")
+    assert int(get_length) > 0
+    # http.client knows that a HEAD answer has no body and reads none
+    status, r, body = raw_request(shared, "HEAD", path)
+    assert status == 200
+    assert body is None
+    assert r.getheader("Content-Length") == get_length
+    assert r.getheader("Content-Type") == "application/json"
+
+
+def test_head_refused_has_no_content_and_keeps_the_connection(disc):
+    s = connect(disc)
+    try:
+        s.sendall(b"HEAD /api/nodes/register HTTP/1.1\r\nHost: x\r\n\r\n"
+                  b"HEAD /nowhere HTTP/1.1\r\nHost: x\r\n\r\n"
+                  b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        heads = read_heads(s, 3).split(b"\r\n\r\n")
+        assert heads[0].startswith(b"HTTP/1.1 405 "), heads
+        assert b"\r\nAllow: POST" in heads[0], heads
+        assert heads[1].startswith(b"HTTP/1.1 404 "), heads
+        assert heads[2].startswith(b"HTTP/1.1 200 "), heads
     finally:
         s.close()
 
@@ -1039,6 +1086,20 @@ def test_bad_options_exit_64_naming_the_option(logdir, args, needle):
     assert r.returncode == 64, r
     assert needle in r.stderr, r.stderr
     assert "listening" not in r.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--ttl", "0"], "--ttl 0: expected whole seconds between 1 and 86400"),
+    (["--request-timeout-ms", "x"],
+     "--request-timeout-ms x: expected milliseconds between 50 and 3600000"),
+    (["--max-connections", "1000001"],
+     "--max-connections 1000001: expected a count between 1 and 1000000"),
+    (["--log-level", "loud"], "--log-level loud: expected debug, info, warn or error"),
+])
+def test_bad_option_messages_name_the_accepted_values(logdir, args, message):
+    r = run_binary(["--listen", "127.0.0.1:0", "--data-dir", os.path.join(logdir, "d"), *args])
+    assert r.returncode == 64, r
+    assert f"discovery: {message}; see discovery --help" in r.stderr, r.stderr
 
 
 def test_bad_option_from_the_environment_exits_64(logdir):

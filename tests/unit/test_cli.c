@@ -3,7 +3,8 @@
  * fallback and its precedence, flags from the environment); everything that
  * makes cli_parse exit (--help, --version, bad values, unknown options,
  * missing values, positional arguments) runs in a forked child whose exit
- * status and output are checked. */
+ * status and output are checked. The setter helpers (cli_long,
+ * cli_log_level) are called directly. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include "common/cli.h"
+#include "common/log.h"
 
 #define ENV_LISTEN "DCHAT_TEST_CLI_LISTEN"
 #define ENV_ID "DCHAT_TEST_CLI_ID"
@@ -358,6 +360,64 @@ static void test_positional_refused(void **state)
     assert_non_null(strstr(res.out, "unexpected argument 'after-dashes'"));
 }
 
+static void test_cli_long(void **state)
+{
+    (void)state;
+    char err[128];
+    long out = 0;
+    assert_int_equal(cli_long("50", 50, 3600000, "milliseconds", &out, err, sizeof(err)), 0);
+    assert_int_equal(out, 50);
+    assert_int_equal(cli_long("3600000", 50, 3600000, "milliseconds", &out, err, sizeof(err)), 0);
+    assert_int_equal(out, 3600000);
+    assert_int_equal(cli_long("-5", -10, 10, "a number", &out, err, sizeof(err)), 0);
+    assert_int_equal(out, -5);
+    /* Out of range, not a whole number, empty, trailing text: refused with
+     * the range in the message, and *out left alone. */
+    static const char *const bad[] = { "49", "3600001", "", "abc", "100ms", "1.5", " ",
+                                       "99999999999999999999999" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        out = 1234;
+        strcpy(err, "untouched");
+        if (cli_long(bad[i], 50, 3600000, "milliseconds", &out, err, sizeof(err)) != -1)
+            fail_msg("cli_long accepted \"%s\"", bad[i]);
+        assert_int_equal(out, 1234);
+        assert_string_equal(err, "expected milliseconds between 50 and 3600000");
+    }
+    assert_int_equal(cli_long("0", 1, 86400, "whole seconds", &out, err, sizeof(err)), -1);
+    assert_string_equal(err, "expected whole seconds between 1 and 86400");
+    assert_int_equal(cli_long("x", 0, 2147483647, "a whole number", &out, err, sizeof(err)), -1);
+    assert_string_equal(err, "expected a whole number between 0 and 2147483647");
+    /* A short err buffer is cut, not overrun. */
+    char tiny[9];
+    assert_int_equal(cli_long("x", 1, 2, "a count", &out, tiny, sizeof(tiny)), -1);
+    assert_string_equal(tiny, "expected");
+}
+
+static void test_cli_log_level(void **state)
+{
+    (void)state;
+    enum log_level before = log_get_level();
+    char err[128];
+    assert_int_equal(cli_log_level("debug", err, sizeof(err)), 0);
+    assert_int_equal(log_get_level(), LOG_DEBUG);
+    assert_int_equal(cli_log_level("error", err, sizeof(err)), 0);
+    assert_int_equal(log_get_level(), LOG_ERROR);
+    assert_int_equal(cli_log_level("WARN", err, sizeof(err)), 0); /* any case */
+    assert_int_equal(log_get_level(), LOG_WARN);
+    assert_int_equal(cli_log_level("info", err, sizeof(err)), 0);
+    assert_int_equal(log_get_level(), LOG_INFO);
+    /* Refused: the level stays as it was. */
+    static const char *const bad[] = { "verbose", "", "debug ", "2" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        strcpy(err, "untouched");
+        if (cli_log_level(bad[i], err, sizeof(err)) != -1)
+            fail_msg("cli_log_level accepted \"%s\"", bad[i]);
+        assert_string_equal(err, "expected debug, info, warn or error");
+        assert_int_equal(log_get_level(), LOG_INFO);
+    }
+    log_set_level(before);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, setup)
 
 int main(void)
@@ -375,6 +435,8 @@ int main(void)
         T(test_missing_value),
         T(test_flag_given_value),
         T(test_positional_refused),
+        cmocka_unit_test(test_cli_long),
+        cmocka_unit_test(test_cli_log_level),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

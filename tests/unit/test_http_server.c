@@ -2,7 +2,8 @@
  * runs its uv loop in a second thread while the test drives it with blocking
  * POSIX sockets (TCP_NODELAY, bounded by socket timeouts) and checks the raw
  * answers: whole, chunked and byte-wise requests, pipelining, keep-alive,
- * bodies, the 400/408/411/413/431/503 limits, upgrades, error JSON, and
+ * bodies, the 400/408/411/413/431/503 limits, upgrades, error JSON, HEAD
+ * answers without a body, headers added by handlers, and
  * backpressure and idleness while answers wait to be written. Some checks
  * run small functions in the loop thread (in_loop) to see the server's
  * state without racing it. */
@@ -59,6 +60,7 @@ struct fixture {
     char upgrade_path[64];
     int upgrade_mode;         /* 0: take the socket, 1: refuse with 403,
                                  2: refuse without an answer */
+    int late_add_rc;          /* http_answer_add_header after the answer */
 };
 
 static void server_done(void *ud)
@@ -163,6 +165,49 @@ static void echo_handler(http_request *req, void *ud)
         memset(big, 'b', sizeof(big));
         http_respond(req, 200, "text/plain", big, sizeof(big));
         return;
+    }
+    if (strcmp(req->path, "/allow") == 0) {
+        assert_int_equal(http_answer_add_header(req, "Allow", "GET, HEAD"), 0);
+        assert_int_equal(http_answer_add_header(req, "X-Extra", "two"), 0);
+        http_respond_error(req, 405, "use GET");
+        return;
+    }
+    if (strcmp(req->path, "/addheaders") == 0) {
+        /* Which additions are refused, reported in the answer; what is
+         * refused must not reach it. */
+        char big[HTTP_ANSWER_HEADERS_MAX];
+        memset(big, 'v', sizeof(big) - 1);
+        big[sizeof(big) - 1] = '\0';
+        int fills = 0;
+        char name[32];
+        json_t *j = json_pack(
+            "{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i}",
+            "ok", http_answer_add_header(req, "X-Ok", "fine"),
+            "tab", http_answer_add_header(req, "X-Tab", "a\tb"),
+            "empty_value", http_answer_add_header(req, "X-Empty", ""),
+            "content_length", http_answer_add_header(req, "content-length", "1"),
+            "content_type", http_answer_add_header(req, "Content-Type", "text/html"),
+            "connection", http_answer_add_header(req, "Connection", "close"),
+            "transfer_encoding", http_answer_add_header(req, "Transfer-Encoding", "chunked"),
+            "space_in_name", http_answer_add_header(req, "X Bad", "1"),
+            "empty_name", http_answer_add_header(req, "", "1"),
+            "crlf_in_value", http_answer_add_header(req, "X-Evil", "1\r\nX-Injected: 1"),
+            "too_big", http_answer_add_header(req, "X-Big", big));
+        /* Fill up to the limit: each addition fits whole or not at all. */
+        for (;;) {
+            snprintf(name, sizeof(name), "X-Fill-%02d", fills);
+            if (http_answer_add_header(req, name, "0123456789012345678901234567890123456789") != 0)
+                break;
+            fills++;
+        }
+        json_object_set_new(j, "fills", json_integer(fills));
+        http_respond_json(req, 200, j);
+        fx->late_add_rc = http_answer_add_header(req, "X-Late", "1");
+        return;
+    }
+    if (strcmp(req->path, "/header-noanswer") == 0) {
+        assert_int_equal(http_answer_add_header(req, "X-Lost", "1"), 0);
+        return; /* the server's 500 must not carry X-Lost */
     }
     if (strcmp(req->path, "/twice") == 0) {
         http_respond(req, 200, "text/plain", "first", 5);
@@ -370,6 +415,29 @@ static int read_response(struct client *c, struct response *r)
     c->len -= hlen + blen;
     r->json = json_loadb(r->body, blen, 0, NULL);
     return 0;
+}
+
+/* Reads only a header section (the answer to a HEAD request), leaving
+ * whatever follows it in c->buf; r->body stays NULL. Returns the
+ * Content-Length it states, or -1. */
+static long read_head_only(struct client *c, struct response *r)
+{
+    memset(r, 0, sizeof(*r));
+    char *end;
+    while ((end = c->len ? memmem(c->buf, c->len, "\r\n\r\n", 4) : NULL) == NULL)
+        if (client_fill(c) <= 0)
+            return -1;
+    size_t hlen = (size_t)(end - c->buf) + 4;
+    if (hlen >= sizeof(r->head))
+        return -1;
+    memcpy(r->head, c->buf, hlen);
+    r->head[hlen] = '\0';
+    memmove(c->buf, c->buf + hlen, c->len - hlen);
+    c->len -= hlen;
+    const char *cl = strcasestr(r->head, "\r\nContent-Length:");
+    if (sscanf(r->head, "HTTP/1.1 %d ", &r->status) != 1 || cl == NULL)
+        return -1;
+    return strtol(cl + 17, NULL, 10);
 }
 
 /* True when the server closed the connection (EOF or reset) with nothing
@@ -1268,6 +1336,168 @@ static void test_ipv6_listener(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* HEAD answers are header sections only (RFC 9112 6.3): on a keep-alive
+ * connection the answer after each must start right after its blank line,
+ * which read_head_only/read_response check byte for byte. */
+static void test_head_has_no_body(void **state)
+{
+    struct fixture *fx = *state;
+    fixture_start(fx);
+    struct client *c = client_connect(fx->port);
+    send_str(c,
+             "HEAD /text HTTP/1.1\r\nHost: x\r\n\r\n"
+             "GET /text HTTP/1.1\r\nHost: x\r\n\r\n"
+             "HEAD /bigresp HTTP/1.1\r\nHost: x\r\n\r\n"
+             "HEAD /error HTTP/1.1\r\nHost: x\r\n\r\n"
+             "HEAD /noanswer HTTP/1.1\r\nHost: x\r\n\r\n"
+             "HEAD /echo HTTP/1.1\r\nHost: x\r\n\r\n"
+             "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
+    struct response r;
+    /* Content-Length states the length the body would have had. */
+    assert_int_equal(read_head_only(c, &r), 5);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strcasestr(r.head, "\r\nContent-Type: text/plain\r\n"));
+    assert_null(strcasestr(r.head, "Connection: close"));
+    assert_int_equal(read_response(c, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "plain");
+    response_free(&r);
+    assert_int_equal(read_head_only(c, &r), 32768);
+    assert_int_equal(r.status, 200);
+    /* Error answers, from the handler and from the server, too. */
+    assert_true(read_head_only(c, &r) > 0);
+    assert_int_equal(r.status, 422);
+    assert_true(read_head_only(c, &r) > 0);
+    assert_int_equal(r.status, 500);
+    long echo_len = read_head_only(c, &r);
+    assert_true(echo_len > 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(read_response(c, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(jstr(&r, "method"), "GET");
+    assert_string_equal(jstr(&r, "path"), "/echo");
+    /* The handler saw HEAD: "HEAD" is one byte longer than "GET". */
+    assert_int_equal(echo_len, (long)r.body_len + 1);
+    response_free(&r);
+    /* Nothing was left over. */
+    assert_int_equal(c->len, 0);
+    client_close(c);
+}
+
+/* An error the server answers itself, before any handler, to a HEAD request
+ * that is too large: header section, then the close, no body bytes. */
+static void test_head_refused_by_server_has_no_body(void **state)
+{
+    struct fixture *fx = *state;
+    fx->cfg.max_body_bytes = 10;
+    fixture_start(fx);
+    struct client *c = client_connect(fx->port);
+    send_str(c, "HEAD /x HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n01234567890");
+    struct response r;
+    assert_true(read_head_only(c, &r) > 0);
+    assert_int_equal(r.status, 413);
+    assert_non_null(strcasestr(r.head, "\r\nConnection: close\r\n"));
+    assert_true(wait_closed(c)); /* false if any byte followed the head */
+    client_close(c);
+}
+
+static void test_answer_add_header(void **state)
+{
+    struct fixture *fx = *state;
+    fixture_start(fx);
+    struct client *c = client_connect(fx->port);
+    send_str(c,
+             "DELETE /allow HTTP/1.1\r\nHost: x\r\n\r\n"
+             "GET /text HTTP/1.1\r\nHost: x\r\n\r\n"
+             "HEAD /allow HTTP/1.1\r\nHost: x\r\n\r\n"
+             "GET /header-noanswer HTTP/1.1\r\nHost: x\r\n\r\n"
+             "GET /text HTTP/1.1\r\nHost: x\r\n\r\n");
+    struct response r;
+    assert_int_equal(read_response(c, &r), 0);
+    assert_int_equal(r.status, 405);
+    assert_non_null(strstr(r.head, "\r\nAllow: GET, HEAD\r\n"));
+    assert_non_null(strstr(r.head, "\r\nX-Extra: two\r\n"));
+    assert_string_equal(jstr(&r, "error"), "use GET");
+    response_free(&r);
+    /* Added for one request only. */
+    assert_int_equal(read_response(c, &r), 0);
+    assert_string_equal(r.body, "plain");
+    assert_null(strcasestr(r.head, "Allow:"));
+    assert_null(strcasestr(r.head, "X-Extra:"));
+    response_free(&r);
+    /* A HEAD answer carries them too. */
+    assert_true(read_head_only(c, &r) > 0);
+    assert_int_equal(r.status, 405);
+    assert_non_null(strstr(r.head, "\r\nAllow: GET, HEAD\r\n"));
+    /* The server's own 500 does not carry what the handler added. */
+    assert_int_equal(read_response(c, &r), 0);
+    assert_int_equal(r.status, 500);
+    assert_null(strcasestr(r.head, "X-Lost"));
+    response_free(&r);
+    assert_int_equal(read_response(c, &r), 0);
+    assert_string_equal(r.body, "plain");
+    assert_null(strcasestr(r.head, "X-Lost"));
+    response_free(&r);
+    client_close(c);
+}
+
+static void test_answer_add_header_refusals(void **state)
+{
+    struct fixture *fx = *state;
+    fixture_start(fx);
+    struct client *c = client_connect(fx->port);
+    send_str(c, "GET /addheaders HTTP/1.1\r\nHost: x\r\n\r\nGET /text HTTP/1.1\r\nHost: x\r\n\r\n");
+    struct response r;
+    assert_int_equal(read_response(c, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(jint(&r, "ok"), 0);
+    assert_int_equal(jint(&r, "tab"), 0);
+    assert_int_equal(jint(&r, "empty_value"), 0);
+    static const char *const refused[] = { "content_length", "content_type", "connection",
+                                           "transfer_encoding", "space_in_name", "empty_name",
+                                           "crlf_in_value", "too_big" };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        if (jint(&r, refused[i]) != -1)
+            fail_msg("http_answer_add_header accepted the \"%s\" case", refused[i]);
+    }
+    assert_non_null(strstr(r.head, "\r\nX-Ok: fine\r\n"));
+    assert_non_null(strstr(r.head, "\r\nX-Tab: a\tb\r\n"));
+    assert_non_null(strstr(r.head, "\r\nX-Empty: \r\n"));
+    assert_non_null(strcasestr(r.head, "\r\nContent-Type: application/json\r\n"));
+    assert_null(strcasestr(r.head, "text/html"));
+    assert_null(strcasestr(r.head, "Connection:"));
+    assert_null(strcasestr(r.head, "chunked"));
+    assert_null(strstr(r.head, "X-Injected"));
+    assert_null(strstr(r.head, "X-Big"));
+    assert_null(strstr(r.head, "X Bad"));
+    /* Filled to the limit: every accepted line is there, whole, and the
+     * added lines stay within HTTP_ANSWER_HEADERS_MAX. */
+    json_int_t fills = jint(&r, "fills");
+    assert_true(fills > 0);
+    int lines = 0;
+    for (const char *p = r.head; (p = strstr(p, "\r\nX-Fill-")) != NULL; p++) {
+        assert_memory_equal(p + 11, ": 0123456789012345678901234567890123456789\r\n", 44);
+        lines++;
+    }
+    assert_int_equal(lines, fills);
+    size_t added = strlen("X-Ok: fine\r\nX-Tab: a\tb\r\nX-Empty: \r\n") +
+                   (size_t)fills * strlen("X-Fill-00: 0123456789012345678901234567890123456789\r\n");
+    assert_true(added <= HTTP_ANSWER_HEADERS_MAX);
+    assert_true(added + strlen("X-Fill-00: 0123456789012345678901234567890123456789\r\n") >
+                HTTP_ANSWER_HEADERS_MAX);
+    response_free(&r);
+    /* The connection is fine after it, with none of those headers. */
+    assert_int_equal(read_response(c, &r), 0);
+    assert_string_equal(r.body, "plain");
+    assert_null(strstr(r.head, "X-Fill"));
+    assert_null(strstr(r.head, "X-Ok"));
+    response_free(&r);
+    client_close(c);
+    fixture_stop(fx);
+    /* After the answer, adding is refused. */
+    assert_int_equal(fx->late_add_rc, -1);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -1296,6 +1526,10 @@ int main(void)
         T(test_header_lookup),
         T(test_header_empty_value),
         T(test_respond_error_json),
+        T(test_head_has_no_body),
+        T(test_head_refused_by_server_has_no_body),
+        T(test_answer_add_header),
+        T(test_answer_add_header_refusals),
         T(test_max_connections),
         T(test_backpressure),
         T(test_backpressure_stalled_closes),
