@@ -11,12 +11,24 @@
 #include "common/ws.h"
 #include "common/ws_conn.h"
 #include "node/message.h"
+#include "node/history.h"
 #include "node/relay.h"
+#include "node/store.h"
 
 struct client {
     struct clients *set;
-    ws_conn *conn;
+    ws_conn *conn;            /* NULL once closed */
     size_t index;
+    unsigned syncs_waiting;   /* catch-up replies waiting for a commit */
+};
+
+/* A clientSyncRequest waiting until the store has committed everything
+ * the reply must hold. */
+struct sync_job {
+    struct client *c;
+    struct sync_mark *marks;
+    size_t nmarks;
+    struct history_point point;
 };
 
 struct clients {
@@ -43,6 +55,47 @@ static void send_error(struct client *c, const char *error)
     msgbuf_unref(f);
 }
 
+static void sync_job_run(void *ud)
+{
+    struct sync_job *j = ud;
+    struct client *c = j->c;
+    node *n = c->set->n;
+    c->syncs_waiting--;
+    if (c->conn != NULL && n->store != NULL) {
+        char err[160];
+        msgbuf *b = history_sync_reply(n, j->marks, j->nmarks, &j->point, err, sizeof(err));
+        if (b != NULL) {
+            ws_conn_send_frame(c->conn, b);
+            msgbuf_unref(b);
+        } else {
+            send_error(c, err);
+        }
+    }
+    if (c->conn == NULL && c->syncs_waiting == 0)
+        free(c); /* closed while it waited */
+    history_point_free(&j->point);
+    free(j->marks);
+    free(j);
+}
+
+static void client_sync(struct client *c, const struct client_request *req)
+{
+    node *n = c->set->n;
+    char err[200];
+    struct sync_job *j = xcalloc(1, sizeof(*j));
+    if (history_point_take(n, req->marks, req->nmarks, &j->point, err, sizeof(err)) != 0) {
+        free(j);
+        send_error(c, err);
+        return;
+    }
+    j->c = c;
+    j->nmarks = req->nmarks;
+    j->marks = xmalloc((req->nmarks ? req->nmarks : 1) * sizeof(*j->marks));
+    memcpy(j->marks, req->marks, req->nmarks * sizeof(*j->marks));
+    c->syncs_waiting++;
+    store_when_committed(n->store, sync_job_run, j);
+}
+
 static void on_text(ws_conn *conn, const char *data, size_t len, void *ud)
 {
     struct client *c = ud;
@@ -60,14 +113,10 @@ static void on_text(ws_conn *conn, const char *data, size_t len, void *ud)
         break;
     case MESSAGE_NEW:
         if (relay_local(n, &req.msg) != 0)
-            send_error(c, n->id == 0 ? "node is not registered with discovery yet; retry shortly"
-                                     : "node cannot accept messages now (sequence lease not writable)");
+            send_error(c, "node is not registered with discovery yet; retry shortly");
         break;
     case MESSAGE_SYNC:
-        /* Catch-up from the history store comes with the history issue;
-         * until then there is nothing stored to send. DSatter clients never
-         * send this unasked. */
-        send_error(c, "clientSyncRequest is not supported by this node yet");
+        client_sync(c, &req);
         break;
     }
     message_request_free(&req);
@@ -82,7 +131,9 @@ static void on_close(ws_conn *conn, int code, void *ud)
     last->index = c->index;
     log_debug("client %s closed (code %d), %zu left", ws_conn_peer_addr(conn), code,
               cs->count);
-    free(c);
+    c->conn = NULL;
+    if (c->syncs_waiting == 0)
+        free(c); /* else the last sync job frees it */
     if (cs->closing && cs->count == 0 && cs->closed_done) {
         void (*done)(node *) = cs->closed_done;
         cs->closed_done = NULL;

@@ -20,13 +20,15 @@
 #include "node/node.h"
 #include "node/relay.h"
 #include "node/status.h"
+#include "node/store.h"
 
 #define NODE_SHUTDOWN_LIMIT_MS 5000
 
 enum {
     OPT_DISCOVERY, OPT_LISTEN, OPT_CLIENT_PORT, OPT_SYNC_PORT, OPT_ADVERTISE,
     OPT_DATA_DIR, OPT_MAX_MESSAGE, OPT_MAX_QUEUE, OPT_HEARTBEAT, OPT_PING,
-    OPT_HANDSHAKE, OPT_LOG_LEVEL, OPT_TEST_DROP,
+    OPT_HANDSHAKE, OPT_FSYNC, OPT_SYNC_INTERVAL, OPT_SYNC_LIMIT, OPT_LOG_LEVEL,
+    OPT_TEST_DROP, OPT_TEST_HOOKS,
 };
 
 static const struct cli_option node_options[] = {
@@ -41,7 +43,8 @@ static const struct cli_option node_options[] = {
     [OPT_ADVERTISE] = { "advertise", 'a', "ADDR", "NODE_ADVERTISE",
                         "address announced to discovery (default: as discovery sees us)" },
     [OPT_DATA_DIR] = { "data-dir", 'D', "DIR", "NODE_DATA_DIR",
-                       "where the identity and sequence lease live (default ./data/node)" },
+                       "where the identity (node.json) and the history (history.db) live "
+                       "(default ./data/node)" },
     [OPT_MAX_MESSAGE] = { "max-message", 0, "BYTES", "NODE_MAX_MESSAGE",
                           "largest client message; bigger closes with 1009 (default 65536)" },
     [OPT_MAX_QUEUE] = { "max-queue", 0, "BYTES", "NODE_MAX_QUEUE",
@@ -52,10 +55,19 @@ static const struct cli_option node_options[] = {
                    "WebSocket ping period; clients that do not answer are dropped, 0 = off (default 10000)" },
     [OPT_HANDSHAKE] = { "handshake-timeout-ms", 0, "MS", "NODE_HANDSHAKE_TIMEOUT_MS",
                         "time allowed for an HTTP request or WebSocket handshake (default 10000)" },
+    [OPT_FSYNC] = { "fsync", 0, "MODE", "NODE_FSYNC",
+                    "history durability: always (fsync each batch before sending it), batch "
+                    "(commit before sending, fsync at checkpoints), off (default batch)" },
+    [OPT_SYNC_INTERVAL] = { "sync-interval", 0, "SECONDS", "NODE_SYNC_INTERVAL",
+                            "how often linked nodes compare histories (default 5)" },
+    [OPT_SYNC_LIMIT] = { "sync-limit", 0, "N", "NODE_SYNC_LIMIT",
+                         "messages per clientSyncReply at most (default 1000)" },
     [OPT_LOG_LEVEL] = { "log-level", 0, "LEVEL", "DCHAT_LOG_LEVEL",
                         "debug, info, warn, error (default info)" },
     [OPT_TEST_DROP] = { "test-drop-every", 0, "N", NULL,
                         "TESTS ONLY: drop every Nth message from peers before local delivery" },
+    [OPT_TEST_HOOKS] = { "test-hooks", 0, NULL, NULL,
+                         "TESTS ONLY: serve POST /api/test/cut-link?peer=N&ms=M" },
 };
 
 static int copy_opt(char *dst, size_t len, const char *v, char *err, size_t errlen)
@@ -140,6 +152,35 @@ static int set_option(int index, const char *v, void *ud, char *err, size_t errl
         log_set_level(lvl);
         return 0;
     }
+    case OPT_FSYNC: {
+        enum store_fsync mode;
+        if (store_parse_fsync(v, &mode) != 0) {
+            snprintf(err, errlen, "expected always, batch or off");
+            return -1;
+        }
+        c->fsync_mode = (int)mode;
+        return 0;
+    }
+    case OPT_SYNC_INTERVAL: {
+        char *end;
+        double sec = strtod(v, &end);
+        if (end == v || *end != '\0' || !(sec >= 0.05 && sec <= 86400)) {
+            snprintf(err, errlen, "expected seconds between 0.05 and 86400");
+            return -1;
+        }
+        c->sync_interval_ms = (unsigned)(sec * 1000 + 0.5);
+        return 0;
+    }
+    case OPT_SYNC_LIMIT:
+        if (util_parse_long(v, 1, 100000, &l) != 0) {
+            snprintf(err, errlen, "expected a count between 1 and 100000");
+            return -1;
+        }
+        c->sync_limit = (unsigned)l;
+        return 0;
+    case OPT_TEST_HOOKS:
+        c->test_hooks = true;
+        return 0;
     case OPT_TEST_DROP:
         if (util_parse_long(v, 0, 1000000000, &l) != 0) {
             snprintf(err, errlen, "expected a count");
@@ -159,12 +200,18 @@ static int shutdown_steps;
 
 static void http_closed_cb(void *ud) { (void)ud; }
 
+static void store_closed_cb(void *ud) { (void)ud; }
+
 static void shutdown_step_done(node *n)
 {
     if (--shutdown_steps > 0)
         return;
     mesh_stop(n->mesh);
     http_server_close(n->http, http_closed_cb, n);
+    /* Nothing appends any more: commit what is pending and close. */
+    store *s = n->store;
+    n->store = NULL;
+    store_close(s, store_closed_cb, n);
     uv_close((uv_handle_t *)&shutdown_timer, NULL);
     log_info("stopped");
 }
@@ -215,6 +262,9 @@ int main(int argc, char **argv)
     c->heartbeat_ms = 1000;
     c->ping_ms = 10000;
     c->handshake_ms = 10000;
+    c->fsync_mode = STORE_FSYNC_BATCH;
+    c->sync_interval_ms = 5000;
+    c->sync_limit = 1000;
     cli_parse(argc, argv, "node", "[OPTIONS]",
               "A dchat chat node: WebSocket clients (DSatter protocol) on the client port,\n"
               "a full-mesh TCP relay to the other nodes on the sync port, membership\n"
@@ -273,6 +323,11 @@ int main(int argc, char **argv)
      * the loop can be closed and leak checkers see a clean exit. */
     outq_shutdown(n.loop);
     uv_walk(n.loop, close_walk_cb, NULL);
+    if (n.store != NULL) {
+        store *s = n.store;
+        n.store = NULL;
+        store_close(s, store_closed_cb, &n);
+    }
     uv_run(n.loop, UV_RUN_DEFAULT);
     relay_free(&n);
     clients_free(n.clients);

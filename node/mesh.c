@@ -7,7 +7,13 @@
  * link dialled by the lower id wins on both sides, before either is up, so
  * no message is ever sent on a link that is then dropped by the rule. An
  * inbound hello from a peer whose link is already up means the peer lost
- * its side: the new link replaces the old one. */
+ * its side: the new link replaces the old one.
+ *
+ * Anti-entropy: when a link comes up, every --sync-interval after, and
+ * soon after a message arrives past a gap, each side sends MARKS (its
+ * highest seq per origin). The other side answers with MSG frames of what
+ * it has beyond those marks, read from its store in origin order, a few
+ * hundred at a time while the link's queue is short (catch-up cursors). */
 #include "node/mesh.h"
 
 #include <inttypes.h>
@@ -20,12 +26,23 @@
 #include "common/util.h"
 #include "node/peer_proto.h"
 #include "node/relay.h"
+#include "node/store.h"
 
 #define MESH_TICK_MS 100
 #define MESH_HELLO_TIMEOUT_MS 5000
 #define MESH_BACKOFF_MIN_MS 100
 #define MESH_BACKOFF_MAX_MS 5000
 #define MESH_READ_BUF (256 * 1024)
+#define MESH_CATCHUP_ROWS 256          /* messages per store read */
+#define MESH_CATCHUP_QUEUE (1u << 20)  /* catch-up waits while more is queued */
+#define MESH_CATCHUP_READS 16          /* store reads per pump, at most */
+#define MESH_GAP_MARKS_MS 200          /* marks after a gap, at most this often */
+
+/* What a peer lacks of one origin: everything after `after`. */
+struct catchup {
+    uint32_t origin;
+    uint64_t after;
+};
 
 enum link_state { LINK_CONNECTING, LINK_HELLO, LINK_UP, LINK_CLOSING };
 
@@ -45,6 +62,11 @@ struct link {
     size_t up_index;          /* position in mesh->up while up */
     struct link *next_all, *prev_all;
     char addr[80];
+    struct catchup *cu;       /* anti-entropy cursors, served in order */
+    size_t ncu, capcu;
+    uint64_t next_marks_ms;   /* the periodic marks are due */
+    uint64_t marks_sent_ms;
+    bool marks_wanted;        /* a gap was seen: send marks soon */
 };
 
 struct peer {
@@ -54,6 +76,7 @@ struct peer {
     unsigned backoff_ms;
     uint64_t next_dial_ms;
     uint64_t up_since_ms;
+    uint64_t cut_until_ms;    /* tests: no link to it before this */
 };
 
 struct mesh {
@@ -120,6 +143,9 @@ static void peer_remove(struct mesh *m, struct peer *p)
 
 /* --- links up / down ---------------------------------------------------- */
 
+static void link_send(struct link *l, msgbuf *b);
+static void link_send_marks(struct link *l);
+
 static void link_set_up(struct link *l)
 {
     struct mesh *m = l->mesh;
@@ -135,6 +161,7 @@ static void link_set_up(struct link *l)
     l->peer->up_since_ms = l->since_ms;
     log_info("link to node %u up (%s, %s)", l->peer_id,
              l->outbound ? "dialled" : "accepted", l->addr);
+    link_send_marks(l); /* what did we miss of each other? */
 }
 
 static void link_unset_up(struct link *l)
@@ -153,6 +180,7 @@ static void link_closed_cb(uv_handle_t *h)
     struct mesh *m = l->mesh;
     outq_discard(&l->q);
     peer_decoder_free(&l->dec);
+    free(l->cu);
     free(l->tcp);
     free(l);
     mesh_release(m);
@@ -215,6 +243,102 @@ static void link_send(struct link *l, msgbuf *b)
                                        : uv_strerror(rc));
 }
 
+/* --- anti-entropy ------------------------------------------------------- */
+
+static void link_send_marks(struct link *l)
+{
+    node *n = l->mesh->n;
+    size_t count;
+    const struct store_origin *o = store_origins(n->store, &count);
+    msgbuf *b = peer_proto_marks(n->id, o, count);
+    link_send(l, b);
+    msgbuf_unref(b);
+    uint64_t now = util_now_ms();
+    l->marks_sent_ms = now;
+    l->next_marks_ms = now + n->cfg.sync_interval_ms;
+    l->marks_wanted = false;
+}
+
+static void cursor_set(struct link *l, uint32_t origin, uint64_t after)
+{
+    for (size_t i = 0; i < l->ncu; i++) {
+        if (l->cu[i].origin == origin) {
+            l->cu[i].after = after;
+            return;
+        }
+    }
+    if (l->ncu == l->capcu) {
+        l->capcu = l->capcu ? 2 * l->capcu : 8;
+        l->cu = xrealloc(l->cu, l->capcu * sizeof(*l->cu));
+    }
+    l->cu[l->ncu++] = (struct catchup){ origin, after };
+}
+
+static void cursor_drop(struct link *l, size_t i)
+{
+    memmove(&l->cu[i], &l->cu[i + 1], (l->ncu - i - 1) * sizeof(*l->cu));
+    l->ncu--;
+}
+
+/* Sends what the cursors say the peer lacks, while its queue is short. */
+static void link_pump(struct link *l)
+{
+    node *n = l->mesh->n;
+    for (int reads = 0; reads < MESH_CATCHUP_READS && l->ncu > 0 && l->state == LINK_UP &&
+                        outq_bytes(&l->q) < MESH_CATCHUP_QUEUE;
+         reads++) {
+        struct catchup *c = &l->cu[0];
+        struct store_rows rows = { 0 };
+        if (store_read(n->store, c->origin, c->after, UINT64_MAX, MESH_CATCHUP_ROWS,
+                       &rows) != 0) {
+            l->ncu = 0; /* logged; the next marks start over */
+            store_rows_free(&rows);
+            return;
+        }
+        bool done = rows.n < MESH_CATCHUP_ROWS;
+        uint32_t origin = c->origin;
+        for (size_t i = 0; i < rows.n && l->state == LINK_UP; i++) {
+            msgbuf *b = peer_proto_msg(&rows.msgs[i]);
+            link_send(l, b);
+            msgbuf_unref(b);
+            c->after = rows.msgs[i].seq;
+            n->counters.caught_up++;
+        }
+        store_rows_free(&rows);
+        if (l->state != LINK_UP)
+            return;
+        if (done) {
+            log_debug("node %u caught up on origin %u", l->peer_id, origin);
+            cursor_drop(l, 0);
+        }
+    }
+}
+
+/* The peer's marks: set a cursor for every origin it lags behind on. */
+static void link_on_marks(struct link *l, const struct peer_frame *f)
+{
+    node *n = l->mesh->n;
+    size_t count;
+    const struct store_origin *o = store_origins(n->store, &count);
+    for (size_t i = 0; i < count; i++) {
+        if (o[i].origin == l->peer_id)
+            continue; /* it has all of its own */
+        uint64_t theirs = 0;
+        for (uint32_t k = 0; k < f->nmarks; k++) {
+            uint32_t origin;
+            uint64_t seq;
+            peer_proto_mark(f, k, &origin, &seq);
+            if (origin == o[i].origin) {
+                theirs = seq;
+                break;
+            }
+        }
+        if (o[i].highest > theirs)
+            cursor_set(l, o[i].origin, theirs);
+    }
+    link_pump(l);
+}
+
 /* An inbound hello: decide whether this link is the one to keep. */
 static int link_hello(struct link *l, uint32_t id)
 {
@@ -238,6 +362,10 @@ static int link_hello(struct link *l, uint32_t id)
         return -1;
     }
     struct peer *p = peer_find(m, id);
+    if (p != NULL && util_now_ms() < p->cut_until_ms) {
+        link_close(l, "link cut by a test hook");
+        return -1;
+    }
     if (p == NULL) {
         p = peer_add(m, id);
         /* Known only from its hello: the address is the one it came from. */
@@ -284,9 +412,16 @@ static int link_frame_cb(const struct peer_frame *f, void *ud)
         link_close(l, "frame before hello");
         return -1;
     }
-    if (f->type == PEER_MSG)
-        relay_remote(l->mesh->n, &f->msg);
-    return 0;
+    if (f->type == PEER_MSG) {
+        if (relay_remote(l->mesh->n, &f->msg) == RELAY_GAP && !l->marks_wanted) {
+            l->marks_wanted = true;
+            if (util_now_ms() - l->marks_sent_ms >= MESH_GAP_MARKS_MS)
+                link_send_marks(l);
+        }
+    } else if (f->type == PEER_MARKS) {
+        link_on_marks(l, f);
+    }
+    return l->state == LINK_CLOSING ? -1 : 0;
 }
 
 static void link_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -416,9 +551,18 @@ static void tick_cb(uv_timer_t *t)
     }
     if (m->n->id == 0)
         return;
+    /* Backwards: a send that fails closes its link, which leaves m->up. */
+    for (size_t i = m->nup; i-- > 0;) {
+        struct link *l = m->up[i];
+        if (now >= l->next_marks_ms ||
+            (l->marks_wanted && now - l->marks_sent_ms >= MESH_GAP_MARKS_MS))
+            link_send_marks(l);
+        if (l->state == LINK_UP)
+            link_pump(l);
+    }
     for (size_t i = 0; i < m->npeers; i++) {
         struct peer *p = m->peers[i];
-        if (p->listed && p->link == NULL && now >= p->next_dial_ms)
+        if (p->listed && p->link == NULL && now >= p->next_dial_ms && now >= p->cut_until_ms)
             peer_dial(m, p);
     }
 }
@@ -513,6 +657,17 @@ size_t mesh_broadcast(struct mesh *m, msgbuf *frame)
 }
 
 size_t mesh_links_up(const struct mesh *m) { return m->nup; }
+
+int mesh_test_cut(struct mesh *m, uint32_t peer_id, unsigned ms)
+{
+    struct peer *p = peer_find(m, peer_id);
+    if (p == NULL)
+        return -1;
+    p->cut_until_ms = util_now_ms() + ms;
+    if (p->link != NULL)
+        link_close(p->link, "cut by a test hook");
+    return 0;
+}
 
 json_t *mesh_status(const struct mesh *m)
 {

@@ -1,7 +1,7 @@
 /* mesh: exactly one TCP link to every other active node. The active list
- * comes from discovery (through membership); the node with the lower id
- * dials, the higher one accepts, so two nodes never race each other with
- * simultaneous dials and never flap. A lost link to a node that is still
+ * comes from discovery (through membership); both sides may dial, and when
+ * dials cross, the link dialled by the lower id is kept on both sides, so
+ * two nodes never flap. A lost link to a node that is still
  * active is re-dialled with exponential backoff; a node that leaves the
  * active list is dropped. Frames go out through each link's write queue. */
 #ifndef DCHAT_MESH_H
@@ -41,6 +41,10 @@ size_t mesh_links_up(const struct mesh *m);
 /* A JSON array describing each known peer and its link, for /api/status.
  * New reference. */
 json_t *mesh_status(const struct mesh *m);
+
+/* Tests only (--test-hooks): closes the link to peer_id and refuses a new
+ * one, either way, for ms. Returns 0, or -1 when the peer is unknown. */
+int mesh_test_cut(struct mesh *m, uint32_t peer_id, unsigned ms);
 
 /* Closes the listener and every link (frames still queued are dropped:
  * the peers learn of the shutdown from the closed socket), and frees the

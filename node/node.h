@@ -1,7 +1,8 @@
 /* node: the state of one chat node, shared by its modules.
- * Data path: client (WebSocket) -> relay (assign seq, serialize once) ->
- * every local client and every peer link; peer link -> relay -> local
- * clients only. membership keeps the node registered and logged in with
+ * Data path: client (WebSocket) -> relay (assign seq, serialize once,
+ * store) -> every local client and every peer link; peer link -> relay
+ * (store) -> local clients only. store keeps the history; history answers
+ * clients' catch-up requests; mesh repairs peers' gaps from the store. membership keeps the node registered and logged in with
  * discovery and feeds the active list to mesh, which keeps exactly one
  * link per active peer. status answers /healthz and /api/status. */
 #ifndef DCHAT_NODE_H
@@ -18,6 +19,7 @@ struct membership;
 struct mesh;
 struct clients;
 struct relay;
+struct store;
 
 struct node_config {
     char discovery_url[256];
@@ -32,6 +34,10 @@ struct node_config {
     unsigned ping_ms;       /* WebSocket ping period to clients */
     unsigned handshake_ms;  /* HTTP request / WebSocket handshake limit */
     unsigned test_drop_every; /* test only: drop every Nth relayed delivery */
+    bool test_hooks;        /* test only: POST /api/test/cut-link */
+    int fsync_mode;         /* enum store_fsync */
+    unsigned sync_interval_ms; /* anti-entropy period per peer link */
+    unsigned sync_limit;    /* messages per clientSyncReply at most */
 };
 
 struct node_counters {
@@ -41,6 +47,8 @@ struct node_counters {
     uint64_t client_frames_out;/* frames queued to local clients */
     uint64_t client_errors;    /* error frames sent to clients */
     uint64_t dropped_dup;      /* peer messages ignored as already seen */
+    uint64_t dropped_gap;      /* peer messages ignored for coming after a gap */
+    uint64_t caught_up;        /* messages sent to peers by anti-entropy */
 };
 
 typedef struct node {
@@ -56,6 +64,7 @@ typedef struct node {
     struct mesh *mesh;
     struct clients *clients;
     struct relay *relay;
+    struct store *store;       /* history (DATA_DIR/history.db) */
     struct node_counters counters;
     bool stopping;
     uint64_t started_ms;

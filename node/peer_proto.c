@@ -2,6 +2,7 @@
  * is decoded in place; only a frame split across reads is copied into the
  * decoder's buffer. */
 #include "node/peer_proto.h"
+#include "node/store.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,6 +79,30 @@ msgbuf *peer_proto_msg(const struct chat_message *m)
     return b;
 }
 
+#define MARK_SIZE 12
+
+msgbuf *peer_proto_marks(uint32_t node_id, const struct store_origin *o, size_t n)
+{
+    size_t max = (PEER_PROTO_MAX_FRAME - (PEER_PROTO_HEADER - 4) - 4) / MARK_SIZE;
+    if (n > max)
+        n = max;
+    msgbuf *b = frame_new(PEER_MARKS, node_id, 0, 4 + n * MARK_SIZE);
+    char *p = b->data + PEER_PROTO_HEADER;
+    put32(p, (uint32_t)n);
+    for (size_t i = 0; i < n; i++) {
+        put32(p + 4 + i * MARK_SIZE, o[i].origin);
+        put64(p + 8 + i * MARK_SIZE, o[i].highest);
+    }
+    return b;
+}
+
+void peer_proto_mark(const struct peer_frame *f, uint32_t i, uint32_t *origin,
+                     uint64_t *seq)
+{
+    *origin = get32(f->marks + (size_t)i * MARK_SIZE);
+    *seq = get64(f->marks + (size_t)i * MARK_SIZE + 4);
+}
+
 void peer_decoder_init(peer_decoder *d, size_t max_frame)
 {
     memset(d, 0, sizeof(*d));
@@ -140,6 +165,20 @@ static int decode(peer_decoder *d, const char *p, size_t total, peer_frame_fn cb
             return bad(d, err, errlen, "message sender or text is not valid UTF-8");
         break;
     }
+    case PEER_MARKS:
+        if (f.origin == 0 || f.origin > INT32_MAX || plen < 4 ||
+            (size_t)get32(pl) * MARK_SIZE != plen - 4)
+            return bad(d, err, errlen, "marks frame with a bad origin or length");
+        f.nmarks = get32(pl);
+        f.marks = pl + 4;
+        for (uint32_t i = 0; i < f.nmarks; i++) {
+            uint32_t o;
+            uint64_t q;
+            peer_proto_mark(&f, i, &o, &q);
+            if (o == 0 || o > INT32_MAX || q >= MESSAGE_SEQ_LIMIT)
+                return bad(d, err, errlen, "marks frame with an invalid origin or sequence");
+        }
+        break;
     default:
         return bad(d, err, errlen, "unknown frame type");
     }

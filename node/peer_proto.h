@@ -21,8 +21,11 @@
 enum peer_frame_type {
     PEER_HELLO = 1,
     PEER_MSG = 2,
-    /* Reserved for anti-entropy (history issue): 3 MARKS (per-origin
-     * high-water marks), 4 SYNC_BATCH (messages a peer lacks). */
+    /* Anti-entropy: the sender's highest seq per origin (origin field =
+     * the sender's id, seq 0; payload u32 count, then count times u32
+     * origin, u64 seq). The receiver answers with MSG frames of what the
+     * sender lacks. */
+    PEER_MARKS = 3,
 };
 
 struct peer_frame {
@@ -30,7 +33,17 @@ struct peer_frame {
     uint32_t origin;
     uint64_t seq;
     struct chat_message msg;  /* PEER_MSG; strings point into the input */
+    const char *marks;        /* PEER_MARKS: nmarks raw entries, see below */
+    uint32_t nmarks;
 };
+
+/* The i-th entry of a MARKS frame. */
+void peer_proto_mark(const struct peer_frame *f, uint32_t i, uint32_t *origin,
+                     uint64_t *seq);
+
+/* Marks, at most as many as fit PEER_PROTO_MAX_FRAME. New reference. */
+struct store_origin;
+msgbuf *peer_proto_marks(uint32_t node_id, const struct store_origin *o, size_t n);
 
 /* The link's first frame: announces node_id. New reference. */
 msgbuf *peer_proto_hello(uint32_t node_id);

@@ -1,17 +1,14 @@
 /* relay: see relay.h. The hot path of the node: per message, two
- * serializations (client frame, peer frame) whatever the fan-out, and one
- * reference per recipient. Duplicate suppression keeps, per origin, the
- * highest sequence delivered; origins are few (one per node), so a small
- * array with a last-hit cache beats a hash table here. */
+ * serializations (client frame, peer frame) whatever the fan-out, one
+ * reference per recipient, and one record appended to the store's batch.
+ * Per origin it keeps the highest sequence delivered; origins are few (one
+ * per node), so a small array with a last-hit cache beats a hash table. */
 #include "node/relay.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "common/log.h"
 #include "common/msgbuf.h"
@@ -19,97 +16,37 @@
 #include "node/clients.h"
 #include "node/mesh.h"
 #include "node/peer_proto.h"
-
-/* Sequence numbers are leased this many at a time: one fsync'd write per
- * block, and a restart skips what is left of the block. */
-#define RELAY_LEASE_BLOCK 100000
+#include "node/store.h"
 
 struct origin_mark {
     uint32_t origin;
     uint64_t seq;
 };
 
+/* A local message waiting for its batch to commit before it goes out. */
+struct held {
+    uint64_t gen;
+    uint64_t seq;
+    msgbuf *peer_frame;
+    msgbuf *client_frame;
+};
+
 struct relay {
-    uint64_t next_seq;
-    uint64_t lease_end;      /* highest seq this process may use */
+    uint64_t next_seq;       /* 0 until known (needs the node id) */
+    uint64_t last_time_ms;   /* our messages' times never go backwards */
     struct origin_mark *marks;
     size_t nmarks, capmarks;
     size_t last_hit;
+    struct held *held;       /* a ring, oldest at head */
+    size_t head, nheld, capheld;
     uint64_t remote_count;   /* for --test-drop-every */
 };
 
-static void lease_path(const node *n, char *out, size_t len)
-{
-    snprintf(out, len, "%s/seq.lease", n->cfg.data_dir);
-}
-
-/* Records end as the highest usable sequence: write, fsync, rename. */
-static int lease_write(const node *n, uint64_t end)
-{
-    char path[600], tmp[620], text[32];
-    lease_path(n, path, sizeof(path));
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    int len = snprintf(text, sizeof(text), "%" PRIu64 "\n", end);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0)
-        goto fail;
-    if (write(fd, text, (size_t)len) != len || fsync(fd) != 0) {
-        close(fd);
-        goto fail;
-    }
-    close(fd);
-    if (rename(tmp, path) != 0)
-        goto fail;
-    return 0;
-fail:
-    log_error("cannot write the sequence lease %s: %s; check the data dir",
-              path, strerror(errno));
-    return -1;
-}
-
-int relay_init(node *n)
-{
-    struct relay *r = xcalloc(1, sizeof(*r));
-    char path[600];
-    uint64_t base = 0;
-
-    n->relay = r;
-    lease_path(n, path, sizeof(path));
-    FILE *f = fopen(path, "r");
-    if (f != NULL) {
-        char line[64];
-        char *end = NULL;
-        if (fgets(line, sizeof(line), f) != NULL)
-            base = strtoull(line, &end, 10);
-        fclose(f);
-        if (end == NULL || end == line || (*end != '\n' && *end != '\0')) {
-            log_error("sequence lease %s is corrupt; remove it only if this node's "
-                      "id is also new, or sequence numbers could repeat", path);
-            return -1;
-        }
-    }
-    r->next_seq = base + 1;
-    r->lease_end = base; /* nothing leased yet: the first message leases */
-    return 0;
-}
-
-/* Returns the next sequence number, extending the lease when it runs out;
- * 0 when the lease cannot be written. */
-static uint64_t next_seq(node *n)
+/* The delivered high-water mark of origin, created on first sight from
+ * what the store has. */
+static uint64_t *origin_mark(node *n, uint32_t origin)
 {
     struct relay *r = n->relay;
-    if (r->next_seq > r->lease_end) {
-        uint64_t end = r->next_seq - 1 + RELAY_LEASE_BLOCK;
-        if (lease_write(n, end) != 0)
-            return 0;
-        r->lease_end = end;
-    }
-    return r->next_seq++;
-}
-
-/* The delivered high-water mark of origin, created at 0 on first sight. */
-static uint64_t *origin_mark(struct relay *r, uint32_t origin)
-{
     if (r->last_hit < r->nmarks && r->marks[r->last_hit].origin == origin)
         return &r->marks[r->last_hit].seq;
     for (size_t i = 0; i < r->nmarks; i++) {
@@ -122,57 +59,129 @@ static uint64_t *origin_mark(struct relay *r, uint32_t origin)
         r->capmarks = r->capmarks ? 2 * r->capmarks : 16;
         r->marks = xrealloc(r->marks, r->capmarks * sizeof(*r->marks));
     }
-    r->marks[r->nmarks] = (struct origin_mark){ origin, 0 };
+    r->marks[r->nmarks] = (struct origin_mark){ origin, store_highest(n->store, origin) };
     r->last_hit = r->nmarks;
     return &r->marks[r->nmarks++].seq;
 }
 
-int relay_local(node *n, struct chat_message *m)
+uint64_t relay_delivered(node *n, uint32_t origin)
 {
-    if (n->id == 0)
-        return -1;
-    uint64_t seq = next_seq(n);
-    if (seq == 0)
-        return -1;
-    m->origin = n->id;
-    m->seq = seq;
-    m->time_ms = util_wall_ms();
-    n->counters.client_msgs_in++;
+    return *origin_mark(n, origin);
+}
 
-    /* Peers first: their copy leaves the node on this loop turn too, and the
-     * order of the two queues does not matter to anyone. */
-    msgbuf *pf = peer_proto_msg(m);
+static void send_out(node *n, uint64_t seq, msgbuf *pf, msgbuf *cf)
+{
+    /* Peers first: their copy leaves the node on this loop turn too, and
+     * the order of the two queues does not matter to anyone. */
     n->counters.peer_msgs_out += mesh_broadcast(n->mesh, pf);
-    msgbuf_unref(pf);
-
-    msgbuf *cf = message_client_frame(n->id, m);
     n->counters.client_frames_out += clients_broadcast(n->clients, cf);
-    msgbuf_unref(cf);
+    *origin_mark(n, n->id) = seq;
+}
 
-    /* Our own messages count as delivered, should a peer echo one back. */
-    *origin_mark(n->relay, n->id) = seq;
+/* The store committed every batch up to gen: what waited for it goes. */
+static void on_commit(uint64_t gen, int ok, void *ud)
+{
+    node *n = ud;
+    struct relay *r = n->relay;
+    (void)ok; /* a failed batch was logged; its messages go out regardless:
+                 peers store them, and holding them forever helps no one */
+    while (r->nheld > 0 && r->held[r->head].gen <= gen) {
+        struct held *h = &r->held[r->head];
+        send_out(n, h->seq, h->peer_frame, h->client_frame);
+        msgbuf_unref(h->peer_frame);
+        msgbuf_unref(h->client_frame);
+        r->head = (r->head + 1) % r->capheld;
+        r->nheld--;
+    }
+}
+
+static void hold(struct relay *r, uint64_t gen, uint64_t seq, msgbuf *pf, msgbuf *cf)
+{
+    if (r->nheld == r->capheld) {
+        size_t cap = r->capheld ? 2 * r->capheld : 1024;
+        struct held *h = xmalloc(cap * sizeof(*h));
+        for (size_t i = 0; i < r->nheld; i++)
+            h[i] = r->held[(r->head + i) % r->capheld];
+        free(r->held);
+        r->held = h;
+        r->capheld = cap;
+        r->head = 0;
+    }
+    r->held[(r->head + r->nheld) % r->capheld] = (struct held){ gen, seq, pf, cf };
+    r->nheld++;
+}
+
+int relay_init(node *n)
+{
+    char err[1400];
+    n->relay = xcalloc(1, sizeof(*n->relay));
+    n->store = store_open(n->loop, n->cfg.data_dir, (enum store_fsync)n->cfg.fsync_mode,
+                          on_commit, n, err, sizeof(err));
+    if (n->store == NULL) {
+        log_error("%s; pass a writable --data-dir", err);
+        return -1;
+    }
     return 0;
 }
 
-void relay_remote(node *n, const struct chat_message *m)
+int relay_local(node *n, struct chat_message *m)
 {
     struct relay *r = n->relay;
-    uint64_t *mark = origin_mark(r, m->origin);
+    if (n->id == 0)
+        return -1;
+    if (r->next_seq == 0) /* the first message since start: go on from history */
+        r->next_seq = store_highest(n->store, n->id) + 1;
+    m->origin = n->id;
+    m->seq = r->next_seq++;
+    m->time_ms = UTIL_MAX(util_wall_ms(), r->last_time_ms);
+    r->last_time_ms = m->time_ms;
+    n->counters.client_msgs_in++;
 
+    msgbuf *pf = peer_proto_msg(m);
+    msgbuf *cf = message_client_frame(n->id, m);
+    uint64_t gen = store_append(n->store, m);
+    if (store_mode(n->store) == STORE_FSYNC_OFF) {
+        send_out(n, m->seq, pf, cf);
+        msgbuf_unref(pf);
+        msgbuf_unref(cf);
+    } else {
+        hold(r, gen, m->seq, pf, cf); /* on_commit sends them */
+    }
+    return 0;
+}
+
+enum relay_result relay_remote(node *n, const struct chat_message *m)
+{
+    struct relay *r = n->relay;
     n->counters.peer_msgs_in++;
+    if (m->origin == n->id) {
+        /* Our own message back from a peer's repair: we stored it before it
+         * ever left (or, with --fsync off, accepted that risk). */
+        n->counters.dropped_dup++;
+        return RELAY_DUP;
+    }
+    uint64_t *mark = origin_mark(n, m->origin);
     if (m->seq <= *mark) {
         n->counters.dropped_dup++;
-        log_debug("ignoring message %u/%" PRIu64 " from a peer: already delivered",
+        log_debug("ignoring message %" PRIu32 "/%" PRIu64 " from a peer: already had it",
                   m->origin, m->seq);
-        return;
+        return RELAY_DUP;
+    }
+    if (m->seq != *mark + 1) {
+        n->counters.dropped_gap++;
+        log_debug("ignoring message %" PRIu32 "/%" PRIu64 ": %" PRIu64 " is the last one "
+                  "had from that origin", m->origin, m->seq, *mark);
+        return RELAY_GAP;
     }
     *mark = m->seq;
+    store_append(n->store, m);
     if (n->cfg.test_drop_every && ++r->remote_count % n->cfg.test_drop_every == 0)
-        return; /* --test-drop-every: a deliberately lossy node for tests */
+        return RELAY_NEW; /* --test-drop-every: a deliberately lossy node for tests */
 
     msgbuf *cf = message_client_frame(n->id, m);
     n->counters.client_frames_out += clients_broadcast(n->clients, cf);
     msgbuf_unref(cf);
+    return RELAY_NEW;
 }
 
 void relay_free(node *n)
@@ -180,6 +189,12 @@ void relay_free(node *n)
     struct relay *r = n->relay;
     if (r == NULL)
         return;
+    for (size_t i = 0; i < r->nheld; i++) {
+        struct held *h = &r->held[(r->head + i) % r->capheld];
+        msgbuf_unref(h->peer_frame);
+        msgbuf_unref(h->client_frame);
+    }
+    free(r->held);
     free(r->marks);
     free(r);
     n->relay = NULL;

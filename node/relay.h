@@ -1,10 +1,13 @@
 /* relay: the message path of the node. A message from a local client gets
  * the next sequence number of this origin, is serialized once for clients
- * (a WebSocket frame) and once for peers (a peer frame), and both buffers
- * are shared by every recipient. A message from a peer is delivered to the
- * local clients only, never forwarded, and at most once per (origin, seq).
- * Sequence numbers are leased in blocks recorded in DATA_DIR/seq.lease
- * before use, so a restarted or crashed node never reuses one. */
+ * (a WebSocket frame) and once for peers (a peer frame), is stored, and
+ * both buffers are shared by every recipient. Unless --fsync off, the two
+ * frames are held until the store has committed the message, so that
+ * nothing leaves the node that a crash could make it forget (and reuse the
+ * sequence number of). A message from a peer is delivered to the local
+ * clients only, never forwarded, stored, and accepted only as the next of
+ * its origin: a duplicate is ignored, one after a gap too (the gap is
+ * repaired by anti-entropy, see mesh.h, which delivers in order). */
 #ifndef DCHAT_RELAY_H
 #define DCHAT_RELAY_H
 
@@ -13,21 +16,30 @@
 #include "node/message.h"
 #include "node/node.h"
 
-/* Reads the sequence lease from the data dir. Returns 0, or -1 after
- * logging what is wrong with the lease file. */
+/* Opens the history store in the data dir and learns the highest sequence
+ * of every origin from it. Returns 0, or -1 after logging why. */
 int relay_init(node *n);
 
-/* Accepts a message from a local client: assigns origin and seq, sends it
- * to every local client and every peer. m->origin, seq and time_ms are
- * filled in here. Returns 0, or -1 when the node cannot accept messages
- * yet (no id from discovery) or the lease cannot be extended. */
+/* Accepts a message from a local client: assigns origin, seq and time,
+ * stores it and (once stored, see above) sends it to every local client
+ * and every peer. Returns 0, or -1 when the node cannot accept messages
+ * yet (no id from discovery). */
 int relay_local(node *n, struct chat_message *m);
 
-/* Delivers a message received from a peer to the local clients, unless
- * this (origin, seq) was delivered before. */
-void relay_remote(node *n, const struct chat_message *m);
+enum relay_result { RELAY_NEW, RELAY_DUP, RELAY_GAP };
 
-/* Frees the relay's state. */
+/* Takes a message received from a peer: delivered to the local clients
+ * and stored when it is the next one of its origin (RELAY_NEW); ignored
+ * when already had (RELAY_DUP) or when messages before it are missing
+ * (RELAY_GAP: the caller should ask that peer for them). */
+enum relay_result relay_remote(node *n, const struct chat_message *m);
+
+/* The highest sequence of origin delivered to local clients (for the own
+ * origin: sent out), 0 when none. */
+uint64_t relay_delivered(node *n, uint32_t origin);
+
+/* Frees the relay's state; held messages are dropped (the store has
+ * them). Call after the store is closed. */
 void relay_free(node *n);
 
 #endif

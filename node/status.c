@@ -2,10 +2,12 @@
  * small, unlike the message path. */
 #include "node/status.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "common/util.h"
 #include "node/clients.h"
+#include "node/history.h"
 #include "node/membership.h"
 #include "node/mesh.h"
 #include "node/node.h"
@@ -14,7 +16,8 @@ static json_t *status_json(const node *n)
 {
     const struct node_counters *c = &n->counters;
     return json_pack(
-        "{s:I, s:i, s:i, s:{s:s, s:b}, s:o, s:I, s:{s:I, s:I, s:I, s:I, s:I, s:I}, s:I}",
+        "{s:I, s:i, s:i, s:{s:s, s:b}, s:o, s:I, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, "
+        "s:o, s:I}",
         "id", (json_int_t)n->id,
         "clientport", n->client_port,
         "syncport", n->sync_port,
@@ -28,7 +31,16 @@ static json_t *status_json(const node *n)
         "toClients", (json_int_t)c->client_frames_out,
         "clientErrors", (json_int_t)c->client_errors,
         "duplicatesDropped", (json_int_t)c->dropped_dup,
+        "gapsDropped", (json_int_t)c->dropped_gap,
+        "caughtUpToPeers", (json_int_t)c->caught_up,
+        "history", history_digest((node *)n),
         "uptimeMs", (json_int_t)(util_now_ms() - n->started_ms));
+}
+
+static void method_not_allowed(http_request *req, const char *allow, const char *msg)
+{
+    http_answer_add_header(req, "Allow", allow);
+    http_respond_error(req, 405, "%s", msg);
 }
 
 void status_handle(http_request *req, void *ud)
@@ -38,16 +50,33 @@ void status_handle(http_request *req, void *ud)
 
     if (strcmp(req->path, "/healthz") == 0) {
         if (!is_get)
-            http_respond_error(req, 405, "use GET on /healthz");
+            method_not_allowed(req, "GET, HEAD", "use GET on /healthz");
         else
             http_respond_json(req, 200, json_pack("{s:s}", "status", "ok"));
     } else if (strcmp(req->path, "/api/status") == 0) {
         if (!is_get)
-            http_respond_error(req, 405, "use GET on /api/status");
+            method_not_allowed(req, "GET, HEAD", "use GET on /api/status");
         else
             http_respond_json(req, 200, status_json(n));
+    } else if (n->cfg.test_hooks && strcmp(req->path, "/api/test/cut-link") == 0) {
+        long peer = 0, ms = 0;
+        if (strcmp(req->method, "POST") != 0)
+            method_not_allowed(req, "POST", "use POST on /api/test/cut-link");
+        else if (sscanf(req->query, "peer=%ld&ms=%ld", &peer, &ms) != 2 || peer <= 0 ||
+                 ms < 0 || ms > 600000)
+            http_respond_error(req, 400, "expected ?peer=N&ms=M");
+        else if (mesh_test_cut(n->mesh, (uint32_t)peer, (unsigned)ms) != 0)
+            http_respond_error(req, 404, "no peer %ld", peer);
+        else
+            http_respond_json(req, 200, json_pack("{s:b}", "cut", 1));
+    } else if (strcmp(req->path, "/api/history") == 0) {
+        if (!is_get)
+            method_not_allowed(req, "GET, HEAD", "use GET on /api/history");
+        else
+            history_http(n, req);
     } else {
         http_respond_error(req, 404, "no such path %s: this port serves WebSocket "
-                           "clients, GET /healthz and GET /api/status", req->path);
+                           "clients, GET /healthz, GET /api/status and GET /api/history",
+                           req->path);
     }
 }

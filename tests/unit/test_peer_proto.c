@@ -14,6 +14,7 @@
 #include "common/msgbuf.h"
 #include "node/message.h"
 #include "node/peer_proto.h"
+#include "node/store.h"
 
 /* --- helpers ---------------------------------------------------------------- */
 
@@ -489,14 +490,24 @@ static void test_bad_frames(void **state)
     raw_frame(&s, 1, PEER_HELLO, 0x80000000u, 0, "DCHT", 4);
     assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
 
-    /* unknown types (3 and 4 are reserved, not implemented) */
-    const uint8_t types[] = { 0, 3, 4, 99, 255 };
+    /* unknown types */
+    const uint8_t types[] = { 0, 4, 99, 255 };
     for (size_t i = 0; i < sizeof(types); i++) {
         s.len = 0;
         raw_frame(&s, 1, types[i], 3, 1, "DCHT", 4);
         assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
         assert_non_null(strstr(err, "type"));
     }
+
+    /* MARKS: a count that does not match the payload, a zero origin */
+    s.len = 0;
+    raw_frame(&s, 1, PEER_MARKS, 3, 0, "\0\0\0\2", 4);
+    assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "marks"));
+    s.len = 0;
+    raw_frame(&s, 1, PEER_MARKS, 3, 0, "\0\0\0\1\0\0\0\0\0\0\0\0\0\0\0\5", 16);
+    assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "marks"));
 
     /* length field below the header size (16 is the least: ver..seq) */
     const uint32_t short_lens[] = { 0, 1, 4, 15 };
@@ -695,9 +706,57 @@ static void test_error_text_truncated(void **state)
     bytes_free(&s);
 }
 
+static int marks_cb(const struct peer_frame *f, void *ud)
+{
+    struct peer_frame *out = ud;
+    assert_int_equal(f->type, PEER_MARKS);
+    assert_int_equal(f->origin, 9);
+    assert_int_equal(f->nmarks, 3);
+    for (uint32_t i = 0; i < f->nmarks; i++) {
+        uint32_t o;
+        uint64_t q;
+        peer_proto_mark(f, i, &o, &q);
+        assert_int_equal(o, i + 1);
+        assert_true(q == (i == 2 ? MESSAGE_SEQ_LIMIT - 1 : (uint64_t)i * 1000));
+    }
+    out->nmarks = f->nmarks;
+    return 0;
+}
+
+static void test_marks_round_trip(void **state)
+{
+    (void)state;
+    struct store_origin o[3] = {
+        { .origin = 1, .count = 5, .highest = 0 },
+        { .origin = 2, .count = 5, .highest = 1000 },
+        { .origin = 3, .count = 5, .highest = MESSAGE_SEQ_LIMIT - 1 },
+    };
+    msgbuf *b = peer_proto_marks(9, o, 3);
+    assert_int_equal(b->len, PEER_PROTO_HEADER + 4 + 3 * 12);
+    /* whole, then byte by byte */
+    for (int bytewise = 0; bytewise < 2; bytewise++) {
+        peer_decoder d;
+        struct peer_frame got = { 0 };
+        char err[128];
+        peer_decoder_init(&d, PEER_PROTO_MAX_FRAME);
+        if (bytewise) {
+            for (uint32_t i = 0; i < b->len; i++)
+                assert_int_equal(peer_decoder_feed(&d, b->data + i, 1, marks_cb, &got, err,
+                                                   sizeof(err)), 0);
+        } else {
+            assert_int_equal(peer_decoder_feed(&d, b->data, b->len, marks_cb, &got, err,
+                                               sizeof(err)), 0);
+        }
+        assert_int_equal(got.nmarks, 3);
+        peer_decoder_free(&d);
+    }
+    msgbuf_unref(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_marks_round_trip),
         cmocka_unit_test(test_hello_bytes),
         cmocka_unit_test(test_msg_bytes),
         cmocka_unit_test(test_round_trip),

@@ -1,0 +1,43 @@
+/* history: what the node's store answers to others. Clients catch up with
+ * clientSyncRequest: the reply holds every stored message newer than the
+ * client's marks (per origin: the highest id it has), up to the point the
+ * request arrived, oldest first, capped by --sync-limit and by size with a
+ * "truncated" flag. Operators read GET /api/history and the per-origin
+ * digest in GET /api/status. docs/PROTOCOL.md has the formats. */
+#ifndef DCHAT_HISTORY_H
+#define DCHAT_HISTORY_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "common/http_server.h"
+#include "common/msgbuf.h"
+#include "node/message.h"
+#include "node/node.h"
+
+/* The point a sync request is answered up to: per origin the highest seq
+ * delivered to local clients when it arrived. */
+struct history_point {
+    struct sync_mark *marks;
+    size_t n;
+};
+
+/* Takes the point now. Fails (-1, err filled) when the request names an
+ * origin this node has no message of. */
+int history_point_take(node *n, const struct sync_mark *req, size_t nreq,
+                       struct history_point *out, char *err, size_t errlen);
+void history_point_free(struct history_point *p);
+
+/* The clientSyncReply for marks req (none: the latest messages) up to
+ * point, read from the store: call once everything up to point is
+ * committed. NULL on a store error (err filled). New reference. */
+msgbuf *history_sync_reply(node *n, const struct sync_mark *req, size_t nreq,
+                           const struct history_point *point, char *err, size_t errlen);
+
+/* GET /api/history?origin=N&after=ID&limit=K */
+void history_http(node *n, http_request *req);
+
+/* {"fsync": mode, "pending": bool, "origins": [{"origin","count","highest"}]} */
+json_t *history_digest(node *n);
+
+#endif

@@ -1,0 +1,475 @@
+/* store: see store.h. Two batches take turns: the loop appends to
+ * `pending` while the worker commits `inflight`; when the worker is done the
+ * loop swaps them and starts the next commit at once if anything waits.
+ * A batch keeps its records packed in one growing arena, so appending costs
+ * a copy, not a malloc. */
+#include "node/store.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "common/log.h"
+#include "common/util.h"
+
+struct rec {
+    uint32_t origin;
+    uint32_t sender_len;
+    uint32_t text_len;
+    uint32_t pad;
+    uint64_t seq;
+    uint64_t time_ms;
+    int64_t chat_id;
+    /* then sender and text bytes, the whole padded to 8 */
+};
+
+struct batch {
+    uint64_t gen;
+    char *arena;
+    size_t used, cap;
+    size_t n;
+};
+
+struct waiter {
+    uint64_t gen;
+    void (*cb)(void *ud);
+    void *ud;
+    struct waiter *next;
+};
+
+struct store {
+    uv_loop_t *loop;
+    sqlite3 *wdb;              /* the worker's connection */
+    sqlite3 *rdb;              /* the loop's connection, for reads */
+    sqlite3_stmt *insert;      /* on wdb */
+    sqlite3_stmt *select;      /* on rdb */
+    enum store_fsync mode;
+    store_commit_fn on_commit;
+    void *ud;
+
+    struct batch pending;      /* filled by the loop */
+    struct batch inflight;     /* read by the worker while `working` */
+    int working;
+    uv_work_t work;
+    int work_ok;
+    char work_err[256];
+    uint64_t committed_gen;
+
+    struct waiter *waiters, **waiters_tail;
+
+    struct store_origin *origins;
+    size_t norigins, caporigins;
+
+    int closing;
+    void (*closed)(void *ud);
+    void *closed_ud;
+};
+
+static const char SCHEMA[] =
+    "PRAGMA journal_mode=WAL;"
+    "CREATE TABLE IF NOT EXISTS messages ("
+    "  origin  INTEGER NOT NULL,"  /* node that accepted it from a client */
+    "  seq     INTEGER NOT NULL,"  /* 1, 2, 3 ... at that origin */
+    "  time_ms INTEGER NOT NULL,"  /* Unix ms when the origin accepted it */
+    "  chat_id INTEGER NOT NULL,"
+    "  sender  TEXT NOT NULL,"
+    "  text    TEXT NOT NULL,"
+    "  PRIMARY KEY (origin, seq)"
+    ") WITHOUT ROWID;";
+
+int store_parse_fsync(const char *s, enum store_fsync *out)
+{
+    if (strcmp(s, "always") == 0) *out = STORE_FSYNC_ALWAYS;
+    else if (strcmp(s, "batch") == 0) *out = STORE_FSYNC_BATCH;
+    else if (strcmp(s, "off") == 0) *out = STORE_FSYNC_OFF;
+    else return -1;
+    return 0;
+}
+
+enum store_fsync store_mode(const store *s) { return s->mode; }
+
+/* ---- per-origin summary ------------------------------------------------- */
+
+static struct store_origin *find_origin(const store *s, uint32_t origin, size_t *pos)
+{
+    size_t lo = 0, hi = s->norigins;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (s->origins[mid].origin < origin)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (pos)
+        *pos = lo;
+    return lo < s->norigins && s->origins[lo].origin == origin ? &s->origins[lo] : NULL;
+}
+
+static struct store_origin *get_origin(store *s, uint32_t origin)
+{
+    size_t pos;
+    struct store_origin *o = find_origin(s, origin, &pos);
+    if (o != NULL)
+        return o;
+    if (s->norigins == s->caporigins) {
+        s->caporigins = s->caporigins ? 2 * s->caporigins : 16;
+        s->origins = xrealloc(s->origins, s->caporigins * sizeof(*s->origins));
+    }
+    memmove(&s->origins[pos + 1], &s->origins[pos], (s->norigins - pos) * sizeof(*s->origins));
+    s->norigins++;
+    s->origins[pos] = (struct store_origin){ .origin = origin };
+    return &s->origins[pos];
+}
+
+const struct store_origin *store_origins(const store *s, size_t *n)
+{
+    *n = s->norigins;
+    return s->origins;
+}
+
+uint64_t store_highest(const store *s, uint32_t origin)
+{
+    const struct store_origin *o = find_origin(s, origin, NULL);
+    return o ? o->highest : 0;
+}
+
+/* ---- opening ------------------------------------------------------------ */
+
+static int exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(err, errlen, "%s", msg ? msg : sqlite3_errmsg(db));
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int load_origins(store *s, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->rdb,
+                           "SELECT origin, COUNT(*), MAX(seq) FROM messages GROUP BY origin",
+                           -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s", sqlite3_errmsg(s->rdb));
+        return -1;
+    }
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct store_origin *o = get_origin(s, (uint32_t)sqlite3_column_int64(st, 0));
+        o->count = (uint64_t)sqlite3_column_int64(st, 1);
+        o->highest = (uint64_t)sqlite3_column_int64(st, 2);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        snprintf(err, errlen, "%s", sqlite3_errmsg(s->rdb));
+        return -1;
+    }
+    return 0;
+}
+
+static void free_all(store *s)
+{
+    sqlite3_finalize(s->insert);
+    sqlite3_finalize(s->select);
+    sqlite3_close(s->rdb);
+    sqlite3_close(s->wdb);
+    free(s->pending.arena);
+    free(s->inflight.arena);
+    free(s->origins);
+    free(s);
+}
+
+store *store_open(uv_loop_t *loop, const char *dir, enum store_fsync mode,
+                  store_commit_fn on_commit, void *ud, char *err, size_t errlen)
+{
+    char path[1100];
+    char why[300];
+    store *s = xcalloc(1, sizeof(*s));
+    s->loop = loop;
+    s->mode = mode;
+    s->on_commit = on_commit;
+    s->ud = ud;
+    s->waiters_tail = &s->waiters;
+    s->pending.gen = 1;
+
+    snprintf(path, sizeof(path), "%s/history.db", dir);
+    const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    const char *sync = mode == STORE_FSYNC_ALWAYS ? "PRAGMA synchronous=FULL;"
+                       : mode == STORE_FSYNC_BATCH ? "PRAGMA synchronous=NORMAL;"
+                                                   : "PRAGMA synchronous=OFF;";
+    if (sqlite3_open_v2(path, &s->wdb, flags, NULL) != SQLITE_OK) {
+        snprintf(why, sizeof(why), "%s", s->wdb ? sqlite3_errmsg(s->wdb) : "out of memory");
+        goto fail;
+    }
+    sqlite3_busy_timeout(s->wdb, 5000);
+    if (exec(s->wdb, SCHEMA, why, sizeof(why)) != 0 || exec(s->wdb, sync, why, sizeof(why)) != 0)
+        goto fail;
+    if (sqlite3_prepare_v2(s->wdb,
+                           "INSERT OR IGNORE INTO messages (origin, seq, time_ms, chat_id, "
+                           "sender, text) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                           -1, &s->insert, NULL) != SQLITE_OK) {
+        snprintf(why, sizeof(why), "%s", sqlite3_errmsg(s->wdb));
+        goto fail;
+    }
+    if (sqlite3_open_v2(path, &s->rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        snprintf(why, sizeof(why), "%s", s->rdb ? sqlite3_errmsg(s->rdb) : "out of memory");
+        goto fail;
+    }
+    sqlite3_busy_timeout(s->rdb, 5000);
+    if (sqlite3_prepare_v2(s->rdb,
+                           "SELECT seq, time_ms, chat_id, sender, text FROM messages "
+                           "WHERE origin = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
+                           -1, &s->select, NULL) != SQLITE_OK) {
+        snprintf(why, sizeof(why), "%s", sqlite3_errmsg(s->rdb));
+        goto fail;
+    }
+    if (load_origins(s, why, sizeof(why)) != 0)
+        goto fail;
+    return s;
+fail:
+    snprintf(err, errlen, "cannot open the history %s: %s", path, why);
+    free_all(s);
+    return NULL;
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+#define REC_ALIGN(x) (((x) + 7) & ~(size_t)7)
+
+
+static void start_commit(store *s);
+
+uint64_t store_append(store *s, const struct chat_message *m)
+{
+    struct batch *b = &s->pending;
+    size_t need = REC_ALIGN(sizeof(struct rec) + m->sender_len + m->text_len);
+    if (b->used + need > b->cap) {
+        b->cap = UTIL_MAX(b->cap * 2, b->used + need + 64 * 1024);
+        b->arena = xrealloc(b->arena, b->cap);
+    }
+    struct rec *r = (struct rec *)(b->arena + b->used);
+    *r = (struct rec){ .origin = m->origin, .sender_len = m->sender_len,
+                       .text_len = m->text_len, .seq = m->seq, .time_ms = m->time_ms,
+                       .chat_id = m->chat_id };
+    char *p = (char *)(r + 1);
+    memcpy(p, m->sender, m->sender_len);
+    memcpy(p + m->sender_len, m->text, m->text_len);
+    b->used += need;
+    b->n++;
+
+    struct store_origin *o = get_origin(s, m->origin);
+    o->count++;
+    if (m->seq > o->highest)
+        o->highest = m->seq;
+
+    uint64_t gen = b->gen;
+    if (!s->working)
+        start_commit(s); /* group commit: what comes meanwhile waits its turn */
+    return gen;
+}
+
+int store_busy(const store *s)
+{
+    return s->working || s->pending.n > 0;
+}
+
+/* Worker thread: one transaction for the whole batch. */
+static void commit_work(uv_work_t *w)
+{
+    store *s = w->data;
+    struct batch *b = &s->inflight;
+    sqlite3 *db = s->wdb;
+    s->work_ok = 0;
+    if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+        goto fail;
+    for (size_t off = 0, i = 0; i < b->n; i++) {
+        const struct rec *r = (const struct rec *)(b->arena + off);
+        const char *p = (const char *)(r + 1);
+        sqlite3_bind_int64(s->insert, 1, r->origin);
+        sqlite3_bind_int64(s->insert, 2, (sqlite3_int64)r->seq);
+        sqlite3_bind_int64(s->insert, 3, (sqlite3_int64)r->time_ms);
+        sqlite3_bind_int64(s->insert, 4, r->chat_id);
+        sqlite3_bind_text(s->insert, 5, p, (int)r->sender_len, SQLITE_STATIC);
+        sqlite3_bind_text(s->insert, 6, p + r->sender_len, (int)r->text_len, SQLITE_STATIC);
+        int rc = sqlite3_step(s->insert);
+        sqlite3_reset(s->insert);
+        if (rc != SQLITE_DONE) {
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            goto fail;
+        }
+        off += REC_ALIGN(sizeof(*r) + r->sender_len + r->text_len);
+    }
+    if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        goto fail;
+    }
+    s->work_ok = 1;
+    return;
+fail:
+    snprintf(s->work_err, sizeof(s->work_err), "%s", sqlite3_errmsg(db));
+}
+
+static void finish_close(store *s);
+
+static void commit_done(uv_work_t *w, int status)
+{
+    store *s = w->data;
+    struct batch *b = &s->inflight;
+    int ok = status == 0 && s->work_ok;
+    if (!ok)
+        log_error("history: cannot store a batch of %zu messages: %s; they were delivered "
+                  "but are not in this node's history (check the disk under the data dir)",
+                  b->n, status != 0 ? uv_strerror(status) : s->work_err);
+    s->working = 0;
+    s->committed_gen = b->gen;
+    b->n = 0;
+    b->used = 0;
+    if (s->pending.n > 0)
+        start_commit(s);
+    if (s->on_commit)
+        s->on_commit(s->committed_gen, ok, s->ud);
+    while (s->waiters != NULL && s->waiters->gen <= s->committed_gen) {
+        struct waiter *wt = s->waiters;
+        s->waiters = wt->next;
+        if (s->waiters == NULL)
+            s->waiters_tail = &s->waiters;
+        wt->cb(wt->ud);
+        free(wt);
+    }
+    if (s->closing && !store_busy(s))
+        finish_close(s);
+}
+
+static void start_commit(store *s)
+{
+    /* Swap: the full pending batch goes to the worker, the empty one
+     * (memory kept) takes the next generation. */
+    struct batch spare = s->inflight;
+    s->inflight = s->pending;
+    s->pending = spare;
+    s->pending.gen = s->inflight.gen + 1;
+    s->pending.n = 0;
+    s->pending.used = 0;
+    s->working = 1;
+    s->work.data = s;
+    int rc = uv_queue_work(s->loop, &s->work, commit_work, commit_done);
+    if (rc != 0) {
+        /* Only fails on bad arguments; say so loudly rather than hang. */
+        log_error("history: cannot start a commit: %s", uv_strerror(rc));
+        s->working = 0;
+    }
+}
+
+void store_when_committed(store *s, void (*cb)(void *ud), void *ud)
+{
+    if (!store_busy(s)) {
+        cb(ud);
+        return;
+    }
+    struct waiter *w = xmalloc(sizeof(*w));
+    w->gen = s->pending.n > 0 ? s->pending.gen : s->inflight.gen;
+    w->cb = cb;
+    w->ud = ud;
+    w->next = NULL;
+    *s->waiters_tail = w;
+    s->waiters_tail = &w->next;
+}
+
+/* ---- reading ------------------------------------------------------------ */
+
+void store_rows_free(struct store_rows *r)
+{
+    free(r->msgs);
+    free(r->arena);
+    free(r->offs);
+    memset(r, 0, sizeof(*r));
+}
+
+static size_t rows_copy(struct store_rows *r, const void *data, size_t len)
+{
+    if (r->used + len > r->arena_cap) {
+        r->arena_cap = UTIL_MAX(r->arena_cap * 2, r->used + len + 4096);
+        r->arena = xrealloc(r->arena, r->arena_cap);
+    }
+    size_t off = r->used;
+    if (len)
+        memcpy(r->arena + off, data, len);
+    r->used += len;
+    return off;
+}
+
+int store_read(store *s, uint32_t origin, uint64_t after, uint64_t upto, size_t limit,
+               struct store_rows *out)
+{
+    sqlite3_stmt *st = s->select;
+    if (upto > INT64_MAX)
+        upto = INT64_MAX;
+    sqlite3_bind_int64(st, 1, origin);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)after);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)upto);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)UTIL_MIN(limit, (size_t)INT64_MAX));
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (out->n == out->cap) {
+            out->cap = out->cap ? 2 * out->cap : 64;
+            out->msgs = xrealloc(out->msgs, out->cap * sizeof(*out->msgs));
+            out->offs = xrealloc(out->offs, 2 * out->cap * sizeof(*out->offs));
+        }
+        struct chat_message *m = &out->msgs[out->n];
+        m->origin = origin;
+        m->seq = (uint64_t)sqlite3_column_int64(st, 0);
+        m->time_ms = (uint64_t)sqlite3_column_int64(st, 1);
+        m->chat_id = sqlite3_column_int64(st, 2);
+        const void *sender = sqlite3_column_blob(st, 3);
+        m->sender_len = (uint32_t)sqlite3_column_bytes(st, 3);
+        out->offs[2 * out->n] = rows_copy(out, sender, m->sender_len);
+        const void *text = sqlite3_column_blob(st, 4);
+        m->text_len = (uint32_t)sqlite3_column_bytes(st, 4);
+        out->offs[2 * out->n + 1] = rows_copy(out, text, m->text_len);
+        out->n++;
+    }
+    sqlite3_reset(st);
+    for (size_t i = 0; i < out->n; i++) {
+        out->msgs[i].sender = out->arena + out->offs[2 * i];
+        out->msgs[i].text = out->arena + out->offs[2 * i + 1];
+    }
+    if (rc != SQLITE_DONE) {
+        log_error("history: cannot read messages of origin %" PRIu32 ": %s", origin,
+                  sqlite3_errmsg(s->rdb));
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- closing ------------------------------------------------------------ */
+
+static void finish_close(store *s)
+{
+    void (*done)(void *) = s->closed;
+    void *ud = s->closed_ud;
+    while (s->waiters != NULL) { /* nothing is pending, so none can be left */
+        struct waiter *w = s->waiters;
+        s->waiters = w->next;
+        w->cb(w->ud);
+        free(w);
+    }
+    free_all(s);
+    if (done)
+        done(ud);
+}
+
+void store_close(store *s, void (*done)(void *ud), void *ud)
+{
+    s->closing = 1;
+    s->closed = done;
+    s->closed_ud = ud;
+    if (!store_busy(s))
+        finish_close(s);
+    /* else commit_done finishes once the last batch is in */
+}

@@ -1,0 +1,85 @@
+/* store: the node's history, in SQLite (DATA_DIR/history.db, WAL mode):
+ * every message it accepted from a client or learned from a peer, keyed by
+ * (origin, seq). Writes never block the loop: appended messages collect in
+ * a batch that a worker thread commits in one transaction while the next
+ * batch fills (group commit: the busier the node, the bigger the batches).
+ * A commit callback tells the relay when a batch is durable, so that the
+ * node's own messages go out only once stored and a restart never reuses a
+ * sequence number. Reads (catch-up, history) run on the loop thread on a
+ * second connection and see committed rows. Schema: docs/PROTOCOL.md. */
+#ifndef DCHAT_STORE_H
+#define DCHAT_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+#include <jansson.h>
+
+#include "node/message.h"
+
+enum store_fsync {
+    STORE_FSYNC_ALWAYS, /* each batch is fsync'd before its messages go out */
+    STORE_FSYNC_BATCH,  /* committed before they go out; fsync'd by SQLite at
+                           WAL checkpoints: safe against a process crash */
+    STORE_FSYNC_OFF,    /* stored after they go out, never fsync'd: fastest;
+                           a crash may lose the last batch here (peers keep
+                           their copies) and reuse its sequence numbers */
+};
+
+int store_parse_fsync(const char *s, enum store_fsync *out);
+
+typedef struct store store;
+
+/* Called on the loop thread after every batch up to generation gen is
+ * committed (ok = 1) or failed to commit (ok = 0, logged). */
+typedef void (*store_commit_fn)(uint64_t gen, int ok, void *ud);
+
+/* Opens (creating) DIR/history.db. Returns NULL after writing the reason
+ * into err. */
+store *store_open(uv_loop_t *loop, const char *dir, enum store_fsync mode,
+                  store_commit_fn on_commit, void *ud, char *err, size_t errlen);
+
+enum store_fsync store_mode(const store *s);
+
+/* Queues m (strings copied) for the next batch and returns the generation
+ * of that batch. */
+uint64_t store_append(store *s, const struct chat_message *m);
+
+/* Whether something appended is not committed yet. */
+int store_busy(const store *s);
+
+/* Runs cb(ud) on the loop thread once everything appended so far is
+ * committed; at once (before returning) when nothing is pending. */
+void store_when_committed(store *s, void (*cb)(void *ud), void *ud);
+
+/* Per origin: how many messages and the highest seq appended (stored or
+ * about to be), in ascending origin order. */
+struct store_origin {
+    uint32_t origin;
+    uint64_t count;
+    uint64_t highest;
+};
+const struct store_origin *store_origins(const store *s, size_t *n);
+/* The highest seq appended for origin, 0 when none. */
+uint64_t store_highest(const store *s, uint32_t origin);
+
+/* Rows read back: msgs[i] strings point into the set's own memory. */
+struct store_rows {
+    struct chat_message *msgs;
+    size_t n, cap;
+    char *arena;             /* the strings */
+    size_t used, arena_cap;
+    size_t *offs;            /* per message: sender and text offsets */
+};
+void store_rows_free(struct store_rows *r);
+
+/* Appends to out the committed messages of origin with after < seq <=
+ * upto, ascending, at most limit. Returns 0, or -1 (logged). */
+int store_read(store *s, uint32_t origin, uint64_t after, uint64_t upto, size_t limit,
+               struct store_rows *out);
+
+/* Flushes what is pending, waits for the worker, and closes; done(ud)
+ * runs on the loop when everything is released. */
+void store_close(store *s, void (*done)(void *ud), void *ud);
+
+#endif
