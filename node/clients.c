@@ -91,7 +91,8 @@ static void client_sync(struct client *c, const struct client_request *req)
     j->c = c;
     j->nmarks = req->nmarks;
     j->marks = xmalloc((req->nmarks ? req->nmarks : 1) * sizeof(*j->marks));
-    memcpy(j->marks, req->marks, req->nmarks * sizeof(*j->marks));
+    if (req->nmarks > 0)
+        memcpy(j->marks, req->marks, req->nmarks * sizeof(*j->marks));
     c->syncs_waiting++;
     store_when_committed(n->store, sync_job_run, j);
 }

@@ -1,0 +1,315 @@
+"""End-to-end tests of the history: every node stores what it accepts and
+learns, nodes repair each other's gaps (anti-entropy), and clients catch up
+with clientSyncRequest. Real processes on loopback; every wait polls a
+condition with a hang limit."""
+
+import asyncio
+import json
+import signal
+import urllib.request
+
+import websockets
+
+from cluster import Node, http_json, start_cluster, wait_mesh, wait_until
+
+HANG = 30  # seconds: only a guard against hangs
+FAST_SYNC = ("--sync-interval", "0.3")
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 120))
+
+
+def new_message(text, sender="tester", chat=11):
+    return json.dumps({"type": "newMessageFromClient",
+                       "payload": {"text": text, "sender": sender, "chatId": chat}})
+
+
+def digest(node):
+    h = node.status()["history"]
+    return {o["origin"]: (o["count"], o["highest"]) for o in h["origins"]}
+
+
+def wait_converged(nodes, want=None):
+    """Until every node has the same digest (and it is `want`, if given)."""
+    def same():
+        ds = [digest(n) for n in nodes]
+        ok = all(d == ds[0] for d in ds) and (want is None or ds[0] == want)
+        return ds[0] if ok else None
+    return wait_until(same, HANG, "the nodes' histories to converge")
+
+
+def history(node, origin):
+    out, after = [], 0
+    while True:
+        status, body = http_json(f"{node.url}/api/history?origin={origin}&after={after}&limit=1000")
+        assert status == 200, body
+        out += body["messages"]
+        if not body["more"]:
+            return out
+        after = out[-1]["id"]
+
+
+async def connect(node):
+    ws = await websockets.connect(node.ws_url, max_size=2**24, max_queue=None)
+    await ws.send("Client connected")
+    return ws
+
+
+async def frames_until(ws, count, sender=None):
+    """The next `count` messages (of `sender` only, if given)."""
+    got = []
+    while len(got) < count:
+        f = json.loads(await asyncio.wait_for(ws.recv(), HANG))
+        assert f["type"] == "newMessagesForClient", f
+        m = f["payload"][0]
+        if sender is None or m["sender"] == sender:
+            got.append(m)
+    return got
+
+
+async def send_accepted(node, texts, sender=None):
+    """Sends texts from one client and returns once all came back to it
+    (a node sends a message to its clients only once it has stored it)."""
+    sender = sender or f"sender-of-{texts[0]}"
+    ws = await connect(node)
+    for t in texts:
+        await ws.send(new_message(t, sender=sender))
+    got = await frames_until(ws, len(texts), sender)
+    await ws.close()
+    assert [m["text"] for m in got] == texts
+    return got
+
+
+async def sync(ws, marks):
+    await ws.send(json.dumps({"type": "clientSyncRequest", "payload": marks}))
+    while True:
+        f = json.loads(await asyncio.wait_for(ws.recv(), HANG))
+        if f["type"] in ("clientSyncReply", "error"):
+            return f
+
+
+def assert_origin_order(msgs):
+    last = {}
+    for m in msgs:
+        assert m["id"] > last.get(m["nodeId"], 0), f"out of order: {m}"
+        last[m["nodeId"]] = m["id"]
+
+
+def test_a_stopped_node_gets_all_it_missed(logdir, procs):
+    _, nodes = start_cluster(logdir, procs, 3, node_extra=FAST_SYNC)
+    a, b, c = nodes
+    c.stop()
+    ta = [f"a{i}" for i in range(250)]
+    tb = [f"b{i}" for i in range(250)]
+
+    async def send():
+        await asyncio.gather(send_accepted(a, ta), send_accepted(b, tb))
+    run(send())
+    c.restart()
+    wait_mesh(nodes)
+    wait_converged(nodes, {a.id: (250, 250), b.id: (250, 250)})
+    for node, texts in ((a, ta), (b, tb)):
+        h = history(c, node.id)
+        assert [m["id"] for m in h] == list(range(1, 251))
+        assert [m["text"] for m in h] == texts
+
+    async def catch_up():
+        ws = await connect(c)
+        r = await sync(ws, {})
+        await ws.close()
+        return r
+    r = run(catch_up())
+    assert r["type"] == "clientSyncReply" and r["source"] == c.id
+    assert r["truncated"] is False
+    msgs = r["payload"]
+    assert sorted(m["text"] for m in msgs) == sorted(ta + tb)   # all 500, once
+    assert_origin_order(msgs)
+    assert [m["text"] for m in msgs if m["nodeId"] == a.id] == ta
+
+
+def test_a_cut_link_is_repaired_and_histories_converge(logdir, procs):
+    _, nodes = start_cluster(logdir, procs, 3, node_extra=FAST_SYNC + ("--test-hooks",))
+    a, b, c = nodes
+    n = 200
+    ta = [f"a{i}" for i in range(n)]
+    tb = [f"b{i}" for i in range(n)]
+
+    async def go():
+        watcher = await connect(c)      # a client that stays through it all
+        wb = await connect(b)
+        sa = await connect(a)
+        sb = await connect(b)
+        for i in range(n):
+            if i == n // 4:
+                # a and b lose their link for a while, in the middle of it
+                req = urllib.request.Request(
+                    f"{a.url}/api/test/cut-link?peer={b.id}&ms=600", method="POST")
+                assert urllib.request.urlopen(req, timeout=5).status == 200
+            await sa.send(new_message(ta[i], sender="sa"))
+            await sb.send(new_message(tb[i], sender="sb"))
+            if i % 20 == 0:
+                await asyncio.sleep(0.05)   # spread the traffic over the cut
+        got_c, got_b = await asyncio.gather(frames_until(watcher, 2 * n),
+                                            frames_until(wb, 2 * n))
+        for ws in (watcher, wb, sa, sb):
+            await ws.close()
+        return got_c, got_b
+    got_c, got_b = run(go())
+    wait_converged(nodes, {a.id: (n, n), b.id: (n, n)})
+    # Live clients got everything once, in origin order, repaired or not.
+    for got in (got_c, got_b):
+        assert sorted(m["text"] for m in got) == sorted(ta + tb)
+        assert_origin_order(got)
+    assert "cut by a test hook" in a.log()
+
+
+def test_sigkill_mid_burst_loses_nothing_and_reuses_no_number(logdir, procs):
+    _, nodes = start_cluster(logdir, procs, 3, node_extra=FAST_SYNC)
+    a, b, c = nodes
+
+    async def burst():
+        observer = await connect(b)
+        sender = await connect(a)
+        for i in range(3000):
+            await sender.send(new_message(f"k{i}", sender="k"))
+        seen = await frames_until(observer, 200)
+        a.p.send_signal(signal.SIGKILL)   # mid-burst: most are still coming
+        a.p.wait()
+        # Whatever else b delivers before it notices
+        try:
+            while True:
+                f = json.loads(await asyncio.wait_for(observer.recv(), 1.0))
+                if f["type"] == "newMessagesForClient":
+                    seen.append(f["payload"][0])
+        except (asyncio.TimeoutError, websockets.ConnectionClosed):
+            pass
+        await observer.close()
+        return seen
+    seen = run(burst())
+    assert_origin_order(seen)
+    highest_seen = max(m["id"] for m in seen)
+    # Nothing b delivered is missing from b's history.
+    stored_b = {m["id"]: m["text"] for m in history(b, a.id)}
+    for m in seen:
+        assert stored_b.get(m["id"]) == m["text"]
+
+    a.restart()
+    wait_mesh(nodes)
+    # a stored every message before sending it, so it has at least what b saw ...
+    assert digest(a)[a.id][1] >= highest_seen
+    # ... and its next message takes the next number: none is used twice.
+    nxt = run(send_accepted(a, ["after restart"]))[0]
+    assert nxt["id"] == digest(a)[a.id][1] and nxt["id"] > highest_seen
+    final = wait_converged(nodes)
+    assert final[a.id][0] == final[a.id][1]   # ids 1..highest, no holes
+    # every node holds a's messages as a accepted them: k0, k1 ... then the new one
+    kept = final[a.id][1] - 1
+    for n in nodes:
+        assert [m["text"] for m in history(n, a.id)] == \
+            [f"k{i}" for i in range(kept)] + ["after restart"]
+
+
+def test_a_client_reconnecting_elsewhere_gets_exactly_what_it_missed(logdir, procs):
+    _, nodes = start_cluster(logdir, procs, 3, node_extra=FAST_SYNC)
+    a, b, c = nodes
+    texts = [f"m{i}" for i in range(300)]
+
+    async def go():
+        x = await connect(a)
+        sender = await connect(c)
+        for t in texts[:100]:
+            await sender.send(new_message(t))
+        first = await frames_until(x, 50)       # x reads 50, then drops
+        await x.close()
+        for t in texts[100:]:
+            await sender.send(new_message(t))
+        await frames_until(sender, 300, "tester")  # all accepted
+        wait_until(lambda: digest(b).get(c.id, (0, 0))[1] == 300, HANG,
+                   "b to have all 300")
+        marks = {str(c.id): max(m["id"] for m in first)}
+        x2 = await connect(b)
+        r = await sync(x2, marks)
+        # then the live stream, without a gap or a duplicate
+        await sender.send(new_message("live"))
+        live = await frames_until(x2, 1)
+        await x2.close()
+        await sender.close()
+        return first, r, live
+    first, r, live = run(go())
+    assert r["type"] == "clientSyncReply" and r["truncated"] is False
+    got = [m["text"] for m in first] + [m["text"] for m in r["payload"]]
+    assert got == texts                          # exactly the missed ones, in order
+    assert [m["text"] for m in live] == ["live"]
+    assert live[0]["id"] == 301
+
+
+def test_sync_limit_truncates_and_asking_again_continues(logdir, procs):
+    _, nodes = start_cluster(logdir, procs, 2, node_extra=("--sync-limit", "40"))
+    a, b = nodes
+    texts = [f"t{i}" for i in range(100)]
+    run(send_accepted(a, texts))
+    wait_converged(nodes, {a.id: (100, 100)})
+
+    async def go():
+        ws = await connect(b)
+        got, mark = [], 0
+        while True:
+            r = await sync(ws, {str(a.id): mark})
+            got += [m["text"] for m in r["payload"]]
+            mark = r["payload"][-1]["id"] if r["payload"] else mark
+            if not r["truncated"]:
+                break
+        latest = await sync(ws, [])
+        await ws.close()
+        return got, latest
+    got, latest = run(go())
+    assert got == texts
+    assert [m["text"] for m in latest["payload"]] == texts[-40:]
+    assert latest["truncated"] is True
+
+
+def test_bad_sync_requests_get_an_error_and_change_nothing(logdir, procs):
+    _, nodes = start_cluster(logdir, procs, 2)
+    a, b = nodes
+    run(send_accepted(a, ["one", "two"]))
+    wait_converged(nodes, {a.id: (2, 2)})
+    before = [digest(n) for n in nodes]
+    bad = [
+        ("x", "payload"),
+        (5, "payload"),
+        ({"abc": 1}, "origin"),
+        ({str(a.id): "x"}, "mark"),
+        ({str(a.id): -1}, "mark"),
+        ({str(a.id): 10**13}, "mark"),
+        ({"99": 1}, "99"),
+    ]
+
+    async def go():
+        ws = await connect(b)
+        for payload, needle in bad:
+            r = await sync(ws, payload)
+            assert r["type"] == "error", (payload, r)
+            assert needle in r["error"], (payload, r)
+        r = await sync(ws, {str(a.id): 0})     # the connection still works
+        await ws.close()
+        return r
+    r = run(go())
+    assert [m["text"] for m in r["payload"]] == ["one", "two"]
+    assert [digest(n) for n in nodes] == before
+
+
+def test_history_survives_a_restart(logdir, procs):
+    _, nodes = start_cluster(logdir, procs, 2)
+    a, b = nodes
+    run(send_accepted(a, [f"r{i}" for i in range(20)]))
+    wait_converged(nodes, {a.id: (20, 20)})
+    for n in nodes:
+        n.stop()
+        n.restart()
+    wait_mesh(nodes)
+    assert digest(a) == digest(b) == {a.id: (20, 20)}
+    nxt = run(send_accepted(a, ["next"]))[0]
+    assert nxt["id"] == 21
+    status, body = http_json(f"{a.url}/api/history?origin=x")
+    assert status == 400 and "origin" in body["error"]
