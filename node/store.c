@@ -50,6 +50,8 @@ struct store {
     store_commit_fn on_commit;
     void *ud;
 
+    uv_check_t turn_end;       /* starts a commit at the end of a loop turn */
+    uv_idle_t waker;           /* keeps poll from blocking while one is due */
     struct batch pending;      /* filled by the loop */
     struct batch inflight;     /* read by the worker while `working` */
     int working;
@@ -64,6 +66,7 @@ struct store {
     size_t norigins, caporigins;
 
     int closing;
+    int handles_open;
     void (*closed)(void *ud);
     void *closed_ud;
 };
@@ -172,6 +175,8 @@ static int load_origins(store *s, char *err, size_t errlen)
     return 0;
 }
 
+static void turn_end_cb(uv_check_t *h);
+
 static void free_all(store *s)
 {
     sqlite3_finalize(s->insert);
@@ -231,6 +236,13 @@ store *store_open(uv_loop_t *loop, const char *dir, enum store_fsync mode,
     }
     if (load_origins(s, why, sizeof(why)) != 0)
         goto fail;
+    uv_check_init(loop, &s->turn_end);
+    s->turn_end.data = s;
+    uv_check_start(&s->turn_end, turn_end_cb);
+    uv_unref((uv_handle_t *)&s->turn_end);
+    uv_idle_init(loop, &s->waker);
+    s->waker.data = s;
+    uv_unref((uv_handle_t *)&s->waker);
     return s;
 fail:
     snprintf(err, errlen, "cannot open the history %s: %s", path, why);
@@ -244,6 +256,22 @@ fail:
 
 
 static void start_commit(store *s);
+
+static void waker_cb(uv_idle_t *h)
+{
+    (void)h; /* being active keeps the loop's poll from blocking */
+}
+
+/* End of a loop turn: everything appended during it goes in one batch,
+ * unless a commit is still running (then it waits for the next turn). */
+static void turn_end_cb(uv_check_t *h)
+{
+    store *s = h->data;
+    if (s->pending.n == 0 || s->working)
+        return;
+    uv_idle_stop(&s->waker);
+    start_commit(s);
+}
 
 uint64_t store_append(store *s, const struct chat_message *m)
 {
@@ -268,10 +296,9 @@ uint64_t store_append(store *s, const struct chat_message *m)
     if (m->seq > o->highest)
         o->highest = m->seq;
 
-    uint64_t gen = b->gen;
-    if (!s->working)
-        start_commit(s); /* group commit: what comes meanwhile waits its turn */
-    return gen;
+    if (b->n == 1)
+        uv_idle_start(&s->waker, waker_cb); /* the check must come soon */
+    return b->gen;
 }
 
 int store_busy(const store *s)
@@ -330,8 +357,12 @@ static void commit_done(uv_work_t *w, int status)
     s->committed_gen = b->gen;
     b->n = 0;
     b->used = 0;
-    if (s->pending.n > 0)
-        start_commit(s);
+    if (s->pending.n > 0) {
+        if (s->closing)
+            start_commit(s); /* the loop may have nothing else to run for */
+        else
+            uv_idle_start(&s->waker, waker_cb); /* this turn's check commits it */
+    }
     if (s->on_commit)
         s->on_commit(s->committed_gen, ok, s->ud);
     while (s->waiters != NULL && s->waiters->gen <= s->committed_gen) {
@@ -449,19 +480,29 @@ int store_read(store *s, uint32_t origin, uint64_t after, uint64_t upto, size_t 
 
 /* ---- closing ------------------------------------------------------------ */
 
-static void finish_close(store *s)
+static void handle_closed_cb(uv_handle_t *h)
 {
+    store *s = h->data;
+    if (--s->handles_open > 0)
+        return;
     void (*done)(void *) = s->closed;
     void *ud = s->closed_ud;
+    free_all(s);
+    if (done)
+        done(ud);
+}
+
+static void finish_close(store *s)
+{
     while (s->waiters != NULL) { /* nothing is pending, so none can be left */
         struct waiter *w = s->waiters;
         s->waiters = w->next;
         w->cb(w->ud);
         free(w);
     }
-    free_all(s);
-    if (done)
-        done(ud);
+    s->handles_open = 2;
+    uv_close((uv_handle_t *)&s->turn_end, handle_closed_cb);
+    uv_close((uv_handle_t *)&s->waker, handle_closed_cb);
 }
 
 void store_close(store *s, void (*done)(void *ud), void *ud)
@@ -469,7 +510,10 @@ void store_close(store *s, void (*done)(void *ud), void *ud)
     s->closing = 1;
     s->closed = done;
     s->closed_ud = ud;
-    if (!store_busy(s))
+    if (s->working)
+        return; /* commit_done goes on once the last batch is in */
+    if (s->pending.n > 0)
+        start_commit(s);
+    else
         finish_close(s);
-    /* else commit_done finishes once the last batch is in */
 }
