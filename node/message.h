@@ -45,7 +45,7 @@ struct sync_mark {
 #define MESSAGE_SYNC_MAX_MARKS 10000
 
 struct client_request {
-    json_t *root;                 /* owns the strings msg points into */
+    json_t *root;                 /* jansson's tree, when it was needed */
     struct chat_message msg;      /* MESSAGE_NEW: sender, text, chat_id */
     struct sync_mark *marks;      /* MESSAGE_SYNC */
     size_t nmarks;
@@ -53,7 +53,9 @@ struct client_request {
 
 /* Parses one text frame from a client. Returns a message_kind; on
  * MESSAGE_ERROR err holds a one-line reason for the error frame. Call
- * message_request_free() whatever it returned. */
+ * message_request_free() whatever it returned. The strings of req->msg
+ * point into data, into req->root, or into a scratch buffer that the next
+ * call reuses: use them before parsing another frame. */
 enum message_kind message_parse_request(const char *data, size_t len,
                                         struct client_request *req,
                                         char *err, size_t errlen);
