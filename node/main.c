@@ -18,11 +18,15 @@
 #include "node/membership.h"
 #include "node/mesh.h"
 #include "node/node.h"
+#include "node/peer_proto.h"
 #include "node/relay.h"
 #include "node/status.h"
 #include "node/store.h"
 
 #define NODE_SHUTDOWN_LIMIT_MS 5000
+/* The largest --max-message: its text, the sender and the headers must fit
+ * one peer frame (PEER_PROTO_MAX_FRAME). */
+#define NODE_MAX_MESSAGE_LIMIT ((long)PEER_PROTO_MAX_FRAME - 1024)
 
 enum {
     OPT_DISCOVERY, OPT_LISTEN, OPT_CLIENT_PORT, OPT_SYNC_PORT, OPT_ADVERTISE,
@@ -46,7 +50,8 @@ static const struct cli_option node_options[] = {
                        "where the identity (node.json) and the history (history.db) live "
                        "(default ./data/node)" },
     [OPT_MAX_MESSAGE] = { "max-message", 0, "BYTES", "NODE_MAX_MESSAGE",
-                          "largest client message; bigger closes with 1009 (default 65536)" },
+                          "largest client message, at most 1047552; bigger closes with 1009 "
+                          "(default 65536)" },
     [OPT_MAX_QUEUE] = { "max-queue", 0, "BYTES", "NODE_MAX_QUEUE",
                         "outbound bytes per connection; more closes with 1008 (default 4194304)" },
     [OPT_HEARTBEAT] = { "heartbeat-ms", 0, "MS", "NODE_HEARTBEAT_MS",
@@ -98,10 +103,8 @@ static int set_option(int index, const char *v, void *ud, char *err, size_t errl
         return copy_opt(c->listen_host, sizeof(c->listen_host), v, err, errlen);
     case OPT_CLIENT_PORT:
     case OPT_SYNC_PORT:
-        if (util_parse_long(v, 0, 65535, &l) != 0) {
-            snprintf(err, errlen, "expected a port number 0..65535");
+        if (cli_long(v, 0, 65535, "a port number", &l, err, errlen) != 0)
             return -1;
-        }
         *(index == OPT_CLIENT_PORT ? &c->client_port : &c->sync_port) = (int)l;
         return 0;
     case OPT_ADVERTISE:
@@ -109,49 +112,29 @@ static int set_option(int index, const char *v, void *ud, char *err, size_t errl
     case OPT_DATA_DIR:
         return copy_opt(c->data_dir, sizeof(c->data_dir), v, err, errlen);
     case OPT_MAX_MESSAGE:
-        if (util_parse_long(v, 128, 16 << 20, &l) != 0) {
-            snprintf(err, errlen, "expected bytes between 128 and 16777216");
+        /* A message must fit a peer frame with its sender and header. */
+        if (cli_long(v, 128, NODE_MAX_MESSAGE_LIMIT, "bytes", &l, err, errlen) != 0)
             return -1;
-        }
         c->max_message = (size_t)l;
         return 0;
     case OPT_MAX_QUEUE:
-        if (util_parse_long(v, 4096, 1L << 30, &l) != 0) {
-            snprintf(err, errlen, "expected bytes between 4096 and 1073741824");
+        if (cli_long(v, 4096, 1L << 30, "bytes", &l, err, errlen) != 0)
             return -1;
-        }
         c->max_queue = (size_t)l;
         return 0;
     case OPT_HEARTBEAT:
-        if (util_parse_long(v, 50, 600000, &l) != 0) {
-            snprintf(err, errlen, "expected milliseconds between 50 and 600000");
+    case OPT_HANDSHAKE:
+        if (cli_long(v, 50, 600000, "milliseconds", &l, err, errlen) != 0)
             return -1;
-        }
-        c->heartbeat_ms = (unsigned)l;
+        *(index == OPT_HEARTBEAT ? &c->heartbeat_ms : &c->handshake_ms) = (unsigned)l;
         return 0;
     case OPT_PING:
-        if (util_parse_long(v, 0, 3600000, &l) != 0) {
-            snprintf(err, errlen, "expected milliseconds between 0 and 3600000");
+        if (cli_long(v, 0, 3600000, "milliseconds", &l, err, errlen) != 0)
             return -1;
-        }
         c->ping_ms = (unsigned)l;
         return 0;
-    case OPT_HANDSHAKE:
-        if (util_parse_long(v, 50, 600000, &l) != 0) {
-            snprintf(err, errlen, "expected milliseconds between 50 and 600000");
-            return -1;
-        }
-        c->handshake_ms = (unsigned)l;
-        return 0;
-    case OPT_LOG_LEVEL: {
-        enum log_level lvl;
-        if (log_parse_level(v, &lvl) != 0) {
-            snprintf(err, errlen, "expected debug, info, warn or error");
-            return -1;
-        }
-        log_set_level(lvl);
-        return 0;
-    }
+    case OPT_LOG_LEVEL:
+        return cli_log_level(v, err, errlen);
     case OPT_FSYNC: {
         enum store_fsync mode;
         if (store_parse_fsync(v, &mode) != 0) {
@@ -172,20 +155,16 @@ static int set_option(int index, const char *v, void *ud, char *err, size_t errl
         return 0;
     }
     case OPT_SYNC_LIMIT:
-        if (util_parse_long(v, 1, 100000, &l) != 0) {
-            snprintf(err, errlen, "expected a count between 1 and 100000");
+        if (cli_long(v, 1, 100000, "a count", &l, err, errlen) != 0)
             return -1;
-        }
         c->sync_limit = (unsigned)l;
         return 0;
     case OPT_TEST_HOOKS:
         c->test_hooks = true;
         return 0;
     case OPT_TEST_DROP:
-        if (util_parse_long(v, 0, 1000000000, &l) != 0) {
-            snprintf(err, errlen, "expected a count");
+        if (cli_long(v, 0, 1000000000, "a count", &l, err, errlen) != 0)
             return -1;
-        }
         c->test_drop_every = (unsigned)l;
         return 0;
     }
