@@ -624,7 +624,7 @@ void mesh_update(struct mesh *m, const struct peer_info *list, size_t count,
     for (size_t i = 0; i < m->npeers;) {
         struct peer *p = m->peers[i];
         if (p->listed) {
-            if (p->link == NULL && now >= p->next_dial_ms)
+            if (p->link == NULL && now >= p->next_dial_ms && now >= p->cut_until_ms)
                 peer_dial(m, p);
             i++;
             continue;

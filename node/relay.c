@@ -33,7 +33,6 @@ struct held {
 
 struct relay {
     uint64_t next_seq;       /* 0 until known (needs the node id) */
-    uint64_t last_time_ms;   /* our messages' times never go backwards */
     struct origin_mark *marks;
     size_t nmarks, capmarks;
     size_t last_hit;
@@ -133,8 +132,9 @@ int relay_local(node *n, struct chat_message *m)
         r->next_seq = store_highest(n->store, n->id) + 1;
     m->origin = n->id;
     m->seq = r->next_seq++;
-    m->time_ms = UTIL_MAX(util_wall_ms(), r->last_time_ms);
-    r->last_time_ms = m->time_ms;
+    /* Our messages' times never go backwards, not even across a restart
+     * after the clock stepped back: catch-up replies sort by time. */
+    m->time_ms = UTIL_MAX(util_wall_ms(), store_last_time(n->store, n->id));
     n->counters.client_msgs_in++;
 
     msgbuf *pf = peer_proto_msg(m);

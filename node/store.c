@@ -139,6 +139,12 @@ uint64_t store_highest(const store *s, uint32_t origin)
     return o ? o->highest : 0;
 }
 
+uint64_t store_last_time(const store *s, uint32_t origin)
+{
+    const struct store_origin *o = find_origin(s, origin, NULL);
+    return o ? o->last_time_ms : 0;
+}
+
 /* ---- opening ------------------------------------------------------------ */
 
 static int exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
@@ -156,7 +162,8 @@ static int load_origins(store *s, char *err, size_t errlen)
 {
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(s->rdb,
-                           "SELECT origin, COUNT(*), MAX(seq) FROM messages GROUP BY origin",
+                           "SELECT origin, COUNT(*), MAX(seq), MAX(time_ms) FROM messages "
+                           "GROUP BY origin",
                            -1, &st, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "%s", sqlite3_errmsg(s->rdb));
         return -1;
@@ -166,6 +173,7 @@ static int load_origins(store *s, char *err, size_t errlen)
         struct store_origin *o = get_origin(s, (uint32_t)sqlite3_column_int64(st, 0));
         o->count = (uint64_t)sqlite3_column_int64(st, 1);
         o->highest = (uint64_t)sqlite3_column_int64(st, 2);
+        o->last_time_ms = (uint64_t)sqlite3_column_int64(st, 3);
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) {
@@ -295,6 +303,8 @@ uint64_t store_append(store *s, const struct chat_message *m)
     o->count++;
     if (m->seq > o->highest)
         o->highest = m->seq;
+    if (m->time_ms > o->last_time_ms)
+        o->last_time_ms = m->time_ms;
 
     if (b->n == 1)
         uv_idle_start(&s->waker, waker_cb); /* the check must come soon */

@@ -58,10 +58,13 @@ struct store_origin {
     uint32_t origin;
     uint64_t count;
     uint64_t highest;
+    uint64_t last_time_ms;  /* the latest time_ms among them */
 };
 const struct store_origin *store_origins(const store *s, size_t *n);
 /* The highest seq appended for origin, 0 when none. */
 uint64_t store_highest(const store *s, uint32_t origin);
+/* The latest time_ms appended for origin, 0 when none. */
+uint64_t store_last_time(const store *s, uint32_t origin);
 
 /* Rows read back: msgs[i] strings point into the set's own memory. */
 struct store_rows {
