@@ -179,7 +179,13 @@ static int shutdown_steps;
 
 static void http_closed_cb(void *ud) { (void)ud; }
 
-static void store_closed_cb(void *ud) { (void)ud; }
+static bool store_closed;
+
+static void store_closed_cb(void *ud)
+{
+    (void)ud;
+    store_closed = true;
+}
 
 static void shutdown_step_done(node *n)
 {
@@ -300,13 +306,19 @@ int main(int argc, char **argv)
 
     /* Whatever is still open (the shutdown limit fired) is closed now so
      * the loop can be closed and leak checkers see a clean exit. */
-    outq_shutdown(n.loop);
-    uv_walk(n.loop, close_walk_cb, NULL);
     if (n.store != NULL) {
+        /* The shutdown limit fired: still store what was accepted. The
+         * store's last commit and its handles need the loop; the other
+         * handles are closed after it is done. */
         store *s = n.store;
         n.store = NULL;
+        store_closed = false;
         store_close(s, store_closed_cb, &n);
+        while (!store_closed)
+            uv_run(n.loop, UV_RUN_ONCE);
     }
+    outq_shutdown(n.loop);
+    uv_walk(n.loop, close_walk_cb, NULL);
     uv_run(n.loop, UV_RUN_DEFAULT);
     relay_free(&n);
     clients_free(n.clients);
