@@ -35,7 +35,8 @@
 #define MESH_READ_BUF (256 * 1024)
 #define MESH_CATCHUP_ROWS 256          /* messages per store read */
 #define MESH_CATCHUP_QUEUE (1u << 20)  /* catch-up waits while more is queued */
-#define MESH_CATCHUP_READS 16          /* store reads per pump, at most */
+#define MESH_CATCHUP_READS 64          /* store reads per pump, at most */
+#define MESH_CATCHUP_MS 2              /* pump period while catching up */
 #define MESH_GAP_MARKS_MS 200          /* marks after a gap, at most this often */
 
 /* What a peer lacks of one origin: everything after `after`. */
@@ -83,6 +84,7 @@ struct mesh {
     node *n;
     uv_tcp_t listener;
     uv_timer_t tick;
+    uv_timer_t catchup;       /* runs while any link has a cursor */
     struct peer **peers;
     size_t npeers, cappeers;
     struct link **up;         /* dense, for broadcast */
@@ -314,6 +316,24 @@ static void link_pump(struct link *l)
     }
 }
 
+/* While any link has cursors, pump every few ms: a link's queue drains in
+ * well under a tick, and the tick alone would cap catch-up at a few tens
+ * of thousands of messages per second. */
+static void catchup_cb(uv_timer_t *t)
+{
+    struct mesh *m = t->data;
+    bool active = false;
+    for (size_t i = m->nup; i-- > 0;) {
+        struct link *l = m->up[i];
+        if (l->ncu > 0)
+            link_pump(l);
+        if (l->state == LINK_UP && l->ncu > 0)
+            active = true;
+    }
+    if (!active)
+        uv_timer_stop(t);
+}
+
 /* The peer's marks: set a cursor for every origin it lags behind on. */
 static void link_on_marks(struct link *l, const struct peer_frame *f)
 {
@@ -337,6 +357,8 @@ static void link_on_marks(struct link *l, const struct peer_frame *f)
             cursor_set(l, o[i].origin, theirs);
     }
     link_pump(l);
+    if (l->state == LINK_UP && l->ncu > 0 && !uv_is_active((uv_handle_t *)&l->mesh->catchup))
+        uv_timer_start(&l->mesh->catchup, catchup_cb, MESH_CATCHUP_MS, MESH_CATCHUP_MS);
 }
 
 /* An inbound hello: decide whether this link is the one to keep. */
@@ -594,6 +616,8 @@ int mesh_start(node *n)
     uv_timer_init(n->loop, &m->tick);
     m->tick.data = m;
     uv_timer_start(&m->tick, tick_cb, MESH_TICK_MS, MESH_TICK_MS);
+    uv_timer_init(n->loop, &m->catchup);
+    m->catchup.data = m;
     return 0;
 }
 
@@ -711,7 +735,8 @@ void mesh_stop(struct mesh *m)
     for (size_t i = 0; i < m->npeers; i++)
         free(m->peers[i]);
     m->npeers = 0;
-    m->pending_closes += 2;
+    m->pending_closes += 3;
     uv_close((uv_handle_t *)&m->listener, mesh_handle_closed_cb);
     uv_close((uv_handle_t *)&m->tick, mesh_handle_closed_cb);
+    uv_close((uv_handle_t *)&m->catchup, mesh_handle_closed_cb);
 }
