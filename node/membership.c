@@ -211,9 +211,11 @@ static void retry_later(struct membership *m, const char *what, int status)
     unsigned jitter = m->backoff_ms / 4 ? (unsigned)rand() % (m->backoff_ms / 4) : 0;
     schedule(m, m->backoff_ms + jitter);
     m->backoff_ms = UTIL_MIN(m->backoff_ms * 2, MEMBERSHIP_BACKOFF_MAX_MS);
-    /* Whatever discovery forgot meanwhile, a login puts it right. */
+    /* Whatever discovery forgot meanwhile, a login puts it right; until
+     * then /api/status says we are not on its list. */
     if (m->state == M_ACTIVE)
         m->state = M_LOGIN;
+    m->active = false;
 }
 
 static void contact_ok(struct membership *m)

@@ -243,10 +243,10 @@ def raw_ws(port, rcvbuf=None):
     return s
 
 
-def masked_frame(opcode, payload):
+def masked_frame(opcode, payload, fin=True):
     mask = os.urandom(4)
     n = len(payload)
-    head = bytes([0x80 | opcode])
+    head = bytes([(0x80 if fin else 0) | opcode])
     if n < 126:
         head += bytes([0x80 | n])
     elif n < 65536:
@@ -370,4 +370,69 @@ def test_peer_garbage_is_refused_and_the_node_keeps_serving(logdir, procs):
     assert s.recv(100) == b""  # disconnected
     s.close()
     assert "bad frame" in nodes[0].log() or "refus" in nodes[0].log()
+    run(exchange(nodes, clients_per_node=1, per_client=5))
+
+
+def read_frame(s):
+    """One server frame from a raw socket: (opcode, payload)."""
+    def exact(n):
+        b = b""
+        while len(b) < n:
+            chunk = s.recv(n - len(b))
+            assert chunk, "connection closed"
+            b += chunk
+        return b
+    h = exact(2)
+    assert h[1] & 0x80 == 0, "server frames are not masked"
+    n = h[1] & 0x7F
+    if n == 126:
+        n = struct.unpack("!H", exact(2))[0]
+    elif n == 127:
+        n = struct.unpack("!Q", exact(8))[0]
+    return h[0] & 0x0F, exact(n)
+
+
+def test_fragments_ping_and_close_follow_the_rfc(one_node):
+    s = raw_ws(one_node.client_port)
+    body = new_message("in three pieces").encode()
+    s.sendall(masked_frame(1, body[:10], fin=False))
+    s.sendall(masked_frame(9, b"are you there"))          # a ping between fragments
+    s.sendall(masked_frame(0, body[10:30], fin=False))
+    s.sendall(masked_frame(0, body[30:]))
+    op, payload = read_frame(s)
+    assert (op, payload) == (10, b"are you there")         # pong, same payload
+    op, payload = read_frame(s)
+    assert op == 1
+    f = json.loads(payload)
+    assert f["type"] == "newMessagesForClient"
+    assert f["payload"][0]["text"] == "in three pieces"
+    s.sendall(masked_frame(8, struct.pack("!H", 1000) + b"bye"))
+    op, payload = read_frame(s)
+    assert op == 8 and struct.unpack("!H", payload[:2])[0] == 1000   # echoed
+    assert s.recv(10) == b""                               # then the node closes
+    s.close()
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_nodes_keep_serving_without_discovery_and_log_in_again(logdir, procs):
+    port = free_port()
+    d = Discovery(logdir, extra=("--listen", f"127.0.0.1:{port}"))
+    procs.append(d)
+    nodes = [Node(d, logdir), Node(d, logdir)]
+    procs.extend(nodes)
+    wait_mesh(nodes)
+    d.stop()
+    run(exchange(nodes, clients_per_node=1, per_client=5))   # the mesh they have
+    wait_until(lambda: all(not n.status()["discovery"]["active"] for n in nodes), HANG,
+               "the nodes to notice that discovery is gone")
+    run(exchange(nodes, clients_per_node=1, per_client=5))
+    d.start()                                                # same port, same data
+    wait_until(lambda: d.active_ids() == sorted(n.id for n in nodes), HANG,
+               "the nodes to log in again")
+    wait_mesh(nodes)
     run(exchange(nodes, clients_per_node=1, per_client=5))
