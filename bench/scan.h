@@ -30,8 +30,8 @@ enum scan_result {
     SCAN_NOT_MESSAGE /* not a newMessagesForClient frame (error, sync ...) */
 };
 
-/* Scans one text frame. *source is set to the "source" value, or -1 when
- * it has none. */
+/* Scans one text frame. For a message frame *source is set to its
+ * "source" value (-1 when it has none); for any other frame it is -1. */
 enum scan_result scan_frame(const char *data, size_t len, struct scan_marker *m,
                             long *source);
 

@@ -30,7 +30,8 @@ void tally_reset(struct tally *t, uint32_t n, unsigned senders);
 int tally_add(struct tally *t, uint32_t index);
 
 /* Writes into out (cap bytes) a description of the missing messages: how
- * many and the first few, e.g. "3 missing: #17 (sender 2), #18, #40". */
+ * many and the first five, e.g. "3 missing: #17 (sender 3), #18 (sender 1),
+ * #40 (sender 2)" (senders counted from 1), then ", ..." if there are more. */
 void tally_describe_missing(const struct tally *t, char *out, size_t cap);
 
 void tally_free(struct tally *t);

@@ -54,8 +54,7 @@ static void ensure_flusher(uv_loop_t *loop)
     uv_check_start(flusher, flush_all_cb);
     uv_unref((uv_handle_t *)flusher); /* it alone must not keep the loop alive */
     waker = xmalloc(sizeof(*waker));
-    uv_idle_init(loop, waker);
-    uv_unref((uv_handle_t *)waker);
+    uv_idle_init(loop, waker); /* referenced: data to write keeps the loop alive */
 }
 
 void outq_init(outq *q, uv_stream_t *stream, size_t max_bytes,

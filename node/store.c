@@ -249,8 +249,7 @@ store *store_open(uv_loop_t *loop, const char *dir, enum store_fsync mode,
     uv_check_start(&s->turn_end, turn_end_cb);
     uv_unref((uv_handle_t *)&s->turn_end);
     uv_idle_init(loop, &s->waker);
-    s->waker.data = s;
-    uv_unref((uv_handle_t *)&s->waker);
+    s->waker.data = s; /* referenced: a batch to commit keeps the loop alive */
     return s;
 fail:
     snprintf(err, errlen, "cannot open the history %s: %s", path, why);

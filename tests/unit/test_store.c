@@ -1,0 +1,229 @@
+/* Tests node/store.c: messages appended on the loop are committed by the
+ * worker in batches, read back in origin order, survive a reopen (with the
+ * per-origin counts, highest seq and latest time), and waiters run only
+ * once what was appended before them is committed. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "node/store.h"
+
+struct fixture {
+    uv_loop_t loop;
+    char dir[64];
+    uint64_t committed_gen;
+    int commits;
+    int closed;
+};
+
+static void on_commit(uint64_t gen, int ok, void *ud)
+{
+    struct fixture *f = ud;
+    assert_true(ok);
+    assert_true(gen > f->committed_gen); /* generations only go up */
+    f->committed_gen = gen;
+    f->commits++;
+}
+
+static void on_closed(void *ud)
+{
+    ((struct fixture *)ud)->closed = 1;
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    uv_loop_init(&f->loop);
+    strcpy(f->dir, "/tmp/dchat-test-store-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+    free(f);
+    return 0;
+}
+
+static store *open_store(struct fixture *f)
+{
+    char err[256];
+    store *s = store_open(&f->loop, f->dir, STORE_FSYNC_BATCH, on_commit, f, err, sizeof(err));
+    if (s == NULL)
+        fail_msg("store_open: %s", err);
+    return s;
+}
+
+static void close_store(struct fixture *f, store *s)
+{
+    f->closed = 0;
+    store_close(s, on_closed, f);
+    while (!f->closed)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+}
+
+static struct chat_message msg(uint32_t origin, uint64_t seq, const char *text)
+{
+    struct chat_message m = {
+        .origin = origin, .seq = seq, .time_ms = 1700000000000ull + seq, .chat_id = -7,
+        .sender = "s\xc3\xa9nder", .sender_len = 7, .text = text,
+        .text_len = (uint32_t)strlen(text),
+    };
+    return m;
+}
+
+static void wait_idle(struct fixture *f, store *s)
+{
+    while (store_busy(s))
+        uv_run(&f->loop, UV_RUN_ONCE);
+}
+
+static void test_append_commit_read(void **state)
+{
+    struct fixture *f = *state;
+    store *s = open_store(f);
+    char text[32];
+    uint64_t last_gen = 0;
+    for (uint64_t i = 1; i <= 1000; i++) {
+        snprintf(text, sizeof(text), "m%llu", (unsigned long long)i);
+        struct chat_message m = msg(i % 2 ? 1 : 2, (i + 1) / 2, text);
+        uint64_t gen = store_append(s, &m);
+        assert_true(gen >= last_gen);
+        last_gen = gen;
+        if (i % 100 == 0)
+            uv_run(&f->loop, UV_RUN_NOWAIT); /* let batches go meanwhile */
+    }
+    assert_int_equal(store_highest(s, 1), 500);
+    assert_int_equal(store_highest(s, 2), 500);
+    assert_int_equal(store_highest(s, 3), 0);
+    wait_idle(f, s);
+    assert_true(f->commits >= 1);
+    assert_int_equal(f->committed_gen, last_gen);
+
+    struct store_rows rows = { 0 };
+    assert_int_equal(store_read(s, 2, 10, 20, 100, &rows), 0);
+    assert_int_equal(rows.n, 10);
+    for (size_t i = 0; i < rows.n; i++) {
+        assert_int_equal(rows.msgs[i].seq, 11 + i);
+        assert_int_equal(rows.msgs[i].origin, 2);
+        assert_true(rows.msgs[i].chat_id == -7);
+        snprintf(text, sizeof(text), "m%llu", (unsigned long long)(2 * (11 + i)));
+        assert_int_equal(rows.msgs[i].text_len, strlen(text));
+        assert_memory_equal(rows.msgs[i].text, text, strlen(text));
+        assert_memory_equal(rows.msgs[i].sender, "s\xc3\xa9nder", 7);
+    }
+    /* appending to the same set keeps earlier rows valid (arena grows) */
+    assert_int_equal(store_read(s, 1, 0, UINT64_MAX, 3, &rows), 0);
+    assert_int_equal(rows.n, 13);
+    assert_memory_equal(rows.msgs[0].text, "m22", 3);
+    assert_memory_equal(rows.msgs[10].text, "m1", 2);
+    store_rows_free(&rows);
+    close_store(f, s);
+}
+
+static int waited;
+static size_t want_rows;
+
+static void waiter_cb(void *ud)
+{
+    store *s = ud;
+    /* everything appended before the wait is in by now */
+    struct store_rows rows = { 0 };
+    assert_int_equal(store_read(s, 5, 0, UINT64_MAX, 100, &rows), 0);
+    assert_int_equal(rows.n, want_rows);
+    store_rows_free(&rows);
+    waited++;
+}
+
+static void test_when_committed(void **state)
+{
+    struct fixture *f = *state;
+    store *s = open_store(f);
+    waited = 0;
+    want_rows = 0;
+    store_when_committed(s, waiter_cb, s); /* nothing pending: at once */
+    assert_int_equal(waited, 1);
+    waited = 0;
+    want_rows = 50;
+    for (uint64_t i = 1; i <= 50; i++) {
+        struct chat_message m = msg(5, i, "w");
+        store_append(s, &m);
+    }
+    store_when_committed(s, waiter_cb, s);
+    assert_int_equal(waited, 0); /* not before the commit */
+    wait_idle(f, s);
+    while (waited == 0)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_int_equal(waited, 1);
+    close_store(f, s);
+}
+
+static void test_reopen_keeps_history(void **state)
+{
+    struct fixture *f = *state;
+    store *s = open_store(f);
+    for (uint64_t i = 1; i <= 30; i++) {
+        struct chat_message m = msg(9, i, "persist");
+        store_append(s, &m);
+    }
+    struct chat_message dup = msg(9, 7, "again");
+    store_append(s, &dup); /* the same key twice: the first one stays */
+    close_store(f, s);     /* commits what is pending */
+
+    s = open_store(f);
+    size_t n;
+    const struct store_origin *o = store_origins(s, &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(o[0].origin, 9);
+    assert_int_equal(o[0].count, 30);
+    assert_int_equal(o[0].highest, 30);
+    assert_int_equal(o[0].last_time_ms, 1700000000030ull);
+    assert_int_equal(store_last_time(s, 9), 1700000000030ull);
+    struct store_rows rows = { 0 };
+    assert_int_equal(store_read(s, 9, 6, 7, 10, &rows), 0);
+    assert_int_equal(rows.n, 1);
+    assert_memory_equal(rows.msgs[0].text, "persist", 7);
+    store_rows_free(&rows);
+    close_store(f, s);
+}
+
+static void test_parse_fsync_and_bad_dir(void **state)
+{
+    struct fixture *f = *state;
+    enum store_fsync m;
+    assert_int_equal(store_parse_fsync("always", &m), 0);
+    assert_int_equal(m, STORE_FSYNC_ALWAYS);
+    assert_int_equal(store_parse_fsync("batch", &m), 0);
+    assert_int_equal(m, STORE_FSYNC_BATCH);
+    assert_int_equal(store_parse_fsync("off", &m), 0);
+    assert_int_equal(m, STORE_FSYNC_OFF);
+    assert_int_equal(store_parse_fsync("sometimes", &m), -1);
+    char err[256];
+    assert_null(store_open(&f->loop, "/nonexistent/dir", STORE_FSYNC_BATCH, NULL, NULL, err,
+                           sizeof(err)));
+    assert_non_null(strstr(err, "history.db"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_append_commit_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_when_committed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_keeps_history, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_parse_fsync_and_bad_dir, setup, teardown),
+    };
+    return cmocka_run_group_tests_name("store", tests, NULL, NULL);
+}
