@@ -104,3 +104,26 @@ def test_bad_usage_exits_64():
                        capture_output=True, text=True, timeout=HANG)
     assert p.returncode == 64
     assert "--senders" in p.stderr
+
+
+def test_a_node_killed_mid_run_fails_the_run_and_is_named(logdir, procs):
+    d, nodes = start_cluster(logdir, procs, 3)
+    target = nodes[0]
+    victim = nodes[2]
+    p = subprocess.Popen([os.path.join(BIN_DIR, "bench"), "--discovery", d.url,
+                          "--target", f"127.0.0.1:{target.client_port}",
+                          "--max", "50000000", "--timeout", "20"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # Once the first rows are out, rounds are running: kill a receiver's node.
+        for _ in range(4):
+            assert p.stdout.readline(), "the bench ended early"
+        victim.p.kill()
+        out, err = p.communicate(timeout=HANG)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    procs.remove(victim)
+    assert p.returncode == 1, (out, err)
+    assert f"receiver on node {victim.id} at 127.0.0.1:{victim.client_port}" in err, err
