@@ -274,8 +274,12 @@ static void feed(ws_conn *c, const char *data, size_t len)
     if (rc > 0) {
         log_info("ws: closing %s with %d: %s", c->peer, rc, ws_decoder_error(c->dec));
         ws_conn_close(c, rc, ws_decoder_error(c->dec));
+        /* RFC 6455 7.1.7: a failed connection sends its close frame and
+         * closes; waiting for the peer's answer (which the decoder could
+         * no longer read anyway) would only hold the socket until the
+         * close timer. */
         if (c->state == WS_CLOSING)
-            uv_read_stop((uv_stream_t *)c->tcp);
+            conn_finish(c);
     }
 }
 
