@@ -48,9 +48,9 @@ int ws_conn_accept(uv_loop_t *loop, http_request *req, uv_tcp_t *tcp,
                    int *status, char *err, size_t errlen);
 
 /* Client role: connects to host:port (an IPv4 or IPv6 literal, or
- * "localhost"), sends the
- * handshake for path and calls on_open when the server accepted it, or
- * on_close (1006) when anything failed. Returns 0 or UV_EINVAL. */
+ * "localhost"), sends the handshake for path and calls on_open when the
+ * server accepted it, or on_close (1006) when anything failed. Returns 0
+ * or UV_EINVAL. */
 int ws_conn_connect(uv_loop_t *loop, const char *host, int port,
                     const char *path, const struct ws_conn_config *cfg,
                     const struct ws_conn_callbacks *cb, void *ud,
