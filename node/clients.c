@@ -114,7 +114,9 @@ static void on_text(ws_conn *conn, const char *data, size_t len, void *ud)
         break;
     case MESSAGE_NEW:
         if (relay_local(n, &req.msg) != 0)
-            send_error(c, "node is not registered with discovery yet; retry shortly");
+            send_error(c, n->id == 0 ? "node is not registered with discovery yet; retry shortly"
+                                     : "node is overloaded (history writes are behind); retry "
+                                       "shortly or use another node");
         break;
     case MESSAGE_SYNC:
         client_sync(c, &req);

@@ -94,7 +94,8 @@ msgbuf *history_sync_reply(node *n, const struct sync_mark *req, size_t nreq,
         if (latest && after > 0)
             truncated = true; /* older messages exist */
     }
-    qsort(rows.msgs, rows.n, sizeof(*rows.msgs), by_time);
+    if (rows.n > 1)
+        qsort(rows.msgs, rows.n, sizeof(*rows.msgs), by_time);
     /* latest: the newest `limit`; otherwise the oldest `limit` */
     size_t first = 0, count = rows.n;
     if (count > limit) {
@@ -116,7 +117,8 @@ msgbuf *history_sync_reply(node *n, const struct sync_mark *req, size_t nreq,
             break;
         }
     }
-    msgbuf *b = message_sync_reply_frame(n->id, rows.msgs + first, count, truncated);
+    msgbuf *b = message_sync_reply_frame(n->id, count ? rows.msgs + first : NULL, count,
+                                         truncated);
     store_rows_free(&rows);
     return b;
 }

@@ -179,26 +179,36 @@ static int shutdown_steps;
 
 static void http_closed_cb(void *ud) { (void)ud; }
 
-static bool store_closed;
+static bool store_closing, store_closed;
 
+/* Last step: the store has committed everything (its held messages went
+ * out to the links and clients still there); now the links and ports. */
 static void store_closed_cb(void *ud)
 {
-    (void)ud;
+    node *n = ud;
+    n->store = NULL;
     store_closed = true;
+    mesh_stop(n->mesh);
+    http_server_close(n->http, http_closed_cb, n);
+    uv_close((uv_handle_t *)&shutdown_timer, NULL);
+    log_info("stopped");
+}
+
+static void close_store(node *n)
+{
+    if (store_closing)
+        return;
+    store_closing = true;
+    store_close(n->store, store_closed_cb, n);
 }
 
 static void shutdown_step_done(node *n)
 {
     if (--shutdown_steps > 0)
         return;
-    mesh_stop(n->mesh);
-    http_server_close(n->http, http_closed_cb, n);
-    /* Nothing appends any more: commit what is pending and close. */
-    store *s = n->store;
-    n->store = NULL;
-    store_close(s, store_closed_cb, n);
-    uv_close((uv_handle_t *)&shutdown_timer, NULL);
-    log_info("stopped");
+    /* No client sends any more; what is pending is committed (and what was
+     * held for it sent) before the links close. */
+    close_store(n);
 }
 
 static void shutdown_limit_cb(uv_timer_t *t)
@@ -306,14 +316,11 @@ int main(int argc, char **argv)
 
     /* Whatever is still open (the shutdown limit fired) is closed now so
      * the loop can be closed and leak checkers see a clean exit. */
-    if (n.store != NULL) {
+    if (!store_closed) {
         /* The shutdown limit fired: still store what was accepted. The
          * store's last commit and its handles need the loop; the other
          * handles are closed after it is done. */
-        store *s = n.store;
-        n.store = NULL;
-        store_closed = false;
-        store_close(s, store_closed_cb, &n);
+        close_store(&n);
         while (!store_closed)
             uv_run(n.loop, UV_RUN_ONCE);
     }

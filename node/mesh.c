@@ -299,13 +299,19 @@ static void link_pump(struct link *l)
         }
         bool done = rows.n < MESH_CATCHUP_ROWS;
         uint32_t origin = c->origin;
-        for (size_t i = 0; i < rows.n && l->state == LINK_UP; i++) {
+        size_t i = 0;
+        /* Checked per message: a few big ones could pass the link's bound
+         * within one read, and the link would close and start over. */
+        for (; i < rows.n && l->state == LINK_UP && outq_bytes(&l->q) < MESH_CATCHUP_QUEUE;
+             i++) {
             msgbuf *b = peer_proto_msg(&rows.msgs[i]);
             link_send(l, b);
             msgbuf_unref(b);
             c->after = rows.msgs[i].seq;
             n->counters.caught_up++;
         }
+        if (i < rows.n)
+            done = false; /* the rest on the next pump */
         store_rows_free(&rows);
         if (l->state != LINK_UP)
             return;
@@ -476,7 +482,11 @@ static struct link *link_new(struct mesh *m, bool outbound)
     l->tcp = xmalloc(sizeof(*l->tcp));
     uv_tcp_init(m->n->loop, l->tcp);
     l->tcp->data = l;
-    outq_init(&l->q, (uv_stream_t *)l->tcp, m->n->cfg.max_queue * 4,
+    /* Room for live traffic, and always for a catch-up batch plus one
+     * frame of the largest size. */
+    outq_init(&l->q, (uv_stream_t *)l->tcp,
+              UTIL_MAX(m->n->cfg.max_queue * 4,
+                       (size_t)MESH_CATCHUP_QUEUE + 2 * PEER_PROTO_MAX_FRAME),
               link_write_error_cb, l);
     peer_decoder_init(&l->dec, PEER_PROTO_MAX_FRAME);
     l->next_all = m->all;

@@ -33,6 +33,7 @@ struct held {
 
 struct relay {
     uint64_t next_seq;       /* 0 until known (needs the node id) */
+    uint32_t seq_origin;     /* the id next_seq counts for */
     struct origin_mark *marks;
     size_t nmarks, capmarks;
     size_t last_hit;
@@ -71,8 +72,10 @@ uint64_t relay_delivered(node *n, uint32_t origin)
 static void send_out(node *n, uint64_t seq, msgbuf *pf, msgbuf *cf)
 {
     /* Peers first: their copy leaves the node on this loop turn too, and
-     * the order of the two queues does not matter to anyone. */
-    n->counters.peer_msgs_out += mesh_broadcast(n->mesh, pf);
+     * the order of the two queues does not matter to anyone. (While the
+     * node stops, the store's last commit may come after the links.) */
+    if (n->mesh != NULL)
+        n->counters.peer_msgs_out += mesh_broadcast(n->mesh, pf);
     n->counters.client_frames_out += clients_broadcast(n->clients, cf);
     *origin_mark(n, n->id) = seq;
 }
@@ -126,10 +129,16 @@ int relay_init(node *n)
 int relay_local(node *n, struct chat_message *m)
 {
     struct relay *r = n->relay;
-    if (n->id == 0)
+    if (n->id == 0 || !store_accepting(n->store))
         return -1;
-    if (r->next_seq == 0) /* the first message since start: go on from history */
+    if (r->next_seq == 0 || r->seq_origin != n->id) {
+        /* The first message since start, or since discovery gave us a new
+         * id: go on from the history. The origin's sent mark is taken now,
+         * before anything is held, so that it never covers held messages. */
         r->next_seq = store_highest(n->store, n->id) + 1;
+        r->seq_origin = n->id;
+        (void)origin_mark(n, n->id);
+    }
     m->origin = n->id;
     m->seq = r->next_seq++;
     /* Our messages' times never go backwards, not even across a restart
@@ -166,6 +175,12 @@ enum relay_result relay_remote(node *n, const struct chat_message *m)
         log_debug("ignoring message %" PRIu32 "/%" PRIu64 " from a peer: already had it",
                   m->origin, m->seq);
         return RELAY_DUP;
+    }
+    if (m->seq == *mark + 1 && !store_accepting(n->store)) {
+        /* The disk is behind (or the node is stopping): not accepted now;
+         * the peer's repair brings it again later. */
+        n->counters.dropped_gap++;
+        return RELAY_GAP;
     }
     if (m->seq != *mark + 1) {
         n->counters.dropped_gap++;

@@ -23,15 +23,16 @@ int relay_init(node *n);
 /* Accepts a message from a local client: assigns origin, seq and time,
  * stores it and (once stored, see above) sends it to every local client
  * and every peer. Returns 0, or -1 when the node cannot accept messages
- * yet (no id from discovery). */
+ * now (no id from discovery yet, or history writes far behind). */
 int relay_local(node *n, struct chat_message *m);
 
 enum relay_result { RELAY_NEW, RELAY_DUP, RELAY_GAP };
 
 /* Takes a message received from a peer: delivered to the local clients
  * and stored when it is the next one of its origin (RELAY_NEW); ignored
- * when already had (RELAY_DUP) or when messages before it are missing
- * (RELAY_GAP: the caller should ask that peer for them). */
+ * when already had (RELAY_DUP), or when messages before it are missing or
+ * the store cannot take it now (RELAY_GAP: the caller should ask that
+ * peer again). */
 enum relay_result relay_remote(node *n, const struct chat_message *m);
 
 /* The highest sequence of origin delivered to local clients (for the own

@@ -66,6 +66,7 @@ struct store {
     size_t norigins, caporigins;
 
     int closing;
+    int finished;              /* closing and nothing left: no more appends */
     int handles_open;
     void (*closed)(void *ud);
     void *closed_ud;
@@ -274,9 +275,11 @@ static void waker_cb(uv_idle_t *h)
 static void turn_end_cb(uv_check_t *h)
 {
     store *s = h->data;
+    /* Either way poll may block now: commit_done wakes the loop itself and
+     * restarts the waker if anything waits for the next commit. */
+    uv_idle_stop(&s->waker);
     if (s->pending.n == 0 || s->working)
         return;
-    uv_idle_stop(&s->waker);
     start_commit(s);
 }
 
@@ -315,6 +318,11 @@ int store_busy(const store *s)
     return s->working || s->pending.n > 0;
 }
 
+int store_accepting(const store *s)
+{
+    return !s->finished && s->pending.used + s->inflight.used < STORE_MAX_PENDING;
+}
+
 /* Worker thread: one transaction for the whole batch. */
 static void commit_work(uv_work_t *w)
 {
@@ -334,16 +342,19 @@ static void commit_work(uv_work_t *w)
         sqlite3_bind_text(s->insert, 5, p, (int)r->sender_len, SQLITE_STATIC);
         sqlite3_bind_text(s->insert, 6, p + r->sender_len, (int)r->text_len, SQLITE_STATIC);
         int rc = sqlite3_step(s->insert);
+        if (rc != SQLITE_DONE)
+            snprintf(s->work_err, sizeof(s->work_err), "%s", sqlite3_errmsg(db));
         sqlite3_reset(s->insert);
         if (rc != SQLITE_DONE) {
             sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-            goto fail;
+            return; /* work_ok stays 0; work_err says why */
         }
         off += REC_ALIGN(sizeof(*r) + r->sender_len + r->text_len);
     }
     if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(s->work_err, sizeof(s->work_err), "%s", sqlite3_errmsg(db));
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-        goto fail;
+        return;
     }
     s->work_ok = 1;
     return;
@@ -503,6 +514,7 @@ static void handle_closed_cb(uv_handle_t *h)
 
 static void finish_close(store *s)
 {
+    s->finished = 1;
     while (s->waiters != NULL) { /* nothing is pending, so none can be left */
         struct waiter *w = s->waiters;
         s->waiters = w->next;

@@ -48,6 +48,12 @@ uint64_t store_append(store *s, const struct chat_message *m);
 /* Whether something appended is not committed yet. */
 int store_busy(const store *s);
 
+/* Whether store_append may be called: not once the store has finished
+ * closing, nor while more than STORE_MAX_PENDING bytes wait for a commit
+ * (the disk is behind; the caller refuses or defers the message). */
+#define STORE_MAX_PENDING (64u << 20)
+int store_accepting(const store *s);
+
 /* Runs cb(ud) on the loop thread once everything appended so far is
  * committed; at once (before returning) when nothing is pending. */
 void store_when_committed(store *s, void (*cb)(void *ud), void *ud);

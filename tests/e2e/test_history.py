@@ -5,15 +5,23 @@ condition with a hang limit."""
 
 import asyncio
 import json
+import shutil
 import signal
+import socket
 import urllib.request
 
 import websockets
 
-from cluster import Node, http_json, start_cluster, wait_mesh, wait_until
+from cluster import Discovery, Node, http_json, start_cluster, wait_mesh, wait_until
 
 HANG = 30  # seconds: only a guard against hangs
 FAST_SYNC = ("--sync-interval", "0.3")
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def run(coro):
@@ -313,3 +321,50 @@ def test_history_survives_a_restart(logdir, procs):
     assert nxt["id"] == 21
     status, body = http_json(f"{a.url}/api/history?origin=x")
     assert status == 400 and "origin" in body["error"]
+
+
+def test_a_node_registered_anew_numbers_its_new_origin_from_1(logdir, procs):
+    # discovery loses its database: the nodes get 401 at their next login
+    # and register again, with new ids
+    port = free_port()
+    d = Discovery(logdir, extra=("--listen", f"127.0.0.1:{port}"))
+    procs.append(d)
+    a, b = Node(d, logdir), Node(d, logdir)
+    procs.extend([a, b])
+    wait_mesh([a, b])
+    run(send_accepted(a, ["old0", "old1", "old2"]))
+    old_id = a.id
+    d.kill()
+    shutil.rmtree(d.data_dir)
+    d.start()
+    for i in range(5):   # take the old ids, so that the new ones are new
+        http_json(d.url + "/api/nodes/register", "POST", {"password": f"x{i}"})
+    wait_until(lambda: a.status()["id"] > 5 and b.status()["id"] > 5, HANG, "new ids")
+    a.id, b.id = a.status()["id"], b.status()["id"]
+    wait_mesh([a, b])
+    got = run(send_accepted(a, ["new0", "new1", "new2"]))
+    assert [m["id"] for m in got] == [1, 2, 3]
+    assert [m["nodeId"] for m in got] == [a.id] * 3
+    wait_converged([a, b], {old_id: (3, 3), a.id: (3, 3)})
+
+
+def test_a_sync_right_after_a_message_does_not_repeat_it(logdir, procs):
+    _, nodes = start_cluster(logdir, procs, 2)
+    a = nodes[0]
+
+    async def go():
+        ws = await connect(a)
+        await ws.send(new_message("first"))
+        await ws.send(json.dumps({"type": "clientSyncRequest", "payload": {}}))
+        live, reply = [], None
+        while reply is None or not live:
+            f = json.loads(await asyncio.wait_for(ws.recv(), HANG))
+            if f["type"] == "clientSyncReply":
+                reply = f
+            elif f["type"] == "newMessagesForClient":
+                live += f["payload"]
+        await ws.close()
+        return live, reply
+    live, reply = run(go())
+    texts = [m["text"] for m in live] + [m["text"] for m in reply["payload"]]
+    assert texts.count("first") == 1
