@@ -857,19 +857,20 @@ static void tick_cb(uv_timer_t *t) { (*(int *)t->data)++; }
 static void test_ping_answered_stays_open(void **state)
 {
     struct fx *fx = *state;
-    /* 100 ms between pings; a pong has a whole interval to come back
-     * through two loop turns, so only a stalled machine could miss it. */
-    fx->scfg.ping_interval_ms = 100;
+    /* 400 ms between pings; a pong has a whole interval to come back
+     * through two loop turns, so only a machine stalled that long could
+     * miss it. */
+    fx->scfg.ping_interval_ms = 400;
     struct ep *cli, *srv;
     open_pair(fx, &cli, &srv);
     uv_timer_t tick;
     int ticks = 0;
     uv_timer_init(&fx->loop, &tick);
     tick.data = &ticks;
-    uv_timer_start(&tick, tick_cb, 100, 100);
-    /* 8 intervals: a peer that did not answer is gone after 2 (see the
+    uv_timer_start(&tick, tick_cb, 400, 400);
+    /* 5 intervals: a peer that did not answer is gone after 2 (see the
      * test below) */
-    RUN_UNTIL(fx, ticks >= 8 || srv->closes || cli->closes);
+    RUN_UNTIL(fx, ticks >= 5 || srv->closes || cli->closes);
     uv_close((uv_handle_t *)&tick, NULL);
     spin(fx, 1); /* tick lives on this stack: let the close complete */
     assert_int_equal(srv->closes, 0);
