@@ -1,8 +1,10 @@
 /* relay: see relay.h. The hot path of the node: per message, two
  * serializations (client frame, peer frame) whatever the fan-out, one
  * reference per recipient, and one record appended to the store's batch.
- * Per origin it keeps the highest sequence delivered; origins are few (one
- * per node), so a small array with a last-hit cache beats a hash table. */
+ * The highest sequence delivered per origin is the store's highest
+ * appended (a peer's message is delivered when it is appended), except for
+ * our own origin, whose messages may be held: for it the relay keeps the
+ * highest sent out. */
 #include "node/relay.h"
 
 #include <inttypes.h>
@@ -18,14 +20,10 @@
 #include "node/peer_proto.h"
 #include "node/store.h"
 
-struct origin_mark {
-    uint32_t origin;
-    uint64_t seq;
-};
-
 /* A local message waiting for its batch to commit before it goes out. */
 struct held {
     uint64_t gen;
+    uint32_t origin;
     uint64_t seq;
     msgbuf *peer_frame;
     msgbuf *client_frame;
@@ -34,42 +32,22 @@ struct held {
 struct relay {
     uint64_t next_seq;       /* 0 until known (needs the node id) */
     uint32_t seq_origin;     /* the id next_seq counts for */
-    struct origin_mark *marks;
-    size_t nmarks, capmarks;
-    size_t last_hit;
+    uint64_t sent;           /* highest seq of seq_origin sent out */
     struct held *held;       /* a ring, oldest at head */
     size_t head, nheld, capheld;
     uint64_t remote_count;   /* for --test-drop-every */
 };
 
-/* The delivered high-water mark of origin, created on first sight from
- * what the store has. */
-static uint64_t *origin_mark(node *n, uint32_t origin)
-{
-    struct relay *r = n->relay;
-    if (r->last_hit < r->nmarks && r->marks[r->last_hit].origin == origin)
-        return &r->marks[r->last_hit].seq;
-    for (size_t i = 0; i < r->nmarks; i++) {
-        if (r->marks[i].origin == origin) {
-            r->last_hit = i;
-            return &r->marks[i].seq;
-        }
-    }
-    if (r->nmarks == r->capmarks) {
-        r->capmarks = r->capmarks ? 2 * r->capmarks : 16;
-        r->marks = xrealloc(r->marks, r->capmarks * sizeof(*r->marks));
-    }
-    r->marks[r->nmarks] = (struct origin_mark){ origin, store_highest(n->store, origin) };
-    r->last_hit = r->nmarks;
-    return &r->marks[r->nmarks++].seq;
-}
-
 uint64_t relay_delivered(node *n, uint32_t origin)
 {
-    return *origin_mark(n, origin);
+    struct relay *r = n->relay;
+    if (origin == n->id && r->seq_origin == n->id)
+        return r->sent;
+    /* Nothing of ours is held before our first message of this run. */
+    return store_highest(n->store, origin);
 }
 
-static void send_out(node *n, uint64_t seq, msgbuf *pf, msgbuf *cf)
+static void send_out(node *n, uint32_t origin, uint64_t seq, msgbuf *pf, msgbuf *cf)
 {
     /* Peers first: their copy leaves the node on this loop turn too, and
      * the order of the two queues does not matter to anyone. (While the
@@ -77,7 +55,8 @@ static void send_out(node *n, uint64_t seq, msgbuf *pf, msgbuf *cf)
     if (n->mesh != NULL)
         n->counters.peer_msgs_out += mesh_broadcast(n->mesh, pf);
     n->counters.client_frames_out += clients_broadcast(n->clients, cf);
-    *origin_mark(n, n->id) = seq;
+    if (origin == n->relay->seq_origin)
+        n->relay->sent = seq;
 }
 
 /* The store committed every batch up to gen: what waited for it goes. */
@@ -89,7 +68,7 @@ static void on_commit(uint64_t gen, int ok, void *ud)
                  peers store them, and holding them forever helps no one */
     while (r->nheld > 0 && r->held[r->head].gen <= gen) {
         struct held *h = &r->held[r->head];
-        send_out(n, h->seq, h->peer_frame, h->client_frame);
+        send_out(n, h->origin, h->seq, h->peer_frame, h->client_frame);
         msgbuf_unref(h->peer_frame);
         msgbuf_unref(h->client_frame);
         r->head = (r->head + 1) % r->capheld;
@@ -97,7 +76,8 @@ static void on_commit(uint64_t gen, int ok, void *ud)
     }
 }
 
-static void hold(struct relay *r, uint64_t gen, uint64_t seq, msgbuf *pf, msgbuf *cf)
+static void hold(struct relay *r, uint64_t gen, uint32_t origin, uint64_t seq, msgbuf *pf,
+                 msgbuf *cf)
 {
     if (r->nheld == r->capheld) {
         size_t cap = r->capheld ? 2 * r->capheld : 1024;
@@ -109,7 +89,7 @@ static void hold(struct relay *r, uint64_t gen, uint64_t seq, msgbuf *pf, msgbuf
         r->capheld = cap;
         r->head = 0;
     }
-    r->held[(r->head + r->nheld) % r->capheld] = (struct held){ gen, seq, pf, cf };
+    r->held[(r->head + r->nheld) % r->capheld] = (struct held){ gen, origin, seq, pf, cf };
     r->nheld++;
 }
 
@@ -133,11 +113,11 @@ int relay_local(node *n, struct chat_message *m)
         return -1;
     if (r->next_seq == 0 || r->seq_origin != n->id) {
         /* The first message since start, or since discovery gave us a new
-         * id: go on from the history. The origin's sent mark is taken now,
-         * before anything is held, so that it never covers held messages. */
-        r->next_seq = store_highest(n->store, n->id) + 1;
+         * id: go on from the history. Nothing of this id is held yet, so
+         * the history's highest is also the highest sent. */
+        r->sent = store_highest(n->store, n->id);
+        r->next_seq = r->sent + 1;
         r->seq_origin = n->id;
-        (void)origin_mark(n, n->id);
     }
     m->origin = n->id;
     m->seq = r->next_seq++;
@@ -150,11 +130,11 @@ int relay_local(node *n, struct chat_message *m)
     msgbuf *cf = message_client_frame(n->id, m);
     uint64_t gen = store_append(n->store, m);
     if (store_mode(n->store) == STORE_FSYNC_OFF) {
-        send_out(n, m->seq, pf, cf);
+        send_out(n, m->origin, m->seq, pf, cf);
         msgbuf_unref(pf);
         msgbuf_unref(cf);
     } else {
-        hold(r, gen, m->seq, pf, cf); /* on_commit sends them */
+        hold(r, gen, m->origin, m->seq, pf, cf); /* on_commit sends them */
     }
     return 0;
 }
@@ -169,27 +149,26 @@ enum relay_result relay_remote(node *n, const struct chat_message *m)
         n->counters.dropped_dup++;
         return RELAY_DUP;
     }
-    uint64_t *mark = origin_mark(n, m->origin);
-    if (m->seq <= *mark) {
+    uint64_t mark = store_highest(n->store, m->origin);
+    if (m->seq <= mark) {
         n->counters.dropped_dup++;
         log_debug("ignoring message %" PRIu32 "/%" PRIu64 " from a peer: already had it",
                   m->origin, m->seq);
         return RELAY_DUP;
     }
-    if (m->seq == *mark + 1 && !store_accepting(n->store)) {
+    if (m->seq == mark + 1 && !store_accepting(n->store)) {
         /* The disk is behind (or the node is stopping): not accepted now;
          * the peer's repair brings it again later. */
         n->counters.dropped_gap++;
         return RELAY_GAP;
     }
-    if (m->seq != *mark + 1) {
+    if (m->seq != mark + 1) {
         n->counters.dropped_gap++;
         log_debug("ignoring message %" PRIu32 "/%" PRIu64 ": %" PRIu64 " is the last one "
-                  "had from that origin", m->origin, m->seq, *mark);
+                  "had from that origin", m->origin, m->seq, mark);
         return RELAY_GAP;
     }
-    *mark = m->seq;
-    store_append(n->store, m);
+    store_append(n->store, m); /* which makes it the origin's highest */
     if (n->cfg.test_drop_every && ++r->remote_count % n->cfg.test_drop_every == 0)
         return RELAY_NEW; /* --test-drop-every: a deliberately lossy node for tests */
 
@@ -210,7 +189,6 @@ void relay_free(node *n)
         msgbuf_unref(h->client_frame);
     }
     free(r->held);
-    free(r->marks);
     free(r);
     n->relay = NULL;
 }
