@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
@@ -179,3 +180,17 @@ def start_cluster(logdir, procs, n, ttl=3, node_extra=()):
         nodes.append(nd)
     wait_mesh(nodes)
     return d, nodes
+
+
+def free_port():
+    """A loopback port free now, for a daemon that must keep its port over a
+    restart (port 0 would pick another one)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def new_message(text, sender="tester", chat=11):
+    """A DSatter newMessageFromClient frame."""
+    return json.dumps({"type": "newMessageFromClient",
+                       "payload": {"text": text, "sender": sender, "chatId": chat}})

@@ -7,30 +7,19 @@ import asyncio
 import json
 import shutil
 import signal
-import socket
 import urllib.request
 
 import websockets
 
-from cluster import Discovery, Node, http_json, start_cluster, wait_mesh, wait_until
+from cluster import (Discovery, Node, free_port, http_json, new_message, start_cluster,
+                     wait_mesh, wait_until)
 
 HANG = 30  # seconds: only a guard against hangs
 FAST_SYNC = ("--sync-interval", "0.3")
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 120))
-
-
-def new_message(text, sender="tester", chat=11):
-    return json.dumps({"type": "newMessageFromClient",
-                       "payload": {"text": text, "sender": sender, "chatId": chat}})
 
 
 def digest(node):

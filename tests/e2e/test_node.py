@@ -14,15 +14,11 @@ import threading
 import pytest
 import websockets
 
-from cluster import Discovery, Node, http_json, start_cluster, wait_mesh, wait_until
+from cluster import (Discovery, Node, free_port, http_json, new_message, start_cluster,
+                     wait_mesh, wait_until)
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 HANG = 20  # seconds: only a guard against hangs, never a speed claim
-
-
-def new_message(text, sender="tester", chat=11):
-    return json.dumps({"type": "newMessageFromClient",
-                       "payload": {"text": text, "sender": sender, "chatId": chat}})
 
 
 async def recv_json(ws, timeout=HANG):
@@ -411,12 +407,6 @@ def test_fragments_ping_and_close_follow_the_rfc(one_node):
     assert op == 8 and struct.unpack("!H", payload[:2])[0] == 1000   # echoed
     assert s.recv(10) == b""                               # then the node closes
     s.close()
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_nodes_keep_serving_without_discovery_and_log_in_again(logdir, procs):
