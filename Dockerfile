@@ -1,14 +1,14 @@
 # One image for the three programs: discovery, node and bench.
 # Built from Debian 12 packages only, like the development machines.
 FROM debian:12-slim AS build
+# scripts/deps.sh build's list, in a layer of its own for the build cache.
 RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends \
         gcc make pkg-config libc6-dev libuv1-dev libwslay-dev libjansson-dev \
         node-llhttp libssl-dev libsqlite3-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-# deps.sh would install the test packages too; the build needs only these.
-RUN make BUILD=/out OPT="-O2 -g" /out/bin/discovery /out/bin/node /out/bin/bench
+RUN make BUILD=/out OPT="-O2 -g" programs
 
 FROM debian:12-slim
 RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends \

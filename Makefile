@@ -3,10 +3,18 @@
 #   make          build the three programs under build/bin (optimised)
 #   make run      build, start discovery + 3 nodes on loopback, run the bench
 #   make test     build with ASan+UBSan under build/test, run unit + e2e tests
-#   make deps     install missing Debian packages (apt-get), nothing if all there
+#   make install  build and install as dchat-discovery, dchat-node, dchat-bench
+#   make deps     install the missing Debian packages that building needs
 #
 # Third-party code comes only from Debian packages; llhttp's C sources are
 # compiled from /usr/share/llhttp into build/, never copied into the tree.
+#
+# Two stages. The public targets above first run scripts/deps.sh, which
+# installs what is missing, then build in a second make. They must: make
+# expands $(shell pkg-config ...) and $(wildcard ...) when it reads this
+# file, and on a bare machine that is before any package is installed. The
+# inner targets (programs, test-build, the files under build/) expect the
+# packages to be there and say so when they are not.
 
 BUILD    ?= build
 SANITIZE ?=
@@ -17,12 +25,16 @@ VERSION  := 0.1.0
 LLHTTP_SRC := /usr/share/llhttp
 LLHTTP_INC := /usr/share/include/llhttp
 
-PKGS     := libuv jansson libcrypto sqlite3
+# wslay ships no pkg-config file; -lwslay is named below.
+PKGS       := libuv jansson libcrypto sqlite3
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
 OPT      ?= -O2 -g
 XCFLAGS  := $(OPT) $(CFLAGS) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
             -Wno-unused-parameter -fno-strict-aliasing \
-            -DDCHAT_VERSION='"$(VERSION)"' -I. -I$(LLHTTP_INC) -MMD -MP
-LDLIBS   := -lwslay $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
+            -DDCHAT_VERSION='"$(VERSION)"' -I. -I$(LLHTTP_INC) $(PKG_CFLAGS) -MMD -MP
+LDLIBS   := -lwslay $(PKG_LIBS) -lm
 
 ifneq ($(SANITIZE),)
 XCFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -51,15 +63,71 @@ PROGRAMS   := $(patsubst %/main.c,%,$(wildcard discovery/main.c node/main.c benc
 BINS       := $(addprefix $(BUILD)/bin/,$(PROGRAMS))
 UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps run test unit e2e clean install fuzz help
-all: deps $(BINS)
+TEST_BUILD := build/test
+TEST_FLAGS := BUILD=$(TEST_BUILD) SANITIZE=address,undefined OPT="-O1 -g"
+TEST_BINS  := $(addprefix $(TEST_BUILD)/bin/,$(PROGRAMS))
+TEST_UNITS := $(patsubst $(BUILD)/%,$(TEST_BUILD)/%,$(UNIT_BINS))
+SUBMAKE     = $(MAKE) --no-print-directory
 
-# --- dependencies ---------------------------------------------------------
+.PHONY: all deps deps-run deps-test programs test unit e2e run install clean help have-deps
+.DEFAULT_GOAL := all
+
+# --- the public targets: dependencies first, then a make that builds ------
+all: deps
+	@$(SUBMAKE) programs
+
 deps:
-	@sh scripts/deps.sh
+	@sh scripts/deps.sh build
+deps-run:
+	@sh scripts/deps.sh run
+deps-test:
+	@sh scripts/deps.sh test
+
+run: deps-run
+	@$(SUBMAKE) programs
+	@sh scripts/run.sh $(BUILD)/bin
+
+test: deps-test
+	@$(SUBMAKE) $(TEST_FLAGS) $(TEST_BINS) $(TEST_UNITS)
+	@sh scripts/run-tests.sh $(TEST_BUILD)
+
+unit: deps-test
+	@$(SUBMAKE) $(TEST_FLAGS) $(TEST_UNITS)
+	@sh scripts/run-tests.sh $(TEST_BUILD) unit
+
+e2e: deps-test
+	@$(SUBMAKE) $(TEST_FLAGS) $(TEST_BINS)
+	@sh scripts/run-tests.sh $(TEST_BUILD) e2e
+
+# Installed under prefixed names: a binary called "node" on the PATH would
+# shadow Node.js. Installs from the network only what building needs.
+install: deps
+	@$(SUBMAKE) programs
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(BUILD)/bin/discovery $(DESTDIR)$(PREFIX)/bin/dchat-discovery
+	install -m 755 $(BUILD)/bin/node      $(DESTDIR)$(PREFIX)/bin/dchat-node
+	install -m 755 $(BUILD)/bin/bench     $(DESTDIR)$(PREFIX)/bin/dchat-bench
+
+clean:
+	rm -rf build
+
+help:
+	@sed -n '1,7p' Makefile
+
+# --- the inner targets: the packages are there ----------------------------
+programs: $(BINS)
+
+# Every object and archive waits for this check, so that a build started
+# on a machine without the packages says what to do instead of failing on
+# a missing header or an undefined reference.
+have-deps:
+	@pkg-config --exists $(PKGS) && [ -f $(LLHTTP_SRC)/llhttp.c ] && \
+	    [ -f /usr/include/wslay/wslay.h ] || { \
+	    echo "make: the build dependencies are missing (libuv, jansson, OpenSSL, SQLite," \
+	         "wslay or llhttp); run 'make deps' (as root), or 'make' to do both" >&2; exit 1; }
 
 # --- libraries --------------------------------------------------------------
-$(BUILD)/obj/llhttp/%.o: $(LLHTTP_SRC)/%.c
+$(BUILD)/obj/llhttp/%.o: $(LLHTTP_SRC)/%.c | have-deps
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out -Wextra -Wshadow -Werror,$(XCFLAGS)) -Wno-unused -c $< -o $@
 
@@ -69,12 +137,12 @@ $(LIBDISCOVERY): $(call lib_of,$(DISCOVERY_SRC))
 $(LIBNODE): $(call lib_of,$(NODE_SRC))
 $(LIBBENCH): $(call lib_of,$(BENCH_SRC))
 
-$(BUILD)/lib/%.a:
+$(BUILD)/lib/%.a: | have-deps
 	@mkdir -p $(dir $@)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/obj/%.o: %.c
+$(BUILD)/obj/%.o: %.c | have-deps
 	@mkdir -p $(dir $@)
 	$(CC) $(XCFLAGS) -c $< -o $@
 
@@ -86,41 +154,7 @@ $(BUILD)/bin/%: $(BUILD)/obj/%/main.o $(ALL_LIBS)
 # --- tests ------------------------------------------------------------------
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(ALL_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $< $(ALL_LIBS) $(LDLIBS) -lcmocka
-
-TEST_BUILD := build/test
-TEST_FLAGS := BUILD=$(TEST_BUILD) SANITIZE=address,undefined OPT="-O1 -g"
-
-test: deps
-	@$(MAKE) --no-print-directory $(TEST_FLAGS) \
-	    $(addprefix $(TEST_BUILD)/bin/,$(PROGRAMS)) \
-	    $(patsubst $(BUILD)/%,$(TEST_BUILD)/%,$(UNIT_BINS))
-	@sh scripts/run-tests.sh $(TEST_BUILD)
-
-unit: deps
-	@$(MAKE) --no-print-directory $(TEST_FLAGS) $(patsubst $(BUILD)/%,$(TEST_BUILD)/%,$(UNIT_BINS))
-	@sh scripts/run-tests.sh $(TEST_BUILD) unit
-
-e2e: deps
-	@$(MAKE) --no-print-directory $(TEST_FLAGS) $(addprefix $(TEST_BUILD)/bin/,$(PROGRAMS))
-	@sh scripts/run-tests.sh $(TEST_BUILD) e2e
-
-run: all
-	@sh scripts/run.sh $(BUILD)/bin
-
-# Installed under prefixed names: a binary called "node" on the PATH would
-# shadow Node.js.
-install: all
-	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 755 $(BUILD)/bin/discovery $(DESTDIR)$(PREFIX)/bin/dchat-discovery
-	install -m 755 $(BUILD)/bin/node      $(DESTDIR)$(PREFIX)/bin/dchat-node
-	install -m 755 $(BUILD)/bin/bench     $(DESTDIR)$(PREFIX)/bin/dchat-bench
-
-clean:
-	rm -rf build
-
-help:
-	@sed -n '1,12p' Makefile
+	$(CC) $(LDFLAGS) -o $@ $< $(ALL_LIBS) $(LDLIBS) $$(pkg-config --libs cmocka)
 
 .SECONDARY:
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,12 +1,24 @@
 #!/bin/sh
-# Installs the Debian packages the build and the tests need, and only those
-# that are missing: when everything is there it costs one dpkg-query.
-# Run as root (CI and the dev machines are); otherwise it says what to install.
+# Installs the Debian packages one purpose needs, and only those that are
+# missing: when everything is there it costs one dpkg-query.
+#   scripts/deps.sh build   compile the programs (make, make install)
+#   scripts/deps.sh run     build, plus what make run's scripts call
+#   scripts/deps.sh test    run, plus the test tools (make test)
+# Run as root (CI is); otherwise it uses sudo, or says what to install.
 set -eu
 
-PKGS="gcc make pkg-config libuv1-dev libwslay-dev libjansson-dev node-llhttp \
-libssl-dev libsqlite3-dev sqlite3 libcmocka-dev python3 python3-pytest \
-python3-websockets python3-requests procps iproute2 curl"
+BUILD_PKGS="gcc libc6-dev make pkg-config libuv1-dev libwslay-dev libjansson-dev \
+node-llhttp libssl-dev libsqlite3-dev"
+RUN_PKGS="$BUILD_PKGS curl"
+TEST_PKGS="$RUN_PKGS sqlite3 libcmocka-dev python3 python3-pytest python3-websockets \
+python3-requests procps"
+
+case "${1:-build}" in
+    build) PKGS=$BUILD_PKGS ;;
+    run) PKGS=$RUN_PKGS ;;
+    test) PKGS=$TEST_PKGS ;;
+    *) echo "usage: $0 build|run|test" >&2; exit 64 ;;
+esac
 
 missing=""
 for p in $PKGS; do
@@ -30,9 +42,9 @@ else
     SUDO=
 fi
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq || { echo "deps: apt-get update failed; check the network or apt sources" >&2; exit 1; }
+$SUDO apt-get update -qq || { echo "deps: apt-get update failed; check the network or the apt sources" >&2; exit 1; }
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null || {
-    echo "deps: apt-get install failed for:$missing" >&2
+    echo "deps: apt-get install failed for:$missing; run it by hand to see why" >&2
     exit 1
 }
