@@ -10,7 +10,6 @@
 #include <cmocka.h>
 
 #include <jansson.h>
-#include <netdb.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -392,29 +391,18 @@ static void test_localhost_name(void **state)
     call_free(&c);
 }
 
-/* A name that goes through getaddrinfo: this machine's own host name, when
- * it resolves (from /etc/hosts) to an IPv4 address; the server listens on
- * every IPv4 address. */
+/* A host that is not an address literal to netaddr_parse() (inet_pton
+ * rejects "127.1") goes through uv_getaddrinfo; libc reads it as 127.0.0.1
+ * without asking any resolver, so the test holds on a machine with no
+ * /etc/hosts and no DNS. */
 static void test_resolved_name(void **state)
 {
     (void)state;
-    char name[256];
-    if (gethostname(name, sizeof(name)) != 0)
-        skip();
-    name[sizeof(name) - 1] = '\0';
-    struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_STREAM };
-    struct addrinfo *res = NULL;
-    if (getaddrinfo(name, NULL, &hints, &res) != 0)
-        skip();
-    freeaddrinfo(res);
     struct env e;
-    memset(&e, 0, sizeof(e));
-    assert_int_equal(uv_loop_init(&e.loop), 0);
-    struct http_server_config cfg = { .handler = server_handler, .ud = &e };
-    assert_int_equal(http_server_start(&e.loop, "0.0.0.0", 0, &cfg, &e.srv), 0);
-    char url[300];
-    snprintf(url, sizeof(url), "http://%s:%d", name, http_server_port(e.srv));
+    env_init(&e, true);
     struct call c;
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.1:%d", e.port);
     memset(&c, 0, sizeof(c));
     c.e = &e;
     e.pending = 1;

@@ -12,6 +12,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include "tests/unit/skip.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1327,7 +1328,7 @@ static void test_ipv6_listener(void **state)
     int rc = http_server_start(&loop, "::1", 0, &cfg, &s);
     if (rc != 0) {
         assert_int_equal(uv_loop_close(&loop), 0);
-        skip(); /* no IPv6 loopback here */
+        skip_because("no IPv6 loopback (::1) on this machine");
     }
     assert_true(http_server_port(s) > 0);
     assert_int_equal(http_server_connections(s), 0);

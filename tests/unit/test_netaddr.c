@@ -7,6 +7,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include "tests/unit/skip.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -279,7 +280,7 @@ static void test_peer_v4_mapped_on_dual_stack(void **state)
     /* "::" dual-stack; an IPv4 client shows up as ::ffff:127.0.0.1 in the
      * kernel's answer and must be printed as plain IPv4. */
     if (run_pair(&p, "::", "127.0.0.1", 0) != 0)
-        skip();
+        skip_because("no dual-stack IPv6 listener on this machine");
     assert_string_equal(p.peer, "127.0.0.1");
     assert_string_equal(p.sock, "127.0.0.1");
     assert_int_equal(p.peer_port, p.client_port);
@@ -290,7 +291,7 @@ static void test_peer_ipv6(void **state)
     (void)state;
     struct pair p;
     if (run_pair(&p, "::1", "::1", UV_TCP_IPV6ONLY) != 0)
-        skip();
+        skip_because("no IPv6 loopback (::1) on this machine");
     assert_string_equal(p.peer, "::1");
     assert_string_equal(p.sock, "::1");
     assert_string_equal(p.cpeer, "::1");
