@@ -3,7 +3,8 @@
 # with logs, pids and data under a run directory.
 #
 #   scripts/cluster.sh start N    start discovery + N nodes, wait until the
-#                                 mesh is complete (every node linked to all)
+#                                 mesh is complete (every node linked to all);
+#                                 the previous run dir is kept as RUN_DIR.prev
 #   scripts/cluster.sh stop       stop everything started from the run dir
 #   scripts/cluster.sh status     what runs, and discovery's active list
 #
@@ -17,6 +18,7 @@ rundir=${DCHAT_RUN_DIR:-run}
 dport=${DISCOVERY_PORT:-8080}
 durl="http://127.0.0.1:$dport"
 
+exec 3>&2
 die() { echo "cluster: $*" >&2; exit 1; }
 
 # wait_for DESCRIPTION SECONDS COMMAND...: polls COMMAND until it succeeds.
@@ -35,7 +37,16 @@ wait_for() {
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
-node_ports_known() { grep -q 'listening' "$rundir/node$1.out"; }
+# started NAME: true once NAME printed its "listening" line; exits with NAME's
+# own error (the last lines of its log) when it died before that.
+started() {
+    grep -q 'listening' "$rundir/$1.out" && return 0
+    alive "$rundir/$1.pid" && return 1
+    # fd 3 is the script's stderr: wait_for silences the command's own.
+    echo "cluster: $1 exited before it listened; the end of $rundir/$1.log:" >&3
+    tail -n 5 "$rundir/$1.log" >&3
+    exit 1
+}
 
 mesh_complete() {
     m_want=$1
@@ -54,13 +65,22 @@ start() {
         [ -x "$bin/$b" ] || die "$bin/$b not found; run make first"
     done
     alive "$rundir/discovery.pid" && die "a cluster already runs from $rundir; run: $0 stop"
-    rm -rf "$rundir"
+    # Fail early and plainly when the discovery port is taken: the daemon
+    # would say so too, but only in its log.
+    if curl -s -o /dev/null --max-time 2 "$durl/" 2>/dev/null; then
+        die "port $dport on 127.0.0.1 is already in use (something answers on $durl); stop it, or pick another port: DISCOVERY_PORT=8081 make run"
+    fi
+    if [ -d "$rundir" ]; then
+        rm -rf "$rundir.prev"
+        mv "$rundir" "$rundir.prev"
+        echo "cluster: the previous run's logs and data are now in $rundir.prev/"
+    fi
     mkdir -p "$rundir"
 
     "$bin/discovery" --listen "127.0.0.1:$dport" --data-dir "$rundir/discovery" \
         >"$rundir/discovery.out" 2>"$rundir/discovery.log" &
     echo $! >"$rundir/discovery.pid"
-    wait_for "discovery on port $dport" 10 curl -fsS "$durl/healthz"
+    wait_for "discovery on port $dport" 10 started discovery
 
     i=1
     while [ "$i" -le "$n" ]; do
@@ -69,7 +89,7 @@ start() {
             --sync-port 0 --data-dir "$rundir/node$i" ${NODE_ARGS:-} \
             >"$rundir/node$i.out" 2>"$rundir/node$i.log" &
         echo $! >"$rundir/node$i.pid"
-        wait_for "node $i to listen" 10 node_ports_known "$i"
+        wait_for "node $i to listen" 10 started "node$i"
         i=$((i + 1))
     done
     wait_for "all $n nodes to link to each other" 20 mesh_complete $((n - 1))
