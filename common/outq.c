@@ -5,7 +5,9 @@
  * Data queued outside the poll phase (from a timer or an idle callback)
  * would wait for the next poll to return, which may block for seconds: so
  * while the list is not empty an idle handle is active, which makes that
- * poll return at once. */
+ * poll return at once. One write in flight per queue keeps what waits
+ * droppable (a slow consumer's close frame goes right after that write) and
+ * lets the next batch grow while the kernel takes the last one. */
 #include "common/outq.h"
 
 #include <stdlib.h>
@@ -14,19 +16,28 @@
 #include "common/util.h"
 
 #define OUTQ_MAX_IOV 1024
+#define OUTQ_BATCH_BYTES (1u << 20) /* per write, unless one buffer is larger */
 
 struct outq_batch {
     uv_write_t req;
     outq *q;                /* the owner keeps it until the stream has closed:
                                libuv calls every write_cb before close_cb */
-    size_t n, bytes;
+    size_t n, bytes, mem;
     msgbuf **bufs;
     uv_buf_t *iov;
 };
 
+/* Per entry, besides the buffer: its pending slot, and in a batch its
+ * reference slot and iovec. */
+#define OUTQ_ENTRY_COST (2 * sizeof(msgbuf *) + sizeof(uv_buf_t))
+
 static outq *dirty_head;
 static uv_check_t *flusher;
 static uv_idle_t *waker;
+static uint64_t (*clock_fn)(void) = util_now_ms;
+
+void outq_set_clock(uint64_t (*now_ms)(void)) { clock_fn = now_ms ? now_ms : util_now_ms; }
+uint64_t outq_now_ms(void) { return clock_fn(); }
 
 static void wake_cb(uv_idle_t *h)
 {
@@ -57,22 +68,159 @@ static void ensure_flusher(uv_loop_t *loop)
     uv_idle_init(loop, waker); /* referenced: data to write keeps the loop alive */
 }
 
-void outq_init(outq *q, uv_stream_t *stream, size_t max_bytes,
+struct outq_limits outq_limits_simple(size_t max)
+{
+    return (struct outq_limits){ .hard = max, .soft = max };
+}
+
+void outq_init(outq *q, uv_stream_t *stream, struct outq_class *cls,
                outq_error_fn on_error, void *ud)
 {
     memset(q, 0, sizeof(*q));
     q->stream = stream;
-    q->max_bytes = max_bytes;
+    q->cls = cls;
     q->on_error = on_error;
     q->ud = ud;
     ensure_flusher(stream->loop);
 }
 
+size_t outq_cost(const msgbuf *b)
+{
+    return sizeof(msgbuf) + b->cap + OUTQ_ENTRY_COST;
+}
+
+/* --- the class's lists: congested, past the soft bound ------------------------ */
+
+/* The two lists are intrusive (a queue is on each at most once); these
+ * take the list head and the queue's own link fields. */
+#define LIST_ADD(head, q, next, prev)       \
+    do {                                    \
+        (q)->prev = NULL;                   \
+        (q)->next = (head);                 \
+        if ((q)->next)                      \
+            (q)->next->prev = (q);          \
+        (head) = (q);                       \
+    } while (0)
+#define LIST_DEL(head, q, next, prev)       \
+    do {                                    \
+        if ((q)->next)                      \
+            (q)->next->prev = (q)->prev;    \
+        if ((q)->prev)                      \
+            (q)->prev->next = (q)->next;    \
+        else                                \
+            (head) = (q)->next;             \
+        (q)->next = (q)->prev = NULL;       \
+    } while (0)
+
+static void lists_leave(outq *q)
+{
+    struct outq_class *c = q->cls;
+    if (q->congested) {
+        LIST_DEL(c->congested, q, cong_next, cong_prev);
+        q->congested = 0;
+        c->ncongested--;
+    }
+    if (q->oversoft) {
+        LIST_DEL(c->oversoft, q, soft_next, soft_prev);
+        q->oversoft = 0;
+    }
+}
+
+static void sweep_cb(uv_timer_t *t);
+
+/* After every change of q->mem. Congestion: enter above high, leave below
+ * low. The sweep's list: past soft, when the class has a deadline. */
+static void lists_update(outq *q)
+{
+    struct outq_class *c = q->cls;
+    const struct outq_limits *l = &c->lim;
+    if (q->dead)
+        return;
+    if (l->high != 0) {
+        if (!q->congested && q->mem > l->high) {
+            LIST_ADD(c->congested, q, cong_next, cong_prev);
+            q->congested = 1;
+            c->ncongested++;
+        } else if (q->congested && q->mem < l->low) {
+            LIST_DEL(c->congested, q, cong_next, cong_prev);
+            q->congested = 0;
+            c->ncongested--;
+        }
+    }
+    if (c->sweeping) {
+        bool over = q->mem > l->soft;
+        if (over && !q->oversoft) {
+            LIST_ADD(c->oversoft, q, soft_next, soft_prev);
+            q->oversoft = 1;
+            if (!uv_is_active((uv_handle_t *)&c->sweep)) {
+                uint64_t every = UTIL_MAX(l->deadline_ms / 4, 1);
+                uv_timer_start(&c->sweep, sweep_cb, every, every);
+            }
+        } else if (!over && q->oversoft) {
+            LIST_DEL(c->oversoft, q, soft_next, soft_prev);
+            q->oversoft = 0;
+        }
+    }
+}
+
+/* Reports every queue of the list that is stalled past the deadline; the
+ * owner's on_error closes it (which takes it off the list). */
+static void sweep_cb(uv_timer_t *t)
+{
+    struct outq_class *c = container_of(t, struct outq_class, sweep);
+    for (outq *q = c->oversoft, *next; q != NULL; q = next) {
+        next = q->soft_next;
+        if (outq_verdict(q, 0) == OUTQ_STALLED && q->on_error)
+            q->on_error(q, UV_ETIMEDOUT, q->ud);
+    }
+    if (c->oversoft == NULL)
+        uv_timer_stop(t);
+}
+
+void outq_class_init(struct outq_class *cls, uv_loop_t *loop, struct outq_limits lim)
+{
+    memset(cls, 0, sizeof(*cls));
+    cls->lim = lim;
+    if (lim.deadline_ms == 0)
+        return;
+    uv_timer_init(loop, &cls->sweep);
+    uv_unref((uv_handle_t *)&cls->sweep); /* the connections keep the loop alive */
+    cls->sweeping = true;
+}
+
+bool outq_class_pressing(const struct outq_class *cls, uint64_t within_ms)
+{
+    uint64_t now = clock_fn();
+    for (const outq *q = cls->congested; q != NULL; q = q->cong_next)
+        if (now - q->progress_ms < within_ms)
+            return true;
+    return false;
+}
+
+uint64_t outq_stalled_ms(const outq *q)
+{
+    return q->mem == 0 ? 0 : clock_fn() - q->progress_ms;
+}
+
+enum outq_verdict outq_verdict(const outq *q, size_t extra)
+{
+    const struct outq_limits *l = &q->cls->lim;
+    size_t m = q->mem + extra;
+    if (m > l->hard)
+        return OUTQ_OVER_HARD;
+    if (l->deadline_ms && m > l->soft && q->mem > 0 &&
+        clock_fn() - q->progress_ms >= l->deadline_ms)
+        return OUTQ_STALLED;
+    return OUTQ_FINE;
+}
+
+/* --- pushing ------------------------------------------------------------------ */
+
 int outq_push(outq *q, msgbuf *b)
 {
     if (q->dead)
         return UV_EPIPE;
-    if (outq_bytes(q) + b->len > q->max_bytes)
+    if (outq_verdict(q, outq_cost(b)) != OUTQ_FINE)
         return UV_ENOBUFS;
     return outq_push_unbounded(q, b);
 }
@@ -85,8 +233,13 @@ int outq_push_unbounded(outq *q, msgbuf *b)
         q->cappending = q->cappending ? 2 * q->cappending : 16;
         q->pending = xrealloc(q->pending, q->cappending * sizeof(*q->pending));
     }
+    if (q->mem == 0)
+        q->progress_ms = clock_fn(); /* the deadline counts from here */
     q->pending[q->npending++] = msgbuf_ref(b);
     q->pending_bytes += b->len;
+    q->pushed_total += b->len;
+    q->mem += outq_cost(b);
+    lists_update(q);
     if (!q->dirty) {
         if (dirty_head == NULL)
             uv_idle_start(waker, wake_cb);
@@ -96,6 +249,8 @@ int outq_push_unbounded(outq *q, msgbuf *b)
     }
     return 0;
 }
+
+/* --- writing ------------------------------------------------------------------ */
 
 static void batch_free(struct outq_batch *w)
 {
@@ -113,10 +268,21 @@ static void write_cb(uv_write_t *req, int status)
     if (q != NULL) {
         q->inflight--;
         q->inflight_bytes -= w->bytes;
+        q->retired_total += w->bytes;
+        q->mem -= w->mem;
+        q->progress_ms = clock_fn();
+        lists_update(q);
     }
     batch_free(w);
-    if (q != NULL && status != 0 && status != UV_ECANCELED && q->on_error && !q->dead)
-        q->on_error(q, status, q->ud);
+    if (q == NULL || q->dead)
+        return;
+    if (status != 0) {
+        if (status != UV_ECANCELED && q->on_error)
+            q->on_error(q, status, q->ud);
+        return;
+    }
+    if (q->npending > 0 && q->inflight == 0)
+        outq_flush(q); /* what waited behind this write */
 }
 
 static void unlink_dirty(outq *q)
@@ -133,63 +299,98 @@ static void unlink_dirty(outq *q)
     q->dirty = 0;
 }
 
-void outq_flush(outq *q)
+/* Drops pending[from..npending) without writing it. */
+static void drop_pending(outq *q, size_t from)
 {
-    unlink_dirty(q);
-    size_t done = 0;
-    while (done < q->npending && !q->dead) {
-        size_t n = UTIL_MIN(q->npending - done, (size_t)OUTQ_MAX_IOV);
-        struct outq_batch *w = xmalloc(sizeof(*w));
-        w->q = q;
-        w->n = n;
-        w->bytes = 0;
-        w->bufs = xmalloc(n * sizeof(*w->bufs));
-        w->iov = xmalloc(n * sizeof(*w->iov));
-        memcpy(w->bufs, q->pending + done, n * sizeof(*w->bufs));
-        for (size_t i = 0; i < n; i++) {
-            w->iov[i] = uv_buf_init(w->bufs[i]->data, w->bufs[i]->len);
-            w->bytes += w->bufs[i]->len;
-        }
-        done += n;
-        q->pending_bytes -= w->bytes;
-        int rc = uv_write(&w->req, q->stream, w->iov, (unsigned)n, write_cb);
-        if (rc != 0) {
-            batch_free(w);
-            /* Drop the rest too: the stream is unusable. */
-            while (done < q->npending) {
-                q->pending_bytes -= q->pending[done]->len;
-                msgbuf_unref(q->pending[done++]);
-            }
-            q->npending = 0;
-            if (q->on_error && !q->dead)
-                q->on_error(q, rc, q->ud);
-            return;
-        }
-        q->inflight++;
-        q->inflight_bytes += w->bytes;
-        q->writes++;
+    for (size_t i = from; i < q->npending; i++) {
+        msgbuf *b = q->pending[i];
+        q->pending_bytes -= b->len;
+        q->retired_total += b->len;
+        q->mem -= outq_cost(b);
+        msgbuf_unref(b);
     }
-    q->npending = 0;
-    /* A burst grew the array: do not keep a huge one for an idle client. */
-    if (q->cappending > 4096) {
+    q->npending = from;
+    lists_update(q);
+}
+
+/* Hands one batch from the front of pending to uv_write. Returns 0, or -1
+ * when the stream refused it (pending is dropped, on_error called). */
+static int write_batch(outq *q)
+{
+    size_t n = 0, bytes = 0, mem = 0;
+    while (n < q->npending && n < OUTQ_MAX_IOV &&
+           (n == 0 || bytes + q->pending[n]->len <= OUTQ_BATCH_BYTES)) {
+        bytes += q->pending[n]->len;
+        mem += outq_cost(q->pending[n]);
+        n++;
+    }
+    struct outq_batch *w = xmalloc(sizeof(*w));
+    w->q = q;
+    w->n = n;
+    w->bytes = bytes;
+    w->mem = mem;
+    w->bufs = xmalloc(n * sizeof(*w->bufs));
+    w->iov = xmalloc(n * sizeof(*w->iov));
+    memcpy(w->bufs, q->pending, n * sizeof(*w->bufs));
+    for (size_t i = 0; i < n; i++)
+        w->iov[i] = uv_buf_init(w->bufs[i]->data, w->bufs[i]->len);
+    q->npending -= n;
+    memmove(q->pending, q->pending + n, q->npending * sizeof(*q->pending));
+    q->pending_bytes -= bytes;
+    q->inflight_bytes += bytes;
+    q->inflight++;
+    int rc = uv_write(&w->req, q->stream, w->iov, (unsigned)n, write_cb);
+    if (rc != 0) {
+        q->inflight--;
+        q->inflight_bytes -= bytes;
+        q->retired_total += bytes;
+        q->mem -= mem;
+        batch_free(w);
+        drop_pending(q, 0); /* the stream is unusable */
+        if (q->on_error && !q->dead)
+            q->on_error(q, rc, q->ud);
+        return -1;
+    }
+    q->writes++;
+    return 0;
+}
+
+/* A burst grew the array: do not keep a huge one for an idle client. */
+static void shrink_pending(outq *q)
+{
+    if (q->npending == 0 && q->cappending > 4096) {
         free(q->pending);
         q->pending = NULL;
         q->cappending = 0;
     }
 }
 
+void outq_flush(outq *q)
+{
+    unlink_dirty(q);
+    if (q->npending > 0 && q->inflight == 0 && !q->dead)
+        write_batch(q);
+    shrink_pending(q);
+}
+
+void outq_flush_all(outq *q)
+{
+    unlink_dirty(q);
+    while (q->npending > 0 && !q->dead && write_batch(q) == 0)
+        ;
+    shrink_pending(q);
+}
+
 void outq_clear(outq *q)
 {
-    for (size_t i = 0; i < q->npending; i++)
-        msgbuf_unref(q->pending[i]);
-    q->npending = 0;
-    q->pending_bytes = 0;
+    drop_pending(q, 0);
 }
 
 void outq_discard(outq *q)
 {
     unlink_dirty(q);
     outq_clear(q);
+    lists_leave(q);
     free(q->pending);
     q->pending = NULL;
     q->cappending = 0;

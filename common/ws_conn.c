@@ -26,6 +26,10 @@
 #define WS_DEFAULT_MAX_QUEUE (4 * 1024 * 1024)
 #define WS_DEFAULT_HANDSHAKE_MS 10000
 #define WS_DEFAULT_CLOSE_MS 2000
+#define WS_DEFAULT_WRITE_DEADLINE_MS 5000
+/* Far above any keep-alive (one every few seconds); a peer past it is
+ * flooding, as HTTP/2 servers treat a PING flood. */
+#define WS_MAX_PINGS_PER_SECOND 1000
 #define WS_MAX_RESPONSE_HEAD 8192
 #define WS_READ_BUF (256 * 1024)
 
@@ -47,6 +51,11 @@ struct ws_conn {
     bool awaiting_pong;
     bool alive;                /* something arrived since the last ping */
     bool shutting_down;
+    bool paused;               /* reading stopped by ws_conn_pause */
+    uint64_t pong_end;         /* q.pushed_total once our last pong was queued */
+    uint64_t ping_window_ms;   /* pings counted per second, against floods */
+    unsigned pings;
+    struct outq_class own_class; /* when the config names none */
     int close_code;            /* sent or received */
     int handles_open;
     char accept[29];           /* client: the Sec-WebSocket-Accept expected */
@@ -93,9 +102,28 @@ static msgbuf *build_frame(ws_conn *c, unsigned opcode, const void *data, size_t
     return b;
 }
 
+/* Closes c as a slow consumer: what waits in its queue is dropped, so the
+ * close frame goes right after the write in flight. */
+static void close_slow(ws_conn *c, enum outq_verdict why)
+{
+    if (why == OUTQ_OVER_HARD)
+        log_info("ws: closing %s: slow consumer, %zu bytes queued (the bound is %zu)",
+                 c->peer, c->q.mem, c->q.cls->lim.hard);
+    else
+        log_info("ws: closing %s: slow consumer, %zu bytes queued and nothing written "
+                 "for %llu ms", c->peer, c->q.mem, (unsigned long long)outq_stalled_ms(&c->q));
+    outq_clear(&c->q);
+    ws_conn_close(c, WS_CLOSE_POLICY, "slow consumer: not reading fast enough");
+}
+
 static void queue_error_cb(outq *q, int status, void *ud)
 {
     ws_conn *c = ud;
+    if (status == UV_ETIMEDOUT) { /* the class's sweep: stalled past the deadline */
+        if (c->state == WS_OPEN)
+            close_slow(c, OUTQ_STALLED);
+        return;
+    }
     log_debug("ws: write to %s failed: %s", c->peer, uv_strerror(status));
     if (c->close_code == 0)
         c->close_code = WS_CLOSE_ABNORMAL;
@@ -115,13 +143,8 @@ int ws_conn_send_frame(ws_conn *c, msgbuf *frame)
     if (c->state != WS_OPEN)
         return UV_EPIPE;
     int rc = outq_push(&c->q, frame);
-    if (rc == UV_ENOBUFS) {
-        log_info("ws: closing %s: it does not read fast enough (over %zu bytes queued)",
-                 c->peer, c->cfg.max_queue);
-        /* Nothing pending matters any more; only the close frame goes. */
-        outq_clear(&c->q);
-        ws_conn_close(c, WS_CLOSE_POLICY, "slow consumer: outbound queue full");
-    }
+    if (rc == UV_ENOBUFS)
+        close_slow(c, outq_verdict(&c->q, outq_cost(frame)));
     return rc;
 }
 
@@ -180,7 +203,7 @@ static void conn_finish(ws_conn *c)
     c->shutting_down = true;
     c->state = WS_DONE;
     uv_read_stop((uv_stream_t *)c->tcp);
-    outq_flush(&c->q);
+    outq_flush_all(&c->q); /* uv_shutdown waits only for libuv's writes */
     c->shutdown_req.data = c;
     if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)c->tcp, shutdown_cb) != 0)
         conn_terminate(c);
@@ -240,8 +263,29 @@ static int message_cb(void *ud, unsigned opcode, const uint8_t *data, size_t len
             ws_conn_close(c, WS_CLOSE_UNSUPPORTED, "binary messages are not supported");
         break;
     case WS_OP_PING:
-        if (c->state == WS_OPEN)
-            send_control(c, WS_OP_PONG, data, len);
+        if (c->state != WS_OPEN)
+            break;
+        if (uv_now(c->loop) - c->ping_window_ms >= 1000) {
+            c->ping_window_ms = uv_now(c->loop);
+            c->pings = 0;
+        }
+        if (++c->pings > WS_MAX_PINGS_PER_SECOND) {
+            log_info("ws: closing %s: ping flood (over %d pings in a second)", c->peer,
+                     WS_MAX_PINGS_PER_SECOND);
+            outq_clear(&c->q);
+            ws_conn_close(c, WS_CLOSE_POLICY, "ping flood");
+            break;
+        }
+        if (c->q.retired_total < c->pong_end) {
+            /* Our last pong is still queued: one answers for all (RFC 6455
+             * 5.5.3 allows answering only the latest). A peer that pings
+             * on while reading nothing is a slow consumer like any other. */
+            if (outq_stalled_ms(&c->q) >= c->cfg.write_deadline_ms)
+                close_slow(c, OUTQ_STALLED);
+            break;
+        }
+        send_control(c, WS_OP_PONG, data, len);
+        c->pong_end = c->q.pushed_total;
         break;
     case WS_OP_PONG:
         c->awaiting_pong = false;
@@ -356,12 +400,14 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         feed(c, buf->base, (size_t)nread);
 }
 
+/* The ping period (server role). */
 static void ping_cb(uv_timer_t *t)
 {
     ws_conn *c = t->data;
     if (c->state != WS_OPEN)
         return;
-    if (c->awaiting_pong && !c->alive) {
+    /* While we do not read, its pong cannot be seen: not its fault. */
+    if (c->awaiting_pong && !c->alive && !c->paused) {
         log_info("ws: dropping %s: no answer to a ping within %u ms", c->peer,
                  c->cfg.ping_interval_ms);
         c->close_code = WS_CLOSE_ABNORMAL;
@@ -386,6 +432,7 @@ static ws_conn *conn_new(uv_loop_t *loop, uv_tcp_t *tcp, bool client,
     c->cfg = *cfg;
     if (!c->cfg.max_message) c->cfg.max_message = WS_DEFAULT_MAX_MESSAGE;
     if (!c->cfg.max_queue) c->cfg.max_queue = WS_DEFAULT_MAX_QUEUE;
+    if (!c->cfg.write_deadline_ms) c->cfg.write_deadline_ms = WS_DEFAULT_WRITE_DEADLINE_MS;
     if (!c->cfg.handshake_timeout_ms) c->cfg.handshake_timeout_ms = WS_DEFAULT_HANDSHAKE_MS;
     if (!c->cfg.close_timeout_ms) c->cfg.close_timeout_ms = WS_DEFAULT_CLOSE_MS;
     c->cb = *cb;
@@ -394,7 +441,9 @@ static ws_conn *conn_new(uv_loop_t *loop, uv_tcp_t *tcp, bool client,
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;
     c->handles_open = 2;
-    outq_init(&c->q, (uv_stream_t *)tcp, c->cfg.max_queue, queue_error_cb, c);
+    c->own_class.lim = outq_limits_simple(c->cfg.max_queue);
+    outq_init(&c->q, (uv_stream_t *)tcp, cfg->queue_class ? cfg->queue_class : &c->own_class,
+              queue_error_cb, c);
     c->dec = ws_decoder_new(!client, c->cfg.max_message);
     return c;
 }
@@ -506,7 +555,23 @@ int ws_conn_connect(uv_loop_t *loop, const char *host, int port,
     return 0;
 }
 
+bool ws_conn_is_open(const ws_conn *c) { return c->state == WS_OPEN; }
 const char *ws_conn_peer_addr(const ws_conn *c) { return c->peer; }
 size_t ws_conn_queued_bytes(const ws_conn *c) { return outq_bytes(&c->q); }
+size_t ws_conn_queued_mem(const ws_conn *c) { return c->q.mem; }
+
+int ws_conn_pause(ws_conn *c, bool pause)
+{
+    if (pause == c->paused || c->state == WS_DONE || c->handles_open < 2)
+        return 0;
+    c->paused = pause;
+    if (pause)
+        return uv_read_stop((uv_stream_t *)c->tcp);
+    c->alive = true; /* what it sent meanwhile is in the socket, unread */
+    int rc = uv_read_start((uv_stream_t *)c->tcp, alloc_cb, read_cb);
+    if (rc != 0)
+        ws_conn_abort(c);
+    return rc;
+}
 void *ws_conn_ud(const ws_conn *c) { return c->ud; }
 void ws_conn_set_ud(ws_conn *c, void *ud) { c->ud = ud; }

@@ -7,11 +7,13 @@
 #ifndef DCHAT_WS_CONN_H
 #define DCHAT_WS_CONN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
 
 #include "common/http_server.h"
 #include "common/msgbuf.h"
+#include "common/outq.h"
 
 typedef struct ws_conn ws_conn;
 
@@ -30,7 +32,12 @@ struct ws_conn_callbacks {
 
 struct ws_conn_config {
     size_t max_message;          /* 0 = 64 KiB; bigger closes with 1009 */
-    size_t max_queue;            /* 0 = 4 MiB outbound; more closes with 1008 */
+    /* The limits of the outbound queue (see outq.h); a queue past them is a
+     * slow consumer, closed with 1008. NULL: max_queue bytes at most. */
+    struct outq_class *queue_class;
+    size_t max_queue;            /* without a class: 0 = 4 MiB */
+    unsigned write_deadline_ms;  /* a pong queued this long unsent while the
+                                    peer pings on: 1008 (0 = 5 s) */
     unsigned handshake_timeout_ms; /* client role: 0 = 10 s */
     unsigned ping_interval_ms;   /* server role: 0 = never ping */
     unsigned close_timeout_ms;   /* 0 = 2 s to wait for the peer's close */
@@ -57,8 +64,9 @@ int ws_conn_connect(uv_loop_t *loop, const char *host, int port,
                     ws_conn **out);
 
 /* Queues a complete frame built by the caller (server role: unmasked; a
- * reference is taken). Returns 0; UV_ENOBUFS when the queue bound was hit
- * (the connection is being closed with 1008); UV_EPIPE when it is closing. */
+ * reference is taken). Returns 0; UV_ENOBUFS when the peer is a slow
+ * consumer (the connection is being closed with 1008: what it had queued
+ * is dropped and the close frame goes next); UV_EPIPE when it is closing. */
 int ws_conn_send_frame(ws_conn *c, msgbuf *frame);
 
 /* Frames data as one text message (masked in client role) and queues it. */
@@ -71,8 +79,18 @@ void ws_conn_close(ws_conn *c, int code, const char *reason);
 /* Closes the socket at once (no handshake). */
 void ws_conn_abort(ws_conn *c);
 
+/* Stops (pause true) or resumes reading from the peer, for back-pressure:
+ * TCP then slows the sender. While paused, a missing pong does not count
+ * against the peer. Returns 0 or a UV_E* code (resuming failed: closed). */
+int ws_conn_pause(ws_conn *c, bool pause);
+
+/* Whether messages can still be sent (no close started). */
+bool ws_conn_is_open(const ws_conn *c);
+
 const char *ws_conn_peer_addr(const ws_conn *c);
+/* Payload bytes queued, and the memory they are accounted as. */
 size_t ws_conn_queued_bytes(const ws_conn *c);
+size_t ws_conn_queued_mem(const ws_conn *c);
 void *ws_conn_ud(const ws_conn *c);
 void ws_conn_set_ud(ws_conn *c, void *ud);
 

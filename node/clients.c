@@ -10,6 +10,7 @@
 #include "common/util.h"
 #include "common/ws.h"
 #include "common/ws_conn.h"
+#include "node/flow.h"
 #include "node/message.h"
 #include "node/history.h"
 #include "node/relay.h"
@@ -19,7 +20,8 @@ struct client {
     struct clients *set;
     ws_conn *conn;            /* NULL once closed */
     size_t index;
-    unsigned syncs_waiting;   /* catch-up replies waiting for a commit */
+    unsigned syncs_waiting;   /* catch-up replies waiting for a commit: one at a time */
+    struct flow_reader flow;
 };
 
 /* A clientSyncRequest waiting until the store has committed everything
@@ -61,7 +63,8 @@ static void sync_job_run(void *ud)
     struct client *c = j->c;
     node *n = c->set->n;
     c->syncs_waiting--;
-    if (c->conn != NULL && n->store != NULL) {
+    /* No work for a client that is gone or going. */
+    if (c->conn != NULL && ws_conn_is_open(c->conn) && n->store != NULL) {
         char err[160];
         msgbuf *b = history_sync_reply(n, j->marks, j->nmarks, &j->point, err, sizeof(err));
         if (b != NULL) {
@@ -82,6 +85,12 @@ static void client_sync(struct client *c, const struct client_request *req)
 {
     node *n = c->set->n;
     char err[200];
+    if (c->syncs_waiting > 0) {
+        /* One at a time: each reply is built from the store on the loop. */
+        send_error(c, "a clientSyncRequest of this client is still being answered; "
+                      "send the next one after its clientSyncReply");
+        return;
+    }
     struct sync_job *j = xcalloc(1, sizeof(*j));
     if (history_point_take(n, req->marks, req->nmarks, &j->point, err, sizeof(err)) != 0) {
         free(j);
@@ -95,6 +104,13 @@ static void client_sync(struct client *c, const struct client_request *req)
         memcpy(j->marks, req->marks, req->nmarks * sizeof(*j->marks));
     c->syncs_waiting++;
     store_when_committed(n->store, sync_job_run, j);
+}
+
+static void client_set_paused(struct flow_reader *r, bool paused)
+{
+    struct client *c = container_of(r, struct client, flow);
+    if (c->conn != NULL)
+        ws_conn_pause(c->conn, paused);
 }
 
 static void on_text(ws_conn *conn, const char *data, size_t len, void *ud)
@@ -113,6 +129,7 @@ static void on_text(ws_conn *conn, const char *data, size_t len, void *ud)
         send_error(c, err);
         break;
     case MESSAGE_NEW:
+        flow_note(n, &c->flow);
         if (relay_local(n, &req.msg) != 0)
             send_error(c, n->id == 0 ? "node is not registered with discovery yet; retry shortly"
                                      : "node is overloaded (history writes are behind); retry "
@@ -135,6 +152,7 @@ static void on_close(ws_conn *conn, int code, void *ud)
     log_debug("client %s closed (code %d), %zu left", ws_conn_peer_addr(conn), code,
               cs->count);
     c->conn = NULL;
+    flow_forget(cs->n, &c->flow);
     if (c->syncs_waiting == 0)
         free(c); /* else the last sync job frees it */
     if (cs->closing && cs->count == 0 && cs->closed_done) {
@@ -153,15 +171,23 @@ int clients_on_upgrade(http_request *req, uv_tcp_t *tcp, const char *rest,
         http_respond_error(req, 503, "node is shutting down; connect to another node");
         return 0;
     }
+    if (cs->count >= n->cfg.max_clients) {
+        http_respond_error(req, 503, "node has %zu clients, its limit (--max-clients); "
+                           "connect to another node", cs->count);
+        return 0;
+    }
     struct ws_conn_config cfg = {
         .max_message = n->cfg.max_message,
-        .max_queue = n->cfg.max_queue,
+        .queue_class = flow_clients_class(n),
+        .write_deadline_ms = n->cfg.write_deadline_ms,
         .ping_interval_ms = n->cfg.ping_ms,
         .close_timeout_ms = 2000,
     };
     struct ws_conn_callbacks cb = { .on_text = on_text, .on_close = on_close };
     struct client *c = xcalloc(1, sizeof(*c));
     c->set = cs;
+    c->flow.kind = FLOW_CLIENT;
+    c->flow.set_paused = client_set_paused;
     char err[160];
     int status;
     if (ws_conn_accept(n->loop, req, tcp, rest, rest_len, &cfg, &cb, c, &c->conn,

@@ -15,6 +15,7 @@
 #include "common/outq.h"
 #include "common/util.h"
 #include "node/clients.h"
+#include "node/flow.h"
 #include "node/membership.h"
 #include "node/mesh.h"
 #include "node/node.h"
@@ -30,7 +31,8 @@
 
 enum {
     OPT_DISCOVERY, OPT_LISTEN, OPT_CLIENT_PORT, OPT_SYNC_PORT, OPT_ADVERTISE,
-    OPT_DATA_DIR, OPT_MAX_MESSAGE, OPT_MAX_QUEUE, OPT_HEARTBEAT, OPT_PING,
+    OPT_DATA_DIR, OPT_MAX_MESSAGE, OPT_MAX_QUEUE, OPT_MAX_QUEUE_HARD, OPT_WRITE_DEADLINE,
+    OPT_MAX_CLIENTS, OPT_HEARTBEAT, OPT_PING,
     OPT_HANDSHAKE, OPT_FSYNC, OPT_SYNC_INTERVAL, OPT_SYNC_LIMIT, OPT_LOG_LEVEL,
     OPT_TEST_DROP, OPT_TEST_HOOKS,
 };
@@ -53,7 +55,17 @@ static const struct cli_option node_options[] = {
                           "largest client message, at most 1047552; bigger closes with 1009 "
                           "(default 65536)" },
     [OPT_MAX_QUEUE] = { "max-queue", 0, "BYTES", "NODE_MAX_QUEUE",
-                        "outbound bytes per connection; more closes with 1008 (default 4194304)" },
+                        "soft bound of a client's outbound queue: past it with no write "
+                        "progress for --write-deadline closes with 1008 (default 4194304)" },
+    [OPT_MAX_QUEUE_HARD] = { "max-queue-hard", 0, "BYTES", "NODE_MAX_QUEUE_HARD",
+                             "hard bound of a client's outbound queue: past it closes with "
+                             "1008 at once (default 67108864)" },
+    [OPT_WRITE_DEADLINE] = { "write-deadline", 0, "SECONDS", "NODE_WRITE_DEADLINE",
+                             "how long a queue past --max-queue may go without write "
+                             "progress (default 5)" },
+    [OPT_MAX_CLIENTS] = { "max-clients", 0, "N", "NODE_MAX_CLIENTS",
+                          "WebSocket clients at most; more get HTTP 503 (default: from the "
+                          "descriptor limit, less a reserve for peers and the store)" },
     [OPT_HEARTBEAT] = { "heartbeat-ms", 0, "MS", "NODE_HEARTBEAT_MS",
                         "discovery heartbeat period; keep under a third of its --ttl (default 1000)" },
     [OPT_PING] = { "ping-interval-ms", 0, "MS", "NODE_PING_INTERVAL_MS",
@@ -82,6 +94,19 @@ static int copy_opt(char *dst, size_t len, const char *v, char *err, size_t errl
         return -1;
     }
     strcpy(dst, v);
+    return 0;
+}
+
+static int parse_seconds(const char *v, double min, double max, double *out, char *err,
+                         size_t errlen)
+{
+    char *end;
+    double sec = strtod(v, &end);
+    if (end == v || *end != '\0' || !(sec >= min && sec <= max)) {
+        snprintf(err, errlen, "expected seconds between %g and %g", min, max);
+        return -1;
+    }
+    *out = sec;
     return 0;
 }
 
@@ -118,9 +143,22 @@ static int set_option(int index, const char *v, void *ud, char *err, size_t errl
         c->max_message = (size_t)l;
         return 0;
     case OPT_MAX_QUEUE:
+    case OPT_MAX_QUEUE_HARD:
         if (cli_long(v, 4096, 1L << 30, "bytes", &l, err, errlen) != 0)
             return -1;
-        c->max_queue = (size_t)l;
+        *(index == OPT_MAX_QUEUE ? &c->max_queue : &c->max_queue_hard) = (size_t)l;
+        return 0;
+    case OPT_WRITE_DEADLINE: {
+        double sec;
+        if (parse_seconds(v, 0.05, 3600, &sec, err, errlen) != 0)
+            return -1;
+        c->write_deadline_ms = (unsigned)(sec * 1000 + 0.5);
+        return 0;
+    }
+    case OPT_MAX_CLIENTS:
+        if (cli_long(v, 1, 10000000, "a count", &l, err, errlen) != 0)
+            return -1;
+        c->max_clients = (size_t)l;
         return 0;
     case OPT_HEARTBEAT:
     case OPT_HANDSHAKE:
@@ -145,12 +183,9 @@ static int set_option(int index, const char *v, void *ud, char *err, size_t errl
         return 0;
     }
     case OPT_SYNC_INTERVAL: {
-        char *end;
-        double sec = strtod(v, &end);
-        if (end == v || *end != '\0' || !(sec >= 0.05 && sec <= 86400)) {
-            snprintf(err, errlen, "expected seconds between 0.05 and 86400");
+        double sec;
+        if (parse_seconds(v, 0.05, 86400, &sec, err, errlen) != 0)
             return -1;
-        }
         c->sync_interval_ms = (unsigned)(sec * 1000 + 0.5);
         return 0;
     }
@@ -254,6 +289,8 @@ int main(int argc, char **argv)
     strcpy(c->data_dir, "data/node");
     c->max_message = 64 * 1024;
     c->max_queue = 4 * 1024 * 1024;
+    c->max_queue_hard = 64 * 1024 * 1024;
+    c->write_deadline_ms = 5000;
     c->heartbeat_ms = 1000;
     c->ping_ms = 10000;
     c->handshake_ms = 10000;
@@ -270,8 +307,16 @@ int main(int argc, char **argv)
     n.loop = uv_default_loop();
     n.started_ms = util_now_ms();
 
+    if (c->max_queue_hard < c->max_queue) {
+        log_error("--max-queue-hard (%zu) is below --max-queue (%zu); raise it or lower "
+                  "--max-queue", c->max_queue_hard, c->max_queue);
+        return EX_USAGE;
+    }
+    if (c->max_clients == 0)
+        c->max_clients = 1000; /* FIXME fd limit */
     if (membership_load(&n) != 0 || relay_init(&n) != 0)
         return EX_CANTCREAT;
+    flow_init(&n);
     n.clients = clients_new(&n);
 
     struct http_server_config hc = {
@@ -329,6 +374,7 @@ int main(int argc, char **argv)
     uv_run(n.loop, UV_RUN_DEFAULT);
     relay_free(&n);
     clients_free(n.clients);
+    flow_free(&n);
     uv_loop_close(n.loop);
     msgbuf_trim();
     return 0;

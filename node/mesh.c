@@ -24,6 +24,7 @@
 #include "common/netaddr.h"
 #include "common/outq.h"
 #include "common/util.h"
+#include "node/flow.h"
 #include "node/peer_proto.h"
 #include "node/relay.h"
 #include "node/store.h"
@@ -482,12 +483,9 @@ static struct link *link_new(struct mesh *m, bool outbound)
     l->tcp = xmalloc(sizeof(*l->tcp));
     uv_tcp_init(m->n->loop, l->tcp);
     l->tcp->data = l;
-    /* Room for live traffic, and always for a catch-up batch plus one
-     * frame of the largest size. */
-    outq_init(&l->q, (uv_stream_t *)l->tcp,
-              UTIL_MAX(m->n->cfg.max_queue * 4,
-                       (size_t)MESH_CATCHUP_QUEUE + 2 * PEER_PROTO_MAX_FRAME),
-              link_write_error_cb, l);
+    /* The links' limits (flow.c) leave room for live traffic, and always
+     * for a catch-up batch plus a frame of the largest size. */
+    outq_init(&l->q, (uv_stream_t *)l->tcp, flow_links_class(m->n), link_write_error_cb, l);
     peer_decoder_init(&l->dec, PEER_PROTO_MAX_FRAME);
     l->next_all = m->all;
     if (m->all)

@@ -20,6 +20,7 @@ struct mesh;
 struct clients;
 struct relay;
 struct store;
+struct flow;
 
 struct node_config {
     char discovery_url[256];
@@ -29,7 +30,11 @@ struct node_config {
     char advertise[64];     /* address announced to discovery, "" = seen */
     char data_dir[512];
     size_t max_message;     /* client frame bound (1009 beyond) */
-    size_t max_queue;       /* outbound bytes per connection (1008 beyond) */
+    size_t max_queue;       /* soft bound of a client's outbound queue, bytes */
+    size_t max_queue_hard;  /* hard bound: 1008 at once beyond */
+    unsigned write_deadline_ms; /* past the soft bound this long without
+                               write progress: 1008 */
+    size_t max_clients;     /* WebSocket clients at most (503 beyond) */
     unsigned heartbeat_ms;  /* discovery heartbeat period */
     unsigned ping_ms;       /* WebSocket ping period to clients */
     unsigned handshake_ms;  /* HTTP request / WebSocket handshake limit */
@@ -65,6 +70,7 @@ typedef struct node {
     struct clients *clients;
     struct relay *relay;
     struct store *store;       /* history (DATA_DIR/history.db) */
+    struct flow *flow;         /* back-pressure, queue limits */
     struct node_counters counters;
     bool stopping;
     uint64_t started_ms;

@@ -14,6 +14,7 @@
 
 #include "common/log.h"
 #include "common/msgbuf.h"
+#include "common/outq.h"
 #include "common/util.h"
 #include "node/clients.h"
 #include "node/mesh.h"
@@ -35,6 +36,7 @@ struct relay {
     uint64_t sent;           /* highest seq of seq_origin sent out */
     struct held *held;       /* a ring, oldest at head */
     size_t head, nheld, capheld;
+    size_t held_cost;        /* outq_cost of the held client frames */
     uint64_t remote_count;   /* for --test-drop-every */
 };
 
@@ -69,6 +71,7 @@ static void on_commit(uint64_t gen, int ok, void *ud)
     while (r->nheld > 0 && r->held[r->head].gen <= gen) {
         struct held *h = &r->held[r->head];
         send_out(n, h->origin, h->seq, h->peer_frame, h->client_frame);
+        r->held_cost -= outq_cost(h->client_frame);
         msgbuf_unref(h->peer_frame);
         msgbuf_unref(h->client_frame);
         r->head = (r->head + 1) % r->capheld;
@@ -91,6 +94,7 @@ static void hold(struct relay *r, uint64_t gen, uint32_t origin, uint64_t seq, m
     }
     r->held[(r->head + r->nheld) % r->capheld] = (struct held){ gen, origin, seq, pf, cf };
     r->nheld++;
+    r->held_cost += outq_cost(cf);
 }
 
 int relay_init(node *n)
@@ -176,6 +180,11 @@ enum relay_result relay_remote(node *n, const struct chat_message *m)
     n->counters.client_frames_out += clients_broadcast(n->clients, cf);
     msgbuf_unref(cf);
     return RELAY_NEW;
+}
+
+size_t relay_held(const node *n)
+{
+    return n->relay ? n->relay->held_cost : 0;
 }
 
 void relay_free(node *n)

@@ -41,6 +41,10 @@ uint64_t relay_delivered(node *n, uint32_t origin);
 
 /* Frees the relay's state; held messages are dropped (the store has
  * them). Call after the store is closed. */
+/* What the node's own messages waiting for their commit cost each client
+ * queue once they go (outq_cost of their client frames): back-pressure. */
+size_t relay_held(const node *n);
+
 void relay_free(node *n);
 
 #endif

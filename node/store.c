@@ -318,6 +318,11 @@ int store_busy(const store *s)
     return s->working || s->pending.n > 0;
 }
 
+size_t store_backlog(const store *s)
+{
+    return s->pending.used + s->inflight.used;
+}
+
 int store_accepting(const store *s)
 {
     return !s->finished && s->pending.used + s->inflight.used < STORE_MAX_PENDING;

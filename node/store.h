@@ -48,6 +48,9 @@ uint64_t store_append(store *s, const struct chat_message *m);
 /* Whether something appended is not committed yet. */
 int store_busy(const store *s);
 
+/* Bytes of records appended and not yet committed (the disk's backlog). */
+size_t store_backlog(const store *s);
+
 /* Whether store_append may be called: not once the store has finished
  * closing, nor while more than STORE_MAX_PENDING bytes wait for a commit
  * (the disk is behind; the caller refuses or defers the message). */

@@ -310,55 +310,6 @@ def test_unfinished_handshake_is_closed(logdir, procs):
     s.close()
 
 
-def test_slow_consumer_is_closed_with_1008_and_others_get_everything(one_node):
-    slow = raw_ws(one_node.client_port)
-    slow.settimeout(HANG)
-    codes = []
-
-    def slow_reader():
-        # Reads nothing until the node gives up on it; then drains what
-        # the kernel had buffered and must find the close frame after it.
-        wait_until(lambda: "does not read fast enough" in one_node.log(), HANG,
-                   "the node to notice the slow client")
-        codes.append(read_close_code(slow))
-    t = threading.Thread(target=slow_reader)
-    t.start()
-
-    async def go():
-        # max_queue=None: the library keeps reading the socket even while
-        # this coroutine is busy sending, as a well-behaved client must.
-        async with websockets.connect(one_node.ws_url, max_queue=None) as fast:
-            # 12 MB in all: more than the 256 KiB queue bound plus whatever
-            # the kernel buffers for the client that does not read.
-            count = 4000
-            expected = []
-            received = []
-
-            async def reader():
-                while len(received) < count:
-                    received.append(await recv_json(fast))
-            task = asyncio.create_task(reader())
-            # Send in batches of 50 and wait for the fast client to have
-            # them, so that it never lags by more than ~150 KB: the bound
-            # trips for the client that does not read, not for this one.
-            for i in range(count):
-                text = f"m{i}-" + "y" * 3000
-                expected.append(text)
-                await fast.send(new_message(text))
-                if i % 50 == 49:
-                    for _ in range(HANG * 100):
-                        if len(received) > i - 5 or task.done():
-                            break
-                        await asyncio.sleep(0.01)
-            await asyncio.wait_for(task, HANG)
-            check_delivery(received, expected, one_node.id)
-    run(go())
-    t.join()
-    assert codes == [1008]
-    assert one_node.status()["clients"] == 1
-    slow.close()
-
-
 def test_peer_garbage_is_refused_and_the_node_keeps_serving(logdir, procs):
     _, nodes = start_cluster(logdir, procs, 2)
     s = socket.create_connection(("127.0.0.1", nodes[0].sync_port), timeout=HANG)

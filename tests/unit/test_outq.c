@@ -1,9 +1,12 @@
 /* Unit tests for common/outq.c: the per-connection write queue. Buffers are
  * pushed and flushed through a real stream pair (a socketpair opened as two
- * uv_pipe_t in one loop): order, the end-of-turn flush, the byte bound
- * (UV_ENOBUFS, counting bytes in flight), outq_clear/outq_discard dropping
- * their references (ASan's leak check), more than 1024 buffers going out in
- * several vectored writes, and write errors. */
+ * uv_pipe_t in one loop): order, the end-of-turn flush, one write in flight,
+ * the accounting of allocated bytes (control frames included), the hard
+ * bound (UV_ENOBUFS, counting bytes in flight), the soft bound and its
+ * progress deadline and the congestion marks against an injected clock,
+ * outq_clear/outq_discard dropping their references (ASan's leak check),
+ * more than 1024 buffers going out in several vectored writes, and write
+ * errors. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -27,6 +30,7 @@ typedef struct {
     uv_loop_t loop;
     uv_pipe_t w, r;          /* writer and reader ends */
     bool r_open;
+    struct outq_class cls;
     outq q;
     char *got;               /* everything the reader received */
     size_t got_len, got_cap;
@@ -84,7 +88,8 @@ static int setup(void **state)
     f->r.data = f;
     f->r_open = true;
     assert_int_equal(uv_read_start((uv_stream_t *)&f->r, alloc_cb, read_cb), 0);
-    outq_init(&f->q, (uv_stream_t *)&f->w, 1 << 20, on_error, f);
+    f->cls.lim = outq_limits_simple(64u << 20);
+    outq_init(&f->q, (uv_stream_t *)&f->w, &f->cls, on_error, f);
     *state = f;
     return 0;
 }
@@ -93,6 +98,7 @@ static int teardown(void **state)
 {
     fixture *f = *state;
     outq_discard(&f->q);
+    outq_set_clock(NULL);
     if (!uv_is_closing((uv_handle_t *)&f->w))
         uv_close((uv_handle_t *)&f->w, NULL);
     if (f->r_open && !uv_is_closing((uv_handle_t *)&f->r))
@@ -105,6 +111,17 @@ static int teardown(void **state)
     msgbuf_trim();
     return 0;
 }
+
+/* Starts the queue over with other limits. */
+static void reinit(fixture *f, struct outq_limits lim)
+{
+    outq_discard(&f->q);
+    f->cls.lim = lim;
+    outq_init(&f->q, (uv_stream_t *)&f->w, &f->cls, on_error, f);
+}
+
+static uint64_t fake_now = 1000000;
+static uint64_t fake_clock(void) { return fake_now; }
 
 /* Turns the loop without blocking (each turn ends with the flush check)
  * until the reader has want bytes or 5 s have passed. */
@@ -210,10 +227,13 @@ static void test_explicit_flush(void **state)
     assert_int_equal(f->q.dirty, 0);
     assert_int_equal(outq_push(&f->q, b), 0);
     outq_flush(&f->q);
+    /* one write in flight at a time: b waits for the first to complete */
+    assert_int_equal(f->q.writes, 1);
+    assert_int_equal(f->q.npending, 1);
+    run_until_received(f, 11);
     assert_int_equal(f->q.writes, 2);
     outq_flush(&f->q); /* nothing pending: no write */
     assert_int_equal(f->q.writes, 2);
-    run_until_received(f, 11);
     assert_memory_equal(f->got, "hello world", 11);
     run_until_drained(f);
     msgbuf_unref(a);
@@ -223,21 +243,25 @@ static void test_explicit_flush(void **state)
 static void test_byte_bound(void **state)
 {
     fixture *f = *state;
-    outq_discard(&f->q);
-    outq_init(&f->q, (uv_stream_t *)&f->w, 100, on_error, f);
     msgbuf *a = make_buf(60, 0), *b = make_buf(40, 1), *c = make_buf(1, 2);
+    reinit(f, outq_limits_simple(outq_cost(a) + outq_cost(b)));
     assert_int_equal(outq_push(&f->q, a), 0);
     assert_int_equal(outq_push(&f->q, b), 0);     /* exactly the bound */
     assert_int_equal(outq_bytes(&f->q), 100);
+    assert_int_equal(f->q.mem, f->cls.lim.hard);
+    assert_int_equal(outq_verdict(&f->q, 0), OUTQ_FINE);
+    assert_int_equal(outq_verdict(&f->q, 1), OUTQ_OVER_HARD);
     assert_int_equal(outq_push(&f->q, c), UV_ENOBUFS);
     /* refused means nothing queued and no reference taken */
     assert_int_equal(c->refs, 1);
     assert_int_equal(f->q.npending, 2);
     assert_int_equal(outq_bytes(&f->q), 100);
-    /* the unbounded push goes past it (a close frame to a slow consumer) */
+    /* the unbounded push goes past it (a close frame to a slow consumer),
+     * and is counted */
     msgbuf *close = make_str("CLOSE");
     assert_int_equal(outq_push_unbounded(&f->q, close), 0);
     assert_int_equal(outq_bytes(&f->q), 105);
+    assert_int_equal(f->q.mem, f->cls.lim.hard + outq_cost(close));
     assert_int_equal(outq_push(&f->q, c), UV_ENOBUFS);
 
     run_until_received(f, 105);
@@ -247,6 +271,7 @@ static void test_byte_bound(void **state)
     run_until_drained(f);
     /* written: room again */
     assert_int_equal(outq_bytes(&f->q), 0);
+    assert_int_equal(f->q.mem, 0);
     assert_int_equal(outq_push(&f->q, c), 0);
     run_until_received(f, 106);
     run_until_drained(f);
@@ -262,10 +287,9 @@ static void test_bound_counts_bytes_in_flight(void **state)
     /* A write the socket cannot take at once stays in flight: its bytes
      * still count against the bound until its callback. */
     const size_t big = 6u << 20;
-    outq_discard(&f->q);
-    outq_init(&f->q, (uv_stream_t *)&f->w, 8u << 20, on_error, f);
-    uv_read_stop((uv_stream_t *)&f->r);
     msgbuf *b = make_buf(big, 3);
+    reinit(f, outq_limits_simple(outq_cost(b) + (2u << 20)));
+    uv_read_stop((uv_stream_t *)&f->r);
     assert_int_equal(outq_push(&f->q, b), 0);
     outq_flush(&f->q);
     assert_int_equal(f->q.npending, 0);
@@ -382,7 +406,8 @@ static void test_two_queues_one_turn(void **state)
     assert_int_equal(uv_pipe_init(&f->loop, &w2, 0), 0);
     assert_int_equal(uv_pipe_open(&w2, fds[0]), 0);
     outq q2;
-    outq_init(&q2, (uv_stream_t *)&w2, 1000, NULL, NULL);
+    struct outq_class cls2 = { .lim = outq_limits_simple(10000) };
+    outq_init(&q2, (uv_stream_t *)&w2, &cls2, NULL, NULL);
     msgbuf *a = make_str("to-one");
     msgbuf *b = make_str("to-two");
     assert_int_equal(outq_push(&f->q, a), 0);
@@ -418,8 +443,7 @@ static void test_discard_with_write_in_flight(void **state)
 {
     fixture *f = *state;
     uv_read_stop((uv_stream_t *)&f->r);
-    outq_discard(&f->q);
-    outq_init(&f->q, (uv_stream_t *)&f->w, 16u << 20, on_error, f);
+    reinit(f, outq_limits_simple(16u << 20));
     msgbuf *b = make_buf(4u << 20, 1);
     assert_int_equal(outq_push(&f->q, b), 0);
     outq_flush(&f->q);
@@ -513,6 +537,171 @@ static void test_push_from_timer_latency(void **state)
     msgbuf_unref(p.b);
 }
 
+/* What a queue is charged: each buffer's allocation, not its length (a
+ * small frame sits in a 1 KiB buffer), control frames included; the
+ * charge goes when the write completes or the data is dropped. */
+static void test_accounting_is_allocated_bytes(void **state)
+{
+    fixture *f = *state;
+    msgbuf *small = make_str("ab"), *big = make_buf(100000, 1);
+    assert_true(outq_cost(small) >= small->cap + sizeof(msgbuf));
+    assert_true(outq_cost(small) >= 1024); /* far more than its 2 bytes */
+    assert_true(outq_cost(big) >= 100000 + sizeof(msgbuf));
+    assert_int_equal(outq_push(&f->q, small), 0);
+    assert_int_equal(outq_push_unbounded(&f->q, small), 0); /* a "pong" */
+    assert_int_equal(outq_push(&f->q, big), 0);
+    assert_int_equal(f->q.mem, 2 * outq_cost(small) + outq_cost(big));
+    assert_int_equal(outq_bytes(&f->q), 100004);
+    assert_int_equal(f->q.pushed_total, 100004);
+    outq_flush(&f->q); /* one batch of three: in flight, still charged */
+    assert_int_equal(f->q.mem, 2 * outq_cost(small) + outq_cost(big));
+    run_until_received(f, 100004);
+    run_until_drained(f);
+    assert_int_equal(f->q.mem, 0);
+    assert_int_equal(f->q.retired_total, 100004);
+    /* dropped data is retired too */
+    assert_int_equal(outq_push(&f->q, small), 0);
+    outq_clear(&f->q);
+    assert_int_equal(f->q.mem, 0);
+    assert_int_equal(f->q.retired_total, f->q.pushed_total);
+    msgbuf_unref(small);
+    msgbuf_unref(big);
+}
+
+/* The soft bound: past it, a queue that made no write progress for the
+ * deadline is a slow consumer; below it, never; progress restarts the
+ * count. The hard bound applies at once, whatever the clock. */
+static void test_soft_bound_and_deadline(void **state)
+{
+    fixture *f = *state;
+    outq_set_clock(fake_clock);
+    msgbuf *b = make_buf(50000, 4);
+    size_t c = outq_cost(b);
+    reinit(f, (struct outq_limits){ .hard = 10 * c, .soft = 2 * c, .deadline_ms = 1000 });
+    uv_read_stop((uv_stream_t *)&f->r); /* the reader stalls */
+    assert_int_equal(outq_stalled_ms(&f->q), 0);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(outq_push(&f->q, b), 0);
+    fake_now += 5000; /* long stalled, but at the soft bound, not past it */
+    assert_int_equal(outq_stalled_ms(&f->q), 5000);
+    assert_int_equal(outq_verdict(&f->q, 0), OUTQ_FINE);
+    assert_int_equal(outq_verdict(&f->q, 1), OUTQ_STALLED);
+    assert_int_equal(outq_push(&f->q, b), UV_ENOBUFS);
+
+    /* progress (the reader reads again) restarts the deadline */
+    assert_int_equal(uv_read_start((uv_stream_t *)&f->r, alloc_cb, read_cb), 0);
+    run_until_received(f, 100000);
+    run_until_drained(f);
+    uv_read_stop((uv_stream_t *)&f->r);
+    for (int i = 0; i < 5; i++) /* past soft: fine while the deadline runs */
+        assert_int_equal(outq_push(&f->q, b), 0);
+    fake_now += 999;
+    assert_int_equal(outq_verdict(&f->q, 0), OUTQ_FINE);
+    assert_int_equal(outq_push(&f->q, b), 0);
+    fake_now += 1;
+    assert_int_equal(outq_verdict(&f->q, 0), OUTQ_STALLED);
+    assert_int_equal(outq_push(&f->q, b), UV_ENOBUFS);
+    outq_clear(&f->q); /* nothing was in flight: all of it goes */
+    assert_int_equal(f->q.mem, 0);
+    assert_int_equal(outq_verdict(&f->q, 0), OUTQ_FINE);
+
+    /* the hard bound, with a fresh clock */
+    reinit(f, (struct outq_limits){ .hard = 3 * c, .soft = c, .deadline_ms = 1000 });
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(outq_push(&f->q, b), 0);
+    assert_int_equal(outq_verdict(&f->q, c), OUTQ_OVER_HARD);
+    assert_int_equal(outq_push(&f->q, b), UV_ENOBUFS);
+    assert_int_equal(b->refs, 4);
+    outq_discard(&f->q);
+    assert_int_equal(uv_read_start((uv_stream_t *)&f->r, alloc_cb, read_cb), 0);
+    uv_close((uv_handle_t *)&f->w, NULL); /* cancels what is in flight */
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    msgbuf_unref(b);
+}
+
+/* Congestion: a queue enters above high and leaves below low (between the
+ * two it stays in); while in, it presses on senders only as long as it
+ * makes progress (a stalled reader must not hold everyone back). */
+static void test_congestion_marks(void **state)
+{
+    fixture *f = *state;
+    outq_set_clock(fake_clock);
+    msgbuf *big = make_buf(4u << 20, 7), *b = make_buf(10000, 5);
+    size_t C = outq_cost(big), c = outq_cost(b);
+    reinit(f, (struct outq_limits){ .hard = 2 * C, .soft = 2 * C,
+                                    .high = C + 2 * c, .low = C / 2 });
+    uv_read_stop((uv_stream_t *)&f->r);
+    assert_int_equal(outq_push(&f->q, big), 0);
+    outq_flush(&f->q); /* in flight, and stays: the reader reads nothing */
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(outq_push(&f->q, b), 0);
+    assert_int_equal(f->cls.ncongested, 0); /* at high, not above */
+    assert_false(outq_class_pressing(&f->cls, 200));
+    assert_int_equal(outq_push(&f->q, b), 0);
+    assert_int_equal(f->cls.ncongested, 1);
+    assert_ptr_equal(f->cls.congested, &f->q);
+    assert_true(outq_class_pressing(&f->cls, 200));
+    fake_now += 200; /* no progress for that long: a stalled reader */
+    assert_false(outq_class_pressing(&f->cls, 200));
+    assert_true(outq_class_pressing(&f->cls, 201));
+    /* down to the write in flight: under high, over low, still in */
+    outq_clear(&f->q);
+    assert_int_equal(f->q.mem, C);
+    assert_int_equal(f->cls.ncongested, 1);
+    /* all written: out */
+    assert_int_equal(uv_read_start((uv_stream_t *)&f->r, alloc_cb, read_cb), 0);
+    run_until_received(f, 4u << 20);
+    run_until_drained(f);
+    assert_int_equal(f->cls.ncongested, 0);
+    assert_null(f->cls.congested);
+    /* discarding a congested queue takes it out of the list */
+    uv_read_stop((uv_stream_t *)&f->r);
+    assert_int_equal(outq_push(&f->q, big), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(outq_push(&f->q, b), 0);
+    assert_int_equal(f->cls.ncongested, 1);
+    outq_discard(&f->q);
+    assert_int_equal(f->cls.ncongested, 0);
+    assert_null(f->cls.congested);
+    msgbuf_unref(big);
+    msgbuf_unref(b);
+}
+
+/* One write in flight: what is pushed meanwhile stays pending, where a
+ * slow consumer's data can be dropped so that its close frame goes right
+ * after the write in flight. outq_flush_all hands everything over (before
+ * a shutdown). */
+static void test_one_write_in_flight_then_close_frame(void **state)
+{
+    fixture *f = *state;
+    uv_read_stop((uv_stream_t *)&f->r);
+    msgbuf *big = make_buf(2u << 20, 6);
+    assert_int_equal(outq_push(&f->q, big), 0);
+    outq_flush(&f->q);
+    assert_int_equal(f->q.inflight, 1);
+    msgbuf *data = make_str("DATA-NOBODY-WANTS");
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(outq_push(&f->q, data), 0);
+    uv_run(&f->loop, UV_RUN_NOWAIT); /* the end-of-turn flush waits too */
+    assert_int_equal(f->q.inflight, 1);
+    assert_int_equal(f->q.npending, 10);
+    outq_clear(&f->q);
+    msgbuf *close = make_str("CLOSE");
+    assert_int_equal(outq_push_unbounded(&f->q, close), 0);
+    outq_flush_all(&f->q);
+    assert_int_equal(f->q.inflight, 2);
+    assert_int_equal(f->q.npending, 0);
+    assert_int_equal(uv_read_start((uv_stream_t *)&f->r, alloc_cb, read_cb), 0);
+    run_until_received(f, (2u << 20) + 5);
+    assert_memory_equal(f->got, big->data, 2u << 20);
+    assert_memory_equal(f->got + (2u << 20), "CLOSE", 5);
+    run_until_drained(f);
+    assert_int_equal(data->refs, 1);
+    msgbuf_unref(big);
+    msgbuf_unref(data);
+    msgbuf_unref(close);
+}
+
 int main(void)
 {
     /* a write to a closed socketpair must fail with EPIPE, not kill us */
@@ -528,6 +717,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_discard_with_write_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_error_reported, setup, teardown),
         cmocka_unit_test_setup_teardown(test_push_from_timer_latency, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_accounting_is_allocated_bytes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_soft_bound_and_deadline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_congestion_marks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_write_in_flight_then_close_frame, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests_name("outq", tests, NULL, NULL);
 }

@@ -799,15 +799,20 @@ static void test_slow_consumer_1008(void **state)
     for (; sent < 100000; sent++) {
         snprintf(payload, sizeof(payload), "%08d", sent);
         payload[8] = '-';
-        queued_before = ws_conn_queued_bytes(srv->conn);
+        queued_before = ws_conn_queued_mem(srv->conn);
         rc = ws_conn_send_text(srv->conn, payload, PLEN);
         if (rc != 0)
             break;
         uv_run(&fx->loop, UV_RUN_NOWAIT); /* flush: hand it to the kernel */
     }
     assert_int_equal(rc, UV_ENOBUFS);
-    /* refused exactly when the frame would pass the bound */
-    assert_true(queued_before + FRAME > fx->scfg.max_queue);
+    /* refused exactly when the frame would pass the bound, counted as the
+     * memory it holds (its buffer's capacity), not its length */
+    msgbuf *like = msgbuf_new(PLEN + WS_MAX_HEADER);
+    size_t cost = outq_cost(like);
+    msgbuf_unref(like);
+    assert_true(cost > FRAME);
+    assert_true(queued_before + cost > fx->scfg.max_queue);
     assert_true(queued_before <= fx->scfg.max_queue);
     /* being closed with 1008: nothing more is taken */
     assert_int_equal(srv->closes, 0);

@@ -1,0 +1,298 @@
+"""End-to-end tests of flow control and bounded memory (docs/PROTOCOL.md,
+"Limits and flow control"): senders going flat out are slowed by TCP, not
+cut; a reader that stops reading is closed with 1008 after the write
+deadline and gets the close frame; a ping flooder is closed without growing
+the node; clients beyond --max-clients get 503.
+
+The clients here are raw sockets driven from threads: a sender writes all
+its frames in one sendall, as fast as the kernel takes them, which is what
+a load generator does and what a polite library never does."""
+
+import base64
+import json
+import os
+import re
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+from cluster import Discovery, Node, http_json, start_cluster, wait_until
+
+HANG = 60  # seconds: only a guard against hangs, never a speed claim
+TEXT = re.compile(rb'"text":"(s\d+-\d+)')
+# No pings from the nodes: the raw readers here do not answer them.
+QUIET = ("--ping-interval-ms", "0")
+
+
+def handshake(port, rcvbuf=None):
+    s = socket.socket()
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(HANG)
+    s.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall((f"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+               f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(1)
+        assert chunk, "closed during the handshake"
+        head += chunk
+    return s, head
+
+
+def masked(opcode, payload):
+    mask = os.urandom(4)
+    n = len(payload)
+    head = bytes([0x80 | opcode])
+    if n < 126:
+        head += bytes([0x80 | n])
+    elif n < 65536:
+        head += bytes([0x80 | 126]) + struct.pack("!H", n)
+    else:
+        head += bytes([0x80 | 127]) + struct.pack("!Q", n)
+    m = (mask * (n // 4 + 1))[:n]
+    body = (int.from_bytes(payload, "big") ^ int.from_bytes(m, "big")).to_bytes(n, "big") \
+        if n else b""
+    return head + mask + body
+
+
+def chat_frame(text):
+    return masked(1, json.dumps({"type": "newMessageFromClient",
+                                 "payload": {"text": text, "sender": "flow",
+                                             "chatId": 11}}).encode())
+
+
+class Reader:
+    """Reads one socket in a thread: the texts of the message frames in
+    arrival order, and the close code if a close frame came."""
+
+    def __init__(self, sock, name):
+        self.s = sock
+        self.name = name
+        self.texts = []
+        self.close_code = None
+        self.eof = False
+        self.error = None
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def _run(self):
+        buf = bytearray()
+        pos = 0
+        try:
+            while True:
+                chunk = self.s.recv(1 << 20)
+                if not chunk:
+                    self.eof = True
+                    return
+                if pos:
+                    del buf[:pos]
+                    pos = 0
+                buf += chunk
+                while len(buf) - pos >= 2:
+                    op, ln = buf[pos] & 0x0F, buf[pos + 1] & 0x7F
+                    hl = {126: 4, 127: 10}.get(ln, 2)
+                    if len(buf) - pos < hl:
+                        break
+                    if ln == 126:
+                        ln = struct.unpack_from("!H", buf, pos + 2)[0]
+                    elif ln == 127:
+                        ln = struct.unpack_from("!Q", buf, pos + 2)[0]
+                    if len(buf) - pos < hl + ln:
+                        break
+                    payload = bytes(buf[pos + hl:pos + hl + ln])
+                    pos += hl + ln
+                    if op == 8:
+                        self.close_code = struct.unpack("!H", payload[:2])[0]
+                        return
+                    if op == 1:
+                        m = TEXT.search(payload)
+                        if m:
+                            self.texts.append(m.group(1).decode())
+        except OSError as e:
+            self.error = e
+
+    def wait_for(self, count):
+        wait_until(lambda: len(self.texts) >= count or self.close_code is not None
+                   or self.eof or self.error is not None, HANG,
+                   f"{self.name} to receive {count} messages")
+
+    def join(self):
+        self.t.join(HANG)
+        assert not self.t.is_alive(), f"{self.name} still reading"
+
+
+def check_all(reader, senders, per_sender):
+    """Every message of every sender exactly once, each sender's in order."""
+    assert reader.close_code is None, f"{reader.name} was closed with {reader.close_code}"
+    seen = {}
+    for t in reader.texts:
+        who, i = t[1:].split("-")
+        seen.setdefault(who, []).append(int(i))
+    for k in range(senders):
+        got = seen.get(str(k), [])
+        assert got == list(range(per_sender)), \
+            f"{reader.name}: sender {k}: {len(got)} of {per_sender}, in order: " \
+            f"{got == sorted(got)}, unique: {len(set(got)) == len(got)}"
+    assert len(reader.texts) == senders * per_sender
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_flat_out_senders_get_every_message_and_no_reader_is_cut(logdir, procs):
+    """The seed topology flat out: 3 senders on node 1 that also read, one
+    reader on every node. No window: each sender writes all of its frames
+    at once."""
+    _, nodes = start_cluster(logdir, procs, 3, node_extra=QUIET)
+    per_sender = 20000
+    senders, readers = [], []
+    for k in range(3):
+        s, _ = handshake(nodes[0].client_port)
+        senders.append(s)
+        readers.append(Reader(s, f"sender{k}"))
+    for i, nd in enumerate(nodes):
+        s, _ = handshake(nd.client_port)
+        readers.append(Reader(s, f"reader-on-node{i + 1}"))
+    blobs = [b"".join(chat_frame(f"s{k}-{i}-" + "x" * 120) for i in range(per_sender))
+             for k in range(3)]
+    threads = [threading.Thread(target=s.sendall, args=(b,)) for s, b in zip(senders, blobs)]
+    for t in threads:
+        t.start()
+    for r in readers:
+        r.wait_for(3 * per_sender)
+    for t in threads:
+        t.join(HANG)
+    for r in readers:
+        check_all(r, 3, per_sender)
+    for nd in nodes:
+        assert "slow consumer" not in nd.log()
+        assert nd.status()["clients"] == (4 if nd is nodes[0] else 1)
+    for s in senders + [r.s for r in readers[3:]]:
+        s.close()
+
+
+def test_a_burst_of_big_messages_reaches_readers_on_other_nodes(logdir, procs):
+    """2000 messages of 3 KB in one write (6 MB, more than --max-queue):
+    readers on the other nodes get all of them."""
+    _, nodes = start_cluster(logdir, procs, 3, node_extra=QUIET)
+    count = 2000
+    s, _ = handshake(nodes[0].client_port)
+    readers = [Reader(s, "sender")]
+    for i, nd in enumerate(nodes[1:]):
+        r, _ = handshake(nd.client_port)
+        readers.append(Reader(r, f"reader-on-node{i + 2}"))
+    s.sendall(b"".join(chat_frame(f"s0-{i}-" + "y" * 3000) for i in range(count)))
+    for r in readers:
+        r.wait_for(count)
+        check_all(r, 1, count)
+    for nd in nodes:
+        assert "slow consumer" not in nd.log()
+    for r in readers:
+        r.s.close()
+
+
+def test_a_reader_that_stops_is_closed_with_1008_after_the_deadline(logdir, procs):
+    d = Discovery(logdir)
+    procs.append(d)
+    nd = Node(d, logdir, extra=(*QUIET, "--max-queue", "262144", "--write-deadline", "0.5"))
+    procs.append(nd)
+    stalled, _ = handshake(nd.client_port, rcvbuf=4096)
+    fast, _ = handshake(nd.client_port)
+    fast_reader = Reader(fast, "fast")
+    count = 3000
+    fast.sendall(b"".join(chat_frame(f"s0-{i}-" + "z" * 3000) for i in range(count)))
+    fast_reader.wait_for(count)
+    check_all(fast_reader, 1, count)
+    # 9 MB went out, the stalled reader's queue is past its soft bound and
+    # has made no progress for longer than the deadline: it is closed...
+    wait_until(lambda: "slow consumer" in nd.log(), HANG, "the node to close the stalled reader")
+    # ... and, reading now, finds the close frame after what it was sent.
+    r = Reader(stalled, "stalled")
+    r.join()
+    assert r.close_code == 1008, (r.close_code, r.eof, r.error)
+    assert r.texts == [f"s0-{i}" for i in range(len(r.texts))]  # whole frames, in order
+    assert len(r.texts) < count
+    wait_until(lambda: nd.status()["clients"] == 1, HANG, "the stalled client to be gone")
+    fast.close()
+
+
+def test_a_ping_flooder_that_never_reads_is_closed_and_costs_little(logdir, procs):
+    d = Discovery(logdir)
+    procs.append(d)
+    nd = Node(d, logdir, extra=(*QUIET, "--write-deadline", "0.5"))
+    procs.append(nd)
+    s, _ = handshake(nd.client_port, rcvbuf=4096)
+    before = rss_kb(nd.p.pid)
+    # 200,000 pings of 125 bytes: 25 MB of pongs if each were answered, far
+    # more than the kernel buffers between us. We read none of it. The node
+    # owes at most one pong at a time, and closes a flood.
+    ping = masked(9, b"p" * 125)
+    sent = 0
+    try:
+        for _ in range(200):
+            s.sendall(ping * 1000)
+            sent += 1000
+    except OSError:
+        pass  # the node closed us mid-flood: what we are here to see
+    wait_until(lambda: "ping flood" in nd.log(), HANG, "the node to close the flooder")
+    wait_until(lambda: nd.status()["clients"] == 0, HANG, "the flooder to be gone")
+    grown = rss_kb(nd.p.pid) - before
+    assert grown < 8 * 1024, f"node RSS grew by {grown} KiB during a ping flood"
+    s.close()
+
+
+def test_clients_beyond_max_clients_get_503_and_the_node_stays_listed(logdir, procs):
+    d = Discovery(logdir)
+    procs.append(d)
+    nd = Node(d, logdir, extra=(*QUIET, "--max-clients", "3"))
+    procs.append(nd)
+    held = [handshake(nd.client_port)[0] for _ in range(3)]
+    for h in held:
+        h.settimeout(HANG)
+    wait_until(lambda: nd.status()["clients"] == 3, HANG, "3 clients")
+    s, head = handshake_refused(nd.client_port)
+    assert head.startswith(b"HTTP/1.1 503"), head
+    body = json.loads(head.split(b"\r\n\r\n", 1)[1])
+    assert "--max-clients" in body["error"]
+    assert nd.id in d.active_ids()
+    status, body = http_json(nd.url + "/api/status")
+    assert status == 200 and body["clients"] == 3
+    held.pop().close()
+    wait_until(lambda: nd.status()["clients"] == 2, HANG, "a client to leave")
+    again, head = handshake(nd.client_port)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    for h in held + [again]:
+        h.close()
+
+
+def handshake_refused(port):
+    """Sends a handshake and reads the whole answer (head and body) until
+    the node closes the connection."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=HANG)
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall((f"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+               f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    data = b""
+    deadline = time.monotonic() + HANG
+    while time.monotonic() < deadline:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        m = re.search(rb"Content-Length: (\d+)", head, re.I)
+        if m and len(body) >= int(m.group(1)):
+            break
+    return s, data
