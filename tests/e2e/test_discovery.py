@@ -13,6 +13,7 @@ import threading
 import time
 
 import pytest
+import requests
 
 from cluster import BIN_DIR, SANITIZER_MARKS, Discovery, http_json, wait_until
 
@@ -804,6 +805,20 @@ def test_huge_content_length_is_413_without_the_body(disc):
         assert r.at_eof()
     finally:
         s.close()
+    assert register(disc) == 1
+
+
+def test_413_reaches_a_client_that_sends_the_whole_body(disc):
+    """requests sends all of a 4 MiB body before it reads the answer; the
+    daemon refuses at the headers, then drops the rest of the body until the
+    client is done (a lingering close) instead of resetting the connection,
+    so the 413 arrives every time, not a reset or a broken pipe."""
+    for _ in range(5):
+        r = requests.post(disc.url + "/api/nodes/register", data=b"x" * (4 << 20),
+                          headers={"Content-Type": "application/json"}, timeout=HANG)
+        assert r.headers["Content-Type"] == "application/json"
+        assert r.headers["Connection"] == "close"
+        assert_error(r.status_code, r.json(), 413, "larger than 65536 bytes")
     assert register(disc) == 1
 
 
