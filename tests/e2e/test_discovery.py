@@ -6,6 +6,7 @@ send. Every wait polls a condition with a hang limit."""
 import http.client
 import json
 import os
+import resource
 import select
 import socket
 import subprocess
@@ -946,6 +947,53 @@ def test_max_connections_refuses_with_503_and_frees_slots(logdir, procs):
     finally:
         for s in held:
             s.close()
+
+
+def test_connection_cap_defaults_to_the_descriptor_limit_less_32(logdir, procs):
+    """Without --max-connections the cap follows the descriptor limit, less
+    32 kept in reserve. Under a hard limit of 64 (soft 48, which discovery
+    raises to 64): 32 connections are served, the 33rd gets 503, and a
+    registered node goes on heartbeating on its own connection."""
+    def limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (48, 64))
+    d = start(logdir, procs, preexec=limit)
+    assert "descriptors: soft limit raised from 48 to 64" in d.log()
+    other = register(d)
+    assert login(d, other, syncport=3, clientport=4)[0] == 200
+    node = http.client.HTTPConnection("127.0.0.1", d.port, timeout=HANG)
+    held = []
+
+    def post(path, body):
+        node.request("POST", path, body=json.dumps(body),
+                     headers={"Content-Type": "application/json"})
+        r = node.getresponse()
+        return r.status, json.loads(r.read())
+    try:
+        status, body = post("/api/nodes/register", {"password": "pw"})
+        assert status == 200, body
+        nid = body["id"]
+        status, body = post("/api/nodes/active/login",
+                            {"id": nid, "password": "pw", "syncport": 1, "clientport": 2})
+        assert status == 200, body
+        for _ in range(31):  # with the node's, 32 connections
+            s = connect(d)
+            held.append(s)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert Reader(s).response()[0] == 200
+        s = connect(d)
+        held.append(s)
+        status, _, body = Reader(s).response()
+        assert_error(status, body, 503, "too many connections")
+        status, body = post("/api/nodes/active/heartbeat", {"id": nid, "password": "pw"})
+        assert status == 200, body
+        assert body == {"activeNodes": [{"id": other, "syncport": 3, "clientport": 4,
+                                         "address": "127.0.0.1"}]}
+    finally:
+        node.close()
+        for s in held:
+            s.close()
+    # Once they are gone, new connections are served again.
+    wait_until(lambda: heartbeat(d, other)[0] == 200, HANG, "a heartbeat on a new connection")
 
 
 # --- load --------------------------------------------------------------------
