@@ -7,7 +7,9 @@
  * server stops reading from that client until its answers drain, and pauses
  * the parser so that requests already read wait, in order, in c->pending.
  * While paused (or whenever answers wait), the timer watches the writes: a
- * period without a byte written closes the connection. */
+ * period without a byte written closes the connection. A connection that
+ * ends after an answer ends with a lingering close (see conn_linger), so
+ * that a client still sending gets to read the answer. */
 #include "common/http_server.h"
 
 #include <llhttp.h>
@@ -27,6 +29,12 @@
 #define HTTP_DEFAULT_REQUEST_MS 10000
 #define HTTP_DEFAULT_IDLE_MS 60000
 #define HTTP_DEFAULT_MAX_CONNS 10000
+#define HTTP_DEFAULT_LINGER_MS 2000
+#define HTTP_DEFAULT_LINGER_BYTES (8 * 1024 * 1024)
+/* Refused connections (over the cap) that may linger at once; more are
+ * closed right after their 503, so that a flood of them cannot hold
+ * descriptors beyond the cap for long. */
+#define HTTP_MAX_REFUSED_LINGERING 16
 #define HTTP_MAX_UNSENT (1024 * 1024)
 #define HTTP_MAX_HEADERS 64
 #define HTTP_READ_BUF 65536
@@ -56,6 +64,11 @@ struct hconn {
     bool responded;             /* the current request has its answer */
     bool upgrade_ready;         /* a complete upgrade request is parsed */
     bool is_head;               /* the current request's method is HEAD */
+    bool peer_eof;              /* the client closed its sending side */
+    bool refused;               /* over the connection cap: 503 */
+    bool lingering;             /* answered, write side shut: discarding */
+    size_t linger_bytes;        /* discarded while lingering */
+    uv_shutdown_t shutdown;
     char extra[HTTP_ANSWER_HEADERS_MAX + 1]; /* http_answer_add_header lines, NUL */
     size_t extra_len;
     int handles_open;           /* tcp and timer, until both are closed */
@@ -76,6 +89,7 @@ struct http_server {
     struct http_server_config cfg;
     struct hconn *conns;
     unsigned nconns;
+    unsigned refused_lingering; /* lingering connections with refused set */
     int port;
     bool closing;
     bool listener_closed;
@@ -94,6 +108,7 @@ static llhttp_settings_t http_settings;
 static char read_buf[HTTP_READ_BUF]; /* one loop thread; parsed in place */
 
 static void conn_close(struct hconn *c);
+static void conn_linger(struct hconn *c);
 static void conn_resume_reading(struct hconn *c);
 static void start_timer(struct hconn *c, unsigned ms);
 
@@ -134,7 +149,7 @@ static void write_cb(uv_write_t *req, int status)
         return;
     }
     if (c->close_after_write && c->writes_pending == 0) {
-        conn_close(c);
+        conn_linger(c);
         return;
     }
     if (c->read_paused && c->unsent < HTTP_MAX_UNSENT / 2)
@@ -564,12 +579,20 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     struct hconn *c = stream->data;
     if (nread == 0 || c->closing)
         return;
+    if (c->lingering) {
+        /* Nothing is parsed any more; the client's EOF ends it. */
+        c->linger_bytes += nread > 0 ? (size_t)nread : 0;
+        if (nread < 0 || c->linger_bytes > c->s->cfg.linger_max_bytes)
+            conn_close(c);
+        return;
+    }
     if (nread < 0) {
         if (nread != UV_EOF)
             log_debug("http: read from %s failed: %s", c->peer_addr, uv_strerror((int)nread));
         if (c->writes_pending > 0 && nread == UV_EOF) {
             /* Half-closed: answer what was asked, then close. */
             uv_read_stop(stream);
+            c->peer_eof = true;
             c->read_paused = true;
             c->close_after_write = true;
         } else {
@@ -617,7 +640,9 @@ static void timer_cb(uv_timer_t *t)
     struct hconn *c = container_of(t, struct hconn, timer);
     if (c->closing)
         return;
-    if (c->in_request) {
+    if (c->lingering) {
+        conn_close(c); /* lingered long enough */
+    } else if (c->in_request) {
         conn_fail(c, 408, "request not received in time");
     } else if (c->writes_pending == 0) {
         conn_close(c); /* idle keep-alive */
@@ -680,9 +705,52 @@ static void conn_close(struct hconn *c)
     if (c->closing)
         return;
     c->closing = true;
+    if (c->lingering && c->refused)
+        c->s->refused_lingering--;
     uv_close((uv_handle_t *)&c->timer, handle_closed_cb);
     if (c->tcp != NULL)
         uv_close((uv_handle_t *)c->tcp, handle_closed_cb);
+}
+
+static void shutdown_cb(uv_shutdown_t *req, int status)
+{
+    struct hconn *c = req->data;
+    /* UV_ECANCELED: the connection closed first; its memory is still ours
+     * until the close callbacks, which run after this. */
+    if (status != 0 && !c->closing)
+        conn_close(c);
+}
+
+/* Every answer is written and the connection is to end. Closing now, with
+ * bytes of the client's still unread, would make the kernel answer with a
+ * reset, and a reset makes the client's kernel drop our answer before the
+ * client has read it: a client still sending a large body would never see
+ * its 413. So, as nginx's lingering close does: send our FIN (uv_shutdown,
+ * queued after the answer), read and discard what the client still sends,
+ * and close at its EOF, or after linger_timeout_ms, or past
+ * linger_max_bytes. A lingering connection still counts against the cap. */
+static void conn_linger(struct hconn *c)
+{
+    http_server *s = c->s;
+    if (c->closing || c->lingering)
+        return;
+    if (c->peer_eof || s->closing ||
+        (c->refused && s->refused_lingering >= HTTP_MAX_REFUSED_LINGERING)) {
+        conn_close(c);
+        return;
+    }
+    c->shutdown.data = c;
+    if (uv_shutdown(&c->shutdown, (uv_stream_t *)c->tcp, shutdown_cb) != 0) {
+        conn_close(c);
+        return;
+    }
+    c->lingering = true;
+    if (c->refused)
+        s->refused_lingering++;
+    uv_timer_start(&c->timer, timer_cb, s->cfg.linger_timeout_ms, 0);
+    c->read_paused = false;
+    if (uv_read_start((uv_stream_t *)c->tcp, alloc_cb, read_cb) != 0)
+        conn_close(c);
 }
 
 static void accept_cb(uv_stream_t *server, int status)
@@ -716,6 +784,7 @@ static void accept_cb(uv_stream_t *server, int status)
     if (s->closing || s->nconns > s->cfg.max_connections) {
         log_warn("http: refusing %s: %u connections open (limit %u)", c->peer_addr,
                  s->nconns - 1, s->cfg.max_connections);
+        c->refused = true;
         conn_fail(c, 503, "too many connections; retry later");
         start_timer(c, 1000);
         return;
@@ -753,6 +822,8 @@ int http_server_start(uv_loop_t *loop, const char *host, int port,
     if (!s->cfg.request_timeout_ms) s->cfg.request_timeout_ms = HTTP_DEFAULT_REQUEST_MS;
     if (!s->cfg.idle_timeout_ms) s->cfg.idle_timeout_ms = HTTP_DEFAULT_IDLE_MS;
     if (!s->cfg.max_connections) s->cfg.max_connections = HTTP_DEFAULT_MAX_CONNS;
+    if (!s->cfg.linger_timeout_ms) s->cfg.linger_timeout_ms = HTTP_DEFAULT_LINGER_MS;
+    if (!s->cfg.linger_max_bytes) s->cfg.linger_max_bytes = HTTP_DEFAULT_LINGER_BYTES;
 
     uv_tcp_init(loop, &s->listener);
     s->listener.data = s;

@@ -3,6 +3,9 @@
  * keep a bad client from hurting the others: header size (431), body size
  * (413), time to receive a whole request (408), and a connection cap.
  * Handlers answer synchronously; errors go out as JSON {"error": "..."}.
+ * A connection that ends after an answer (an error such as 413, or
+ * "Connection: close") ends with a lingering close, so that a client that
+ * is still sending reads the answer instead of a reset.
  * A request that asks for an Upgrade (WebSocket) can be handed, with its
  * socket, to the owner of the server: the node serves HTTP and WebSocket on
  * one port this way. */
@@ -88,6 +91,14 @@ struct http_server_config {
                                       while answers wait to be written, the
                                       client must read some in each period */
     unsigned max_connections;      /* 0 = 10000; beyond: 503 and close */
+    /* Lingering close: once the last answer of a connection that ends is
+     * written, the server shuts down its sending side and reads and drops
+     * what the client still sends, then closes at the client's EOF, after
+     * linger_timeout_ms, or past linger_max_bytes, whichever comes first.
+     * Lingering connections count against max_connections; at most 16
+     * refused (503) ones linger at once, the others close at once. */
+    unsigned linger_timeout_ms;    /* 0 = 2 s */
+    size_t linger_max_bytes;       /* 0 = 8 MiB */
 };
 
 /* Binds host:port (port 0 picks a free one; host may be an IPv4 or IPv6

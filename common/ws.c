@@ -1,10 +1,12 @@
 /* ws: see ws.h. The decoder drives wslay_frame_recv with a recv callback
- * that hands it the bytes we were fed; wslay returns header fields and
- * unmasked payload chunks, and this file applies the rules wslay leaves to
- * the application: masking by role, reserved bits, opcodes, fragmentation
- * order, message size, UTF-8. A frame that arrives whole and unfragmented
- * is passed up straight from wslay's buffer; only fragmented or split
- * messages are copied into the reassembly buffer. */
+ * that hands it the bytes we were fed; wslay returns unmasked payload
+ * chunks. wslay reports a frame only with its first payload byte, so a
+ * header gate in front of it reads each frame header itself and applies the
+ * rules wslay leaves to the application (masking by role, reserved bits,
+ * opcodes, fragmentation order, message size) as soon as the header's
+ * length field is in; UTF-8 is checked on the payload. A frame that arrives whole and
+ * unfragmented is passed up straight from wslay's buffer; only fragmented or
+ * split messages are copied into the reassembly buffer. */
 #include "common/ws.h"
 
 #include <openssl/evp.h>
@@ -206,6 +208,11 @@ struct ws_decoder {
     size_t max_message;
     const uint8_t *in;           /* what the recv callback hands to wslay */
     size_t in_len;
+    /* the header gate: where the raw stream is, frame by frame */
+    uint8_t hdr[10];             /* a header up to its length's last byte */
+    size_t hdr_got;
+    uint64_t gate_skip;          /* mask key and payload: bytes until the
+                                    next header */
     /* the frame being received */
     bool in_frame;
     uint8_t opcode;
@@ -219,6 +226,7 @@ struct ws_decoder {
     uint32_t utf8;
     int error;
     const char *error_text;
+    bool stopped;                /* the callback asked to stop */
 };
 
 static ssize_t wslay_recv_cb(uint8_t *buf, size_t len, int flags, void *ud)
@@ -280,15 +288,23 @@ static int fail(ws_decoder *d, int code, const char *text)
 
 static bool is_control(unsigned op) { return op >= 8; }
 
-/* The first chunk of a frame: the checks that need its header. */
-static int frame_start(ws_decoder *d, const struct wslay_frame_iocb *io)
+/* A frame header as the gate read it. */
+struct frame_header {
+    bool fin, mask;
+    unsigned rsv, opcode;
+    uint64_t payload_length;
+};
+
+/* A frame header is in (up to its length field): the checks that need only
+ * the header, before its mask key or any of its payload is taken. */
+static int frame_start(ws_decoder *d, const struct frame_header *h)
 {
-    if (io->rsv != 0)
+    if (h->rsv != 0)
         return fail(d, WS_CLOSE_PROTOCOL, "reserved bits set without an extension");
-    if (io->mask != d->masked)
+    if (h->mask != d->masked)
         return fail(d, WS_CLOSE_PROTOCOL, d->masked ? "unmasked client frame"
                                                     : "masked server frame");
-    switch (io->opcode) {
+    switch (h->opcode) {
     case WS_OP_CONT:
         if (d->msg_opcode == 0)
             return fail(d, WS_CLOSE_PROTOCOL, "continuation frame without a message");
@@ -301,19 +317,24 @@ static int frame_start(ws_decoder *d, const struct wslay_frame_iocb *io)
     case WS_OP_CLOSE:
     case WS_OP_PING:
     case WS_OP_PONG:
-        break; /* wslay checked: at most 125 bytes, not fragmented */
+        if (!h->fin)
+            return fail(d, WS_CLOSE_PROTOCOL, "fragmented control frame");
+        if (h->payload_length > 125)
+            return fail(d, WS_CLOSE_PROTOCOL, "control frame longer than 125 bytes");
+        break;
     default:
         return fail(d, WS_CLOSE_PROTOCOL, "unknown opcode");
     }
-    if (!is_control(io->opcode) && d->msg_len + io->payload_length > d->max_message)
+    /* msg_len <= max_message holds, so the subtraction cannot wrap. */
+    if (!is_control(h->opcode) && h->payload_length > d->max_message - d->msg_len)
         return fail(d, WS_CLOSE_TOO_BIG, "message larger than the limit");
     d->in_frame = true;
-    d->opcode = io->opcode;
-    d->fin = io->fin;
-    d->frame_len = io->payload_length;
+    d->opcode = h->opcode;
+    d->fin = h->fin;
+    d->frame_len = h->payload_length;
     d->frame_got = 0;
-    if (io->opcode == WS_OP_TEXT || io->opcode == WS_OP_BINARY) {
-        d->msg_opcode = io->opcode;
+    if (h->opcode == WS_OP_TEXT || h->opcode == WS_OP_BINARY) {
+        d->msg_opcode = h->opcode;
         d->msg_len = 0;
         d->utf8 = 0;
     }
@@ -399,11 +420,65 @@ static int frame_chunk(ws_decoder *d, const struct wslay_frame_iocb *io,
     return stop ? -1 : 0;
 }
 
-int ws_decoder_feed(ws_decoder *d, const uint8_t *data, size_t len,
-                    ws_message_fn cb, void *ud)
+/* --- the header gate ------------------------------------------------------
+ * wslay_frame_recv keeps a frame's header to itself until a payload byte
+ * follows, so a header announcing 2^62 bytes would sit there unchecked for as
+ * long as the peer likes. The gate walks the raw stream ahead of wslay: the
+ * header up to its length's last byte into d->hdr (all that the checks
+ * need; the mask key is not), then the mask key and the announced payload.
+ * When the length's last byte arrives, everything before that byte goes to
+ * wslay first (so earlier frames are delivered and d->msg_len is the open
+ * message's length), then frame_start judges the header, and only then does
+ * wslay see the byte. */
+
+/* How much of the header in d->hdr the checks need: 2 bytes until the
+ * second is known, then up to the end of the length. */
+static size_t header_checked_size(const ws_decoder *d)
 {
-    if (d->error)
-        return d->error;
+    if (d->hdr_got < 2)
+        return 2;
+    unsigned len7 = d->hdr[1] & 0x7f;
+    return 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0);
+}
+
+/* d->hdr holds a header up to its length: decode it, check it, start the
+ * frame. */
+static int gate_header(ws_decoder *d)
+{
+    const uint8_t *h = d->hdr;
+    struct frame_header fh = {
+        .fin = (h[0] & 0x80) != 0,
+        .rsv = (h[0] >> 4) & 7,
+        .opcode = h[0] & 0x0f,
+        .mask = (h[1] & 0x80) != 0,
+    };
+    unsigned len7 = h[1] & 0x7f;
+    d->hdr_got = 0;
+    if (len7 < 126) {
+        fh.payload_length = len7;
+    } else {
+        size_t n = len7 == 126 ? 2 : 8;
+        for (size_t i = 0; i < n; i++)
+            fh.payload_length = fh.payload_length << 8 | h[2 + i];
+        /* RFC 6455 5.2: the 64-bit form has its top bit clear, and the
+         * shortest form is the one to use. */
+        if (n == 8 && (fh.payload_length >> 63) != 0)
+            return fail(d, WS_CLOSE_PROTOCOL, "frame length with the most significant bit set");
+        if (fh.payload_length < (n == 2 ? 126u : 65536u))
+            return fail(d, WS_CLOSE_PROTOCOL, "frame length not in its shortest form");
+    }
+    int rc = frame_start(d, &fh);
+    if (rc != 0)
+        return rc;
+    d->gate_skip = (fh.mask ? 4 : 0) + fh.payload_length;
+    return 0;
+}
+
+/* Hands len bytes to wslay and handles every payload chunk it returns. The
+ * gate has already started each frame these bytes hold payload of. */
+static int wslay_run(ws_decoder *d, const uint8_t *data, size_t len,
+                     ws_message_fn cb, void *ud)
+{
     d->in = data;
     d->in_len = len;
     for (;;) {
@@ -413,13 +488,45 @@ int ws_decoder_feed(ws_decoder *d, const uint8_t *data, size_t len,
             return 0;
         if (r < 0)
             return fail(d, WS_CLOSE_PROTOCOL, "malformed frame header");
-        if (!d->in_frame) {
-            int rc = frame_start(d, &io);
-            if (rc != 0)
-                return rc;
-        }
+        if (!d->in_frame || io.opcode != d->opcode || io.payload_length != d->frame_len)
+            return fail(d, WS_CLOSE_INTERNAL, "wslay and the header gate disagree on a frame");
         int rc = frame_chunk(d, &io, cb, ud);
+        if (rc == -1)
+            d->stopped = true; /* what follows in the stream is not kept */
         if (rc != 0)
             return rc;
     }
+}
+
+int ws_decoder_feed(ws_decoder *d, const uint8_t *data, size_t len,
+                    ws_message_fn cb, void *ud)
+{
+    if (d->error)
+        return d->error;
+    if (d->stopped)
+        return -1;
+    size_t n = 0; /* bytes of data the gate let through, not yet in wslay */
+    while (n < len) {
+        if (d->gate_skip > 0) {
+            uint64_t take = UTIL_MIN((uint64_t)(len - n), d->gate_skip);
+            n += (size_t)take;
+            d->gate_skip -= take;
+            continue;
+        }
+        d->hdr[d->hdr_got++] = data[n];
+        if (d->hdr_got < header_checked_size(d)) {
+            n++;
+            continue;
+        }
+        int rc = wslay_run(d, data, n, cb, ud);
+        if (rc != 0)
+            return rc;
+        rc = gate_header(d);
+        if (rc != 0)
+            return rc;
+        data += n;
+        len -= n;
+        n = 1; /* the length's last byte, for wslay with what follows */
+    }
+    return wslay_run(d, data, n, cb, ud);
 }

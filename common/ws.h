@@ -1,8 +1,9 @@
-/* ws: the WebSocket protocol (RFC 6455) without I/O. Frames are parsed by
- * wslay's frame layer (wslay_frame_recv) and reassembled here into whole
- * messages, with every rule a server must enforce: masking by role, control
- * frame limits, fragmentation order, a message size bound (1009), strict
- * UTF-8 for text and close reasons (1007). Outgoing frame headers are
+/* ws: the WebSocket protocol (RFC 6455) without I/O. Frame payloads are
+ * parsed by wslay's frame layer (wslay_frame_recv) and reassembled here into
+ * whole messages, with every rule a server must enforce, each as soon as the
+ * bytes it needs are in: masking by role, control frame limits,
+ * fragmentation order and a message size bound (1009) at the frame header,
+ * strict UTF-8 for text and close reasons (1007). Outgoing frame headers are
  * written by hand: a server frame is unmasked, so one serialized frame
  * serves every recipient. ws_conn.c puts this on a socket. */
 #ifndef DCHAT_WS_H
@@ -70,13 +71,19 @@ typedef int (*ws_message_fn)(void *ud, unsigned opcode, const uint8_t *data,
                              size_t len);
 
 /* masked: true on a server (client frames must be masked), false on a
- * client (server frames must not be). max_message bounds a whole message. */
+ * client (server frames must not be). max_message bounds a whole message:
+ * a data frame whose header announces more than that, or more than what
+ * is left of it after the message's earlier fragments, is refused with
+ * 1009 as soon as the header's length field is in, before its mask key
+ * and payload. */
 ws_decoder *ws_decoder_new(bool masked, size_t max_message);
 void ws_decoder_free(ws_decoder *d);
 
 /* Feeds received bytes in any chunking. Returns 0 (need more), -1 (the
- * callback asked to stop), or a close code for a protocol violation:
- * 1002, 1007 or 1009; after an error the decoder takes no more input. */
+ * callback asked to stop; it stays stopped), or a close code for a protocol
+ * violation: 1002 (also for a 64-bit length with its top bit set), 1007,
+ * 1009, or 1011 for a decoder bug; after an error the decoder takes no
+ * more input. */
 int ws_decoder_feed(ws_decoder *d, const uint8_t *data, size_t len,
                     ws_message_fn cb, void *ud);
 

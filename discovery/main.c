@@ -1,8 +1,9 @@
 /* discovery: the daemon that tracks which chat nodes are alive. Nodes
  * register once, log in with their ports, and send heartbeats; clients and
  * nodes ask for the active list. Not on the message path. This file reads
- * the options, opens the registry, serves the API and sweeps expired nodes
- * until SIGINT/SIGTERM. */
+ * the options, raises the descriptor limit and sizes the connection cap from
+ * it, opens the registry, serves the API and sweeps expired nodes until
+ * SIGINT/SIGTERM. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,11 +12,19 @@
 #include <unistd.h>
 
 #include "common/cli.h"
+#include "common/fdlimit.h"
 #include "common/http_server.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "discovery/api.h"
 #include "discovery/registry.h"
+
+/* Descriptors kept for what is not a client connection: stdio, the
+ * listener, SQLite's database and journal, libuv's epoll, signal and async
+ * descriptors, and the refused connections that linger (at most 16, see
+ * http_server.h). */
+#define DISCOVERY_FD_RESERVE 32
+#define DISCOVERY_MAX_CONNS_LIMIT 1000000
 
 struct config {
     char host[64];
@@ -23,7 +32,7 @@ struct config {
     char data_dir[512];
     long ttl_s;
     unsigned request_timeout_ms;
-    unsigned max_connections;
+    unsigned max_connections;      /* 0: not set, derived from the limit */
 };
 
 enum { OPT_LISTEN, OPT_DATA_DIR, OPT_TTL, OPT_REQUEST_TIMEOUT, OPT_MAX_CONNS, OPT_LOG_LEVEL };
@@ -38,7 +47,7 @@ static const struct cli_option options[] = {
     [OPT_REQUEST_TIMEOUT] = { "request-timeout-ms", 0, "MS", "DISCOVERY_REQUEST_TIMEOUT_MS",
                               "time allowed to send a whole request; slower gets 408 (default 10000)" },
     [OPT_MAX_CONNS] = { "max-connections", 0, "N", "DISCOVERY_MAX_CONNECTIONS",
-                        "open connections beyond this get 503 (default 10000)" },
+                        "open connections beyond this get 503 (default: the descriptor limit less 32)" },
     [OPT_LOG_LEVEL] = { "log-level", 0, "LEVEL", "DCHAT_LOG_LEVEL",
                         "debug, info, warn, error (default info)" },
 };
@@ -69,7 +78,7 @@ static int set_option(int index, const char *v, void *ud, char *err, size_t errl
         c->request_timeout_ms = (unsigned)l;
         return 0;
     case OPT_MAX_CONNS:
-        if (cli_long(v, 1, 1000000, "a count", &l, err, errlen) != 0)
+        if (cli_long(v, 1, DISCOVERY_MAX_CONNS_LIMIT, "a count", &l, err, errlen) != 0)
             return -1;
         c->max_connections = (unsigned)l;
         return 0;
@@ -77,6 +86,47 @@ static int set_option(int index, const char *v, void *ud, char *err, size_t errl
         return cli_log_level(v, err, errlen);
     }
     return -1;
+}
+
+/* Raises the soft descriptor limit to the hard one and returns the
+ * connection cap: max_connections when the user set it, else what the
+ * limit leaves after DISCOVERY_FD_RESERVE. */
+static unsigned connection_cap(unsigned max_connections)
+{
+    uint64_t before = 0, limit = 0;
+    int rc = fdlimit_raise(&before, &limit);
+    if (rc != 0)
+        log_warn("descriptors: cannot raise the soft limit (%llu) to the hard limit: %s; "
+                 "raise it with ulimit -n before starting discovery",
+                 (unsigned long long)limit, uv_strerror(rc));
+    else if (limit > before)
+        log_info("descriptors: soft limit raised from %llu to %llu",
+                 (unsigned long long)before, (unsigned long long)limit);
+    else
+        log_info("descriptors: soft limit %llu, already the hard limit",
+                 (unsigned long long)limit);
+    unsigned room = fdlimit_connections(limit, DISCOVERY_FD_RESERVE);
+    if (max_connections != 0) {
+        if (limit != 0 && max_connections > room)
+            log_warn("--max-connections %u is more than the descriptor limit %llu allows "
+                     "(%u, keeping %d for the rest); connections past that fail to be "
+                     "accepted instead of getting 503: lower --max-connections or raise "
+                     "ulimit -n", max_connections, (unsigned long long)limit, room,
+                     DISCOVERY_FD_RESERVE);
+        return max_connections;
+    }
+    if (limit == 0)
+        return 0; /* unknown: the http_server default */
+    if (room == 0) {
+        log_warn("descriptors: the limit %llu leaves no room for connections after %d "
+                 "kept in reserve; serving one at a time: raise ulimit -n",
+                 (unsigned long long)limit, DISCOVERY_FD_RESERVE);
+        return 1;
+    }
+    room = UTIL_MIN(room, (unsigned)DISCOVERY_MAX_CONNS_LIMIT);
+    log_info("connections: at most %u open (descriptor limit %llu less %d in reserve)", room,
+             (unsigned long long)limit, DISCOVERY_FD_RESERVE);
+    return room;
 }
 
 static uv_signal_t sig_int, sig_term;
@@ -109,6 +159,7 @@ int main(int argc, char **argv)
               options, (int)ARRAY_SIZE(options), set_option, &c);
     signal(SIGPIPE, SIG_IGN);
     srand((unsigned)(util_now_ns() ^ (uint64_t)getpid()));
+    unsigned max_connections = connection_cap(c.max_connections);
 
     char err[512];
     registry *reg = registry_open(c.data_dir, err, sizeof(err));
@@ -123,7 +174,7 @@ int main(int argc, char **argv)
         .ud = &a,
         .max_body_bytes = 64 * 1024,
         .request_timeout_ms = c.request_timeout_ms,
-        .max_connections = c.max_connections,
+        .max_connections = max_connections,
     };
     int rc = http_server_start(loop, c.host, c.port, &hc, &server);
     if (rc != 0) {

@@ -50,8 +50,9 @@ def http_json(url, method="GET", body=None, timeout=5):
 class Proc:
     """A started binary; its stdout and stderr go to files in logdir."""
 
-    def __init__(self, name, args, logdir, ready_pattern):
+    def __init__(self, name, args, logdir, ready_pattern, preexec=None):
         self.name = name
+        self.preexec = preexec  # run in the child before exec (e.g. setrlimit)
         self.args = args
         self.logdir = logdir
         self.out_path = os.path.join(logdir, f"{name}.out")
@@ -65,7 +66,7 @@ class Proc:
         out = open(self.out_path, "w")
         err = open(self.err_path, "a")
         self.p = subprocess.Popen(self.args, stdout=out, stderr=err,
-                                  stdin=subprocess.DEVNULL)
+                                  stdin=subprocess.DEVNULL, preexec_fn=self.preexec)
         out.close()
         err.close()
 
@@ -110,12 +111,12 @@ class Proc:
 
 
 class Discovery(Proc):
-    def __init__(self, logdir, ttl=3, extra=()):
+    def __init__(self, logdir, ttl=3, extra=(), preexec=None):
         self.data_dir = os.path.join(logdir, "discovery-data")
         super().__init__("discovery",
                          [os.path.join(BIN_DIR, "discovery"), "--listen", "127.0.0.1:0",
                           "--data-dir", self.data_dir, "--ttl", str(ttl), *extra],
-                         logdir, r"listening on [^ ]*:(\d+)")
+                         logdir, r"listening on [^ ]*:(\d+)", preexec)
         self.port = int(self.match.group(1))
         self.url = f"http://127.0.0.1:{self.port}"
 

@@ -6,6 +6,7 @@ send. Every wait polls a condition with a hang limit."""
 import http.client
 import json
 import os
+import resource
 import select
 import socket
 import subprocess
@@ -13,6 +14,7 @@ import threading
 import time
 
 import pytest
+import requests
 
 from cluster import BIN_DIR, SANITIZER_MARKS, Discovery, http_json, wait_until
 
@@ -807,6 +809,20 @@ def test_huge_content_length_is_413_without_the_body(disc):
     assert register(disc) == 1
 
 
+def test_413_reaches_a_client_that_sends_the_whole_body(disc):
+    """requests sends all of a 4 MiB body before it reads the answer; the
+    daemon refuses at the headers, then drops the rest of the body until the
+    client is done (a lingering close) instead of resetting the connection,
+    so the 413 arrives every time, not a reset or a broken pipe."""
+    for _ in range(5):
+        r = requests.post(disc.url + "/api/nodes/register", data=b"x" * (4 << 20),
+                          headers={"Content-Type": "application/json"}, timeout=HANG)
+        assert r.headers["Content-Type"] == "application/json"
+        assert r.headers["Connection"] == "close"
+        assert_error(r.status_code, r.json(), 413, "larger than 65536 bytes")
+    assert register(disc) == 1
+
+
 def test_body_limit_is_64_kib(disc):
     limit = 64 * 1024
     body = b'{"password":"big"}'
@@ -931,6 +947,53 @@ def test_max_connections_refuses_with_503_and_frees_slots(logdir, procs):
     finally:
         for s in held:
             s.close()
+
+
+def test_connection_cap_defaults_to_the_descriptor_limit_less_32(logdir, procs):
+    """Without --max-connections the cap follows the descriptor limit, less
+    32 kept in reserve. Under a hard limit of 64 (soft 48, which discovery
+    raises to 64): 32 connections are served, the 33rd gets 503, and a
+    registered node goes on heartbeating on its own connection."""
+    def limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (48, 64))
+    d = start(logdir, procs, preexec=limit)
+    assert "descriptors: soft limit raised from 48 to 64" in d.log()
+    other = register(d)
+    assert login(d, other, syncport=3, clientport=4)[0] == 200
+    node = http.client.HTTPConnection("127.0.0.1", d.port, timeout=HANG)
+    held = []
+
+    def post(path, body):
+        node.request("POST", path, body=json.dumps(body),
+                     headers={"Content-Type": "application/json"})
+        r = node.getresponse()
+        return r.status, json.loads(r.read())
+    try:
+        status, body = post("/api/nodes/register", {"password": "pw"})
+        assert status == 200, body
+        nid = body["id"]
+        status, body = post("/api/nodes/active/login",
+                            {"id": nid, "password": "pw", "syncport": 1, "clientport": 2})
+        assert status == 200, body
+        for _ in range(31):  # with the node's, 32 connections
+            s = connect(d)
+            held.append(s)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert Reader(s).response()[0] == 200
+        s = connect(d)
+        held.append(s)
+        status, _, body = Reader(s).response()
+        assert_error(status, body, 503, "too many connections")
+        status, body = post("/api/nodes/active/heartbeat", {"id": nid, "password": "pw"})
+        assert status == 200, body
+        assert body == {"activeNodes": [{"id": other, "syncport": 3, "clientport": 4,
+                                         "address": "127.0.0.1"}]}
+    finally:
+        node.close()
+        for s in held:
+            s.close()
+    # Once they are gone, new connections are served again.
+    wait_until(lambda: heartbeat(d, other)[0] == 200, HANG, "a heartbeat on a new connection")
 
 
 # --- load --------------------------------------------------------------------

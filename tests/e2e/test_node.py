@@ -296,6 +296,25 @@ def test_invalid_utf8_closes_with_1007(one_node):
     s.close()
 
 
+def test_huge_frame_header_gets_1009_without_any_payload(one_node):
+    """A header announcing 2^62 bytes is refused when it arrives: the node
+    does not wait for a payload that would never fit (--max-message 4096)."""
+    s = raw_ws(one_node.client_port)
+    s.settimeout(HANG)  # a hang guard: without the check no close ever comes
+    s.sendall(bytes([0x81, 0x80 | 127]) + struct.pack("!Q", 1 << 62) + os.urandom(4))
+    assert read_close_code(s) == 1009
+    assert s.recv(10) == b""  # and the node closes the connection
+    s.close()
+
+    async def go():  # another client is still served
+        async with websockets.connect(one_node.ws_url) as ws:
+            await ws.send(new_message("after the huge header"))
+            ok = await recv_json(ws)
+            assert ok["type"] == "newMessagesForClient"
+            assert ok["payload"][0]["text"] == "after the huge header"
+    run(go())
+
+
 def test_unfinished_handshake_is_closed(logdir, procs):
     d = Discovery(logdir)
     procs.append(d)

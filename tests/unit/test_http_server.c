@@ -2,7 +2,8 @@
  * runs its uv loop in a second thread while the test drives it with blocking
  * POSIX sockets (TCP_NODELAY, bounded by socket timeouts) and checks the raw
  * answers: whole, chunked and byte-wise requests, pipelining, keep-alive,
- * bodies, the 400/408/411/413/431/503 limits, upgrades, error JSON, HEAD
+ * bodies, the 400/408/411/413/431/503 limits, the lingering close after
+ * them (and its time and byte bounds), upgrades, error JSON, HEAD
  * answers without a body, headers added by handlers, and
  * backpressure and idleness while answers wait to be written. Some checks
  * run small functions in the loop thread (in_loop) to see the server's
@@ -1077,6 +1078,129 @@ static void test_max_connections(void **state)
     client_close(a);
 }
 
+/* --- lingering close ------------------------------------------------------ */
+
+/* A client that goes on sending a body the server has refused still gets to
+ * read the 413: the server answers, sends its FIN and drops what follows
+ * instead of closing (a close with unread bytes would reset the connection
+ * and the client's kernel would drop the answer). Every send below must
+ * succeed; without the lingering close the sends fail with EPIPE or
+ * ECONNRESET once the server has closed. */
+static void test_413_reaches_a_client_still_sending(void **state)
+{
+    struct fixture *fx = *state;
+    fx->cfg.max_body_bytes = 10;
+    fx->cfg.linger_timeout_ms = 60000; /* only the client's EOF ends it here */
+    fixture_start(fx);
+    enum { BODY = 4 << 20 };
+    char *body = malloc(BODY);
+    assert_non_null(body);
+    memset(body, 'x', BODY);
+    for (int round = 0; round < 3; round++) {
+        struct client *c = client_connect(fx->port);
+        char head[128];
+        snprintf(head, sizeof(head), "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n",
+                 BODY);
+        send_str(c, head);
+        send_bytes(c, body, BODY);
+        expect_error_and_close(c, 413, "larger than 10 bytes"); /* and our FIN */
+        /* Still open on the server's side (lingering) until our EOF. */
+        in_loop(fx, loop_count_conns);
+        assert_int_equal(fx->conns_seen, 1);
+        assert_int_equal(shutdown(c->fd, SHUT_WR), 0);
+        assert_true(wait_connections(fx, 0, IO_TIMEOUT_S * 1000));
+        client_close(c);
+    }
+    free(body);
+    /* The server serves the next request as usual. */
+    struct client *c = client_connect(fx->port);
+    send_str(c, "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok");
+    struct response r;
+    assert_int_equal(read_response(c, &r), 0);
+    assert_int_equal(r.status, 200);
+    response_free(&r);
+    client_close(c);
+}
+
+/* A lingering connection whose client neither sends nor closes is closed
+ * after linger_timeout_ms. */
+static void test_linger_ends_after_its_time(void **state)
+{
+    struct fixture *fx = *state;
+    fx->cfg.max_body_bytes = 10;
+    fx->cfg.linger_timeout_ms = 50;
+    fixture_start(fx);
+    struct client *c = client_connect(fx->port);
+    send_str(c, "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nabc");
+    expect_error_and_close(c, 413, NULL);
+    assert_true(wait_connections(fx, 0, IO_TIMEOUT_S * 1000));
+    client_close(c);
+}
+
+/* A client that sends without end is cut off past linger_max_bytes: its
+ * sends start failing (the server closed) long before it has sent 256 MiB. */
+static void test_linger_ends_after_its_bytes(void **state)
+{
+    struct fixture *fx = *state;
+    fx->cfg.max_body_bytes = 10;
+    fx->cfg.linger_timeout_ms = 60000;
+    fx->cfg.linger_max_bytes = 64 * 1024;
+    fixture_start(fx);
+    struct client *c = client_connect(fx->port);
+    send_str(c, "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n");
+    static char chunk[65536];
+    memset(chunk, 'y', sizeof(chunk));
+    size_t sent = 0;
+    int err = 0;
+    while (sent < ((size_t)256 << 20)) {
+        ssize_t n = send(c->fd, chunk, sizeof(chunk), MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            err = errno;
+            break;
+        }
+        sent += (size_t)n;
+    }
+    /* EAGAIN would be the send timeout: a server that stopped reading. */
+    assert_true(err == EPIPE || err == ECONNRESET);
+    assert_true(wait_connections(fx, 0, IO_TIMEOUT_S * 1000));
+    client_close(c);
+}
+
+/* Refused connections (503) linger too, but at most 16 at once, so that a
+ * flood over the cap cannot hold descriptors beyond it: of 20 refused
+ * clients that keep their sockets open, 16 linger and 4 are closed. */
+static void test_refused_lingering_is_bounded(void **state)
+{
+    struct fixture *fx = *state;
+    fx->cfg.max_connections = 1;
+    fx->cfg.linger_timeout_ms = 60000;
+    fixture_start(fx);
+    struct client *a = client_connect(fx->port);
+    send_str(a, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+    struct response r;
+    assert_int_equal(read_response(a, &r), 0);
+    assert_int_equal(r.status, 200);
+    response_free(&r);
+    enum { REFUSED = 20 };
+    struct client *refused[REFUSED];
+    for (int i = 0; i < REFUSED; i++) {
+        refused[i] = client_connect(fx->port);
+        expect_error_and_close(refused[i], 503, "too many connections");
+    }
+    assert_true(wait_connections(fx, 1 + 16, IO_TIMEOUT_S * 1000));
+    for (int i = 0; i < REFUSED; i++)
+        client_close(refused[i]);
+    assert_true(wait_connections(fx, 1, IO_TIMEOUT_S * 1000));
+    /* a still works. */
+    send_str(a, "GET /a2 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(read_response(a, &r), 0);
+    assert_int_equal(r.status, 200);
+    response_free(&r);
+    client_close(a);
+}
+
 /* nreq pipelined "POST /bigresp" requests with a body of body bytes each
  * (every answer is 32 KiB); *reqlen is the length of one. */
 static char *bigresp_requests(size_t nreq, int body, size_t *reqlen)
@@ -1532,6 +1656,10 @@ int main(void)
         T(test_answer_add_header),
         T(test_answer_add_header_refusals),
         T(test_max_connections),
+        T(test_413_reaches_a_client_still_sending),
+        T(test_linger_ends_after_its_time),
+        T(test_linger_ends_after_its_bytes),
+        T(test_refused_lingering_is_bounded),
         T(test_backpressure),
         T(test_backpressure_stalled_closes),
         T(test_idle_timeout_with_unread_answers),

@@ -1,6 +1,6 @@
 /* Unit tests for common/ws.c: the WebSocket codec (decoder of client frames
- * with masking, RSV, opcodes, fragmentation, the 1009 size limit and the
- * 1007 UTF-8 rules; the frame header writer; masking; the accept key; the
+ * with masking, RSV, opcodes, fragmentation, the 1009 size limit (checked
+ * at the frame header, before any payload) and the 1007 UTF-8 rules; the frame header writer; masking; the accept key; the
  * upgrade check; the incremental UTF-8 validator). */
 #include <stdarg.h>
 #include <stddef.h>
@@ -604,15 +604,173 @@ static void test_message_too_big(void **state)
     assert_int_equal(decode_with(&b, 200, RANDOM, 7, &c), 0);
     assert_int_equal(c.n, 10);
     collector_free(&c);
-    /* A declared 64-bit length far over the limit (4 GiB) fails as soon as
-     * the first payload byte comes (wslay reports the header together with
-     * payload), without buffering anything. The header alone is "need more". */
+    /* A declared 64-bit length far over the limit (4 GiB) fails on the
+     * header alone, in every chunking (see test_length_checked_at_header). */
     b.len = 0;
     const uint8_t hdr[] = { 0x82, 0x80 | 127, 0, 0, 0, 1, 0, 0, 0, 0, 1, 2, 3, 4 };
     bytes_add(&b, hdr, sizeof(hdr));
-    assert_int_equal(error_of(&b, 1 << 20), 0);
-    bytes_add(&b, "x", 1);
     assert_int_equal(error_of(&b, 1 << 20), WS_CLOSE_TOO_BIG);
+    bytes_free(&b);
+}
+
+/* Appends only the header of a frame announcing len payload bytes (in the
+ * shortest length form), masked with test_mask_key when masked. */
+static void add_header(bytes *b, bool fin, unsigned opcode, uint64_t len, bool masked)
+{
+    uint8_t h[WS_MAX_HEADER];
+    size_t n = ws_frame_header(h, opcode, len, masked ? test_mask_key : NULL);
+    if (!fin)
+        h[0] &= 0x7f;
+    bytes_add(b, h, n);
+}
+
+/* Feeds b one byte at a time to d until a non-zero result, which it
+ * returns; *fed is how many bytes had been fed then (all when none). */
+static int bytewise_until_error(ws_decoder *d, const bytes *b, collector *c, size_t *fed)
+{
+    for (size_t i = 0; i < b->len; i++) {
+        uint8_t byte = b->p[i]; /* a copy: ASan sees any read past it */
+        int rc = ws_decoder_feed(d, &byte, 1, collect_cb, c);
+        if (rc != 0) {
+            *fed = i + 1;
+            return rc;
+        }
+    }
+    *fed = b->len;
+    return 0;
+}
+
+/* The close code for a header that must be refused on its own, checked fed
+ * whole and byte by byte, in both roles: the error comes with the last byte
+ * of the length field (before the mask key: no check needs it), no payload
+ * needed, and nothing is delivered. */
+static void assert_header_refused(uint64_t len, size_t max, int code, const char *why)
+{
+    for (int role = 0; role < 2; role++) {
+        bool masked = role == 0;
+        bytes b = { 0 };
+        add_header(&b, true, WS_OP_BINARY, len, masked);
+        collector c = { 0 };
+        ws_decoder *d = ws_decoder_new(masked, max);
+        assert_int_equal(ws_decoder_feed(d, b.p, b.len, collect_cb, &c), code);
+        assert_string_equal(ws_decoder_error(d), why);
+        ws_decoder_free(d);
+        d = ws_decoder_new(masked, max);
+        size_t fed = 0;
+        assert_int_equal(bytewise_until_error(d, &b, &c, &fed), code);
+        assert_int_equal(fed, b.len - (masked ? 4 : 0));
+        assert_string_equal(ws_decoder_error(d), why);
+        assert_int_equal(c.n, 0);
+        ws_decoder_free(d);
+        bytes_free(&b);
+    }
+}
+
+static void test_length_checked_at_header(void **state)
+{
+    (void)state;
+    static const char too_big[] = "message larger than the limit";
+    static const char top_bit[] = "frame length with the most significant bit set";
+    /* 2^62 bytes announced: 1009 with the header, not after its payload. */
+    assert_header_refused(1ull << 62, 1 << 20, WS_CLOSE_TOO_BIG, too_big);
+    assert_header_refused(UINT64_MAX >> 1, 1 << 20, WS_CLOSE_TOO_BIG, too_big);
+    /* One over the bound, in each length form. */
+    assert_header_refused(101, 100, WS_CLOSE_TOO_BIG, too_big);
+    assert_header_refused(1001, 1000, WS_CLOSE_TOO_BIG, too_big);
+    assert_header_refused(70001, 70000, WS_CLOSE_TOO_BIG, too_big);
+    /* The top bit of the 64-bit length must be 0 (RFC 6455 5.2): 1002, also
+     * when the limit would allow anything. */
+    assert_header_refused(1ull << 63, SIZE_MAX, WS_CLOSE_PROTOCOL, top_bit);
+    assert_header_refused(UINT64_MAX, SIZE_MAX, WS_CLOSE_PROTOCOL, top_bit);
+
+    /* Exactly the bound is accepted: the header alone needs more, then the
+     * payload completes the message. */
+    const size_t bounds[] = { 0, 100, 125, 1000, 65535, 70000 };
+    for (size_t k = 0; k < sizeof(bounds) / sizeof(bounds[0]); k++) {
+        size_t max = bounds[k];
+        uint8_t *payload = malloc(max + 1);
+        assert_non_null(payload);
+        memset(payload, 'b', max);
+        bytes b = { 0 };
+        add_frame(&b, true, 0, WS_OP_BINARY, payload, max, true);
+        size_t head = b.len - max;
+        for (int how = WHOLE; how <= BYTEWISE; how++) {
+            ws_decoder *d = ws_decoder_new(true, max);
+            collector c = { 0 };
+            assert_int_equal(feed(d, b.p, head, (enum chunking)how, 0, &c), 0);
+            assert_int_equal(c.n, max == 0 ? 1u : 0u);
+            assert_int_equal(feed(d, b.p + head, max, (enum chunking)how, 0, &c), 0);
+            assert_int_equal(c.n, 1);
+            assert_int_equal(c.data[0].len, max);
+            collector_free(&c);
+            ws_decoder_free(d);
+        }
+        bytes_free(&b);
+        free(payload);
+    }
+}
+
+/* Fragments whose running total passes the bound: 1009 at the header of
+ * the fragment that passes it (its length field), before its payload; what
+ * came before (the first fragments, a ping) was taken and the ping
+ * delivered. */
+static void test_fragments_checked_at_header(void **state)
+{
+    (void)state;
+    uint8_t payload[300];
+    memset(payload, 'f', sizeof(payload));
+    bytes b = { 0 };
+    add_frame(&b, false, 0, WS_OP_TEXT, payload, 120, true);
+    add_frame(&b, true, 0, WS_OP_PING, "p", 1, true);
+    add_frame(&b, false, 0, WS_OP_CONT, payload, 80, true); /* 200: the bound */
+    size_t before = b.len;
+    add_header(&b, false, WS_OP_CONT, 1, true);              /* 201 */
+    size_t header_end = b.len;
+
+    ws_decoder *d = ws_decoder_new(true, 200);
+    collector c = { 0 };
+    size_t fed = 0;
+    assert_int_equal(bytewise_until_error(d, &b, &c, &fed), WS_CLOSE_TOO_BIG);
+    assert_int_equal(fed, header_end - 4); /* before the mask key */
+    assert_string_equal(ws_decoder_error(d), "message larger than the limit");
+    assert_int_equal(c.n, 1);
+    assert_int_equal(c.op[0], WS_OP_PING);
+    collector_free(&c);
+    ws_decoder_free(d);
+
+    /* Whole: the same, and the first fragments alone were fine. */
+    d = ws_decoder_new(true, 200);
+    assert_int_equal(ws_decoder_feed(d, b.p, before, collect_cb, &c), 0);
+    assert_int_equal(c.n, 1);
+    assert_int_equal(ws_decoder_feed(d, b.p + before, header_end - before, collect_cb, &c),
+                     WS_CLOSE_TOO_BIG);
+    collector_free(&c);
+    ws_decoder_free(d);
+    d = ws_decoder_new(true, 200);
+    assert_int_equal(ws_decoder_feed(d, b.p, b.len, collect_cb, &c), WS_CLOSE_TOO_BIG);
+    assert_int_equal(c.n, 1);
+    collector_free(&c);
+    ws_decoder_free(d);
+
+    /* A huge continuation after a small first fragment, on the client side. */
+    b.len = 0;
+    add_frame(&b, false, 0, WS_OP_BINARY, payload, 10, false);
+    add_header(&b, true, WS_OP_CONT, 1ull << 62, false);
+    d = ws_decoder_new(false, 1 << 20);
+    assert_int_equal(bytewise_until_error(d, &b, &c, &fed), WS_CLOSE_TOO_BIG);
+    assert_int_equal(fed, b.len);
+    assert_int_equal(c.n, 0);
+    ws_decoder_free(d);
+
+    /* Header checks other than the length do not wait for payload either:
+     * a continuation without a message, announcing 2^62 bytes, is 1002. */
+    b.len = 0;
+    add_header(&b, true, WS_OP_CONT, 1ull << 62, true);
+    d = ws_decoder_new(true, 1 << 20);
+    assert_int_equal(bytewise_until_error(d, &b, &c, &fed), WS_CLOSE_PROTOCOL);
+    assert_int_equal(fed, b.len - 4);
+    assert_string_equal(ws_decoder_error(d), "continuation frame without a message");
+    ws_decoder_free(d);
     bytes_free(&b);
 }
 
@@ -1054,6 +1212,8 @@ int main(void)
         cmocka_unit_test(test_unknown_opcode),
         cmocka_unit_test(test_control_frame_limits),
         cmocka_unit_test(test_message_too_big),
+        cmocka_unit_test(test_length_checked_at_header),
+        cmocka_unit_test(test_fragments_checked_at_header),
         cmocka_unit_test(test_sticky_error),
         cmocka_unit_test(test_callback_stop),
         cmocka_unit_test(test_utf8_validator),
