@@ -8,6 +8,8 @@
 #include <sys/resource.h>
 #include <uv.h>
 
+#include "common/log.h"
+
 /* Linux's default for fs.nr_open, for when /proc cannot be read. */
 #define FDLIMIT_NR_OPEN_DEFAULT 1048576
 
@@ -53,6 +55,23 @@ int fdlimit_raise(uint64_t *before_out, uint64_t *soft_out)
     if (soft_out)
         *soft_out = as_u64(target);
     return 0;
+}
+
+uint64_t fdlimit_raise_logged(const char *prog)
+{
+    uint64_t before = 0, limit = 0;
+    int rc = fdlimit_raise(&before, &limit);
+    if (rc != 0)
+        log_warn("descriptors: cannot raise the soft limit (%llu) to the hard limit: %s; "
+                 "raise it with ulimit -n before starting %s",
+                 (unsigned long long)limit, uv_strerror(rc), prog);
+    else if (limit > before)
+        log_info("descriptors: soft limit raised from %llu to %llu",
+                 (unsigned long long)before, (unsigned long long)limit);
+    else
+        log_info("descriptors: soft limit %llu, already the hard limit",
+                 (unsigned long long)limit);
+    return limit;
 }
 
 unsigned fdlimit_connections(uint64_t limit, unsigned reserve)

@@ -18,6 +18,11 @@
  * is the limit still in force (0 when even getrlimit failed). */
 int fdlimit_raise(uint64_t *before_out, uint64_t *soft_out);
 
+/* fdlimit_raise, with what it did logged for the operator (info), or why
+ * it could not (warn, saying to raise ulimit -n before starting prog).
+ * Returns the soft limit in force (0 when unknown). */
+uint64_t fdlimit_raise_logged(const char *prog);
+
 /* How many connections a process may accept with limit descriptors when it
  * keeps reserve of them for everything else: limit - reserve, at most
  * UINT_MAX; 0 when limit <= reserve, which leaves the caller to decide. */

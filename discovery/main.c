@@ -93,18 +93,7 @@ static int set_option(int index, const char *v, void *ud, char *err, size_t errl
  * limit leaves after DISCOVERY_FD_RESERVE. */
 static unsigned connection_cap(unsigned max_connections)
 {
-    uint64_t before = 0, limit = 0;
-    int rc = fdlimit_raise(&before, &limit);
-    if (rc != 0)
-        log_warn("descriptors: cannot raise the soft limit (%llu) to the hard limit: %s; "
-                 "raise it with ulimit -n before starting discovery",
-                 (unsigned long long)limit, uv_strerror(rc));
-    else if (limit > before)
-        log_info("descriptors: soft limit raised from %llu to %llu",
-                 (unsigned long long)before, (unsigned long long)limit);
-    else
-        log_info("descriptors: soft limit %llu, already the hard limit",
-                 (unsigned long long)limit);
+    uint64_t limit = fdlimit_raise_logged("discovery");
     unsigned room = fdlimit_connections(limit, DISCOVERY_FD_RESERVE);
     if (max_connections != 0) {
         if (limit != 0 && max_connections > room)

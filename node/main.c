@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/cli.h"
+#include "common/fdlimit.h"
 #include "common/http_client.h"
 #include "common/log.h"
 #include "common/msgbuf.h"
@@ -25,6 +26,11 @@
 #include "node/store.h"
 
 #define NODE_SHUTDOWN_LIMIT_MS 5000
+/* Descriptors kept for all but clients: stdio, two listeners, the store's
+ * database, WAL and shared memory on two connections, libuv's own, the
+ * discovery client, and peer links: up to 64 not yet past their hello
+ * and a few hundred up. */
+#define NODE_FD_RESERVE 512
 /* The largest --max-message: its text, the sender and the headers must fit
  * one peer frame (PEER_PROTO_MAX_FRAME). */
 #define NODE_MAX_MESSAGE_LIMIT ((long)PEER_PROTO_MAX_FRAME - 1024)
@@ -206,6 +212,41 @@ static int set_option(int index, const char *v, void *ud, char *err, size_t errl
     return -1;
 }
 
+/* --- descriptors ------------------------------------------------------------ */
+
+/* Raises the soft descriptor limit to the hard one and shares it out:
+ * NODE_FD_RESERVE for what is not a connection and for peer links, a
+ * sixteenth of the rest for HTTP connections on the client port (status
+ * requests and handshakes not yet upgraded), the rest for WebSocket
+ * clients unless --max-clients says otherwise. So the node never runs out
+ * of descriptors for its peers, its store or its discovery heartbeat
+ * however many clients come: the ones past the cap get a 503. Returns the
+ * HTTP connection cap. */
+static unsigned descriptor_budget(struct node_config *c)
+{
+    uint64_t limit = fdlimit_raise_logged("the node");
+    unsigned room = fdlimit_connections(limit, NODE_FD_RESERVE);
+    if (room < 32) {
+        log_warn("descriptors: the limit %llu leaves %u for clients after %d kept for "
+                 "peers and the store; raise ulimit -n", (unsigned long long)limit, room,
+                 NODE_FD_RESERVE);
+        room = 32;
+    }
+    unsigned http_cap = UTIL_MAX(room / 16, 16u);
+    size_t clients = room - http_cap;
+    if (c->max_clients == 0)
+        c->max_clients = clients;
+    else if (c->max_clients > clients)
+        log_warn("--max-clients %zu is more than the descriptor limit %llu allows (%zu); "
+                 "clients past that may fail to connect instead of getting 503: lower "
+                 "--max-clients or raise ulimit -n", c->max_clients,
+                 (unsigned long long)limit, clients);
+    log_info("connections: at most %zu WebSocket clients and %u HTTP connections "
+             "(descriptor limit %llu, %d kept for peers and the store)", c->max_clients,
+             http_cap, (unsigned long long)limit, NODE_FD_RESERVE);
+    return http_cap;
+}
+
 /* --- shutdown: clients and discovery first, then links and ports -------- */
 
 static uv_signal_t sig_int, sig_term;
@@ -312,8 +353,7 @@ int main(int argc, char **argv)
                   "--max-queue", c->max_queue_hard, c->max_queue);
         return EX_USAGE;
     }
-    if (c->max_clients == 0)
-        c->max_clients = 1000; /* FIXME fd limit */
+    unsigned http_cap = descriptor_budget(c);
     if (membership_load(&n) != 0 || relay_init(&n) != 0)
         return EX_CANTCREAT;
     flow_init(&n);
@@ -324,6 +364,7 @@ int main(int argc, char **argv)
         .on_upgrade = clients_on_upgrade,
         .ud = &n,
         .request_timeout_ms = c->handshake_ms, /* bounds the WebSocket handshake too */
+        .max_connections = http_cap,
     };
     int rc = http_server_start(n.loop, c->listen_host, c->client_port, &hc, &n.http);
     if (rc != 0) {

@@ -7,6 +7,7 @@
 
 #include "common/util.h"
 #include "node/clients.h"
+#include "node/flow.h"
 #include "node/history.h"
 #include "node/membership.h"
 #include "node/mesh.h"
@@ -17,7 +18,7 @@ static json_t *status_json(const node *n)
     const struct node_counters *c = &n->counters;
     return json_pack(
         "{s:I, s:i, s:i, s:{s:s, s:b}, s:o, s:I, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, "
-        "s:o, s:I}",
+        "s:o, s:{s:I, s:I, s:I, s:I}, s:I}",
         "id", (json_int_t)n->id,
         "clientport", n->client_port,
         "syncport", n->sync_port,
@@ -34,6 +35,11 @@ static json_t *status_json(const node *n)
         "gapsDropped", (json_int_t)c->dropped_gap,
         "caughtUpToPeers", (json_int_t)c->caught_up,
         "history", history_digest((node *)n),
+        "flow",
+        "pausedClients", (json_int_t)flow_paused(n, FLOW_CLIENT),
+        "pausedPeers", (json_int_t)flow_paused(n, FLOW_PEER),
+        "congestedClients", (json_int_t)(n->flow ? flow_clients_class((node *)n)->ncongested : 0),
+        "congestedLinks", (json_int_t)(n->flow ? flow_links_class((node *)n)->ncongested : 0),
         "uptimeMs", (json_int_t)(util_now_ms() - n->started_ms));
 }
 

@@ -129,7 +129,7 @@ class Discovery(Proc):
 class Node(Proc):
     count = 0
 
-    def __init__(self, discovery, logdir, name=None, extra=(), data_dir=None):
+    def __init__(self, discovery, logdir, name=None, extra=(), data_dir=None, preexec=None):
         Node.count += 1
         name = name or f"node{Node.count}"
         self.data_dir = data_dir or os.path.join(logdir, name + "-data")
@@ -139,7 +139,8 @@ class Node(Proc):
                           "--listen", "127.0.0.1", "--client-port", "0",
                           "--sync-port", "0", "--data-dir", self.data_dir,
                           "--heartbeat-ms", "200", *extra],
-                         logdir, r"listening clients on [^ ]*:(\d+) sync on [^ ]*:(\d+)")
+                         logdir, r"listening clients on [^ ]*:(\d+) sync on [^ ]*:(\d+)",
+                         preexec)
         self._learn_ports()
 
     def _learn_ports(self):

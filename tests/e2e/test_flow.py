@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import re
+import resource
 import socket
 import struct
 import threading
@@ -296,3 +297,33 @@ def handshake_refused(port):
         if m and len(body) >= int(m.group(1)):
             break
     return s, data
+
+
+def test_a_low_descriptor_limit_caps_clients_and_keeps_the_node_in_the_cluster(logdir, procs):
+    """With 600 descriptors (soft and hard), the node keeps 512 for peers
+    and the store and 16 for HTTP: 72 clients, then 503; its heartbeat and
+    its status port keep working."""
+    def limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (600, 600))
+    d = Discovery(logdir, ttl=2)
+    procs.append(d)
+    nd = Node(d, logdir, extra=QUIET, preexec=limit)
+    procs.append(nd)
+    assert "at most 72 WebSocket clients and 16 HTTP connections" in nd.log()
+    held = [handshake(nd.client_port)[0] for _ in range(72)]
+    wait_until(lambda: nd.status()["clients"] == 72, HANG, "72 clients")
+    for _ in range(5):
+        s, head = handshake_refused(nd.client_port)
+        assert head.startswith(b"HTTP/1.1 503"), head
+        s.close()
+    # Still listed once more than a discovery TTL (2 s) of heartbeats has
+    # passed with every client slot taken.
+    since = nd.status()["uptimeMs"]
+    wait_until(lambda: nd.status()["uptimeMs"] > since + 2500, HANG, "a TTL to pass")
+    assert d.active_ids() == [nd.id]
+    assert nd.status()["discovery"]["active"]
+    assert "too many open files" not in nd.log().lower()
+    # no heartbeat trouble logged since the start
+    assert "heartbeat" not in nd.log().split("connections: at most", 1)[1]
+    for h in held:
+        h.close()
