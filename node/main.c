@@ -103,7 +103,8 @@ static int copy_opt(char *dst, size_t len, const char *v, char *err, size_t errl
     return 0;
 }
 
-static int parse_seconds(const char *v, double min, double max, double *out, char *err,
+/* Seconds, fractions allowed, from min to max, into milliseconds. */
+static int seconds_to_ms(const char *v, double min, double max, unsigned *ms, char *err,
                          size_t errlen)
 {
     char *end;
@@ -112,7 +113,7 @@ static int parse_seconds(const char *v, double min, double max, double *out, cha
         snprintf(err, errlen, "expected seconds between %g and %g", min, max);
         return -1;
     }
-    *out = sec;
+    *ms = (unsigned)(sec * 1000 + 0.5);
     return 0;
 }
 
@@ -154,13 +155,8 @@ static int set_option(int index, const char *v, void *ud, char *err, size_t errl
             return -1;
         *(index == OPT_MAX_QUEUE ? &c->max_queue : &c->max_queue_hard) = (size_t)l;
         return 0;
-    case OPT_WRITE_DEADLINE: {
-        double sec;
-        if (parse_seconds(v, 0.05, 3600, &sec, err, errlen) != 0)
-            return -1;
-        c->write_deadline_ms = (unsigned)(sec * 1000 + 0.5);
-        return 0;
-    }
+    case OPT_WRITE_DEADLINE:
+        return seconds_to_ms(v, 0.05, 3600, &c->write_deadline_ms, err, errlen);
     case OPT_MAX_CLIENTS:
         if (cli_long(v, 1, 10000000, "a count", &l, err, errlen) != 0)
             return -1;
@@ -188,13 +184,8 @@ static int set_option(int index, const char *v, void *ud, char *err, size_t errl
         c->fsync_mode = (int)mode;
         return 0;
     }
-    case OPT_SYNC_INTERVAL: {
-        double sec;
-        if (parse_seconds(v, 0.05, 86400, &sec, err, errlen) != 0)
-            return -1;
-        c->sync_interval_ms = (unsigned)(sec * 1000 + 0.5);
-        return 0;
-    }
+    case OPT_SYNC_INTERVAL:
+        return seconds_to_ms(v, 0.05, 86400, &c->sync_interval_ms, err, errlen);
     case OPT_SYNC_LIMIT:
         if (cli_long(v, 1, 100000, "a count", &l, err, errlen) != 0)
             return -1;

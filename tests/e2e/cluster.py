@@ -5,11 +5,13 @@ Every wait here polls a condition with a hang limit; nothing sleeps to
 synchronize. Stopping a process checks its exit status and that the
 sanitizers reported nothing."""
 
+import base64
 import json
 import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import time
 import urllib.request
@@ -196,3 +198,49 @@ def new_message(text, sender="tester", chat=11):
     """A DSatter newMessageFromClient frame."""
     return json.dumps({"type": "newMessageFromClient",
                        "payload": {"text": text, "sender": sender, "chatId": chat}})
+
+
+def ws_request(port, rcvbuf=None, timeout=20):
+    """A plain socket to a node's client port with a WebSocket upgrade
+    request sent; rcvbuf (set before connecting, so that the window it
+    announces is small from the start) makes a reader the kernel cannot
+    buffer much for."""
+    s = socket.socket()
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(timeout)
+    s.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall((f"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+               f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    return s
+
+
+def raw_ws(port, rcvbuf=None, timeout=20):
+    """A WebSocket client on a plain socket: handshake done, frames by hand
+    (for what a well-behaved library will not send, or not so fast)."""
+    s = ws_request(port, rcvbuf, timeout)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(1)
+        assert chunk, "closed during the handshake"
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return s
+
+
+def masked_frame(opcode, payload, fin=True):
+    """A client frame: masked, as RFC 6455 requires."""
+    mask = os.urandom(4)
+    n = len(payload)
+    head = bytes([(0x80 if fin else 0) | opcode])
+    if n < 126:
+        head += bytes([0x80 | n])
+    elif n < 65536:
+        head += bytes([0x80 | 126]) + struct.pack("!H", n)
+    else:
+        head += bytes([0x80 | 127]) + struct.pack("!Q", n)
+    m = (mask * (n // 4 + 1))[:n]
+    body = (int.from_bytes(payload, "big") ^ int.from_bytes(m, "big")).to_bytes(n, "big")
+    return head + mask + body

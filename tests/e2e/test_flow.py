@@ -8,19 +8,15 @@ The clients here are raw sockets driven from threads: a sender writes all
 its frames in one sendall, as fast as the kernel takes them, which is what
 a load generator does and what a polite library never does."""
 
-import base64
 import json
-import os
 import re
 import resource
-import socket
 import struct
 import threading
 import time
 
-import pytest
-
-from cluster import Discovery, Node, http_json, start_cluster, wait_until
+from cluster import (Discovery, Node, http_json, masked_frame, raw_ws, start_cluster,
+                     wait_until, ws_request)
 
 HANG = 60  # seconds: only a guard against hangs, never a speed claim
 TEXT = re.compile(rb'"text":"(s\d+-\d+)')
@@ -28,42 +24,8 @@ TEXT = re.compile(rb'"text":"(s\d+-\d+)')
 QUIET = ("--ping-interval-ms", "0")
 
 
-def handshake(port, rcvbuf=None):
-    s = socket.socket()
-    if rcvbuf:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    s.settimeout(HANG)
-    s.connect(("127.0.0.1", port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    s.sendall((f"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-               f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = s.recv(1)
-        assert chunk, "closed during the handshake"
-        head += chunk
-    return s, head
-
-
-def masked(opcode, payload):
-    mask = os.urandom(4)
-    n = len(payload)
-    head = bytes([0x80 | opcode])
-    if n < 126:
-        head += bytes([0x80 | n])
-    elif n < 65536:
-        head += bytes([0x80 | 126]) + struct.pack("!H", n)
-    else:
-        head += bytes([0x80 | 127]) + struct.pack("!Q", n)
-    m = (mask * (n // 4 + 1))[:n]
-    body = (int.from_bytes(payload, "big") ^ int.from_bytes(m, "big")).to_bytes(n, "big") \
-        if n else b""
-    return head + mask + body
-
-
 def chat_frame(text):
-    return masked(1, json.dumps({"type": "newMessageFromClient",
+    return masked_frame(1, json.dumps({"type": "newMessageFromClient",
                                  "payload": {"text": text, "sender": "flow",
                                              "chatId": 11}}).encode())
 
@@ -159,11 +121,11 @@ def test_flat_out_senders_get_every_message_and_no_reader_is_cut(logdir, procs):
     per_sender = 20000
     senders, readers = [], []
     for k in range(3):
-        s, _ = handshake(nodes[0].client_port)
+        s = raw_ws(nodes[0].client_port, timeout=HANG)
         senders.append(s)
         readers.append(Reader(s, f"sender{k}"))
     for i, nd in enumerate(nodes):
-        s, _ = handshake(nd.client_port)
+        s = raw_ws(nd.client_port, timeout=HANG)
         readers.append(Reader(s, f"reader-on-node{i + 1}"))
     blobs = [b"".join(chat_frame(f"s{k}-{i}-" + "x" * 120) for i in range(per_sender))
              for k in range(3)]
@@ -188,10 +150,10 @@ def test_a_burst_of_big_messages_reaches_readers_on_other_nodes(logdir, procs):
     readers on the other nodes get all of them."""
     _, nodes = start_cluster(logdir, procs, 3, node_extra=QUIET)
     count = 2000
-    s, _ = handshake(nodes[0].client_port)
+    s = raw_ws(nodes[0].client_port, timeout=HANG)
     readers = [Reader(s, "sender")]
     for i, nd in enumerate(nodes[1:]):
-        r, _ = handshake(nd.client_port)
+        r = raw_ws(nd.client_port, timeout=HANG)
         readers.append(Reader(r, f"reader-on-node{i + 2}"))
     s.sendall(b"".join(chat_frame(f"s0-{i}-" + "y" * 3000) for i in range(count)))
     for r in readers:
@@ -208,8 +170,8 @@ def test_a_reader_that_stops_is_closed_with_1008_after_the_deadline(logdir, proc
     procs.append(d)
     nd = Node(d, logdir, extra=(*QUIET, "--max-queue", "262144", "--write-deadline", "0.5"))
     procs.append(nd)
-    stalled, _ = handshake(nd.client_port, rcvbuf=4096)
-    fast, _ = handshake(nd.client_port)
+    stalled = raw_ws(nd.client_port, rcvbuf=4096, timeout=HANG)
+    fast = raw_ws(nd.client_port, timeout=HANG)
     fast_reader = Reader(fast, "fast")
     count = 3000
     fast.sendall(b"".join(chat_frame(f"s0-{i}-" + "z" * 3000) for i in range(count)))
@@ -233,12 +195,12 @@ def test_a_ping_flooder_that_never_reads_is_closed_and_costs_little(logdir, proc
     procs.append(d)
     nd = Node(d, logdir, extra=(*QUIET, "--write-deadline", "0.5"))
     procs.append(nd)
-    s, _ = handshake(nd.client_port, rcvbuf=4096)
+    s = raw_ws(nd.client_port, rcvbuf=4096, timeout=HANG)
     before = rss_kb(nd.p.pid)
     # 200,000 pings of 125 bytes: 25 MB of pongs if each were answered, far
     # more than the kernel buffers between us. We read none of it. The node
     # owes at most one pong at a time, and closes a flood.
-    ping = masked(9, b"p" * 125)
+    ping = masked_frame(9, b"p" * 125)
     sent = 0
     try:
         for _ in range(200):
@@ -258,7 +220,7 @@ def test_clients_beyond_max_clients_get_503_and_the_node_stays_listed(logdir, pr
     procs.append(d)
     nd = Node(d, logdir, extra=(*QUIET, "--max-clients", "3"))
     procs.append(nd)
-    held = [handshake(nd.client_port)[0] for _ in range(3)]
+    held = [raw_ws(nd.client_port, timeout=HANG) for _ in range(3)]
     for h in held:
         h.settimeout(HANG)
     wait_until(lambda: nd.status()["clients"] == 3, HANG, "3 clients")
@@ -271,20 +233,15 @@ def test_clients_beyond_max_clients_get_503_and_the_node_stays_listed(logdir, pr
     assert status == 200 and body["clients"] == 3
     held.pop().close()
     wait_until(lambda: nd.status()["clients"] == 2, HANG, "a client to leave")
-    again, head = handshake(nd.client_port)
-    assert head.startswith(b"HTTP/1.1 101"), head
+    again = raw_ws(nd.client_port, timeout=HANG)
     for h in held + [again]:
         h.close()
 
 
 def handshake_refused(port):
     """Sends a handshake and reads the whole answer (head and body) until
-    the node closes the connection."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=HANG)
-    key = base64.b64encode(os.urandom(16)).decode()
-    s.sendall((f"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-               f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    the node closes the connection or the body is complete."""
+    s = ws_request(port, timeout=HANG)
     data = b""
     deadline = time.monotonic() + HANG
     while time.monotonic() < deadline:
@@ -310,7 +267,7 @@ def test_a_low_descriptor_limit_caps_clients_and_keeps_the_node_in_the_cluster(l
     nd = Node(d, logdir, extra=QUIET, preexec=limit)
     procs.append(nd)
     assert "at most 72 WebSocket clients and 16 HTTP connections" in nd.log()
-    held = [handshake(nd.client_port)[0] for _ in range(72)]
+    held = [raw_ws(nd.client_port, timeout=HANG) for _ in range(72)]
     wait_until(lambda: nd.status()["clients"] == 72, HANG, "72 clients")
     for _ in range(5):
         s, head = handshake_refused(nd.client_port)

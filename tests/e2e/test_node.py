@@ -3,19 +3,17 @@ clients from the `websockets` library (an independent implementation), raw
 sockets for what a well-behaved library will not send."""
 
 import asyncio
-import base64
 import json
 import os
 import re
 import socket
 import struct
-import threading
 
 import pytest
 import websockets
 
-from cluster import (Discovery, Node, free_port, http_json, new_message, start_cluster,
-                     wait_mesh, wait_until)
+from cluster import (Discovery, Node, free_port, http_json, masked_frame, new_message, raw_ws,
+                     start_cluster, wait_mesh, wait_until)
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 HANG = 20  # seconds: only a guard against hangs, never a speed claim
@@ -219,38 +217,6 @@ def test_protocol_violations_close_with_their_code(one_node, kind, code):
                 await asyncio.wait_for(ws.recv(), HANG)
             assert e.value.rcvd.code == code
     run(go())
-
-
-def raw_ws(port, rcvbuf=None):
-    """A WebSocket client on a plain socket: handshake done, frames by hand."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=HANG)
-    if rcvbuf:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    key = base64.b64encode(os.urandom(16)).decode()
-    s.sendall((f"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-               f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = s.recv(1)
-        assert chunk, "closed during the handshake"
-        head += chunk
-    assert head.startswith(b"HTTP/1.1 101"), head
-    return s
-
-
-def masked_frame(opcode, payload, fin=True):
-    mask = os.urandom(4)
-    n = len(payload)
-    head = bytes([(0x80 if fin else 0) | opcode])
-    if n < 126:
-        head += bytes([0x80 | n])
-    elif n < 65536:
-        head += bytes([0x80 | 126]) + struct.pack("!H", n)
-    else:
-        head += bytes([0x80 | 127]) + struct.pack("!Q", n)
-    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return head + mask + body
 
 
 def read_close_code(s):
