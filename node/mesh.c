@@ -24,6 +24,7 @@
 #include "common/netaddr.h"
 #include "common/outq.h"
 #include "common/util.h"
+#include "node/catchup.h"
 #include "node/flow.h"
 #include "node/peer_proto.h"
 #include "node/relay.h"
@@ -39,12 +40,6 @@
 #define MESH_CATCHUP_READS 64          /* store reads per pump, at most */
 #define MESH_CATCHUP_MS 2              /* pump period while catching up */
 #define MESH_GAP_MARKS_MS 200          /* marks after a gap, at most this often */
-
-/* What a peer lacks of one origin: everything after `after`. */
-struct catchup {
-    uint32_t origin;
-    uint64_t after;
-};
 
 enum link_state { LINK_CONNECTING, LINK_HELLO, LINK_UP, LINK_CLOSING };
 
@@ -64,8 +59,7 @@ struct link {
     size_t up_index;          /* position in mesh->up while up */
     struct link *next_all, *prev_all;
     char addr[80];
-    struct catchup *cu;       /* anti-entropy cursors, served in order */
-    size_t ncu, capcu;
+    catchup *cu;              /* anti-entropy cursors, see catchup.h */
     uint64_t next_marks_ms;   /* the periodic marks are due */
     uint64_t marks_sent_ms;
     bool marks_wanted;        /* a gap was seen: send marks soon */
@@ -183,7 +177,7 @@ static void link_closed_cb(uv_handle_t *h)
     struct mesh *m = l->mesh;
     outq_discard(&l->q);
     peer_decoder_free(&l->dec);
-    free(l->cu);
+    catchup_free(l->cu);
     free(l->tcp);
     free(l);
     mesh_release(m);
@@ -262,44 +256,23 @@ static void link_send_marks(struct link *l)
     l->marks_wanted = false;
 }
 
-static void cursor_set(struct link *l, uint32_t origin, uint64_t after)
-{
-    for (size_t i = 0; i < l->ncu; i++) {
-        if (l->cu[i].origin == origin) {
-            l->cu[i].after = after;
-            return;
-        }
-    }
-    if (l->ncu == l->capcu) {
-        l->capcu = l->capcu ? 2 * l->capcu : 8;
-        l->cu = xrealloc(l->cu, l->capcu * sizeof(*l->cu));
-    }
-    l->cu[l->ncu++] = (struct catchup){ origin, after };
-}
-
-static void cursor_drop(struct link *l, size_t i)
-{
-    memmove(&l->cu[i], &l->cu[i + 1], (l->ncu - i - 1) * sizeof(*l->cu));
-    l->ncu--;
-}
-
 /* Sends what the cursors say the peer lacks, while its queue is short. */
 static void link_pump(struct link *l)
 {
     node *n = l->mesh->n;
-    for (int reads = 0; reads < MESH_CATCHUP_READS && l->ncu > 0 && l->state == LINK_UP &&
-                        outq_bytes(&l->q) < MESH_CATCHUP_QUEUE;
+    uint32_t origin;
+    uint64_t after;
+    for (int reads = 0; reads < MESH_CATCHUP_READS && l->state == LINK_UP &&
+                        outq_bytes(&l->q) < MESH_CATCHUP_QUEUE &&
+                        catchup_next(l->cu, &origin, &after);
          reads++) {
-        struct catchup *c = &l->cu[0];
         struct store_rows rows = { 0 };
-        if (store_read(n->store, c->origin, c->after, UINT64_MAX, MESH_CATCHUP_ROWS,
-                       &rows) != 0) {
-            l->ncu = 0; /* logged; the next marks start over */
+        if (store_read(n->store, origin, after, UINT64_MAX, MESH_CATCHUP_ROWS, &rows) != 0) {
+            catchup_clear(l->cu); /* logged; the next marks start over */
             store_rows_free(&rows);
             return;
         }
         bool done = rows.n < MESH_CATCHUP_ROWS;
-        uint32_t origin = c->origin;
         size_t i = 0;
         /* Checked per message: a few big ones could pass the link's bound
          * within one read, and the link would close and start over. */
@@ -308,7 +281,9 @@ static void link_pump(struct link *l)
             msgbuf *b = peer_proto_msg(&rows.msgs[i]);
             link_send(l, b);
             msgbuf_unref(b);
-            c->after = rows.msgs[i].seq;
+            if (l->state != LINK_UP)
+                break;
+            catchup_queued(l->cu, origin, rows.msgs[i].seq);
             n->counters.caught_up++;
         }
         if (i < rows.n)
@@ -318,7 +293,7 @@ static void link_pump(struct link *l)
             return;
         if (done) {
             log_debug("node %u caught up on origin %u", l->peer_id, origin);
-            cursor_drop(l, 0);
+            catchup_done(l->cu);
         }
     }
 }
@@ -332,39 +307,24 @@ static void catchup_cb(uv_timer_t *t)
     bool active = false;
     for (size_t i = m->nup; i-- > 0;) {
         struct link *l = m->up[i];
-        if (l->ncu > 0)
+        if (catchup_pending(l->cu) > 0)
             link_pump(l);
-        if (l->state == LINK_UP && l->ncu > 0)
+        if (l->state == LINK_UP && catchup_pending(l->cu) > 0)
             active = true;
     }
     if (!active)
         uv_timer_stop(t);
 }
 
-/* The peer's marks: set a cursor for every origin it lags behind on. */
+/* The peer's marks: a cursor for every origin it lags behind on. */
 static void link_on_marks(struct link *l, const struct peer_frame *f)
 {
-    node *n = l->mesh->n;
     size_t count;
-    const struct store_origin *o = store_origins(n->store, &count);
-    for (size_t i = 0; i < count; i++) {
-        if (o[i].origin == l->peer_id)
-            continue; /* it has all of its own */
-        uint64_t theirs = 0;
-        for (uint32_t k = 0; k < f->nmarks; k++) {
-            uint32_t origin;
-            uint64_t seq;
-            peer_proto_mark(f, k, &origin, &seq);
-            if (origin == o[i].origin) {
-                theirs = seq;
-                break;
-            }
-        }
-        if (o[i].highest > theirs)
-            cursor_set(l, o[i].origin, theirs);
-    }
+    const struct store_origin *o = store_origins(l->mesh->n->store, &count);
+    catchup_marks(l->cu, f, o, count, l->peer_id);
     link_pump(l);
-    if (l->state == LINK_UP && l->ncu > 0 && !uv_is_active((uv_handle_t *)&l->mesh->catchup))
+    if (l->state == LINK_UP && catchup_pending(l->cu) > 0 &&
+        !uv_is_active((uv_handle_t *)&l->mesh->catchup))
         uv_timer_start(&l->mesh->catchup, catchup_cb, MESH_CATCHUP_MS, MESH_CATCHUP_MS);
 }
 
@@ -487,6 +447,7 @@ static struct link *link_new(struct mesh *m, bool outbound)
      * for a catch-up batch plus a frame of the largest size. */
     outq_init(&l->q, (uv_stream_t *)l->tcp, flow_links_class(m->n), link_write_error_cb, l);
     peer_decoder_init(&l->dec, PEER_PROTO_MAX_FRAME);
+    l->cu = catchup_new();
     l->next_all = m->all;
     if (m->all)
         m->all->prev_all = l;

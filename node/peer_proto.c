@@ -171,12 +171,17 @@ static int decode(peer_decoder *d, const char *p, size_t total, peer_frame_fn cb
             return bad(d, err, errlen, "marks frame with a bad origin or length");
         f.nmarks = get32(pl);
         f.marks = pl + 4;
-        for (uint32_t i = 0; i < f.nmarks; i++) {
+        /* Ascending order is checked here, in one pass, so that receivers
+         * can merge the marks with their own sorted origins. */
+        for (uint32_t i = 0, prev = 0; i < f.nmarks; i++) {
             uint32_t o;
             uint64_t q;
             peer_proto_mark(&f, i, &o, &q);
             if (o == 0 || o > INT32_MAX || q >= MESSAGE_SEQ_LIMIT)
                 return bad(d, err, errlen, "marks frame with an invalid origin or sequence");
+            if (o <= prev)
+                return bad(d, err, errlen, "marks frame with origins not in ascending order");
+            prev = o;
         }
         break;
     default:

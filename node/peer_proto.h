@@ -23,8 +23,9 @@ enum peer_frame_type {
     PEER_MSG = 2,
     /* Anti-entropy: the sender's highest seq per origin (origin field =
      * the sender's id, seq 0; payload u32 count, then count times u32
-     * origin, u64 seq). The receiver answers with MSG frames of what the
-     * sender lacks. */
+     * origin, u64 seq, in strictly ascending origin order: the decoder
+     * refuses a frame out of order). The receiver answers with MSG frames
+     * of what the sender lacks. */
     PEER_MARKS = 3,
 };
 
@@ -41,7 +42,9 @@ struct peer_frame {
 void peer_proto_mark(const struct peer_frame *f, uint32_t i, uint32_t *origin,
                      uint64_t *seq);
 
-/* Marks, at most as many as fit PEER_PROTO_MAX_FRAME. New reference. */
+/* Marks of o[0..n), which must be in ascending origin order (as
+ * store_origins() gives them), at most as many as fit
+ * PEER_PROTO_MAX_FRAME. New reference. */
 struct store_origin;
 msgbuf *peer_proto_marks(uint32_t node_id, const struct store_origin *o, size_t n);
 
@@ -68,7 +71,8 @@ void peer_decoder_free(peer_decoder *d);
 
 /* Feeds bytes in any chunking. Returns 0, 1 when the callback stopped it,
  * or -1 with err filled on a bad frame (too long, unknown version or type,
- * inconsistent lengths, invalid UTF-8, zero origin or seq); after -1 the
+ * inconsistent lengths, invalid UTF-8, zero origin or seq, marks out of
+ * ascending origin order); after -1 the
  * decoder refuses all input. */
 int peer_decoder_feed(peer_decoder *d, const char *data, size_t len,
                       peer_frame_fn cb, void *ud, char *err, size_t errlen);

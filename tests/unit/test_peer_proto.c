@@ -509,6 +509,26 @@ static void test_bad_frames(void **state)
     assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "marks"));
 
+    /* MARKS out of ascending origin order, or with an origin twice: refused
+     * (receivers merge them with their own sorted origins). In order: fine. */
+    const struct {
+        uint32_t a, b;
+        int rc;
+    } orders[] = { { 5, 3, -1 }, { 4, 4, -1 }, { 3, 5, 0 }, { 2147483647u, 1, -1 } };
+    for (size_t i = 0; i < sizeof(orders) / sizeof(orders[0]); i++) {
+        char pl[4 + 3 * 12] = { 0 };
+        put32(pl, 3);
+        put32(pl + 4, 1);
+        put32(pl + 16, orders[i].a);
+        put32(pl + 28, orders[i].b);
+        pl[39] = 7; /* the last entry's seq */
+        s.len = 0;
+        raw_frame(&s, 1, PEER_MARKS, 3, 0, pl, sizeof(pl));
+        assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), orders[i].rc);
+        if (orders[i].rc != 0)
+            assert_non_null(strstr(err, "ascending order"));
+    }
+
     /* length field below the header size (16 is the least: ver..seq) */
     const uint32_t short_lens[] = { 0, 1, 4, 15 };
     for (size_t i = 0; i < 4; i++) {

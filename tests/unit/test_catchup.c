@@ -1,0 +1,256 @@
+/* Tests node/catchup.c: the merge of a peer's MARKS with this node's
+ * origins (disjoint, equal, the peer ahead or behind, either side empty,
+ * 20,000 origins), the cursors it produces in ascending origin order, and
+ * how they are served, moved and dropped. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "node/catchup.h"
+#include "node/peer_proto.h"
+#include "node/store.h"
+
+/* --- helpers ---------------------------------------------------------------- */
+
+struct mark {
+    uint32_t origin;
+    uint64_t seq;
+};
+
+/* A decoded MARKS frame over raw entries, as the decoder hands it out. */
+struct marks_frame {
+    struct peer_frame f;
+    char *raw;
+};
+
+static void marks_frame_init(struct marks_frame *m, const struct mark *e, size_t n)
+{
+    memset(m, 0, sizeof(*m));
+    m->raw = malloc(n * 12 + 1);
+    assert_non_null(m->raw);
+    for (size_t i = 0; i < n; i++) {
+        char *p = m->raw + i * 12;
+        for (int b = 0; b < 4; b++)
+            p[b] = (char)(e[i].origin >> (24 - 8 * b));
+        for (int b = 0; b < 8; b++)
+            p[4 + b] = (char)(e[i].seq >> (56 - 8 * b));
+    }
+    m->f.type = PEER_MARKS;
+    m->f.origin = 99;
+    m->f.marks = m->raw;
+    m->f.nmarks = (uint32_t)n;
+}
+
+static void marks_frame_free(struct marks_frame *m)
+{
+    free(m->raw);
+}
+
+/* Our origins, as store_origins() gives them. */
+static struct store_origin *ours_of(const struct mark *e, size_t n)
+{
+    struct store_origin *o = calloc(n + 1, sizeof(*o));
+    assert_non_null(o);
+    for (size_t i = 0; i < n; i++) {
+        o[i].origin = e[i].origin;
+        o[i].highest = e[i].seq;
+        o[i].count = e[i].seq;
+    }
+    return o;
+}
+
+/* Merges, then serves every cursor: they must be exactly want[0..nwant). */
+static void check_merge(const struct mark *ours, size_t nours, const struct mark *theirs,
+                        size_t ntheirs, uint32_t skip, const struct mark *want, size_t nwant)
+{
+    struct marks_frame m;
+    marks_frame_init(&m, theirs, ntheirs);
+    struct store_origin *o = ours_of(ours, nours);
+    catchup *c = catchup_new();
+    assert_int_equal(catchup_marks(c, &m.f, o, nours, skip), nwant);
+    assert_int_equal(catchup_pending(c), nwant);
+    for (size_t i = 0; i < nwant; i++) {
+        uint32_t origin;
+        uint64_t after;
+        assert_true(catchup_next(c, &origin, &after));
+        assert_int_equal(origin, want[i].origin);
+        assert_int_equal(after, want[i].seq);
+        catchup_done(c);
+    }
+    uint32_t origin;
+    uint64_t after;
+    assert_false(catchup_next(c, &origin, &after));
+    assert_int_equal(catchup_pending(c), 0);
+    catchup_free(c);
+    free(o);
+    marks_frame_free(&m);
+}
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
+/* --- the merge -------------------------------------------------------------- */
+
+static void test_disjoint_origins(void **state)
+{
+    (void)state;
+    /* The peer lacks all of ours; ours lack all of its (nothing to send). */
+    const struct mark ours[] = { { 2, 5 }, { 4, 1 }, { 9, 3 } };
+    const struct mark theirs[] = { { 1, 7 }, { 3, 2 }, { 5, 8 }, { 10, 1 } };
+    const struct mark want[] = { { 2, 0 }, { 4, 0 }, { 9, 0 } };
+    check_merge(ours, N(ours), theirs, N(theirs), 0, want, N(want));
+}
+
+static void test_equal_marks(void **state)
+{
+    (void)state;
+    const struct mark both[] = { { 1, 5 }, { 2, 7 }, { 300, 1 }, { 2147483647u, 999999999999ull } };
+    check_merge(both, N(both), both, N(both), 0, NULL, 0);
+}
+
+static void test_peer_ahead(void **state)
+{
+    (void)state;
+    /* It has more of everything, and origins we lack: nothing to send. */
+    const struct mark ours[] = { { 1, 5 }, { 3, 7 } };
+    const struct mark theirs[] = { { 1, 6 }, { 2, 1 }, { 3, 70 }, { 4, 4 } };
+    check_merge(ours, N(ours), theirs, N(theirs), 0, NULL, 0);
+}
+
+static void test_peer_behind(void **state)
+{
+    (void)state;
+    /* Behind on some, even on others, missing one: cursors from its marks,
+     * in ascending origin order. */
+    const struct mark ours[] = { { 1, 5 }, { 2, 7 }, { 3, 9 }, { 8, 2 } };
+    const struct mark theirs[] = { { 1, 4 }, { 2, 7 }, { 8, 1 } };
+    const struct mark want[] = { { 1, 4 }, { 3, 0 }, { 8, 1 } };
+    check_merge(ours, N(ours), theirs, N(theirs), 0, want, N(want));
+}
+
+static void test_mixed_interleaving(void **state)
+{
+    (void)state;
+    /* Their origins interleave with ours, below, between and above them. */
+    const struct mark ours[] = { { 10, 3 }, { 20, 3 }, { 30, 3 } };
+    const struct mark theirs[] = { { 5, 1 }, { 10, 3 }, { 15, 9 }, { 20, 1 }, { 25, 4 },
+                                   { 35, 2 } };
+    const struct mark want[] = { { 20, 1 }, { 30, 0 } };
+    check_merge(ours, N(ours), theirs, N(theirs), 0, want, N(want));
+}
+
+static void test_empty_either_side(void **state)
+{
+    (void)state;
+    const struct mark some[] = { { 1, 5 }, { 7, 7 } };
+    const struct mark from_zero[] = { { 1, 0 }, { 7, 0 } };
+    check_merge(some, N(some), NULL, 0, 0, from_zero, N(from_zero)); /* peer has nothing */
+    check_merge(NULL, 0, some, N(some), 0, NULL, 0);                 /* we have nothing */
+    check_merge(NULL, 0, NULL, 0, 0, NULL, 0);
+}
+
+static void test_peer_own_origin_is_skipped(void **state)
+{
+    (void)state;
+    /* A peer has all of its own messages, whatever its marks say. */
+    const struct mark ours[] = { { 1, 5 }, { 4, 9 }, { 6, 2 } };
+    const struct mark theirs[] = { { 1, 1 } };
+    const struct mark want[] = { { 1, 1 }, { 6, 0 } };
+    check_merge(ours, N(ours), theirs, N(theirs), 4, want, N(want));
+}
+
+static void test_twenty_thousand_origins(void **state)
+{
+    (void)state;
+    /* 20,000 origins of ours, 1..20000 at seq 10. The peer's 20,000 marks:
+     * the even origins of ours (2, 6, 10 ... at seq 10, the others at seq 3),
+     * and the odd numbers above ours. It lacks the odd origins entirely. */
+    enum { K = 20000 };
+    struct mark *ours = malloc(K * sizeof(*ours));
+    struct mark *theirs = malloc(K * sizeof(*theirs));
+    struct mark *want = malloc(K * sizeof(*want));
+    assert_non_null(ours);
+    assert_non_null(theirs);
+    assert_non_null(want);
+    size_t nt = 0, nw = 0;
+    for (uint32_t i = 0; i < K; i++)
+        ours[i] = (struct mark){ i + 1, 10 };
+    for (uint32_t o = 2; o <= K; o += 2)
+        theirs[nt++] = (struct mark){ o, o % 4 == 2 ? 10 : 3 };
+    for (uint32_t o = K + 1; nt < K; o += 2)
+        theirs[nt++] = (struct mark){ o, 1 };
+    for (uint32_t o = 1; o <= K; o++) {
+        if (o % 2 == 1)
+            want[nw++] = (struct mark){ o, 0 };
+        else if (o % 4 == 0)
+            want[nw++] = (struct mark){ o, 3 };
+    }
+    assert_int_equal(nw, K / 2 + K / 4);
+    check_merge(ours, K, theirs, nt, 0, want, nw);
+    free(ours);
+    free(theirs);
+    free(want);
+}
+
+/* --- serving the cursors ------------------------------------------------------ */
+
+static void test_queued_moves_only_the_next_cursor(void **state)
+{
+    (void)state;
+    const struct mark ours[] = { { 1, 5 }, { 2, 5 } };
+    struct marks_frame m;
+    marks_frame_init(&m, NULL, 0);
+    struct store_origin *o = ours_of(ours, N(ours));
+    catchup *c = catchup_new();
+    assert_int_equal(catchup_marks(c, &m.f, o, N(ours), 0), 2);
+    uint32_t origin;
+    uint64_t after;
+    catchup_queued(c, 1, 1);
+    catchup_queued(c, 1, 2);
+    catchup_queued(c, 1, 4);   /* not the next one: the cursor stays */
+    catchup_queued(c, 2, 1);   /* another origin's: not the next cursor */
+    assert_true(catchup_next(c, &origin, &after));
+    assert_int_equal(origin, 1);
+    assert_int_equal(after, 2);
+    catchup_done(c);
+    assert_true(catchup_next(c, &origin, &after));
+    assert_int_equal(origin, 2);
+    assert_int_equal(after, 0);
+
+    /* A new MARKS replaces the cursors; catchup_clear drops them. */
+    const struct mark theirs[] = { { 1, 5 }, { 2, 3 } };
+    marks_frame_free(&m);
+    marks_frame_init(&m, theirs, N(theirs));
+    assert_int_equal(catchup_marks(c, &m.f, o, N(ours), 0), 1);
+    assert_true(catchup_next(c, &origin, &after));
+    assert_int_equal(origin, 2);
+    assert_int_equal(after, 3);
+    catchup_clear(c);
+    assert_int_equal(catchup_pending(c), 0);
+    assert_false(catchup_next(c, &origin, &after));
+    catchup_done(c);            /* harmless with none left */
+    assert_int_equal(catchup_pending(c), 0);
+    catchup_free(c);
+    catchup_free(NULL);
+    free(o);
+    marks_frame_free(&m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_disjoint_origins),
+        cmocka_unit_test(test_equal_marks),
+        cmocka_unit_test(test_peer_ahead),
+        cmocka_unit_test(test_peer_behind),
+        cmocka_unit_test(test_mixed_interleaving),
+        cmocka_unit_test(test_empty_either_side),
+        cmocka_unit_test(test_peer_own_origin_is_skipped),
+        cmocka_unit_test(test_twenty_thousand_origins),
+        cmocka_unit_test(test_queued_moves_only_the_next_cursor),
+    };
+    return cmocka_run_group_tests_name("catchup", tests, NULL, NULL);
+}
