@@ -63,6 +63,7 @@ struct link {
     uint64_t next_marks_ms;   /* the periodic marks are due */
     uint64_t marks_sent_ms;
     bool marks_wanted;        /* a gap was seen: send marks soon */
+    struct flow_reader flow;  /* back-pressure: paused while our clients lag */
 };
 
 struct peer {
@@ -196,6 +197,7 @@ static void link_close(struct link *l, const char *why)
                      l->addr, why);
     }
     link_unset_up(l);
+    flow_forget(m->n, &l->flow);
     l->state = LINK_CLOSING;
     if (l->peer != NULL && l->peer->link == l) {
         struct peer *p = l->peer;
@@ -220,7 +222,8 @@ static void link_close(struct link *l, const char *why)
 static void link_write_error_cb(outq *q, int status, void *ud)
 {
     struct link *l = ud;
-    link_close(l, uv_strerror(status));
+    link_close(l, status == UV_ETIMEDOUT ? "peer does not read (nothing written for the "
+                                           "write deadline)" : uv_strerror(status));
 }
 
 /* --- reading ------------------------------------------------------------ */
@@ -402,6 +405,7 @@ static int link_frame_cb(const struct peer_frame *f, void *ud)
         return -1;
     }
     if (f->type == PEER_MSG) {
+        flow_note(l->mesh->n, &l->flow);
         if (relay_remote(l->mesh->n, &f->msg) == RELAY_GAP && !l->marks_wanted) {
             l->marks_wanted = true;
             if (util_now_ms() - l->marks_sent_ms >= MESH_GAP_MARKS_MS)
@@ -434,6 +438,17 @@ static void link_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 /* --- opening links ------------------------------------------------------ */
 
+static void link_set_paused(struct flow_reader *r, bool paused)
+{
+    struct link *l = container_of(r, struct link, flow);
+    if (l->state == LINK_CLOSING)
+        return;
+    int rc = paused ? uv_read_stop((uv_stream_t *)l->tcp)
+                    : uv_read_start((uv_stream_t *)l->tcp, link_alloc_cb, link_read_cb);
+    if (rc != 0)
+        link_close(l, uv_strerror(rc));
+}
+
 static struct link *link_new(struct mesh *m, bool outbound)
 {
     struct link *l = xcalloc(1, sizeof(*l));
@@ -448,6 +463,8 @@ static struct link *link_new(struct mesh *m, bool outbound)
     outq_init(&l->q, (uv_stream_t *)l->tcp, flow_links_class(m->n), link_write_error_cb, l);
     peer_decoder_init(&l->dec, PEER_PROTO_MAX_FRAME);
     l->cu = catchup_new();
+    l->flow.kind = FLOW_PEER;
+    l->flow.set_paused = link_set_paused;
     l->next_all = m->all;
     if (m->all)
         m->all->prev_all = l;
