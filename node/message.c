@@ -18,6 +18,9 @@
 
 #define SERVER_HEADER_MAX 10 /* unmasked: 2, 4 or 10 bytes */
 
+/* See message_set_frame_limit(): the default options' limit until set. */
+static size_t frame_limit = 65536 + MESSAGE_FRAME_SLACK;
+
 void message_request_free(struct client_request *req)
 {
     json_decref(req->root);
@@ -307,9 +310,21 @@ static int scan_new_message(const char *data, size_t len, struct chat_message *m
     return s.p == s.end && type && payload && text && sender && chat ? 0 : -1;
 }
 
-enum message_kind message_parse_request(const char *data, size_t len,
-                                        struct client_request *req,
-                                        char *err, size_t errlen)
+/* The last check of a newMessageFromClient: its frame to clients must fit
+ * the limit (escaping can make it several times the text's size). */
+static enum message_kind check_frame(struct client_request *req, char *err, size_t errlen)
+{
+    size_t need = message_client_frame_max_len(&req->msg);
+    if (need <= frame_limit)
+        return MESSAGE_NEW;
+    snprintf(err, errlen, "message too large once encoded: %zu bytes, at most %zu", need,
+             frame_limit);
+    return MESSAGE_ERROR;
+}
+
+static enum message_kind parse_request(const char *data, size_t len,
+                                       struct client_request *req, char *err,
+                                       size_t errlen)
 {
     memset(req, 0, sizeof(*req));
     /* DSatter ignored every text frame not starting with '{' (its client
@@ -345,6 +360,14 @@ enum message_kind message_parse_request(const char *data, size_t len,
     return errorf(err, errlen,
                   "unknown type \"%s\"; expected newMessageFromClient or clientSyncRequest",
                   quoted);
+}
+
+enum message_kind message_parse_request(const char *data, size_t len,
+                                        struct client_request *req,
+                                        char *err, size_t errlen)
+{
+    enum message_kind k = parse_request(data, len, req, err, errlen);
+    return k == MESSAGE_NEW ? check_frame(req, err, errlen) : k;
 }
 
 int message_id_format(uint32_t origin, uint64_t seq, char *out)
@@ -404,21 +427,91 @@ size_t message_json_escape(char *out, const char *s, size_t len)
     return (size_t)(o - out);
 }
 
-/* Room for one message object besides its two strings. */
-#define MESSAGE_OBJECT_FIXED 192
+/* What message_json_escape adds to a byte besides itself: 1 for the two-
+ * character escapes, 5 for \u00XX. (U+2028 and U+2029 add 3 per 3 bytes;
+ * they start with 0xE2, which is checked apart.) */
+static const uint8_t escape_extra[256] = {
+    5, 5, 5, 5, 5, 5, 5, 5, 1, 1, 1, 5, 1, 1, 5, 5, /* \b \t \n \f \r */
+    5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5,
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* " */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, /* \\ */
+};
 
-static size_t message_object(char *o, const struct chat_message *m)
+size_t message_json_escaped_len(const char *s, size_t len)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t n = len + 2;
+    for (size_t i = 0; i < len; i++) {
+        n += escape_extra[u[i]];
+        if (u[i] == 0xE2 && i + 2 < len && u[i + 1] == 0x80 &&
+            (u[i + 2] == 0xA8 || u[i + 2] == 0xA9)) {
+            n += 3;
+            i += 2;
+        }
+    }
+    return n;
+}
+
+static unsigned dec_len(uint64_t v)
+{
+    unsigned n = 1;
+    while (v >= 10) {
+        v /= 10;
+        n++;
+    }
+    return n;
+}
+
+static unsigned dec_len_signed(int64_t v)
+{
+    return v < 0 ? 1 + dec_len(-(uint64_t)v) : dec_len((uint64_t)v);
+}
+
+#define LIT_LEN(s) (sizeof(s) - 1)
+
+/* A message object is these literals around its values; the writer and
+ * message_object_len both use them, so the length is exact. */
+#define OBJ_ORIGIN "{\"nodeId\":"
+#define OBJ_SEQ ",\"id\":"
+#define OBJ_ID ",\"messageId\":\""
+#define OBJ_TEXT "\",\"text\":"
+#define OBJ_SENDER ",\"sender\":"
+#define OBJ_CHAT ",\"chatId\":"
+#define OBJ_TIME ",\"dateTime\":\""
+#define OBJ_END "\"}"
+#define OBJ_LITERALS                                                                  \
+    (LIT_LEN(OBJ_ORIGIN) + LIT_LEN(OBJ_SEQ) + LIT_LEN(OBJ_ID) + LIT_LEN(OBJ_TEXT) +  \
+     LIT_LEN(OBJ_SENDER) + LIT_LEN(OBJ_CHAT) + LIT_LEN(OBJ_TIME) + LIT_LEN(OBJ_END))
+
+/* newMessagesForClient around one object */
+#define CLIENT_HEAD "{\"type\":\"newMessagesForClient\",\"source\":"
+#define CLIENT_PAYLOAD ",\"payload\":["
+#define CLIENT_END "]}"
+
+size_t message_object_len(const struct chat_message *m)
+{
+    /* messageId: the origin's digits, then seq in 12 digits */
+    return OBJ_LITERALS + 2 * (size_t)dec_len(m->origin) + dec_len(m->seq) + 12 +
+           message_json_escaped_len(m->text, m->text_len) +
+           message_json_escaped_len(m->sender, m->sender_len) + dec_len_signed(m->chat_id) +
+           UTIL_ISO8601_LEN;
+}
+
+size_t message_object_write(char *o, const struct chat_message *m)
 {
     char id[MESSAGE_ID_MAX], when[UTIL_ISO8601_LEN + 1];
     char *start = o;
     message_id_format(m->origin, m->seq, id);
     util_format_iso8601(m->time_ms, when);
-    o += sprintf(o, "{\"nodeId\":%" PRIu32 ",\"id\":%" PRIu64 ",\"messageId\":\"%s\",\"text\":",
-                 m->origin, m->seq, id);
+    o += sprintf(o, OBJ_ORIGIN "%" PRIu32 OBJ_SEQ "%" PRIu64 OBJ_ID "%s" OBJ_TEXT, m->origin,
+                 m->seq, id);
     o += message_json_escape(o, m->text, m->text_len);
-    o += sprintf(o, ",\"sender\":");
+    memcpy(o, OBJ_SENDER, LIT_LEN(OBJ_SENDER));
+    o += LIT_LEN(OBJ_SENDER);
     o += message_json_escape(o, m->sender, m->sender_len);
-    o += sprintf(o, ",\"chatId\":%" PRId64 ",\"dateTime\":\"%s\"}", m->chat_id, when);
+    o += sprintf(o, OBJ_CHAT "%" PRId64 OBJ_TIME "%s" OBJ_END, m->chat_id, when);
     return (size_t)(o - start);
 }
 
@@ -433,22 +526,63 @@ static msgbuf *finish_frame(msgbuf *b, size_t json_len)
     return b;
 }
 
-static size_t message_bound(const struct chat_message *m)
+static size_t server_header_len(size_t payload_len)
 {
-    return MESSAGE_OBJECT_FIXED + 6 * ((size_t)m->text_len + m->sender_len);
+    return payload_len < 126 ? 2 : payload_len <= 0xffff ? 4 : 10;
+}
+
+static size_t client_json_len(uint32_t source, const struct chat_message *m)
+{
+    return LIT_LEN(CLIENT_HEAD) + dec_len(source) + LIT_LEN(CLIENT_PAYLOAD) +
+           message_object_len(m) + LIT_LEN(CLIENT_END);
+}
+
+size_t message_client_frame_len(uint32_t source, const struct chat_message *m)
+{
+    size_t json = client_json_len(source, m);
+    return server_header_len(json) + json;
 }
 
 msgbuf *message_client_frame(uint32_t source, const struct chat_message *m)
 {
-    msgbuf *b = msgbuf_new(SERVER_HEADER_MAX + 96 + message_bound(m));
+    size_t json = client_json_len(source, m);
+    /* + 1: sprintf's NUL after the last piece */
+    msgbuf *b = msgbuf_new(SERVER_HEADER_MAX + json + 1);
     char *o = b->data + SERVER_HEADER_MAX;
     char *start = o;
-    o += sprintf(o, "{\"type\":\"newMessagesForClient\",\"source\":%" PRIu32 ",\"payload\":[",
-                 source);
-    o += message_object(o, m);
-    *o++ = ']';
-    *o++ = '}';
+    o += sprintf(o, CLIENT_HEAD "%" PRIu32 CLIENT_PAYLOAD, source);
+    o += message_object_write(o, m);
+    memcpy(o, CLIENT_END, LIT_LEN(CLIENT_END));
+    o += LIT_LEN(CLIENT_END);
     return finish_frame(b, (size_t)(o - start));
+}
+
+/* --- the client frame limit ---------------------------------------------- */
+
+size_t message_frame_limit_of(size_t max_message, size_t max_queue)
+{
+    return UTIL_MIN(max_message + MESSAGE_FRAME_SLACK, max_queue / 2);
+}
+
+void message_set_frame_limit(size_t limit) { frame_limit = limit; }
+
+size_t message_frame_limit(void) { return frame_limit; }
+
+size_t message_client_frame_max_len(const struct chat_message *m)
+{
+    struct chat_message longest = *m;
+    longest.origin = INT32_MAX;
+    longest.seq = MESSAGE_SEQ_LIMIT - 1;
+    return message_client_frame_len(INT32_MAX, &longest);
+}
+
+bool message_withhold_if_large(struct chat_message *m, uint32_t source, size_t limit)
+{
+    if (message_client_frame_len(source, m) <= limit)
+        return false;
+    m->text = MESSAGE_WITHHELD_TEXT;
+    m->text_len = (uint32_t)LIT_LEN(MESSAGE_WITHHELD_TEXT);
+    return true;
 }
 
 msgbuf *message_error_frame(uint32_t source, const char *error)
@@ -466,9 +600,9 @@ msgbuf *message_error_frame(uint32_t source, const char *error)
 msgbuf *message_sync_reply_frame(uint32_t source, const struct chat_message *m,
                                  size_t n, bool truncated)
 {
-    size_t cap = SERVER_HEADER_MAX + 128;
+    size_t cap = SERVER_HEADER_MAX + MESSAGE_REPLY_ENVELOPE + 1;
     for (size_t i = 0; i < n; i++)
-        cap += message_bound(&m[i]) + 1;
+        cap += message_object_len(&m[i]) + 1;
     msgbuf *b = msgbuf_new(cap);
     char *o = b->data + SERVER_HEADER_MAX;
     char *start = o;
@@ -476,7 +610,7 @@ msgbuf *message_sync_reply_frame(uint32_t source, const struct chat_message *m,
     for (size_t i = 0; i < n; i++) {
         if (i)
             *o++ = ',';
-        o += message_object(o, &m[i]);
+        o += message_object_write(o, &m[i]);
     }
     o += sprintf(o, "],\"truncated\":%s}", truncated ? "true" : "false");
     return finish_frame(b, (size_t)(o - start));

@@ -52,7 +52,10 @@ struct client_request {
 };
 
 /* Parses one text frame from a client. Returns a message_kind; on
- * MESSAGE_ERROR err holds a one-line reason for the error frame. Call
+ * MESSAGE_ERROR err holds a one-line reason for the error frame, among
+ * them "message too large once encoded" for a newMessageFromClient whose
+ * client frame (message_client_frame_max_len) would pass
+ * message_frame_limit(). Call
  * message_request_free() whatever it returned. The strings of req->msg
  * point into data, into req->root, or into a scratch buffer that the next
  * call reuses: use them before parsing another frame. */
@@ -70,16 +73,65 @@ int message_id_format(uint32_t origin, uint64_t seq, char *out);
  * unmasked WebSocket text frame with one message. New reference. */
 msgbuf *message_client_frame(uint32_t source, const struct chat_message *m);
 
+/* The exact length in bytes of message_client_frame(source, m) (header
+ * included), computed without building it: one pass over text and sender. */
+size_t message_client_frame_len(uint32_t source, const struct chat_message *m);
+
+/* --- the client frame limit ----------------------------------------------
+ * No frame for one message may be larger than what every client of the
+ * node can take: the limit is the smaller of --max-message plus
+ * MESSAGE_FRAME_SLACK (room for the ids, the date and a 256-byte sender
+ * escaped six times over, so that whatever a client sent within
+ * --max-message fits unless its text grows when escaped) and half of
+ * --max-queue (a client with half its queue full still takes the frame). A
+ * client's message over it is refused when parsed (the error text says
+ * so); a peer's is stored but shown to clients with MESSAGE_WITHHELD_TEXT
+ * (docs/PROTOCOL.md, 2.7). */
+#define MESSAGE_FRAME_SLACK 2048
+#define MESSAGE_WITHHELD_TEXT "[message withheld: too large for the clients of this node]"
+
+/* The limit for these two options. */
+size_t message_frame_limit_of(size_t max_message, size_t max_queue);
+
+/* Sets the process-wide limit message_parse_request() checks (the node
+ * has one configuration; relay_init sets it). Until set it is the limit
+ * of the default options, message_frame_limit_of(65536, 4194304). */
+void message_set_frame_limit(size_t limit);
+size_t message_frame_limit(void);
+
+/* The length of m's frame with the longest ids (source and origin
+ * 2147483647, seq 999999999999): what message_parse_request() checks, so
+ * that the verdict does not depend on the node's id or the message's
+ * number, and the real frame is never larger. */
+size_t message_client_frame_max_len(const struct chat_message *m);
+
+/* When m's frame from node source would be over limit, points m->text at
+ * MESSAGE_WITHHELD_TEXT and returns true (m is the caller's copy; the
+ * strings are not freed). The withheld frame always fits: the text is
+ * short and the limit leaves room for the longest sender. */
+bool message_withhold_if_large(struct chat_message *m, uint32_t source, size_t limit);
+
+/* The exact length of m's JSON object (as in every payload and in
+ * GET /api/history), and a writer for it: out needs room for that length
+ * plus one (a NUL is written after). Returns the length written. */
+size_t message_object_len(const struct chat_message *m);
+size_t message_object_write(char *out, const struct chat_message *m);
+
 /* {"type":"error","source":S,"error":"..."} as a WebSocket text frame. */
 msgbuf *message_error_frame(uint32_t source, const char *error);
 
 /* {"type":"clientSyncReply","source":S,"payload":[...],"truncated":B} for
- * n messages, oldest first. */
+ * n messages, oldest first. Its JSON is the n objects (message_object_len),
+ * a comma between each two, and at most MESSAGE_REPLY_ENVELOPE bytes. */
+#define MESSAGE_REPLY_ENVELOPE 96
 msgbuf *message_sync_reply_frame(uint32_t source, const struct chat_message *m,
                                  size_t n, bool truncated);
 
 /* Appends s as a JSON string literal (with quotes) to out, which must have
  * room for 6 * len + 2 bytes. Returns the bytes written. */
 size_t message_json_escape(char *out, const char *s, size_t len);
+
+/* The exact length message_json_escape() writes for s (quotes included). */
+size_t message_json_escaped_len(const char *s, size_t len);
 
 #endif

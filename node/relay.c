@@ -101,6 +101,9 @@ int relay_init(node *n)
 {
     char err[1400];
     n->relay = xcalloc(1, sizeof(*n->relay));
+    /* What message_parse_request refuses from clients, and above which a
+     * peer's message is withheld from them (relay_remote). */
+    message_set_frame_limit(message_frame_limit_of(n->cfg.max_message, n->cfg.max_queue));
     n->store = store_open(n->loop, n->cfg.data_dir, (enum store_fsync)n->cfg.fsync_mode,
                           on_commit, n, err, sizeof(err));
     if (n->store == NULL) {
@@ -176,7 +179,17 @@ enum relay_result relay_remote(node *n, const struct chat_message *m)
     if (n->cfg.test_drop_every && ++r->remote_count % n->cfg.test_drop_every == 0)
         return RELAY_NEW; /* --test-drop-every: a deliberately lossy node for tests */
 
-    msgbuf *cf = message_client_frame(n->id, m);
+    /* A frame over the limit would cut every client (or be refused by
+     * them). The message is stored as it came, so the origin's numbering
+     * goes on and peers get it intact; clients get it with its text
+     * withheld, so that they still see one frame per id. */
+    struct chat_message shown = *m;
+    size_t limit = message_frame_limit();
+    if (message_withhold_if_large(&shown, n->id, limit))
+        log_warn("message %" PRIu32 "/%" PRIu64 " from a peer would make a %zu-byte client "
+                 "frame, over the limit of %zu: stored, shown to clients as withheld",
+                 m->origin, m->seq, message_client_frame_len(n->id, m), limit);
+    msgbuf *cf = message_client_frame(n->id, &shown);
     n->counters.client_frames_out += clients_broadcast(n->clients, cf);
     msgbuf_unref(cf);
     return RELAY_NEW;

@@ -2,7 +2,9 @@
  * (newMessageFromClient, clientSyncRequest) with errors that name the bad
  * field, and the server frames (newMessagesForClient, error,
  * clientSyncReply): complete WebSocket text frames whose JSON parses with
- * jansson, with messageId, dateTime and JSON escaping checked. */
+ * jansson, with messageId, dateTime and JSON escaping checked; the sizes
+ * computed without building (escaped text, object, client frame) against
+ * what is built, and the client frame limit where requests are parsed. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -692,6 +694,236 @@ static void test_fast_path_declines_to_jansson(void **state)
     }
 }
 
+/* --- sizes without building: escaped length, object, frame, limit ----------- */
+
+static void check_escaped_len(const char *s, size_t len)
+{
+    char *in = malloc(len ? len : 1);  /* exact size: ASan checks reads */
+    memcpy(in, s, len);
+    char *out = malloc(6 * len + 2);
+    size_t w = message_json_escape(out, in, len);
+    if (message_json_escaped_len(in, len) != w)
+        fail_msg("escaped length %zu, but %zu written for %zu bytes",
+                 message_json_escaped_len(in, len), w, len);
+    free(in);
+    free(out);
+}
+
+static void test_escaped_len(void **state)
+{
+    (void)state;
+    /* what each kind of byte costs: control characters 6 (\u00XX) or 2 (\n
+     * and the like), quotes and backslashes 2, UTF-8 as is, U+2028/9 6 for
+     * 3; 2 for the quotes around */
+    assert_int_equal(message_json_escaped_len("", 0), 2);
+    assert_int_equal(message_json_escaped_len("\x01\x1f\x0b\x00", 4), 2 + 4 * 6);
+    assert_int_equal(message_json_escaped_len("\n\r\t\b\f", 5), 2 + 5 * 2);
+    assert_int_equal(message_json_escaped_len("\"\"\\", 3), 2 + 3 * 2);
+    assert_int_equal(message_json_escaped_len("\xc3\xa9\xe4\xb8\xad\xf0\x9f\x98\x80", 9), 2 + 9);
+    assert_int_equal(message_json_escaped_len("\xe2\x80\xa8\xe2\x80\xa9", 6), 2 + 12);
+    assert_int_equal(message_json_escaped_len("\xe2\x80\xaa/\x7f", 5), 2 + 5);
+    assert_int_equal(message_json_escaped_len("ab\xe2\x80", 4), 2 + 4); /* cut off */
+
+    /* and always what message_json_escape writes: every byte value ... */
+    char all[256];
+    for (int c = 0; c < 256; c++)
+        all[c] = (char)c;
+    check_escaped_len(all, sizeof(all));
+    /* ... and random mixtures of the awkward pieces */
+    unsigned seed = 99;
+    for (int i = 0; i < 2000; i++) {
+        char text[400];
+        size_t len;
+        random_string(text, &len, &seed);
+        check_escaped_len(text, len);
+    }
+}
+
+static void check_lengths(uint32_t source, const struct chat_message *m)
+{
+    char *obj = malloc(message_object_len(m) + 1);
+    size_t w = message_object_write(obj, m);
+    assert_int_equal(w, message_object_len(m));
+    assert_int_equal(strlen(obj), w); /* the NUL comes right after */
+    free(obj);
+    msgbuf *b = message_client_frame(source, m);
+    if (message_client_frame_len(source, m) != b->len)
+        fail_msg("frame length computed %zu, built %u (text %u bytes)",
+                 message_client_frame_len(source, m), b->len, m->text_len);
+    assert_true(message_client_frame_max_len(m) >= b->len);
+    msgbuf_unref(b);
+}
+
+static void test_client_frame_len_is_exact(void **state)
+{
+    (void)state;
+    unsigned seed = 7;
+    for (int i = 0; i < 2000; i++) {
+        char text[400], sender[400];
+        size_t tlen, slen;
+        random_string(text, &tlen, &seed);
+        random_string(sender, &slen, &seed);
+        struct chat_message m = make_msg((uint32_t)rand_r(&seed) % 3000 + 1,
+                                         (uint64_t)rand_r(&seed) * 977 % MESSAGE_SEQ_LIMIT + 1,
+                                         "", "");
+        m.text = text;
+        m.text_len = (uint32_t)tlen;
+        m.sender = sender;
+        m.sender_len = (uint32_t)UTIL_MIN(slen, (size_t)MESSAGE_SENDER_MAX);
+        m.chat_id = (int64_t)rand_r(&seed) - RAND_MAX / 2;
+        check_lengths((uint32_t)rand_r(&seed), &m);
+    }
+    /* extremes of every number */
+    struct chat_message m = make_msg(INT32_MAX, MESSAGE_SEQ_LIMIT - 1, "s", "t");
+    m.chat_id = INT64_MIN;
+    check_lengths(UINT32_MAX, &m);
+    assert_int_equal(message_client_frame_max_len(&m), message_client_frame_len(INT32_MAX, &m));
+    m = make_msg(1, 1, "", "");
+    m.chat_id = 0;
+    check_lengths(0, &m);
+    /* JSON of exactly 65535, 65536 and 65537 bytes (where the header grows
+     * from 4 to 10 bytes), of control characters that escape six times
+     * over and a few plain bytes to hit each length */
+    char *text = malloc(70000);
+    struct chat_message c = make_msg(5, 5, "x", "");
+    c.text = text;
+    c.text_len = 0;
+    size_t fixed = message_client_frame_len(5, &c) - 4; /* JSON without a text */
+    assert_true(fixed > 125 && fixed < 400);
+    const size_t json_lens[] = { 400, 65535, 65536, 65537 };
+    for (size_t k = 0; k < sizeof(json_lens) / sizeof(json_lens[0]); k++) {
+        size_t ctl = (json_lens[k] - fixed) / 6 - 1;
+        size_t plain = json_lens[k] - fixed - 6 * ctl;
+        memset(text, 0x01, ctl);
+        memset(text + ctl, 'a', plain);
+        c.text_len = (uint32_t)(ctl + plain);
+        size_t header = json_lens[k] <= 0xffff ? 4 : 10;
+        assert_int_equal(message_client_frame_len(5, &c), json_lens[k] + header);
+        check_lengths(5, &c);
+    }
+    free(text);
+}
+
+static void test_frame_limit_of(void **state)
+{
+    (void)state;
+    /* the defaults, a tiny queue, the largest message */
+    assert_int_equal(message_frame_limit_of(65536, 4194304), 65536 + MESSAGE_FRAME_SLACK);
+    assert_int_equal(message_frame_limit_of(65536, 4096), 2048);
+    assert_int_equal(message_frame_limit_of(1047552, (size_t)1 << 30),
+                     1047552 + MESSAGE_FRAME_SLACK);
+    assert_int_equal(message_frame_limit(), 65536 + MESSAGE_FRAME_SLACK); /* until set */
+}
+
+/* A request of n bytes 0x01 in the text, written as \u0001 (fast path) or
+ * with an extra key (jansson's path). */
+static char *control_request(size_t n, bool extra_key)
+{
+    char *s = malloc(6 * n + 200);
+    size_t o = (size_t)sprintf(s, "{\"type\":\"newMessageFromClient\",%s\"payload\":{\"text\":\"",
+                               extra_key ? "\"source\":1," : "");
+    for (size_t i = 0; i < n; i++)
+        o += (size_t)sprintf(s + o, "\\u0001");
+    sprintf(s + o, "\",\"sender\":\"q\\\"\",\"chatId\":-3}}");
+    return s;
+}
+
+static void test_frame_limit_at_parse(void **state)
+{
+    (void)state;
+    for (int extra = 0; extra < 2; extra++) {
+        const size_t n = 20000; /* 20 KB of text, 120 KB once escaped */
+        char *wire = control_request(n, extra);
+        struct chat_message m = make_msg(1, 1, "q\"", "");
+        char *text = malloc(n);
+        memset(text, 0x01, n);
+        m.text = text;
+        m.text_len = (uint32_t)n;
+        m.chat_id = -3;
+        size_t need = message_client_frame_max_len(&m);
+        assert_true(need > 6 * n);
+
+        struct client_request req;
+        char err[256] = "";
+        message_set_frame_limit(need); /* exactly at the limit: taken */
+        assert_int_equal(message_parse_request(wire, strlen(wire), &req, err, sizeof(err)),
+                         MESSAGE_NEW);
+        assert_int_equal(req.msg.text_len, n);
+        message_request_free(&req);
+
+        message_set_frame_limit(need - 1); /* one over: refused, saying by how much */
+        assert_int_equal(message_parse_request(wire, strlen(wire), &req, err, sizeof(err)),
+                         MESSAGE_ERROR);
+        char want[160];
+        snprintf(want, sizeof(want), "message too large once encoded: %zu bytes, at most %zu",
+                 need, need - 1);
+        assert_string_equal(err, want);
+        message_request_free(&req);
+        free(text);
+        free(wire);
+    }
+
+    /* raw U+2028 doubles in size; a short text is never near the limit */
+    message_set_frame_limit(2048);
+    char wire[8192];
+    size_t o = (size_t)sprintf(wire, "{\"type\":\"newMessageFromClient\",\"payload\":{\"text\":\"");
+    for (int i = 0; i < 400; i++) /* 1200 bytes in, 2400 out */
+        o += (size_t)sprintf(wire + o, "\xe2\x80\xa8");
+    sprintf(wire + o, "\",\"sender\":\"s\",\"chatId\":1}}");
+    struct client_request req;
+    char err[256] = "";
+    assert_true(strlen(wire) < 2048 - 200);
+    assert_int_equal(message_parse_request(wire, strlen(wire), &req, err, sizeof(err)),
+                     MESSAGE_ERROR);
+    assert_non_null(strstr(err, "too large once encoded"));
+    message_request_free(&req);
+    const char *small = "{\"type\":\"newMessageFromClient\",\"payload\":{\"text\":\"hi\","
+                        "\"sender\":\"s\",\"chatId\":1}}";
+    assert_int_equal(message_parse_request(small, strlen(small), &req, err, sizeof(err)),
+                     MESSAGE_NEW);
+    message_request_free(&req);
+    message_set_frame_limit(message_frame_limit_of(65536, 4194304));
+}
+
+static void test_withhold(void **state)
+{
+    (void)state;
+    size_t limit = message_frame_limit_of(65536, 4194304);
+    size_t n = 100000;
+    char *text = malloc(n);
+    memset(text, 0x02, n);
+    struct chat_message m = make_msg(4, 9, "peer", "");
+    m.text = text;
+    m.text_len = (uint32_t)n;
+    struct chat_message shown = m;
+    assert_true(message_withhold_if_large(&shown, 1, limit));
+    assert_int_equal(shown.text_len, strlen(MESSAGE_WITHHELD_TEXT));
+    assert_memory_equal(shown.text, MESSAGE_WITHHELD_TEXT, shown.text_len);
+    assert_true(shown.seq == 9 && shown.origin == 4 && shown.sender == m.sender);
+    assert_true(message_client_frame_len(1, &shown) <= limit);
+
+    /* at the limit it is kept; one byte under, withheld */
+    m.text_len = 1000;
+    shown = m;
+    size_t len = message_client_frame_len(1, &m);
+    assert_false(message_withhold_if_large(&shown, 1, len));
+    assert_ptr_equal(shown.text, text);
+    assert_true(message_withhold_if_large(&shown, 1, len - 1));
+
+    /* withheld, even the longest sender of control characters fits the
+     * smallest limit there is (--max-message 128, --max-queue 4096) */
+    char sender[MESSAGE_SENDER_MAX];
+    memset(sender, 0x03, sizeof(sender));
+    m.sender = sender;
+    m.sender_len = MESSAGE_SENDER_MAX;
+    m.text_len = (uint32_t)n;
+    size_t smallest = UTIL_MIN(message_frame_limit_of(128, 4096),
+                               message_frame_limit_of(128, 1u << 30));
+    assert_true(message_withhold_if_large(&m, 1, smallest));
+    assert_true(message_client_frame_max_len(&m) <= smallest);
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -708,6 +940,11 @@ int main(void)
         cmocka_unit_test(test_json_escape),
         cmocka_unit_test(test_error_frame),
         cmocka_unit_test(test_sync_reply_frame),
+        cmocka_unit_test(test_escaped_len),
+        cmocka_unit_test(test_client_frame_len_is_exact),
+        cmocka_unit_test(test_frame_limit_of),
+        cmocka_unit_test(test_frame_limit_at_parse),
+        cmocka_unit_test(test_withhold),
     };
     int rc = cmocka_run_group_tests_name("message", tests, NULL, NULL);
     msgbuf_trim();
