@@ -60,9 +60,11 @@ struct bench {
     uv_timer_t timer;      /* the current phase's deadline */
     uv_idle_t pump;        /* hands messages to the senders */
     int pumping;
+    uv_timer_t drain;      /* while a sender's queue is full: checks it */
+    int draining;
 
     unsigned rounds[MAX_ROUNDS], nrounds, ri;
-    uint32_t window;       /* messages in flight at most */
+    uint32_t window;       /* messages in flight at most, 0 = no limit */
     uint32_t n, sent, socks_done;
     uint64_t *t_sent;      /* per message: uv_hrtime() when handed over */
     uint64_t t_start, t_send_done, t_last;
@@ -127,6 +129,10 @@ static void stop_pump(struct bench *b)
         uv_idle_stop(&b->pump);
         b->pumping = 0;
     }
+    if (b->draining) {
+        uv_timer_stop(&b->drain);
+        b->draining = 0;
+    }
 }
 
 static void finish(struct bench *b, int status, const char *fmt, ...)
@@ -148,6 +154,7 @@ static void finish(struct bench *b, int status, const char *fmt, ...)
             ws_conn_close(b->socks[i].c, 1000, "bench done");
     uv_close((uv_handle_t *)&b->timer, NULL);
     uv_close((uv_handle_t *)&b->pump, NULL);
+    uv_close((uv_handle_t *)&b->drain, NULL);
 }
 
 /* ---- rounds ------------------------------------------------------------ */
@@ -155,20 +162,55 @@ static void finish(struct bench *b, int status, const char *fmt, ...)
 static void timeout_cb(uv_timer_t *t);
 static void pump_cb(uv_idle_t *h);
 
-static void start_pump(struct bench *b)
-{
-    if (!b->pumping && b->sent < b->n) {
-        b->pumping = 1;
-        uv_idle_start(&b->pump, pump_cb);
-    }
-}
-
 static uint32_t min_unique(const struct bench *b)
 {
     uint32_t m = UINT32_MAX;
     for (unsigned i = 0; i < b->nsocks; i++)
         m = UTIL_MIN(m, b->socks[i].t.unique);
     return m;
+}
+
+/* The sender of the next message, when its queue is full. */
+static const struct sock *next_sender_full(const struct bench *b)
+{
+    const struct sock *s = &b->socks[b->sent % b->cfg->senders];
+    return s->c != NULL && ws_conn_queued_bytes(s->c) >= BENCH_SEND_QUEUE ? s : NULL;
+}
+
+static int window_open(const struct bench *b)
+{
+    return b->window == 0 || b->sent - min_unique(b) < b->window;
+}
+
+static void drain_cb(uv_timer_t *t);
+
+/* Hands messages to the senders again when the window and the next
+ * sender's queue allow it. Deliveries call it (they open the window and
+ * show that the node reads); while the queue is what holds it back, a
+ * timer looks every millisecond too, since the queue may empty after the
+ * last delivery. */
+static void start_pump(struct bench *b)
+{
+    if (b->pumping || b->sent >= b->n || !window_open(b))
+        return;
+    if (next_sender_full(b)) {
+        if (!b->draining) {
+            b->draining = 1;
+            uv_timer_start(&b->drain, drain_cb, 1, 1);
+        }
+        return;
+    }
+    if (b->draining) {
+        uv_timer_stop(&b->drain);
+        b->draining = 0;
+    }
+    b->pumping = 1;
+    uv_idle_start(&b->pump, pump_cb);
+}
+
+static void drain_cb(uv_timer_t *t)
+{
+    start_pump(t->data);
 }
 
 static void start_round(struct bench *b, uint32_t n, enum phase ph)
@@ -188,8 +230,7 @@ static void start_round(struct bench *b, uint32_t n, enum phase ph)
     b->t_start = uv_hrtime();
     b->t_send_done = b->t_last = b->t_start;
     uv_timer_start(&b->timer, timeout_cb, (uint64_t)b->cfg->timeout_s * 1000, 0);
-    uv_idle_start(&b->pump, pump_cb);
-    b->pumping = 1;
+    start_pump(b);
 }
 
 static void pump_cb(uv_idle_t *h)
@@ -199,8 +240,15 @@ static void pump_cb(uv_idle_t *h)
     uint32_t floor = min_unique(b);
     char text[TEXT_MAX];
     for (unsigned k = 0; k < BURST && b->sent < b->n; k++) {
-        if (b->sent - floor >= b->window) {
+        if (b->window > 0 && b->sent - floor >= b->window) {
             stop_pump(b); /* on_text restarts it as deliveries come in */
+            return;
+        }
+        if (next_sender_full(b)) {
+            /* TCP sets the pace: nothing more is generated until the
+             * kernel has taken some of what waits */
+            stop_pump(b);
+            start_pump(b); /* which waits for the queue */
             return;
         }
         uint32_t i = b->sent;
@@ -332,7 +380,7 @@ static void on_open(ws_conn *c, void *ud)
     if (++b->opened == b->nsocks && b->phase == PH_CONNECT) {
         uv_timer_stop(&b->timer);
         struct report_run run = { .senders = b->cfg->senders, .nodes = b->nnodes,
-                                  .size = b->cfg->size };
+                                  .size = b->cfg->size, .window = b->window };
         char target[300];
         snprintf(target, sizeof(target), "%s:%d", b->target.host, b->target.port);
         run.target = target;
@@ -381,8 +429,7 @@ static void on_text(ws_conn *c, const char *data, size_t len, void *ud)
             }
         }
     }
-    if (!b->pumping && b->sent < b->n && b->sent - min_unique(b) < b->window)
-        start_pump(b);
+    start_pump(b);
 }
 
 static void on_close(ws_conn *c, int code, void *ud)
@@ -417,7 +464,9 @@ static void connect_all(struct bench *b)
     b->socks = xcalloc(b->nsocks, sizeof(*b->socks));
     struct ws_conn_config wc = {
         .max_message = 1 << 20,
-        .max_queue = (size_t)1 << 30, /* the window bounds what is queued */
+        /* the pump keeps a sender's queue under BENCH_SEND_QUEUE plus one
+         * message; a receiver only queues pongs */
+        .max_queue = 4 * BENCH_SEND_QUEUE,
         .handshake_timeout_ms = cfg->timeout_s * 1000,
     };
     b->phase = PH_CONNECT;
@@ -502,9 +551,11 @@ int bench_run(const struct bench_config *cfg)
     b.token = (uint32_t)(util_now_ns() ^ ((uint64_t)getpid() << 16));
     b.frame = xmalloc(TEXT_MAX + 256);
     b.nrounds = bench_rounds(cfg->max, b.rounds, MAX_ROUNDS);
-    b.window = cfg->window ? cfg->window : bench_auto_window(cfg->size);
+    b.window = cfg->window == BENCH_WINDOW_AUTO ? bench_auto_window(cfg->size) : cfg->window;
     uv_timer_init(&loop, &b.timer);
     b.timer.data = &b;
+    uv_timer_init(&loop, &b.drain);
+    b.drain.data = &b;
     uv_idle_init(&loop, &b.pump);
     b.pump.data = &b;
 
@@ -514,6 +565,7 @@ int bench_run(const struct bench_config *cfg)
         log_error("--discovery %s: expected http://HOST:PORT", cfg->discovery);
         uv_close((uv_handle_t *)&b.timer, NULL);
         uv_close((uv_handle_t *)&b.pump, NULL);
+        uv_close((uv_handle_t *)&b.drain, NULL);
         b.phase = PH_STOPPING;
         b.status = BENCH_NO_CLUSTER;
     }

@@ -3,13 +3,24 @@
  * rounds of n messages (10, 100, 1000, then doubling up to max): the
  * messages go round-robin over the senders, at most `window` of them
  * unacknowledged (not yet received by every socket) at a time so that no
- * queue on the way overflows; a round ends when every socket has received
- * all n. Each socket's deliveries are checked one by one (tally.h) and each
- * round becomes a row of the report (report.h). */
+ * queue on the way overflows, or with window 0 flat out, as fast as TCP
+ * takes them. Either way a message is generated only while its sender's
+ * outbound queue holds less than BENCH_SEND_QUEUE, so the bench's memory
+ * stays bounded. A round ends when every socket has received all n. Each
+ * socket's deliveries are checked one by one (tally.h) and each round
+ * becomes a row of the report (report.h). */
 #ifndef DCHAT_BENCH_BENCH_H
 #define DCHAT_BENCH_BENCH_H
 
+#include <limits.h>
+
 #include "bench/report.h"
+
+/* A sender is handed its next message only while less than this waits in
+ * its outbound queue (not yet taken by the kernel). */
+#define BENCH_SEND_QUEUE (1u << 20)
+/* bench_config.window: pick one from the text size (bench_auto_window). */
+#define BENCH_WINDOW_AUTO UINT_MAX
 
 struct bench_config {
     char discovery[512];   /* http://HOST:PORT */
@@ -18,7 +29,8 @@ struct bench_config {
     unsigned max;          /* the last round's size */
     unsigned size;         /* bytes of message text */
     unsigned timeout_s;    /* per round, and for setting up */
-    unsigned window;       /* messages in flight at most; 0 = auto */
+    unsigned window;       /* messages in flight at most; 0 = no window
+                              (flat out), BENCH_WINDOW_AUTO = by --size */
     unsigned chat_id;
     enum report_format format;
 };

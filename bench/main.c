@@ -31,8 +31,9 @@ static const struct cli_option options[] = {
     [OPT_TIMEOUT] = { "timeout", 0, "SECONDS", "BENCH_TIMEOUT",
                       "limit for each round and for connecting (default 30)" },
     [OPT_WINDOW] = { "window", 0, "N", "BENCH_WINDOW",
-                     "messages sent but not yet received by every socket, at most "
-                     "(default: 4000, fewer for big --size, so that about 1 MiB waits per socket)" },
+                     "messages sent but not yet received by every socket, at most; 0 = no "
+                     "window, send flat out as fast as TCP takes them (default: 4000, fewer "
+                     "for big --size, so that about 1 MiB waits per socket)" },
     [OPT_CHAT] = { "chat-id", 0, "N", "BENCH_CHAT_ID", "chatId of the messages (default 11)" },
     [OPT_FORMAT] = { "format", 'f', "FMT", "BENCH_FORMAT",
                      "table (default), csv or json" },
@@ -68,7 +69,7 @@ static int set_option(int index, const char *v, void *ud, char *err, size_t errl
     case OPT_MAX: return set_count(v, 1, 100000000, &c->max, err, errlen);
     case OPT_SIZE: return set_count(v, 1, 60000, &c->size, err, errlen);
     case OPT_TIMEOUT: return set_count(v, 1, 86400, &c->timeout_s, err, errlen);
-    case OPT_WINDOW: return set_count(v, 1, 100000000, &c->window, err, errlen);
+    case OPT_WINDOW: return set_count(v, 0, 100000000, &c->window, err, errlen);
     case OPT_CHAT: return set_count(v, 0, 2147483647, &c->chat_id, err, errlen);
     case OPT_FORMAT:
         if (report_parse_format(v, &c->format) != 0) {
@@ -90,6 +91,7 @@ int main(int argc, char **argv)
         .max = 8000,
         .size = 30,
         .timeout_s = 30,
+        .window = BENCH_WINDOW_AUTO,
         .chat_id = 11,
         .format = REPORT_TABLE,
     };

@@ -1,4 +1,5 @@
 /* report: table, CSV and JSON output of the bench (see report.h). */
+#include <stdio.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -20,23 +21,27 @@ int report_parse_format(const char *s, enum report_format *out)
 void report_begin(FILE *f, enum report_format fmt, const struct report_run *run)
 {
     switch (fmt) {
-    case REPORT_TABLE:
-        fprintf(f, "# %u senders to %s, one receiver on each of %u nodes, %u-byte texts\n",
-                run->senders, run->target, run->nodes, run->size);
+    case REPORT_TABLE: {
+        char window[32] = "no window (flat out)";
+        if (run->window > 0)
+            snprintf(window, sizeof(window), "window %u", run->window);
+        fprintf(f, "# %u senders to %s, one receiver on each of %u nodes, %u-byte texts, %s\n",
+                run->senders, run->target, run->nodes, run->size, window);
         fprintf(f, "%9s %11s %11s %9s %9s %13s %8s %8s %8s %6s %6s %7s %6s\n", "messages",
                 "expected", "received", "total s", "send s", "deliveries/s", "p50 ms",
                 "p99 ms", "max ms", "lost", "dup", "reorder", "cpu %");
         break;
+    }
     case REPORT_CSV:
         fprintf(f, "messages,expected,received,total_s,send_s,deliveries_per_s,"
                    "p50_ms,p99_ms,max_ms,lost,duplicated,reordered,bench_cpu_pct\n");
         break;
     case REPORT_JSON:
         json_decref(json_doc);
-        json_doc = json_pack("{s:s, s:I, s:I, s:I, s:[]}", "target", run->target,
+        json_doc = json_pack("{s:s, s:I, s:I, s:I, s:I, s:[]}", "target", run->target,
                              "senders", (json_int_t)run->senders, "nodes",
                              (json_int_t)run->nodes, "size", (json_int_t)run->size,
-                             "rounds");
+                             "window", (json_int_t)run->window, "rounds");
         break;
     }
     fflush(f);

@@ -28,6 +28,7 @@ struct report_run {
     unsigned senders;
     unsigned nodes;
     unsigned size;
+    unsigned window;        /* messages in flight at most, 0 = no window */
 };
 
 /* Parses "table", "csv" or "json". Returns 0 or -1. */

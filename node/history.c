@@ -1,7 +1,9 @@
 /* history: see history.h. Replies are assembled from per-origin range
  * reads (the primary key is (origin, seq)) merged by time: a node gives
  * its own messages non-decreasing times, so the merge keeps every origin's
- * order. */
+ * order. Reads go a chunk at a time and stop once a reply could hold no
+ * more, so neither a reply nor what is read for it grows with the range
+ * asked for. */
 #include "node/history.h"
 
 #include <inttypes.h>
@@ -14,9 +16,9 @@
 #include "node/relay.h"
 #include "node/store.h"
 
-/* A reply frame stays well under a client's default queue bound. */
-#define HISTORY_REPLY_BYTES (1u << 20)
-#define HISTORY_PER_MESSAGE 160 /* JSON around one message, roughly */
+/* Rows per store read: the first, and at most. */
+#define HISTORY_FIRST_CHUNK 16
+#define HISTORY_MAX_CHUNK 256
 
 int history_point_take(node *n, const struct sync_mark *req, size_t nreq,
                        struct history_point *out, char *err, size_t errlen)
@@ -68,12 +70,87 @@ static uint64_t mark_of(const struct sync_mark *m, size_t n, uint32_t origin)
     return 0;
 }
 
+/* What m adds to a reply: its object as clients get it (its text withheld
+ * when its live frame would be over the client frame limit, as
+ * relay_remote does) and a comma. */
+static size_t reply_bytes(const node *n, const struct chat_message *m)
+{
+    struct chat_message shown = *m;
+    message_withhold_if_large(&shown, n->id, message_frame_limit());
+    return message_object_len(&shown) + 1;
+}
+
+/* Reads into rows the messages of origin with after < seq <= upto, at most
+ * limit + 1 of them, a chunk at a time, and stops as soon as at least two
+ * are read and they weigh more than `bytes` (reply_bytes). So rows holds
+ * every message of origin that a reply of at most limit messages and
+ * `bytes` could take, and one more when there are more, without reading a
+ * whole range of big messages into memory. Oldest first, or from upto
+ * downwards with newest_first (rows then holds chunks in descending order,
+ * each ascending: callers sort). Returns 0, or -1 on a store error. */
+static int read_capped(const node *n, uint32_t origin, uint64_t after, uint64_t upto,
+                       size_t limit, size_t bytes, bool newest_first, struct store_rows *rows)
+{
+    size_t got = 0, weight = 0, heaviest = 1, chunk = HISTORY_FIRST_CHUNK;
+    uint64_t lo = after, hi = upto; /* left to read: lo < seq <= hi */
+    while (lo < hi && got <= limit) {
+        size_t want = UTIL_MIN(chunk, limit + 1 - got);
+        size_t first = rows->n;
+        if (newest_first) {
+            uint64_t from = hi - lo > want ? hi - want : lo;
+            if (store_read(n->store, origin, from, hi, want, rows) != 0)
+                return -1;
+            hi = from;
+        } else {
+            if (store_read(n->store, origin, lo, hi, want, rows) != 0)
+                return -1;
+            lo = rows->n - first < want ? hi : rows->msgs[rows->n - 1].seq;
+        }
+        for (size_t i = 0; i < rows->n - first; i++) {
+            size_t w = reply_bytes(n, &rows->msgs[newest_first ? rows->n - 1 - i : first + i]);
+            weight += w;
+            heaviest = UTIL_MAX(heaviest, w);
+            if (++got >= 2 && weight > bytes)
+                return 0;
+        }
+        /* as many as may still fit, judged by the heaviest so far */
+        chunk = weight >= bytes ? 1 : (bytes - weight) / heaviest + 1;
+        chunk = UTIL_MIN(chunk, (size_t)HISTORY_MAX_CHUNK);
+    }
+    return 0;
+}
+
+/* How many of rows (oldest first, or with newest_first from the end) a
+ * reply takes: at most limit, at most `bytes` by reply_bytes, at least one
+ * when there is one. */
+static size_t reply_count(const node *n, const struct store_rows *rows, size_t limit,
+                          size_t bytes, bool newest_first)
+{
+    size_t count = 0, used = 0;
+    while (count < rows->n && count < limit) {
+        size_t w = reply_bytes(n, &rows->msgs[newest_first ? rows->n - 1 - count : count]);
+        if (count > 0 && used + w > bytes)
+            break;
+        used += w;
+        count++;
+    }
+    return count;
+}
+
+static void withhold_large(const node *n, struct chat_message *m, size_t count)
+{
+    size_t limit = message_frame_limit();
+    for (size_t i = 0; i < count; i++)
+        message_withhold_if_large(&m[i], n->id, limit);
+}
+
 msgbuf *history_sync_reply(node *n, const struct sync_mark *req, size_t nreq,
                            const struct history_point *point, char *err, size_t errlen)
 {
     size_t limit = n->cfg.sync_limit;
+    size_t bytes = HISTORY_REPLY_BYTES - MESSAGE_REPLY_ENVELOPE;
     bool latest = nreq == 0;
-    bool truncated = false;
+    bool older = false; /* latest: messages older than those read exist */
     struct store_rows rows = { 0 };
     for (size_t i = 0; i < point->n; i++) {
         uint32_t origin = point->marks[i].origin;
@@ -81,42 +158,22 @@ msgbuf *history_sync_reply(node *n, const struct sync_mark *req, size_t nreq,
         uint64_t after = latest ? (upto > limit ? upto - limit : 0) : mark_of(req, nreq, origin);
         if (after >= upto)
             continue;
-        size_t before = rows.n;
-        if (store_read(n->store, origin, after, upto, limit + 1, &rows) != 0) {
+        if (latest && after > 0)
+            older = true;
+        if (read_capped(n, origin, after, upto, limit, bytes, latest, &rows) != 0) {
             store_rows_free(&rows);
             snprintf(err, errlen, "cannot read the history now; retry");
             return NULL;
         }
-        if (rows.n - before > limit) {
-            truncated = !latest;
-            rows.n--; /* the extra one only told us there is more */
-        }
-        if (latest && after > 0)
-            truncated = true; /* older messages exist */
     }
     if (rows.n > 1)
         qsort(rows.msgs, rows.n, sizeof(*rows.msgs), by_time);
-    /* latest: the newest `limit`; otherwise the oldest `limit` */
-    size_t first = 0, count = rows.n;
-    if (count > limit) {
-        truncated = true;
-        if (latest)
-            first = count - limit;
-        count = limit;
-    }
-    /* and no more than fits a frame a client takes without trouble */
-    size_t bytes = 0;
-    for (size_t i = 0; i < count; i++) {
-        const struct chat_message *m = &rows.msgs[first + i];
-        bytes += HISTORY_PER_MESSAGE + m->text_len + m->sender_len;
-        if (bytes > HISTORY_REPLY_BYTES && i > 0) {
-            if (latest)
-                first += count - i;
-            count = i;
-            truncated = true;
-            break;
-        }
-    }
+    /* latest: the newest that fit; otherwise the oldest. Whatever was read
+     * and left out, and only that, means the client did not get all. */
+    size_t count = reply_count(n, &rows, limit, bytes, latest);
+    size_t first = latest ? rows.n - count : 0;
+    bool truncated = count < rows.n || older;
+    withhold_large(n, rows.msgs + first, count);
     msgbuf *b = message_sync_reply_frame(n->id, count ? rows.msgs + first : NULL, count,
                                          truncated);
     store_rows_free(&rows);
@@ -167,30 +224,30 @@ void history_http(node *n, http_request *req)
         return;
     }
     struct store_rows rows = { 0 };
-    if (store_read(n->store, (uint32_t)origin, after, UINT64_MAX, (size_t)limit + 1, &rows) != 0) {
+    size_t bytes = HISTORY_REPLY_BYTES - MESSAGE_REPLY_ENVELOPE;
+    if (read_capped(n, (uint32_t)origin, after, UINT64_MAX, (size_t)limit, bytes, false,
+                    &rows) != 0) {
         store_rows_free(&rows);
         http_respond_error(req, 500, "cannot read the history; see the node's log");
         return;
     }
-    bool more = rows.n > limit;
-    if (more)
-        rows.n--;
-    json_t *list = json_array();
-    for (size_t i = 0; i < rows.n; i++) {
-        const struct chat_message *m = &rows.msgs[i];
-        char id[MESSAGE_ID_MAX], when[UTIL_ISO8601_LEN + 1];
-        message_id_format(m->origin, m->seq, id);
-        util_format_iso8601(m->time_ms, when);
-        json_array_append_new(
-            list, json_pack("{s:I, s:I, s:s, s:s%, s:s%, s:I, s:s}", "nodeId",
-                            (json_int_t)m->origin, "id", (json_int_t)m->seq, "messageId", id,
-                            "text", m->text, (size_t)m->text_len, "sender", m->sender,
-                            (size_t)m->sender_len, "chatId", (json_int_t)m->chat_id,
-                            "dateTime", when));
+    size_t count = reply_count(n, &rows, (size_t)limit, bytes, false);
+    bool more = count < rows.n;
+    withhold_large(n, rows.msgs, count);
+    size_t cap = MESSAGE_REPLY_ENVELOPE + 1;
+    for (size_t i = 0; i < count; i++)
+        cap += message_object_len(&rows.msgs[i]) + 1;
+    char *body = xmalloc(cap);
+    size_t len = (size_t)sprintf(body, "{\"origin\":%" PRIu64 ",\"messages\":[", origin);
+    for (size_t i = 0; i < count; i++) {
+        if (i > 0)
+            body[len++] = ',';
+        len += message_object_write(body + len, &rows.msgs[i]);
     }
+    len += (size_t)sprintf(body + len, "],\"more\":%s}", more ? "true" : "false");
     store_rows_free(&rows);
-    http_respond_json(req, 200, json_pack("{s:I, s:o, s:b}", "origin", (json_int_t)origin,
-                                          "messages", list, "more", more));
+    http_respond(req, 200, "application/json", body, len);
+    free(body);
 }
 
 json_t *history_digest(node *n)

@@ -1,9 +1,10 @@
 /* history: what the node's store answers to others. Clients catch up with
  * clientSyncRequest: the reply holds every stored message newer than the
  * client's marks (per origin: the highest id it has), up to the point the
- * request arrived, oldest first, capped by --sync-limit and by size with a
- * "truncated" flag. Operators read GET /api/history and the per-origin
- * digest in GET /api/status. docs/PROTOCOL.md has the formats. */
+ * request arrived, oldest first, capped by --sync-limit and by
+ * HISTORY_REPLY_BYTES with a "truncated" flag. Operators read
+ * GET /api/history, capped the same way, and the per-origin digest in
+ * GET /api/status. docs/PROTOCOL.md has the formats. */
 #ifndef DCHAT_HISTORY_H
 #define DCHAT_HISTORY_H
 
@@ -33,6 +34,13 @@ void history_point_free(struct history_point *p);
  * committed. NULL on a store error (err filled). New reference. */
 msgbuf *history_sync_reply(node *n, const struct sync_mark *req, size_t nreq,
                            const struct history_point *point, char *err, size_t errlen);
+
+/* A reply, clientSyncReply or GET /api/history, holds at most this many
+ * bytes of JSON: it ends at a message boundary and holds at least one
+ * message when there is one (a single message may pass it: a client frame
+ * is at most message_frame_limit()). Its "truncated" or "more" flag then
+ * says that the client should ask again. */
+#define HISTORY_REPLY_BYTES (1u << 20)
 
 /* GET /api/history?origin=N&after=ID&limit=K */
 void history_http(node *n, http_request *req);

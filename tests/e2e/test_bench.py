@@ -1,7 +1,7 @@
 """End-to-end tests of the bench against discovery and real nodes: the
-report has the expected rows and counts in every format, a lossy node makes
-it fail and name the socket that missed messages, and it refuses to run
-without a cluster."""
+report has the expected rows and counts in every format, with a window and
+flat out (--window 0), a lossy node makes it fail and name the socket that
+missed messages, and it refuses to run without a cluster."""
 
 import csv
 import io
@@ -40,6 +40,39 @@ def test_table_has_one_row_per_round_with_every_delivery(logdir, procs):
         assert 0 <= float(r[12]) <= 200      # the bench's cpu %
         assert float(r[5]) > 0               # deliveries per second
         assert float(r[6]) <= float(r[7]) <= float(r[8])  # p50 <= p99 <= max
+
+
+def test_window_0_sends_flat_out_and_verifies_every_round(logdir, procs):
+    d, nodes = start_cluster(logdir, procs, 3)
+    p = bench(d.url, "--window", "0", "--senders", "3", "--max", "8000", "--format", "json")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["ok"] is True and doc["error"] is None
+    assert doc["window"] == 0                   # taken as no window, not as a default
+    assert [r["messages"] for r in doc["rounds"]] == [10, 100, 1000, 2000, 4000, 8000]
+    for r in doc["rounds"]:
+        assert r["expected"] == r["received"] == r["messages"] * (3 + 3)
+        assert (r["lost"], r["duplicated"], r["reordered"]) == (0, 0, 0)
+    p = bench(d.url, "--window", "0", "--max", "10")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[0].endswith("30-byte texts, no window (flat out)")
+    p = bench(d.url, "--max", "10")              # the default is still a window
+    assert p.returncode == 0, p.stderr
+    assert re.search(r"30-byte texts, window \d+$", p.stdout.splitlines()[0])
+
+
+def test_window_0_generates_only_what_tcp_takes(logdir, procs):
+    # The nodes could hold it all (64 MiB per client): only the bench's own
+    # bound is tested. One sender, 100 texts of 60 KB flat out: 6 MB, more
+    # than the bench's 4 MiB connection bound, would all be handed over on
+    # one loop turn if the bench did not wait for its queue to drain.
+    d, nodes = start_cluster(logdir, procs, 2, node_extra=("--max-queue", "67108864"))
+    p = bench(d.url, "--window", "0", "--senders", "1", "--size", "60000", "--max", "100",
+              "--format", "json")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert [r["messages"] for r in doc["rounds"]] == [10, 100]
+    assert all(r["received"] == r["expected"] == r["messages"] * 3 for r in doc["rounds"])
 
 
 def test_json_and_csv_formats_parse(logdir, procs):

@@ -157,5 +157,19 @@ def test_a_peer_message_too_large_once_encoded_is_stored_and_withheld(logdir, pr
             return c.execute("SELECT seq, length(CAST(text AS BLOB)) FROM messages "
                              "WHERE origin = ? ORDER BY seq", (fake,)).fetchall()
     wait_until(lambda: stored() == [(1, len(huge)), (2, 5)], HANG, "both to be committed")
+    # ... and withheld in what clients and operators read
+    status, body = http_json(f"{nd.url}/api/history?origin={fake}&after=0&limit=10")
+    assert status == 200 and body["more"] is False
+    assert [(m["id"], m["text"]) for m in body["messages"]] == [(1, WITHHELD), (2, "after")]
+
+    async def catch_up():
+        ws = await websockets.connect(nd.ws_url)
+        await ws.send(json.dumps({"type": "clientSyncRequest", "payload": {str(fake): 0}}))
+        r = await recv_json(ws)
+        await ws.close()
+        return r
+    r = run(catch_up())
+    assert r["type"] == "clientSyncReply" and r["truncated"] is False
+    assert [(m["id"], m["text"]) for m in r["payload"]] == [(1, WITHHELD), (2, "after")]
     assert re.search(rf"message {fake}/1 from a peer would make a \d+-byte client frame, "
                      rf"over the limit of 67584", nd.log())

@@ -357,3 +357,112 @@ def test_a_sync_right_after_a_message_does_not_repeat_it(logdir, procs):
     live, reply = run(go())
     texts = [m["text"] for m in live] + [m["text"] for m in reply["payload"]]
     assert texts.count("first") == 1
+
+
+# --- every reply bounded ----------------------------------------------------
+
+REPLY_CAP = 1 << 20   # HISTORY_REPLY_BYTES: bytes of JSON in one reply at most
+BIG = 60000           # text bytes: a few hundred of them are many MiB
+
+
+def big_texts(count):
+    """Distinct 60 KB texts that need escaping here and there."""
+    return [f"big{i:04d} \"q\" \\ \n\u00e9 " + "x" * (BIG - 20) for i in range(count)]
+
+
+async def send_paced(node, texts, sender, batch=8):
+    """send_accepted a few at a time, so that what comes back to the sender
+    never nears its queue bound (--max-queue, 4 MiB)."""
+    ws = await connect(node)
+    got = []
+    for i in range(0, len(texts), batch):
+        for t in texts[i:i + batch]:
+            await ws.send(new_message(t, sender=sender))
+        got += await frames_until(ws, len(texts[i:i + batch]), sender)
+    await ws.close()
+    assert [m["text"] for m in got] == texts
+
+
+def raw_history(node, origin, after, limit):
+    with urllib.request.urlopen(f"{node.url}/api/history?origin={origin}&after={after}"
+                                f"&limit={limit}", timeout=HANG) as r:
+        assert r.status == 200
+        body = r.read()
+    return len(body), json.loads(body)
+
+
+def test_history_answers_are_capped_and_paging_returns_each_once(logdir, procs):
+    _, nodes = start_cluster(logdir, procs, 2)
+    a, b = nodes
+    texts = big_texts(300)   # about 18 MB in all
+    run(send_paced(a, texts, "big"))
+    wait_converged(nodes, {a.id: (300, 300)})
+    for node in nodes:
+        size, body = raw_history(node, a.id, 0, 10000)
+        assert size <= REPLY_CAP
+        # stopped at a message boundary because the next would not fit, not sooner
+        assert size > REPLY_CAP - 2 * (BIG + 300)
+        assert body["more"] is True
+        assert [m["id"] for m in body["messages"]] == list(range(1, len(body["messages"]) + 1))
+        got, after, pages = [], 0, 0
+        while True:
+            size, body = raw_history(node, a.id, after, 10000)
+            assert size <= REPLY_CAP
+            assert body["messages"], "a page with more=true must not be empty"
+            got += body["messages"]
+            pages += 1
+            after = got[-1]["id"]
+            if not body["more"]:
+                break
+        assert [m["id"] for m in got] == list(range(1, 301))   # each once, in order
+        assert [m["text"] for m in got] == texts
+        assert pages >= 300 * BIG // REPLY_CAP
+    # a limit below the cap still rules; more is right at the very end
+    size, body = raw_history(b, a.id, 295, 3)
+    assert [m["id"] for m in body["messages"]] == [296, 297, 298] and body["more"] is True
+    size, body = raw_history(b, a.id, 297, 3)
+    assert [m["id"] for m in body["messages"]] == [298, 299, 300] and body["more"] is False
+
+
+def test_sync_replies_are_capped_and_say_truncated(logdir, procs):
+    _, nodes = start_cluster(logdir, procs, 2)
+    a, b = nodes
+    texts = big_texts(300)
+    run(send_paced(a, texts, "big"))
+    wait_converged(nodes, {a.id: (300, 300)})
+
+    async def raw_sync(ws, marks):
+        await ws.send(json.dumps({"type": "clientSyncRequest", "payload": marks}))
+        while True:
+            raw = await asyncio.wait_for(ws.recv(), HANG)
+            f = json.loads(raw)
+            if f["type"] in ("clientSyncReply", "error"):
+                return len(raw.encode()), f
+
+    async def go():
+        ws = await connect(b)
+        pages, got, mark = [], [], 0
+        while True:
+            size, r = await raw_sync(ws, {str(a.id): mark})
+            assert r["type"] == "clientSyncReply", r
+            pages.append((size, r["truncated"], len(r["payload"])))
+            got += r["payload"]
+            mark = got[-1]["id"]
+            if not r["truncated"]:
+                break
+        latest_size, latest = await raw_sync(ws, {})
+        await ws.close()
+        return pages, got, latest_size, latest
+    pages, got, latest_size, latest = run(go())
+    # --sync-limit (1000) is not what cut them: the byte cap was
+    for size, truncated, count in pages:
+        assert size <= REPLY_CAP and count >= 1
+    assert all(t for _, t, _ in pages[:-1]) and len(pages) >= 300 * BIG // REPLY_CAP
+    assert pages[0][0] > REPLY_CAP - 2 * (BIG + 300)
+    assert [m["id"] for m in got] == list(range(1, 301))
+    assert [m["text"] for m in got] == texts
+    # without marks: the newest that fit, and truncated because older exist
+    assert latest_size <= REPLY_CAP and latest["truncated"] is True
+    ids = [m["id"] for m in latest["payload"]]
+    assert ids and ids == list(range(301 - len(ids), 301))
+    assert latest_size > REPLY_CAP - 2 * (BIG + 300)

@@ -15,7 +15,7 @@
 #include "bench/report.h"
 
 static const struct report_run RUN = {
-    .target = "127.0.0.1:9001", .senders = 4, .nodes = 3, .size = 64,
+    .target = "127.0.0.1:9001", .senders = 4, .nodes = 3, .size = 64, .window = 500,
 };
 
 static const struct report_row ROW1 = {
@@ -95,7 +95,7 @@ static void test_table(void **state)
     assert_int_equal(n, 4);
     assert_string_equal(lines[3], "");
     assert_string_equal(lines[0], "# 4 senders to 127.0.0.1:9001, one receiver on each of "
-                                  "3 nodes, 64-byte texts");
+                                  "3 nodes, 64-byte texts, window 500");
     static const char *const cols[] = {
         "messages", "expected", "received", "total s", "send s", "deliveries/s", "p50 ms",
         "p99 ms", "max ms", "lost", "dup", "reorder", "cpu %",
@@ -212,6 +212,7 @@ static void test_json(void **state)
     assert_int_equal(json_integer_value(json_object_get(doc, "senders")), 4);
     assert_int_equal(json_integer_value(json_object_get(doc, "nodes")), 3);
     assert_int_equal(json_integer_value(json_object_get(doc, "size")), 64);
+    assert_int_equal(json_integer_value(json_object_get(doc, "window")), 500);
     assert_true(json_is_false(json_object_get(doc, "ok")));
     assert_string_equal(json_string_value(json_object_get(doc, "error")),
                         "round of 1000 messages: lost 2");
@@ -225,6 +226,25 @@ static void test_json(void **state)
     size_t len = strlen(out);
     assert_true(len > 0 && out[len - 1] == '\n');
     free(out);
+}
+
+static void test_table_title_without_window(void **state)
+{
+    (void)state;
+    struct report_run run = RUN;
+    run.window = 0;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_non_null(f);
+    report_begin(f, REPORT_TABLE, &run);
+    assert_int_equal(fclose(f), 0);
+    char *nl = strchr(buf, '\n');
+    assert_non_null(nl);
+    *nl = '\0';
+    assert_string_equal(buf, "# 4 senders to 127.0.0.1:9001, one receiver on each of "
+                             "3 nodes, 64-byte texts, no window (flat out)");
+    free(buf);
 }
 
 static void test_json_ok_no_rounds(void **state)
@@ -282,6 +302,7 @@ int main(void)
         cmocka_unit_test(test_csv),
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_json_ok_no_rounds),
+        cmocka_unit_test(test_table_title_without_window),
         cmocka_unit_test(test_json_fresh_document),
     };
     return cmocka_run_group_tests_name("report", tests, NULL, NULL);
