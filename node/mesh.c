@@ -11,9 +11,11 @@
  *
  * Anti-entropy: when a link comes up, every --sync-interval after, and
  * soon after a message arrives past a gap, each side sends MARKS (its
- * highest seq per origin). The other side answers with MSG frames of what
- * it has beyond those marks, read from its store in origin order, a few
- * hundred at a time while the link's queue is short (catch-up cursors). */
+ * highest seq per origin; "direct" for the nodes it has a link to, which
+ * send it their own). The other side answers with MSG frames of what it
+ * has beyond those marks and beyond what it already queued on the link
+ * (catchup.h), read from its store in origin order, a few hundred at a
+ * time while the link's queue is short (catch-up cursors). */
 #include "node/mesh.h"
 
 #include <inttypes.h>
@@ -62,6 +64,8 @@ struct link {
     uint64_t next_marks_ms;   /* the periodic marks are due */
     uint64_t marks_sent_ms;
     bool marks_wanted;        /* a gap was seen: send marks soon */
+    bool refused;             /* we refused a frame of the peer's since our
+                                 last marks: flag the next ones */
 };
 
 struct peer {
@@ -241,14 +245,50 @@ static void link_send(struct link *l, msgbuf *b)
 
 /* --- anti-entropy ------------------------------------------------------- */
 
+static int id_cmp(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Our marks for l's peer: our highest seq per origin, except for the nodes
+ * we have a link up to (other than that peer): PEER_MARK_DIRECT, since
+ * their messages come to us from them, live or by their own catch-up; a
+ * third node sending them too would only make duplicates. Flagged when we
+ * refused a frame of the peer's since our previous marks to it. */
 static void link_send_marks(struct link *l)
 {
-    node *n = l->mesh->n;
+    struct mesh *m = l->mesh;
+    node *n = m->n;
     size_t count;
     const struct store_origin *o = store_origins(n->store, &count);
-    msgbuf *b = peer_proto_marks(n->id, o, count);
+    uint32_t *direct = xmalloc((m->nup + 1) * sizeof(*direct));
+    size_t ndirect = 0;
+    for (size_t i = 0; i < m->nup; i++)
+        if (m->up[i] != l && m->up[i]->peer_id != l->peer_id)
+            direct[ndirect++] = m->up[i]->peer_id;
+    qsort(direct, ndirect, sizeof(*direct), id_cmp);
+    peer_marks_writer w;
+    peer_proto_marks_begin(&w, n->id, l->refused ? PEER_MARKS_REFUSED : 0, count + ndirect);
+    /* Both lists ascending: one merge. Past the frame bound, the highest
+     * origins are left out (docs/PROTOCOL.md 2.4). */
+    size_t i = 0, d = 0;
+    int rc = 0;
+    while (rc == 0 && (i < count || d < ndirect)) {
+        if (d < ndirect && (i == count || direct[d] <= o[i].origin)) {
+            if (i < count && o[i].origin == direct[d])
+                i++;
+            rc = peer_proto_marks_add(&w, direct[d++], PEER_MARK_DIRECT);
+        } else {
+            rc = peer_proto_marks_add(&w, o[i].origin, o[i].highest);
+            i++;
+        }
+    }
+    free(direct);
+    msgbuf *b = peer_proto_marks_end(&w);
     link_send(l, b);
     msgbuf_unref(b);
+    l->refused = false;
     uint64_t now = util_now_ms();
     l->marks_sent_ms = now;
     l->next_marks_ms = now + n->cfg.sync_interval_ms;
@@ -266,7 +306,10 @@ static void link_pump(struct link *l)
                         catchup_next(l->cu, &origin, &after);
          reads++) {
         struct store_rows rows = { 0 };
-        if (store_read(n->store, origin, after, UINT64_MAX, MESH_CATCHUP_ROWS, &rows) != 0) {
+        /* Up to what went out live: our own messages committed but still
+         * held for the commit callback go out live, so not here too. */
+        if (store_read(n->store, origin, after, relay_delivered(n, origin), MESH_CATCHUP_ROWS,
+                       &rows) != 0) {
             catchup_clear(l->cu); /* logged; the next marks start over */
             store_rows_free(&rows);
             return;
@@ -401,7 +444,9 @@ static int link_frame_cb(const struct peer_frame *f, void *ud)
         return -1;
     }
     if (f->type == PEER_MSG) {
-        if (relay_remote(l->mesh->n, &f->msg) == RELAY_GAP && !l->marks_wanted) {
+        if (relay_remote(l->mesh->n, &f->msg) == RELAY_GAP)
+            l->refused = true; /* the peer may count it as had: tell it */
+        if (l->refused && !l->marks_wanted) {
             l->marks_wanted = true;
             if (util_now_ms() - l->marks_sent_ms >= MESH_GAP_MARKS_MS)
                 link_send_marks(l);
@@ -637,7 +682,7 @@ void mesh_update(struct mesh *m, const struct peer_info *list, size_t count,
     }
 }
 
-size_t mesh_broadcast(struct mesh *m, msgbuf *frame)
+size_t mesh_broadcast(struct mesh *m, msgbuf *frame, uint32_t origin, uint64_t seq)
 {
     size_t sent = 0;
     /* Walk backwards: a link that closes on a full queue swaps the last
@@ -645,7 +690,10 @@ size_t mesh_broadcast(struct mesh *m, msgbuf *frame)
     for (size_t i = m->nup; i-- > 0;) {
         if (i >= m->nup)
             continue;
-        link_send(m->up[i], frame);
+        struct link *l = m->up[i];
+        link_send(l, frame);
+        if (l->state == LINK_UP)
+            catchup_queued(l->cu, origin, seq); /* catch-up will not send it again */
         sent++;
     }
     return sent;
