@@ -33,6 +33,8 @@
 
 #define MESH_TICK_MS 100
 #define MESH_HELLO_TIMEOUT_MS 5000
+#define MESH_MAX_HELLO_PENDING 64      /* accepted links waiting for a hello */
+#define MESH_REFUSED_LOG_MS 1000       /* refusals are logged at most this often */
 #define MESH_BACKOFF_MIN_MS 100
 #define MESH_BACKOFF_MAX_MS 5000
 #define MESH_READ_BUF (256 * 1024)
@@ -55,6 +57,7 @@ struct link {
     struct peer *peer;        /* set for dialled links, and once hello'd */
     uint32_t peer_id;         /* expected (dialled) or announced (hello) */
     bool outbound;
+    bool hello_pending;       /* accepted, not up yet: counts against the cap */
     enum link_state state;
     uint64_t since_ms;        /* when it was opened; then when it came up */
     size_t up_index;          /* position in mesh->up while up */
@@ -89,6 +92,11 @@ struct mesh {
     size_t nup, capup;
     struct link *all;         /* every open link */
     unsigned pending_closes;  /* handles whose close callback is due */
+    unsigned hello_pending;   /* accepted links not up yet */
+    uint64_t refused;         /* inbound connections closed at once (cap) */
+    unsigned refused_unlogged;
+    uint64_t refused_logged_ms;
+    char refused_last[80];    /* address of the latest one, for the log */
     bool stopping;
     char rbuf[MESH_READ_BUF]; /* shared read buffer: the decoder copies any
                                  partial frame it must keep */
@@ -146,9 +154,19 @@ static void peer_remove(struct mesh *m, struct peer *p)
 static void link_send(struct link *l, msgbuf *b);
 static void link_send_marks(struct link *l);
 
+/* The link no longer waits for a hello (up, or closing). */
+static void link_hello_done(struct link *l)
+{
+    if (l->hello_pending) {
+        l->hello_pending = false;
+        l->mesh->hello_pending--;
+    }
+}
+
 static void link_set_up(struct link *l)
 {
     struct mesh *m = l->mesh;
+    link_hello_done(l);
     if (m->nup == m->capup) {
         m->capup = m->capup ? 2 * m->capup : 8;
         m->up = xrealloc(m->up, m->capup * sizeof(*m->up));
@@ -199,6 +217,7 @@ static void link_close(struct link *l, const char *why)
                      l->addr, why);
     }
     link_unset_up(l);
+    link_hello_done(l);
     l->state = LINK_CLOSING;
     if (l->peer != NULL && l->peer->link == l) {
         struct peer *p = l->peer;
@@ -549,11 +568,59 @@ static void peer_dial(struct mesh *m, struct peer *p)
         link_close(l, uv_strerror(rc));
 }
 
+/* One line per MESH_REFUSED_LOG_MS at most, however many are refused: a
+ * flood of connections must not fill the disk with logs. */
+static void refused_log(struct mesh *m, uint64_t now)
+{
+    if (m->refused_unlogged == 0 || now - m->refused_logged_ms < MESH_REFUSED_LOG_MS)
+        return;
+    log_info("closed %u inbound peer connection(s) at once, the latest from %s: %d accepted "
+             "connections already wait for a hello (each gets its place back when it sends "
+             "one, or after %d s); if these are not dchat nodes, find who floods the sync port",
+             m->refused_unlogged, m->refused_last, MESH_MAX_HELLO_PENDING,
+             MESH_HELLO_TIMEOUT_MS / 1000);
+    m->refused_unlogged = 0;
+    m->refused_logged_ms = now;
+}
+
+static void refused_closed_cb(uv_handle_t *h)
+{
+    struct mesh *m = h->data;
+    free(h);
+    mesh_release(m);
+}
+
+/* Beyond the cap: accepted (to take it off the backlog) and closed at
+ * once, with no link and no buffers. A real node dials again later. */
+static void accept_refuse(struct mesh *m)
+{
+    uv_tcp_t *tcp = xmalloc(sizeof(*tcp));
+    uv_tcp_init(m->n->loop, tcp);
+    tcp->data = m;
+    if (uv_accept((uv_stream_t *)&m->listener, (uv_stream_t *)tcp) == 0) {
+        char ip[48];
+        int port = 0;
+        if (netaddr_peer(tcp, ip, sizeof(ip), &port) == 0)
+            snprintf(m->refused_last, sizeof(m->refused_last), "%s:%d", ip, port);
+        else
+            strcpy(m->refused_last, "?");
+        m->refused++;
+        m->refused_unlogged++;
+        refused_log(m, util_now_ms());
+    }
+    m->pending_closes++;
+    uv_close((uv_handle_t *)tcp, refused_closed_cb);
+}
+
 static void accept_cb(uv_stream_t *server, int status)
 {
     struct mesh *m = server->data;
     if (status != 0) {
         log_warn("accepting a peer link failed: %s", uv_strerror(status));
+        return;
+    }
+    if (m->hello_pending >= MESH_MAX_HELLO_PENDING) {
+        accept_refuse(m);
         return;
     }
     struct link *l = link_new(m, false);
@@ -568,6 +635,8 @@ static void accept_cb(uv_stream_t *server, int status)
     else
         strcpy(l->addr, "?");
     l->state = LINK_HELLO;
+    l->hello_pending = true;
+    m->hello_pending++;
     if (m->stopping) {
         link_close(l, "node is stopping");
         return;
@@ -587,6 +656,7 @@ static void tick_cb(uv_timer_t *t)
         if (l->state != LINK_UP && now - l->since_ms > MESH_HELLO_TIMEOUT_MS)
             link_close(l, "no hello within 5 s");
     }
+    refused_log(m, now);
     if (m->n->id == 0)
         return;
     /* Backwards: a send that fails closes its link, which leaves m->up. */
@@ -700,6 +770,8 @@ size_t mesh_broadcast(struct mesh *m, msgbuf *frame, uint32_t origin, uint64_t s
 }
 
 size_t mesh_links_up(const struct mesh *m) { return m->nup; }
+
+uint64_t mesh_links_refused(const struct mesh *m) { return m->refused; }
 
 int mesh_test_cut(struct mesh *m, uint32_t peer_id, unsigned ms)
 {

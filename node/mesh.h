@@ -40,6 +40,10 @@ size_t mesh_broadcast(struct mesh *m, msgbuf *frame, uint32_t origin, uint64_t s
 /* Number of links up. */
 size_t mesh_links_up(const struct mesh *m);
 
+/* Inbound connections closed at once since start because 64 accepted ones
+ * were already waiting for a hello (each waits at most 5 s). */
+uint64_t mesh_links_refused(const struct mesh *m);
+
 /* A JSON array describing each known peer and its link, for /api/status.
  * New reference. */
 json_t *mesh_status(const struct mesh *m);

@@ -15,7 +15,7 @@
 static json_t *status_json(const node *n)
 {
     const struct node_counters *c = &n->counters;
-    return json_pack(
+    json_t *o = json_pack(
         "{s:I, s:i, s:i, s:{s:s, s:b}, s:o, s:I, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, "
         "s:o, s:I}",
         "id", (json_int_t)n->id,
@@ -35,6 +35,9 @@ static json_t *status_json(const node *n)
         "caughtUpToPeers", (json_int_t)c->caught_up,
         "history", history_digest((node *)n),
         "uptimeMs", (json_int_t)(util_now_ms() - n->started_ms));
+    json_object_set_new(o, "linksRefused",
+                        json_integer((json_int_t)(n->mesh ? mesh_links_refused(n->mesh) : 0)));
+    return o;
 }
 
 static void method_not_allowed(http_request *req, const char *allow, const char *msg)
