@@ -1,9 +1,19 @@
-/* catchup: one peer link's anti-entropy cursors, owned by mesh.c (one per
- * link, freed with it). The peer's MARKS frame and this node's origins are
- * both in ascending origin order, so catchup_marks() compares them in one
- * merge pass and produces the cursors already in that order, served from
- * the front: the work is linear in the number of origins, so tens of
- * thousands of them do not hold the event loop. */
+/* catchup: one peer link's anti-entropy state, owned by mesh.c (one per
+ * link, freed with it, so a new link starts from the peer's marks alone):
+ * per origin, what the peer has as far as this node knows (its MARKS, plus
+ * the MSG frames queued to it on this link since, live or catch-up), and
+ * the cursors of what it still lacks. The peer's MARKS, this node's origins
+ * and that table are all in ascending origin order, so catchup_marks()
+ * merges them in one pass and produces the cursors already in order: the
+ * work is linear in the number of origins, so tens of thousands of them do
+ * not hold the event loop.
+ *
+ * Only what the peer will accept counts as had: a queued frame moves an
+ * origin's mark when it is the next seq after it; frames beyond (a live
+ * message while the peer is still behind) are kept aside as one run, and
+ * counted once a MARKS shows the peer reached the run's start. A MARKS
+ * flagged PEER_MARKS_REFUSED (the peer refused a frame we sent) drops all
+ * of it and starts again from the marks. */
 #ifndef DCHAT_CATCHUP_H
 #define DCHAT_CATCHUP_H
 
@@ -20,21 +30,24 @@ typedef struct catchup catchup;
 catchup *catchup_new(void);
 void catchup_free(catchup *c);
 
-/* Replaces the cursors after the peer's MARKS frame f (as decoded: its
- * entries are in strictly ascending origin order). ours is this node's
- * origins in ascending order (store_origins()). One cursor per origin of
- * ours, except skip (the peer's own id: it has all of its own), whose
- * highest seq is above the peer's entry for it (0 when f has none).
- * Neither f nor ours is kept. Returns the number of cursors. */
+/* The peer's MARKS frame f (as decoded: its entries are in strictly
+ * ascending origin order, flags included). ours is this node's origins in
+ * ascending order (store_origins()). Updates what the peer has, then
+ * replaces the cursors: one per origin of ours, except skip (the peer's own
+ * id: it has all of its own) and origins the peer gets directly
+ * (PEER_MARK_DIRECT), whose highest seq is above what the peer has or will
+ * have from this link. Neither f nor ours is kept. Returns the number of
+ * cursors. */
 size_t catchup_marks(catchup *c, const struct peer_frame *f, const struct store_origin *ours,
                      size_t n, uint32_t skip);
 
 /* The cursor to serve next: false when there is none; otherwise *origin,
- * and *after, the seq after which the peer lacks everything of it. */
+ * and *after, the seq after which the peer lacks everything of it (what it
+ * has, including the frames already queued to it). */
 bool catchup_next(const catchup *c, uint32_t *origin, uint64_t *after);
 
-/* A MSG frame of origin and seq was queued on the link: the next cursor
- * moves past it when it is the one that cursor would send next. */
+/* A MSG frame of origin and seq was queued on the link (live or catch-up):
+ * the peer will have it. */
 void catchup_queued(catchup *c, uint32_t origin, uint64_t seq);
 
 /* The next cursor is done (the peer has all of its origin now). */
@@ -45,5 +58,9 @@ void catchup_clear(catchup *c);
 
 /* Cursors not done yet. */
 size_t catchup_pending(const catchup *c);
+
+/* Every seq of origin up to the result, the peer has or will have from the
+ * frames queued on this link, as far as this node knows; 0 when unknown. */
+uint64_t catchup_has(const catchup *c, uint32_t origin);
 
 #endif

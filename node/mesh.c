@@ -11,9 +11,11 @@
  *
  * Anti-entropy: when a link comes up, every --sync-interval after, and
  * soon after a message arrives past a gap, each side sends MARKS (its
- * highest seq per origin). The other side answers with MSG frames of what
- * it has beyond those marks, read from its store in origin order, a few
- * hundred at a time while the link's queue is short (catch-up cursors). */
+ * highest seq per origin; "direct" for the nodes it has a link to, which
+ * send it their own). The other side answers with MSG frames of what it
+ * has beyond those marks and beyond what it already queued on the link
+ * (catchup.h), read from its store in origin order, a few hundred at a
+ * time while the link's queue is short (catch-up cursors). */
 #include "node/mesh.h"
 
 #include <inttypes.h>
@@ -32,6 +34,8 @@
 
 #define MESH_TICK_MS 100
 #define MESH_HELLO_TIMEOUT_MS 5000
+#define MESH_MAX_HELLO_PENDING 64      /* accepted links waiting for a hello */
+#define MESH_REFUSED_LOG_MS 1000       /* refusals are logged at most this often */
 #define MESH_BACKOFF_MIN_MS 100
 #define MESH_BACKOFF_MAX_MS 5000
 #define MESH_READ_BUF (256 * 1024)
@@ -54,6 +58,7 @@ struct link {
     struct peer *peer;        /* set for dialled links, and once hello'd */
     uint32_t peer_id;         /* expected (dialled) or announced (hello) */
     bool outbound;
+    bool hello_pending;       /* accepted, not up yet: counts against the cap */
     enum link_state state;
     uint64_t since_ms;        /* when it was opened; then when it came up */
     size_t up_index;          /* position in mesh->up while up */
@@ -64,6 +69,8 @@ struct link {
     uint64_t marks_sent_ms;
     bool marks_wanted;        /* a gap was seen: send marks soon */
     struct flow_reader flow;  /* back-pressure: paused while our clients lag */
+    bool refused;             /* we refused a frame of the peer's since our
+                                 last marks: flag the next ones */
 };
 
 struct peer {
@@ -87,6 +94,11 @@ struct mesh {
     size_t nup, capup;
     struct link *all;         /* every open link */
     unsigned pending_closes;  /* handles whose close callback is due */
+    unsigned hello_pending;   /* accepted links not up yet */
+    uint64_t refused;         /* inbound connections closed at once (cap) */
+    unsigned refused_unlogged;
+    uint64_t refused_logged_ms;
+    char refused_last[80];    /* address of the latest one, for the log */
     bool stopping;
     char rbuf[MESH_READ_BUF]; /* shared read buffer: the decoder copies any
                                  partial frame it must keep */
@@ -144,9 +156,19 @@ static void peer_remove(struct mesh *m, struct peer *p)
 static void link_send(struct link *l, msgbuf *b);
 static void link_send_marks(struct link *l);
 
+/* The link no longer waits for a hello (up, or closing). */
+static void link_hello_done(struct link *l)
+{
+    if (l->hello_pending) {
+        l->hello_pending = false;
+        l->mesh->hello_pending--;
+    }
+}
+
 static void link_set_up(struct link *l)
 {
     struct mesh *m = l->mesh;
+    link_hello_done(l);
     if (m->nup == m->capup) {
         m->capup = m->capup ? 2 * m->capup : 8;
         m->up = xrealloc(m->up, m->capup * sizeof(*m->up));
@@ -198,6 +220,7 @@ static void link_close(struct link *l, const char *why)
     }
     link_unset_up(l);
     flow_forget(m->n, &l->flow);
+    link_hello_done(l);
     l->state = LINK_CLOSING;
     if (l->peer != NULL && l->peer->link == l) {
         struct peer *p = l->peer;
@@ -245,14 +268,50 @@ static void link_send(struct link *l, msgbuf *b)
 
 /* --- anti-entropy ------------------------------------------------------- */
 
+static int id_cmp(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Our marks for l's peer: our highest seq per origin, except for the nodes
+ * we have a link up to (other than that peer): PEER_MARK_DIRECT, since
+ * their messages come to us from them, live or by their own catch-up; a
+ * third node sending them too would only make duplicates. Flagged when we
+ * refused a frame of the peer's since our previous marks to it. */
 static void link_send_marks(struct link *l)
 {
-    node *n = l->mesh->n;
+    struct mesh *m = l->mesh;
+    node *n = m->n;
     size_t count;
     const struct store_origin *o = store_origins(n->store, &count);
-    msgbuf *b = peer_proto_marks(n->id, o, count);
+    uint32_t *direct = xmalloc((m->nup + 1) * sizeof(*direct));
+    size_t ndirect = 0;
+    for (size_t i = 0; i < m->nup; i++)
+        if (m->up[i] != l && m->up[i]->peer_id != l->peer_id)
+            direct[ndirect++] = m->up[i]->peer_id;
+    qsort(direct, ndirect, sizeof(*direct), id_cmp);
+    peer_marks_writer w;
+    peer_proto_marks_begin(&w, n->id, l->refused ? PEER_MARKS_REFUSED : 0, count + ndirect);
+    /* Both lists ascending: one merge. Past the frame bound, the highest
+     * origins are left out (docs/PROTOCOL.md 2.4). */
+    size_t i = 0, d = 0;
+    int rc = 0;
+    while (rc == 0 && (i < count || d < ndirect)) {
+        if (d < ndirect && (i == count || direct[d] <= o[i].origin)) {
+            if (i < count && o[i].origin == direct[d])
+                i++;
+            rc = peer_proto_marks_add(&w, direct[d++], PEER_MARK_DIRECT);
+        } else {
+            rc = peer_proto_marks_add(&w, o[i].origin, o[i].highest);
+            i++;
+        }
+    }
+    free(direct);
+    msgbuf *b = peer_proto_marks_end(&w);
     link_send(l, b);
     msgbuf_unref(b);
+    l->refused = false;
     uint64_t now = util_now_ms();
     l->marks_sent_ms = now;
     l->next_marks_ms = now + n->cfg.sync_interval_ms;
@@ -270,7 +329,10 @@ static void link_pump(struct link *l)
                         catchup_next(l->cu, &origin, &after);
          reads++) {
         struct store_rows rows = { 0 };
-        if (store_read(n->store, origin, after, UINT64_MAX, MESH_CATCHUP_ROWS, &rows) != 0) {
+        /* Up to what went out live: our own messages committed but still
+         * held for the commit callback go out live, so not here too. */
+        if (store_read(n->store, origin, after, relay_delivered(n, origin), MESH_CATCHUP_ROWS,
+                       &rows) != 0) {
             catchup_clear(l->cu); /* logged; the next marks start over */
             store_rows_free(&rows);
             return;
@@ -406,7 +468,9 @@ static int link_frame_cb(const struct peer_frame *f, void *ud)
     }
     if (f->type == PEER_MSG) {
         flow_note(l->mesh->n, &l->flow);
-        if (relay_remote(l->mesh->n, &f->msg) == RELAY_GAP && !l->marks_wanted) {
+        if (relay_remote(l->mesh->n, &f->msg) == RELAY_GAP)
+            l->refused = true; /* the peer may count it as had: tell it */
+        if (l->refused && !l->marks_wanted) {
             l->marks_wanted = true;
             if (util_now_ms() - l->marks_sent_ms >= MESH_GAP_MARKS_MS)
                 link_send_marks(l);
@@ -519,11 +583,59 @@ static void peer_dial(struct mesh *m, struct peer *p)
         link_close(l, uv_strerror(rc));
 }
 
+/* One line per MESH_REFUSED_LOG_MS at most, however many are refused: a
+ * flood of connections must not fill the disk with logs. */
+static void refused_log(struct mesh *m, uint64_t now)
+{
+    if (m->refused_unlogged == 0 || now - m->refused_logged_ms < MESH_REFUSED_LOG_MS)
+        return;
+    log_info("closed %u inbound peer connection(s) at once, the latest from %s: %d accepted "
+             "connections already wait for a hello (each gets its place back when it sends "
+             "one, or after %d s); if these are not dchat nodes, find who floods the sync port",
+             m->refused_unlogged, m->refused_last, MESH_MAX_HELLO_PENDING,
+             MESH_HELLO_TIMEOUT_MS / 1000);
+    m->refused_unlogged = 0;
+    m->refused_logged_ms = now;
+}
+
+static void refused_closed_cb(uv_handle_t *h)
+{
+    struct mesh *m = h->data;
+    free(h);
+    mesh_release(m);
+}
+
+/* Beyond the cap: accepted (to take it off the backlog) and closed at
+ * once, with no link and no buffers. A real node dials again later. */
+static void accept_refuse(struct mesh *m)
+{
+    uv_tcp_t *tcp = xmalloc(sizeof(*tcp));
+    uv_tcp_init(m->n->loop, tcp);
+    tcp->data = m;
+    if (uv_accept((uv_stream_t *)&m->listener, (uv_stream_t *)tcp) == 0) {
+        char ip[48];
+        int port = 0;
+        if (netaddr_peer(tcp, ip, sizeof(ip), &port) == 0)
+            snprintf(m->refused_last, sizeof(m->refused_last), "%s:%d", ip, port);
+        else
+            strcpy(m->refused_last, "?");
+        m->refused++;
+        m->refused_unlogged++;
+        refused_log(m, util_now_ms());
+    }
+    m->pending_closes++;
+    uv_close((uv_handle_t *)tcp, refused_closed_cb);
+}
+
 static void accept_cb(uv_stream_t *server, int status)
 {
     struct mesh *m = server->data;
     if (status != 0) {
         log_warn("accepting a peer link failed: %s", uv_strerror(status));
+        return;
+    }
+    if (m->hello_pending >= MESH_MAX_HELLO_PENDING) {
+        accept_refuse(m);
         return;
     }
     struct link *l = link_new(m, false);
@@ -538,6 +650,8 @@ static void accept_cb(uv_stream_t *server, int status)
     else
         strcpy(l->addr, "?");
     l->state = LINK_HELLO;
+    l->hello_pending = true;
+    m->hello_pending++;
     if (m->stopping) {
         link_close(l, "node is stopping");
         return;
@@ -557,6 +671,7 @@ static void tick_cb(uv_timer_t *t)
         if (l->state != LINK_UP && now - l->since_ms > MESH_HELLO_TIMEOUT_MS)
             link_close(l, "no hello within 5 s");
     }
+    refused_log(m, now);
     if (m->n->id == 0)
         return;
     /* Backwards: a send that fails closes its link, which leaves m->up. */
@@ -652,7 +767,7 @@ void mesh_update(struct mesh *m, const struct peer_info *list, size_t count,
     }
 }
 
-size_t mesh_broadcast(struct mesh *m, msgbuf *frame)
+size_t mesh_broadcast(struct mesh *m, msgbuf *frame, uint32_t origin, uint64_t seq)
 {
     size_t sent = 0;
     /* Walk backwards: a link that closes on a full queue swaps the last
@@ -660,13 +775,18 @@ size_t mesh_broadcast(struct mesh *m, msgbuf *frame)
     for (size_t i = m->nup; i-- > 0;) {
         if (i >= m->nup)
             continue;
-        link_send(m->up[i], frame);
+        struct link *l = m->up[i];
+        link_send(l, frame);
+        if (l->state == LINK_UP)
+            catchup_queued(l->cu, origin, seq); /* catch-up will not send it again */
         sent++;
     }
     return sent;
 }
 
 size_t mesh_links_up(const struct mesh *m) { return m->nup; }
+
+uint64_t mesh_links_refused(const struct mesh *m) { return m->refused; }
 
 int mesh_test_cut(struct mesh *m, uint32_t peer_id, unsigned ms)
 {

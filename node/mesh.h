@@ -31,12 +31,18 @@ int mesh_start(node *n);
 void mesh_update(struct mesh *m, const struct peer_info *list, size_t count,
                  uint64_t asked_ms);
 
-/* Queues frame (a complete peer frame; a reference is taken per link) on
- * every link that is up. Returns the number of links it was queued on. */
-size_t mesh_broadcast(struct mesh *m, msgbuf *frame);
+/* Queues frame (a complete MSG frame of origin and seq; a reference is
+ * taken per link) on every link that is up; each link's anti-entropy then
+ * counts it as sent to that peer. Returns the number of links it was
+ * queued on. */
+size_t mesh_broadcast(struct mesh *m, msgbuf *frame, uint32_t origin, uint64_t seq);
 
 /* Number of links up. */
 size_t mesh_links_up(const struct mesh *m);
+
+/* Inbound connections closed at once since start because 64 accepted ones
+ * were already waiting for a hello (each waits at most 5 s). */
+uint64_t mesh_links_refused(const struct mesh *m);
 
 /* A JSON array describing each known peer and its link, for /api/status.
  * New reference. */

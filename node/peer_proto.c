@@ -2,7 +2,6 @@
  * is decoded in place; only a frame split across reads is copied into the
  * decoder's buffer. */
 #include "node/peer_proto.h"
-#include "node/store.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,18 +80,36 @@ msgbuf *peer_proto_msg(const struct chat_message *m)
 
 #define MARK_SIZE 12
 
-msgbuf *peer_proto_marks(uint32_t node_id, const struct store_origin *o, size_t n)
+void peer_proto_marks_begin(peer_marks_writer *w, uint32_t node_id, uint16_t flags,
+                            size_t max)
 {
-    size_t max = (PEER_PROTO_MAX_FRAME - (PEER_PROTO_HEADER - 4) - 4) / MARK_SIZE;
-    if (n > max)
-        n = max;
-    msgbuf *b = frame_new(PEER_MARKS, node_id, 0, 4 + n * MARK_SIZE);
-    char *p = b->data + PEER_PROTO_HEADER;
-    put32(p, (uint32_t)n);
-    for (size_t i = 0; i < n; i++) {
-        put32(p + 4 + i * MARK_SIZE, o[i].origin);
-        put64(p + 8 + i * MARK_SIZE, o[i].highest);
-    }
+    w->max = (uint32_t)UTIL_MIN(max, (size_t)PEER_PROTO_MAX_MARKS);
+    w->count = 0;
+    w->last = 0;
+    w->b = frame_new(PEER_MARKS, node_id, 0, 4 + (size_t)w->max * MARK_SIZE);
+    put16(w->b->data + 6, flags);
+}
+
+int peer_proto_marks_add(peer_marks_writer *w, uint32_t origin, uint64_t seq)
+{
+    if (w->count == w->max || origin <= w->last)
+        return -1;
+    char *p = w->b->data + PEER_PROTO_HEADER + 4 + (size_t)w->count * MARK_SIZE;
+    put32(p, origin);
+    put64(p + 4, seq);
+    w->count++;
+    w->last = origin;
+    return 0;
+}
+
+msgbuf *peer_proto_marks_end(peer_marks_writer *w)
+{
+    msgbuf *b = w->b;
+    size_t payload = 4 + (size_t)w->count * MARK_SIZE;
+    put32(b->data, (uint32_t)(PEER_PROTO_HEADER - 4 + payload));
+    put32(b->data + PEER_PROTO_HEADER, w->count);
+    b->len = (uint32_t)(PEER_PROTO_HEADER + payload);
+    w->b = NULL;
     return b;
 }
 
@@ -131,6 +148,7 @@ static int decode(peer_decoder *d, const char *p, size_t total, peer_frame_fn cb
     if ((uint8_t)p[4] != PEER_PROTO_VERSION)
         return bad(d, err, errlen, "unsupported peer protocol version");
     f.type = (uint8_t)p[5];
+    f.flags = get16(p + 6);
     f.origin = get32(p + 8);
     f.seq = get64(p + 12);
     const char *pl = p + PEER_PROTO_HEADER;

@@ -29,8 +29,21 @@ enum peer_frame_type {
     PEER_MARKS = 3,
 };
 
+/* MARKS header flag: since its previous MARKS on this link, the sender
+ * refused a MSG frame the receiver sent on it that was not a duplicate (it
+ * came after a gap, or the sender's store could not take it). The receiver
+ * then forgets what it queued on the link and serves from these marks. */
+#define PEER_MARKS_REFUSED 0x0001u
+
+/* A MARKS entry's seq meaning "I have a link to this origin and get its
+ * messages from it directly: do not send me any". The highest seq there
+ * can be, so a receiver that does not know the convention sends nothing of
+ * that origin either. */
+#define PEER_MARK_DIRECT (MESSAGE_SEQ_LIMIT - 1)
+
 struct peer_frame {
     uint8_t type;
+    uint16_t flags;
     uint32_t origin;
     uint64_t seq;
     struct chat_message msg;  /* PEER_MSG; strings point into the input */
@@ -42,11 +55,23 @@ struct peer_frame {
 void peer_proto_mark(const struct peer_frame *f, uint32_t i, uint32_t *origin,
                      uint64_t *seq);
 
-/* Marks of o[0..n), which must be in ascending origin order (as
- * store_origins() gives them), at most as many as fit
- * PEER_PROTO_MAX_FRAME. New reference. */
-struct store_origin;
-msgbuf *peer_proto_marks(uint32_t node_id, const struct store_origin *o, size_t n);
+/* A MARKS frame built entry by entry: begin (room for at most max entries,
+ * and never more than fit PEER_PROTO_MAX_FRAME: PEER_PROTO_MAX_MARKS), add
+ * in strictly ascending origin order, end. */
+#define PEER_PROTO_MAX_MARKS ((PEER_PROTO_MAX_FRAME - (PEER_PROTO_HEADER - 4) - 4) / 12)
+typedef struct peer_marks_writer {
+    msgbuf *b;
+    uint32_t count, max;
+    uint32_t last;            /* the previous entry's origin */
+} peer_marks_writer;
+
+void peer_proto_marks_begin(peer_marks_writer *w, uint32_t node_id, uint16_t flags,
+                            size_t max);
+/* Returns 0, or -1 (the entry left out) when the frame is full or origin
+ * is not above the previous entry's. */
+int peer_proto_marks_add(peer_marks_writer *w, uint32_t origin, uint64_t seq);
+/* The frame; w is done. New reference. */
+msgbuf *peer_proto_marks_end(peer_marks_writer *w);
 
 /* The link's first frame: announces node_id. New reference. */
 msgbuf *peer_proto_hello(uint32_t node_id);

@@ -55,7 +55,7 @@ static void send_out(node *n, uint32_t origin, uint64_t seq, msgbuf *pf, msgbuf 
      * the order of the two queues does not matter to anyone. (While the
      * node stops, the store's last commit may come after the links.) */
     if (n->mesh != NULL)
-        n->counters.peer_msgs_out += mesh_broadcast(n->mesh, pf);
+        n->counters.peer_msgs_out += mesh_broadcast(n->mesh, pf, origin, seq);
     n->counters.client_frames_out += clients_broadcast(n->clients, cf);
     if (origin == n->relay->seq_origin)
         n->relay->sent = seq;

@@ -16,7 +16,7 @@
 static json_t *status_json(const node *n)
 {
     const struct node_counters *c = &n->counters;
-    return json_pack(
+    json_t *o = json_pack(
         "{s:I, s:i, s:i, s:{s:s, s:b}, s:o, s:I, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, "
         "s:o, s:{s:I, s:I, s:I, s:I}, s:I}",
         "id", (json_int_t)n->id,
@@ -41,6 +41,9 @@ static json_t *status_json(const node *n)
         "congestedClients", (json_int_t)(n->flow ? flow_clients_class((node *)n)->ncongested : 0),
         "congestedLinks", (json_int_t)(n->flow ? flow_links_class((node *)n)->ncongested : 0),
         "uptimeMs", (json_int_t)(util_now_ms() - n->started_ms));
+    json_object_set_new(o, "linksRefused",
+                        json_integer((json_int_t)(n->mesh ? mesh_links_refused(n->mesh) : 0)));
+    return o;
 }
 
 static void method_not_allowed(http_request *req, const char *allow, const char *msg)

@@ -466,3 +466,25 @@ def test_sync_replies_are_capped_and_say_truncated(logdir, procs):
     ids = [m["id"] for m in latest["payload"]]
     assert ids and ids == list(range(301 - len(ids), 301))
     assert latest_size > REPLY_CAP - 2 * (BIG + 300)
+
+
+def test_a_burst_is_not_sent_again_by_anti_entropy(logdir, procs):
+    # Marks every 50 ms: many MARKS frames cross the links while the burst's
+    # live messages are still queued or in flight to the peers. Anti-entropy
+    # must not send again what a link already carries (its own origin's live
+    # frames), nor what a peer gets directly from the origin (b and c each
+    # have a link to a), so each peer receives each message exactly once.
+    _, nodes = start_cluster(logdir, procs, 3, node_extra=("--sync-interval", "0.05"))
+    a, b, c = nodes
+    n = 5000
+    texts = [f"burst{i}" for i in range(n)]
+    run(send_accepted(a, texts, sender="burst"))
+    wait_converged(nodes, {a.id: (n, n)})
+    for node in (b, c):
+        assert [m["text"] for m in history(node, a.id)] == texts
+    for node in nodes:
+        m = node.status()["messages"]
+        assert m["duplicatesDropped"] == 0, f"{node.name}: {m}"
+        assert m["gapsDropped"] == 0, f"{node.name}: {m}"
+    for node in (b, c):
+        assert node.status()["messages"]["fromPeers"] == n   # once each, from a

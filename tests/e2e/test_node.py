@@ -6,8 +6,10 @@ import asyncio
 import json
 import os
 import re
+import select
 import socket
 import struct
+import time
 
 import pytest
 import websockets
@@ -362,3 +364,40 @@ def test_nodes_keep_serving_without_discovery_and_log_in_again(logdir, procs):
                "the nodes to log in again")
     wait_mesh(nodes)
     run(exchange(nodes, clients_per_node=1, per_client=5))
+
+
+PENDING_CAP = 64  # MESH_MAX_HELLO_PENDING in node/mesh.c
+
+
+def test_connections_without_hello_beyond_the_cap_are_closed_at_once(logdir, procs):
+    _, nodes = start_cluster(logdir, procs, 3)
+    a = nodes[0]
+    t0 = time.monotonic()
+    socks = [socket.create_connection(("127.0.0.1", a.sync_port), timeout=HANG)
+             for _ in range(PENDING_CAP + 20)]
+    try:
+        # The node closes the 20 beyond the cap itself (each of the others
+        # may wait for its hello 5 s, a margin far above the time all of
+        # them take to be accepted).
+        closed = set()
+        deadline = time.monotonic() + HANG
+        while len(closed) < 20:
+            assert time.monotonic() < deadline, f"only {len(closed)} closed by the node"
+            open_ = [s for s in socks if s not in closed]
+            readable, _, _ = select.select(open_, [], [], 0.1)
+            for s in readable:
+                try:
+                    assert s.recv(1) == b"", "the node sent something before any hello"
+                except ConnectionResetError:
+                    pass
+                closed.add(s)
+        assert a.status()["linksRefused"] == 20
+        # The mesh with the real peers stays up, and messages cross it.
+        assert a.peers_up() == sorted(n.id for n in nodes[1:])
+        run(exchange(nodes, clients_per_node=1, per_client=5))
+        # Logged, but not once per connection: one line a second at most.
+        lines = [ln for ln in a.log().splitlines() if "inbound peer connection(s) at once" in ln]
+        assert 1 <= len(lines) <= 1 + int(time.monotonic() - t0)
+    finally:
+        for s in socks:
+            s.close()

@@ -1,7 +1,9 @@
 /* Tests node/catchup.c: the merge of a peer's MARKS with this node's
  * origins (disjoint, equal, the peer ahead or behind, either side empty,
- * 20,000 origins), the cursors it produces in ascending origin order, and
- * how they are served, moved and dropped. */
+ * 20,000 origins), the cursors it produces in ascending origin order, how
+ * they are served and dropped, and what queued frames count for: never
+ * sent again, but only once the peer will accept them; a refused-flagged
+ * MARKS starts over; origins the peer gets directly are not sent. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -195,9 +197,61 @@ static void test_twenty_thousand_origins(void **state)
     free(want);
 }
 
-/* --- serving the cursors ------------------------------------------------------ */
+/* --- serving the cursors, and what was queued ---------------------------------- */
 
-static void test_queued_moves_only_the_next_cursor(void **state)
+/* One merge of theirs into c over ours; returns the cursors as marks
+ * (origin, after) in out, served and dropped. */
+static size_t merge_and_serve(catchup *c, const struct mark *ours, size_t nours,
+                              const struct mark *theirs, size_t ntheirs, uint16_t flags,
+                              struct mark *out, size_t max)
+{
+    struct marks_frame m;
+    marks_frame_init(&m, theirs, ntheirs);
+    m.f.flags = flags;
+    struct store_origin *o = ours_of(ours, nours);
+    size_t n = catchup_marks(c, &m.f, o, nours, 0);
+    assert_true(n <= max);
+    for (size_t i = 0; i < n; i++) {
+        assert_true(catchup_next(c, &out[i].origin, &out[i].seq));
+        catchup_done(c);
+    }
+    assert_int_equal(catchup_pending(c), 0);
+    free(o);
+    marks_frame_free(&m);
+    return n;
+}
+
+static void queue_range(catchup *c, uint32_t origin, uint64_t from, uint64_t to)
+{
+    for (uint64_t q = from; q <= to; q++)
+        catchup_queued(c, origin, q);
+}
+
+static void test_cursor_starts_after_what_was_queued(void **state)
+{
+    (void)state;
+    const struct mark ours[] = { { 1, 100 }, { 2, 100 } };
+    const struct mark first[] = { { 1, 10 }, { 2, 10 } };
+    struct mark got[4];
+    catchup *c = catchup_new();
+    assert_int_equal(merge_and_serve(c, ours, 2, first, 2, 0, got, 4), 2);
+    /* 11..50 of origin 1 and 11..100 of origin 2 go out (live or catch-up);
+     * then a MARKS the peer sent before they arrived. */
+    queue_range(c, 1, 11, 50);
+    queue_range(c, 2, 11, 100);
+    assert_int_equal(catchup_has(c, 1), 50);
+    const struct mark later[] = { { 1, 20 }, { 2, 30 } };
+    assert_int_equal(merge_and_serve(c, ours, 2, later, 2, 0, got, 4), 1);
+    assert_int_equal(got[0].origin, 1);
+    assert_int_equal(got[0].seq, 50);     /* not 20: 21..50 are on their way */
+    /* Repeats and frames below the mark change nothing. */
+    catchup_queued(c, 1, 50);
+    catchup_queued(c, 1, 3);
+    assert_int_equal(catchup_has(c, 1), 50);
+    catchup_free(c);
+}
+
+static void test_queued_moves_the_next_cursor(void **state)
 {
     (void)state;
     const struct mark ours[] = { { 1, 5 }, { 2, 5 } };
@@ -208,19 +262,19 @@ static void test_queued_moves_only_the_next_cursor(void **state)
     assert_int_equal(catchup_marks(c, &m.f, o, N(ours), 0), 2);
     uint32_t origin;
     uint64_t after;
-    catchup_queued(c, 1, 1);
-    catchup_queued(c, 1, 2);
-    catchup_queued(c, 1, 4);   /* not the next one: the cursor stays */
-    catchup_queued(c, 2, 1);   /* another origin's: not the next cursor */
+    queue_range(c, 1, 1, 2);
+    catchup_queued(c, 1, 4);   /* after a gap: not counted (yet) */
+    catchup_queued(c, 2, 1);   /* the later cursor's origin: counted too */
     assert_true(catchup_next(c, &origin, &after));
     assert_int_equal(origin, 1);
     assert_int_equal(after, 2);
     catchup_done(c);
     assert_true(catchup_next(c, &origin, &after));
     assert_int_equal(origin, 2);
-    assert_int_equal(after, 0);
+    assert_int_equal(after, 1);
 
-    /* A new MARKS replaces the cursors; catchup_clear drops them. */
+    /* A new MARKS replaces the cursors: origin 1's run (4) connects to the
+     * peer's 5; origin 2 goes on from its mark. catchup_clear drops them. */
     const struct mark theirs[] = { { 1, 5 }, { 2, 3 } };
     marks_frame_free(&m);
     marks_frame_init(&m, theirs, N(theirs));
@@ -239,6 +293,147 @@ static void test_queued_moves_only_the_next_cursor(void **state)
     marks_frame_free(&m);
 }
 
+static void test_live_run_counts_once_the_peer_reaches_it(void **state)
+{
+    (void)state;
+    /* Our own origin 7: live messages 91..100 go out before the peer's
+     * first MARKS arrives. They count only once a MARKS shows the peer at
+     * 90 (it will accept 91 next), never because we sent 81..90 after them
+     * (91..100 reached it first, after a gap, and were dropped). */
+    const struct mark ours[] = { { 7, 100 } };
+    struct mark got[2];
+    catchup *c = catchup_new();
+    queue_range(c, 7, 91, 100);
+    assert_int_equal(catchup_has(c, 7), 0);
+    const struct mark at80[] = { { 7, 80 } };
+    assert_int_equal(merge_and_serve(c, ours, 1, at80, 1, 0, got, 2), 1);
+    assert_int_equal(got[0].seq, 80);
+    queue_range(c, 7, 81, 90);      /* the cursor's frames */
+    assert_int_equal(catchup_has(c, 7), 90);
+    queue_range(c, 7, 91, 95);      /* sent again by the cursor: counted now */
+    assert_int_equal(catchup_has(c, 7), 95);
+    catchup_free(c);
+
+    /* The first MARKS at 90: the run connects, nothing to send. */
+    c = catchup_new();
+    queue_range(c, 7, 91, 100);
+    const struct mark at90[] = { { 7, 90 } };
+    assert_int_equal(merge_and_serve(c, ours, 1, at90, 1, 0, got, 2), 0);
+    assert_int_equal(catchup_has(c, 7), 100);
+    catchup_free(c);
+
+    /* A run after another gap replaces the older run. */
+    c = catchup_new();
+    queue_range(c, 7, 91, 92);
+    queue_range(c, 7, 95, 96);
+    assert_int_equal(merge_and_serve(c, ours, 1, at90, 1, 0, got, 2), 1);
+    assert_int_equal(got[0].seq, 90);
+    catchup_free(c);
+}
+
+static void test_refused_flag_starts_over_from_the_marks(void **state)
+{
+    (void)state;
+    const struct mark ours[] = { { 1, 100 }, { 2, 100 }, { 3, 100 } };
+    const struct mark first[] = { { 1, 10 }, { 2, 10 }, { 3, 10 } };
+    struct mark got[4];
+    catchup *c = catchup_new();
+    merge_and_serve(c, ours, 3, first, 3, 0, got, 4);
+    queue_range(c, 1, 11, 100);
+    queue_range(c, 2, 11, 100);
+    queue_range(c, 3, 11, 100);
+    /* The peer refused something (its disk was behind): what we queued no
+     * longer counts, whatever origin it was. Origin 3 is missing from the
+     * frame: from 0. */
+    const struct mark theirs[] = { { 1, 40 }, { 2, 100 } };
+    assert_int_equal(merge_and_serve(c, ours, 3, theirs, 2, PEER_MARKS_REFUSED, got, 4), 2);
+    assert_int_equal(got[0].origin, 1);
+    assert_int_equal(got[0].seq, 40);
+    assert_int_equal(got[1].origin, 3);
+    assert_int_equal(got[1].seq, 0);
+    catchup_free(c);
+}
+
+static void test_direct_origins_are_not_sent(void **state)
+{
+    (void)state;
+    /* The peer gets origin 2 from node 2 itself: nothing of it from us, and
+     * what we knew of it stays until the peer gives a real mark again. */
+    const struct mark ours[] = { { 1, 5 }, { 2, 5 }, { 3, 5 } };
+    const struct mark theirs[] = { { 1, 1 }, { 2, PEER_MARK_DIRECT }, { 3, 2 } };
+    const struct mark want[] = { { 1, 1 }, { 3, 2 } };
+    check_merge(ours, N(ours), theirs, N(theirs), 0, want, N(want));
+
+    struct mark got[3];
+    catchup *c = catchup_new();
+    const struct mark two[] = { { 2, 2 } };
+    merge_and_serve(c, ours, 3, two, 1, 0, got, 3);
+    assert_int_equal(merge_and_serve(c, ours, 3, theirs, 3, 0, got, 3), 2);
+    assert_int_equal(catchup_has(c, 2), 2);
+    const struct mark direct_lost[] = { { 1, 5 }, { 2, 3 }, { 3, 5 } };
+    assert_int_equal(merge_and_serve(c, ours, 3, direct_lost, 3, 0, got, 3), 1);
+    assert_int_equal(got[0].origin, 2);
+    assert_int_equal(got[0].seq, 3);
+    catchup_free(c);
+}
+
+static void test_queued_origins_before_any_marks(void **state)
+{
+    (void)state;
+    /* Our own origin gets an entry when its first message goes out, in
+     * order among the others; the next MARKS keeps it. */
+    catchup *c = catchup_new();
+    catchup_queued(c, 50, 1);
+    catchup_queued(c, 10, 1);
+    catchup_queued(c, 30, 1);
+    catchup_queued(c, 30, 2);
+    assert_int_equal(catchup_has(c, 10), 1);
+    assert_int_equal(catchup_has(c, 30), 2);
+    assert_int_equal(catchup_has(c, 50), 1);
+    assert_int_equal(catchup_has(c, 20), 0);
+    const struct mark ours[] = { { 20, 1 }, { 30, 2 } };
+    struct mark got[2];
+    assert_int_equal(merge_and_serve(c, ours, 2, NULL, 0, 0, got, 2), 1);
+    assert_int_equal(got[0].origin, 20);
+    assert_int_equal(catchup_has(c, 50), 1);
+    assert_int_equal(catchup_has(c, 30), 2);
+    catchup_free(c);
+}
+
+static void test_twenty_thousand_origins_served_once(void **state)
+{
+    (void)state;
+    /* A peer with nothing: every origin once, in order; what was queued is
+     * not sent again by the next MARKS, sent before it all arrived. */
+    enum { K = 20000 };
+    struct mark *ours = malloc(K * sizeof(*ours));
+    struct mark *got = malloc(K * sizeof(*got));
+    assert_non_null(ours);
+    assert_non_null(got);
+    for (uint32_t i = 0; i < K; i++)
+        ours[i] = (struct mark){ 2 * i + 1, 3 };
+    catchup *c = catchup_new();
+    struct marks_frame m;
+    marks_frame_init(&m, NULL, 0);
+    struct store_origin *o = ours_of(ours, K);
+    assert_int_equal(catchup_marks(c, &m.f, o, K, 0), K);
+    for (uint32_t i = 0; i < K; i++) {
+        uint32_t origin;
+        uint64_t after;
+        assert_true(catchup_next(c, &origin, &after));
+        assert_int_equal(origin, 2 * i + 1);
+        assert_int_equal(after, 0);
+        queue_range(c, origin, 1, 3);
+        catchup_done(c);
+    }
+    assert_int_equal(merge_and_serve(c, ours, K, NULL, 0, 0, got, K), 0);
+    catchup_free(c);
+    free(o);
+    marks_frame_free(&m);
+    free(ours);
+    free(got);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -250,7 +445,13 @@ int main(void)
         cmocka_unit_test(test_empty_either_side),
         cmocka_unit_test(test_peer_own_origin_is_skipped),
         cmocka_unit_test(test_twenty_thousand_origins),
-        cmocka_unit_test(test_queued_moves_only_the_next_cursor),
+        cmocka_unit_test(test_cursor_starts_after_what_was_queued),
+        cmocka_unit_test(test_queued_moves_the_next_cursor),
+        cmocka_unit_test(test_live_run_counts_once_the_peer_reaches_it),
+        cmocka_unit_test(test_refused_flag_starts_over_from_the_marks),
+        cmocka_unit_test(test_direct_origins_are_not_sent),
+        cmocka_unit_test(test_queued_origins_before_any_marks),
+        cmocka_unit_test(test_twenty_thousand_origins_served_once),
     };
     return cmocka_run_group_tests_name("catchup", tests, NULL, NULL);
 }

@@ -14,7 +14,6 @@
 #include "common/msgbuf.h"
 #include "node/message.h"
 #include "node/peer_proto.h"
-#include "node/store.h"
 
 /* --- helpers ---------------------------------------------------------------- */
 
@@ -731,13 +730,14 @@ static int marks_cb(const struct peer_frame *f, void *ud)
     struct peer_frame *out = ud;
     assert_int_equal(f->type, PEER_MARKS);
     assert_int_equal(f->origin, 9);
+    assert_int_equal(f->flags, PEER_MARKS_REFUSED);
     assert_int_equal(f->nmarks, 3);
     for (uint32_t i = 0; i < f->nmarks; i++) {
         uint32_t o;
         uint64_t q;
         peer_proto_mark(f, i, &o, &q);
         assert_int_equal(o, i + 1);
-        assert_true(q == (i == 2 ? MESSAGE_SEQ_LIMIT - 1 : (uint64_t)i * 1000));
+        assert_true(q == (i == 2 ? PEER_MARK_DIRECT : (uint64_t)i * 1000));
     }
     out->nmarks = f->nmarks;
     return 0;
@@ -746,13 +746,17 @@ static int marks_cb(const struct peer_frame *f, void *ud)
 static void test_marks_round_trip(void **state)
 {
     (void)state;
-    struct store_origin o[3] = {
-        { .origin = 1, .count = 5, .highest = 0 },
-        { .origin = 2, .count = 5, .highest = 1000 },
-        { .origin = 3, .count = 5, .highest = MESSAGE_SEQ_LIMIT - 1 },
-    };
-    msgbuf *b = peer_proto_marks(9, o, 3);
+    peer_marks_writer w;
+    peer_proto_marks_begin(&w, 9, PEER_MARKS_REFUSED, 10);
+    assert_int_equal(peer_proto_marks_add(&w, 1, 0), 0);
+    assert_int_equal(peer_proto_marks_add(&w, 2, 1000), 0);
+    assert_int_equal(peer_proto_marks_add(&w, 2, 5), -1); /* not ascending: left out */
+    assert_int_equal(peer_proto_marks_add(&w, 1, 5), -1);
+    assert_int_equal(peer_proto_marks_add(&w, 3, PEER_MARK_DIRECT), 0);
+    msgbuf *b = peer_proto_marks_end(&w);
     assert_int_equal(b->len, PEER_PROTO_HEADER + 4 + 3 * 12);
+    assert_int_equal(get32(b->data), b->len - 4);
+    assert_int_equal((uint8_t)b->data[6] << 8 | (uint8_t)b->data[7], PEER_MARKS_REFUSED);
     /* whole, then byte by byte */
     for (int bytewise = 0; bytewise < 2; bytewise++) {
         peer_decoder d;
@@ -773,10 +777,56 @@ static void test_marks_round_trip(void **state)
     msgbuf_unref(b);
 }
 
+static int count_cb(const struct peer_frame *f, void *ud)
+{
+    *(uint32_t *)ud = f->nmarks;
+    return 0;
+}
+
+static void test_marks_writer_bounds(void **state)
+{
+    (void)state;
+    /* Room for max entries only, and never more than fit one frame. */
+    peer_marks_writer w;
+    peer_proto_marks_begin(&w, 9, 0, 2);
+    assert_int_equal(peer_proto_marks_add(&w, 1, 1), 0);
+    assert_int_equal(peer_proto_marks_add(&w, 2, 1), 0);
+    assert_int_equal(peer_proto_marks_add(&w, 3, 1), -1);
+    msgbuf *b = peer_proto_marks_end(&w);
+    assert_int_equal(get32(b->data + PEER_PROTO_HEADER), 2);
+    msgbuf_unref(b);
+
+    /* Empty. */
+    peer_proto_marks_begin(&w, 9, 0, 0);
+    b = peer_proto_marks_end(&w);
+    assert_int_equal(b->len, PEER_PROTO_HEADER + 4);
+    msgbuf_unref(b);
+
+    assert_int_equal(PEER_PROTO_MAX_MARKS, 87379);
+    peer_proto_marks_begin(&w, 9, 0, 200000);
+    uint32_t added = 0;
+    for (uint32_t o = 1; o <= 100000; o++)
+        if (peer_proto_marks_add(&w, o, o) == 0)
+            added++;
+    assert_int_equal(added, PEER_PROTO_MAX_MARKS);
+    b = peer_proto_marks_end(&w);
+    assert_true(b->len - 4 <= PEER_PROTO_MAX_FRAME);
+    peer_decoder d;
+    char err[128];
+    uint32_t got = 0;
+    peer_decoder_init(&d, PEER_PROTO_MAX_FRAME);
+    assert_int_equal(peer_decoder_feed(&d, b->data, b->len, count_cb, &got, err, sizeof(err)),
+                     0);
+    assert_int_equal(got, PEER_PROTO_MAX_MARKS);
+    peer_decoder_free(&d);
+    msgbuf_unref(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_marks_round_trip),
+        cmocka_unit_test(test_marks_writer_bounds),
         cmocka_unit_test(test_hello_bytes),
         cmocka_unit_test(test_msg_bytes),
         cmocka_unit_test(test_round_trip),
