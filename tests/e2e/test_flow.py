@@ -105,6 +105,15 @@ def check_all(reader, senders, per_sender):
     assert len(reader.texts) == senders * per_sender
 
 
+def lone_node(logdir, procs, *extra):
+    """Discovery and one node with the quiet options plus extra."""
+    d = Discovery(logdir)
+    procs.append(d)
+    nd = Node(d, logdir, extra=(*QUIET, *extra))
+    procs.append(nd)
+    return d, nd
+
+
 def rss_kb(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -166,10 +175,7 @@ def test_a_burst_of_big_messages_reaches_readers_on_other_nodes(logdir, procs):
 
 
 def test_a_reader_that_stops_is_closed_with_1008_after_the_deadline(logdir, procs):
-    d = Discovery(logdir)
-    procs.append(d)
-    nd = Node(d, logdir, extra=(*QUIET, "--max-queue", "262144", "--write-deadline", "0.5"))
-    procs.append(nd)
+    d, nd = lone_node(logdir, procs, "--max-queue", "262144", "--write-deadline", "0.5")
     stalled = raw_ws(nd.client_port, rcvbuf=4096, timeout=HANG)
     fast = raw_ws(nd.client_port, timeout=HANG)
     fast_reader = Reader(fast, "fast")
@@ -191,21 +197,16 @@ def test_a_reader_that_stops_is_closed_with_1008_after_the_deadline(logdir, proc
 
 
 def test_a_ping_flooder_that_never_reads_is_closed_and_costs_little(logdir, procs):
-    d = Discovery(logdir)
-    procs.append(d)
-    nd = Node(d, logdir, extra=(*QUIET, "--write-deadline", "0.5"))
-    procs.append(nd)
+    d, nd = lone_node(logdir, procs, "--write-deadline", "0.5")
     s = raw_ws(nd.client_port, rcvbuf=4096, timeout=HANG)
     before = rss_kb(nd.p.pid)
     # 200,000 pings of 125 bytes: 25 MB of pongs if each were answered, far
     # more than the kernel buffers between us. We read none of it. The node
     # owes at most one pong at a time, and closes a flood.
     ping = masked_frame(9, b"p" * 125)
-    sent = 0
     try:
         for _ in range(200):
             s.sendall(ping * 1000)
-            sent += 1000
     except OSError:
         pass  # the node closed us mid-flood: what we are here to see
     wait_until(lambda: "ping flood" in nd.log(), HANG, "the node to close the flooder")
@@ -216,10 +217,7 @@ def test_a_ping_flooder_that_never_reads_is_closed_and_costs_little(logdir, proc
 
 
 def test_clients_beyond_max_clients_get_503_and_the_node_stays_listed(logdir, procs):
-    d = Discovery(logdir)
-    procs.append(d)
-    nd = Node(d, logdir, extra=(*QUIET, "--max-clients", "3"))
-    procs.append(nd)
+    d, nd = lone_node(logdir, procs, "--max-clients", "3")
     held = [raw_ws(nd.client_port, timeout=HANG) for _ in range(3)]
     for h in held:
         h.settimeout(HANG)
