@@ -174,7 +174,7 @@ static uint32_t min_unique(const struct bench *b)
 static const struct sock *next_sender_full(const struct bench *b)
 {
     const struct sock *s = &b->socks[b->sent % b->cfg->senders];
-    return s->c != NULL && ws_conn_queued_bytes(s->c) >= BENCH_SEND_QUEUE ? s : NULL;
+    return s->c != NULL && ws_conn_queued_mem(s->c) >= BENCH_SEND_QUEUE ? s : NULL;
 }
 
 static int window_open(const struct bench *b)

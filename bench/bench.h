@@ -16,8 +16,8 @@
 
 #include "bench/report.h"
 
-/* A sender is handed its next message only while less than this waits in
- * its outbound queue (not yet taken by the kernel). */
+/* A sender is handed its next message only while its outbound queue (not
+ * yet taken by the kernel) holds less than this, counted as allocated. */
 #define BENCH_SEND_QUEUE (1u << 20)
 /* bench_config.window: pick one from the text size (bench_auto_window). */
 #define BENCH_WINDOW_AUTO UINT_MAX

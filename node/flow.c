@@ -1,11 +1,14 @@
-/* flow: see flow.h. Two intrusive lists: readers noted this turn, and
- * readers paused. A check handle (after every poll) decides: noted readers
- * under pressure are paused, paused readers without pressure resume. While
- * any reader is paused a short timer keeps the loop turning, so that a
- * congested queue whose reader stalled stops counting (outq_class_pressing)
- * even when nothing else happens. Pressure has hysteresis: it starts above
- * a high mark and ends below a low one, so readers are not flipped on and
- * off every turn. */
+/* flow: see flow.h. Two intrusive lists: readers noted since the last
+ * check, and readers paused. A reader is paused the moment it delivers a
+ * message while its work is piling up: one loop turn can read megabytes
+ * from each socket (libuv reads up to 32 buffers a callback), so waiting
+ * for the turn's end would let a fast sender fill every queue first. A
+ * check handle (after every poll) resumes paused readers once the pressure
+ * is gone; while any reader is paused a short timer keeps the loop
+ * turning, so that a congested queue whose reader stalled stops counting
+ * (outq_class_pressing) even when nothing else happens. Pressure has
+ * hysteresis: it starts above a high mark and ends below a low one, so
+ * readers are not flipped on and off every turn. */
 #include "node/flow.h"
 
 #include <stdlib.h>
@@ -41,6 +44,8 @@ struct flow {
     struct flow_reader *noted, *paused;
     size_t npaused[2];
     bool held_high, store_high; /* hysteresis states */
+    bool queues[2];             /* the congested-queue part, as of queues_ms */
+    uint64_t queues_ms;
     uv_check_t check;
     uv_timer_t tick;
 };
@@ -77,16 +82,45 @@ static bool above(bool *state, size_t v, size_t high, size_t low)
     return *state;
 }
 
-/* Whether readers of kind must wait; the two are computed once a turn. */
-static void pressure(struct flow *f, bool out[2])
+static void tick_cb(uv_timer_t *t);
+
+/* The congested-queue part of the pressure: walking the congested lists
+ * is done at most once a millisecond, since flow_note asks per message. */
+static void queue_pressure(struct flow *f, bool out[2], bool fresh)
+{
+    uint64_t now = util_now_ms();
+    if (fresh || now != f->queues_ms) {
+        f->queues_ms = now;
+        f->queues[FLOW_PEER] = outq_class_pressing(&f->clients, FLOW_STALL_MS);
+        f->queues[FLOW_CLIENT] =
+            f->queues[FLOW_PEER] || outq_class_pressing(&f->links, FLOW_STALL_MS);
+    }
+    out[FLOW_PEER] = f->queues[FLOW_PEER];
+    out[FLOW_CLIENT] = f->queues[FLOW_CLIENT];
+}
+
+/* Whether readers of each kind must wait. */
+static void pressure(struct flow *f, bool out[2], bool fresh)
 {
     node *n = f->n;
     bool disk = n->store != NULL &&
                  above(&f->store_high, store_backlog(n->store), FLOW_STORE_HIGH, FLOW_STORE_LOW);
     bool held = above(&f->held_high, relay_held(n), FLOW_HELD_HIGH, FLOW_HELD_LOW);
-    bool clients = outq_class_pressing(&f->clients, FLOW_STALL_MS);
-    out[FLOW_PEER] = disk || clients;
-    out[FLOW_CLIENT] = out[FLOW_PEER] || held || outq_class_pressing(&f->links, FLOW_STALL_MS);
+    queue_pressure(f, out, fresh);
+    out[FLOW_PEER] = out[FLOW_PEER] || disk;
+    out[FLOW_CLIENT] = out[FLOW_CLIENT] || disk || held;
+}
+
+static void pause_reader(struct flow *f, struct flow_reader *r)
+{
+    if (r->list != LIST_NONE)
+        list_del(f, r);
+    list_add(&f->paused, r);
+    r->list = LIST_PAUSED;
+    f->npaused[r->kind]++;
+    r->set_paused(r, true);
+    if (!uv_is_active((uv_handle_t *)&f->tick))
+        uv_timer_start(&f->tick, tick_cb, FLOW_TICK_MS, FLOW_TICK_MS);
 }
 
 static void tick_cb(uv_timer_t *t)
@@ -100,16 +134,13 @@ static void check_cb(uv_check_t *h)
     if (f->noted == NULL && f->paused == NULL)
         return;
     bool p[2];
-    pressure(f, p);
+    pressure(f, p, true);
     while (f->noted != NULL) {
         struct flow_reader *r = f->noted;
-        list_del(f, r);
-        if (p[r->kind]) {
-            list_add(&f->paused, r);
-            r->list = LIST_PAUSED;
-            f->npaused[r->kind]++;
-            r->set_paused(r, true);
-        }
+        if (p[r->kind])
+            pause_reader(f, r);
+        else
+            list_del(f, r);
     }
     for (struct flow_reader *r = f->paused, *next; r != NULL; r = next) {
         next = r->next;
@@ -118,9 +149,7 @@ static void check_cb(uv_check_t *h)
             r->set_paused(r, false);
         }
     }
-    if (f->paused != NULL && !uv_is_active((uv_handle_t *)&f->tick))
-        uv_timer_start(&f->tick, tick_cb, FLOW_TICK_MS, FLOW_TICK_MS);
-    else if (f->paused == NULL)
+    if (f->paused == NULL)
         uv_timer_stop(&f->tick);
 }
 
@@ -153,10 +182,17 @@ struct outq_class *flow_links_class(node *n) { return &n->flow->links; }
 
 void flow_note(node *n, struct flow_reader *r)
 {
-    if (r->list != LIST_NONE)
-        return; /* noted already, or paused with a read still being decoded */
-    list_add(&n->flow->noted, r);
-    r->list = LIST_NOTED;
+    struct flow *f = n->flow;
+    if (r->list == LIST_PAUSED)
+        return; /* paused, with the rest of a read still being decoded */
+    bool p[2];
+    pressure(f, p, false);
+    if (p[r->kind]) {
+        pause_reader(f, r);
+    } else if (r->list == LIST_NONE) {
+        list_add(&f->noted, r);
+        r->list = LIST_NOTED;
+    }
 }
 
 void flow_forget(node *n, struct flow_reader *r)

@@ -1,7 +1,7 @@
 /* flow: the node's back-pressure. Every reader (a client's WebSocket, a
- * peer link) that delivered a message during a loop turn is noted; at the
- * end of the turn, when the work its messages feed is piling up, it stops
- * being read, and TCP slows its sender down. It is read again once that
+ * peer link) tells flow of each message it delivers; when the work its
+ * messages feed is piling up, it stops being read at once, and TCP slows
+ * its sender down. It is read again once that
  * work has drained below the low-water marks. A sender is never closed for
  * sending fast. What piles up:
  *   - for a client: the node's own messages waiting for their commit (the
@@ -38,8 +38,8 @@ void flow_init(node *n);
 struct outq_class *flow_clients_class(node *n);
 struct outq_class *flow_links_class(node *n);
 
-/* r delivered a message this turn: it is paused at the turn's end if its
- * work is piling up. */
+/* r delivered a message: it is paused now if its work is piling up (what
+ * it already read is still decoded), and checked again after the turn. */
 void flow_note(node *n, struct flow_reader *r);
 
 /* r is closing: forget it (it is not resumed). */

@@ -39,9 +39,11 @@ echo "# bench --senders 3 --max $max $*, $runs runs, commit $(git -C "$here/.." 
 i=1
 while [ "$i" -le "$runs" ]; do
     sh "$here/cluster.sh" start 3 >/dev/null
-    if ! "$bin/bench" --discovery "http://127.0.0.1:$DISCOVERY_PORT" --senders 3 --max "$max" \
-        --format csv "$@" >"$out/run$i.csv"; then
-        echo "run $i: the bench failed (exit $?); its output:" >&2
+    rc=0
+    "$bin/bench" --discovery "http://127.0.0.1:$DISCOVERY_PORT" --senders 3 --max "$max" \
+        --format csv "$@" >"$out/run$i.csv" || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        echo "run $i: the bench failed (exit $rc); its output:" >&2
         cat "$out/run$i.csv" >&2
         exit 1
     fi

@@ -61,6 +61,23 @@ def test_window_0_sends_flat_out_and_verifies_every_round(logdir, procs):
     assert re.search(r"30-byte texts, window \d+$", p.stdout.splitlines()[0])
 
 
+def test_window_0_through_256000_cuts_no_reader_and_loses_nothing(logdir, procs):
+    # The seed topology flat out at the size of the issue that asked for
+    # it: with no window, the nodes' back-pressure (not the bench) is what
+    # keeps every queue bounded, so a round this big used to end in 1008.
+    d, nodes = start_cluster(logdir, procs, 3)
+    p = bench(d.url, "--window", "0", "--senders", "3", "--max", "256000", "--format", "json")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["ok"] is True and doc["error"] is None
+    assert doc["rounds"][-1]["messages"] == 256000
+    for r in doc["rounds"]:
+        assert r["expected"] == r["received"] == r["messages"] * (3 + 3)
+        assert (r["lost"], r["duplicated"], r["reordered"]) == (0, 0, 0)
+    for nd in nodes:
+        assert "slow consumer" not in nd.log()
+
+
 def test_window_0_generates_only_what_tcp_takes(logdir, procs):
     # The nodes could hold it all (64 MiB per client): only the bench's own
     # bound is tested. One sender, 100 texts of 60 KB flat out: 6 MB, more
