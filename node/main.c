@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/msgbuf.h"
 #include "common/outq.h"
+#include "common/secret.h"
 #include "common/util.h"
 #include "node/clients.h"
 #include "node/flow.h"
@@ -40,7 +41,7 @@ enum {
     OPT_DATA_DIR, OPT_MAX_MESSAGE, OPT_MAX_QUEUE, OPT_MAX_QUEUE_HARD, OPT_WRITE_DEADLINE,
     OPT_MAX_CLIENTS, OPT_HEARTBEAT, OPT_PING,
     OPT_HANDSHAKE, OPT_FSYNC, OPT_SYNC_INTERVAL, OPT_SYNC_LIMIT, OPT_LOG_LEVEL,
-    OPT_TEST_DROP, OPT_TEST_HOOKS,
+    OPT_SECRET_FILE, OPT_INSECURE, OPT_TEST_DROP, OPT_TEST_HOOKS,
 };
 
 static const struct cli_option node_options[] = {
@@ -87,6 +88,12 @@ static const struct cli_option node_options[] = {
                          "messages per clientSyncReply at most (default 1000)" },
     [OPT_LOG_LEVEL] = { "log-level", 0, "LEVEL", "DCHAT_LOG_LEVEL",
                         "debug, info, warn, error (default info)" },
+    [OPT_SECRET_FILE] = { "cluster-secret-file", 0, "FILE", "NODE_CLUSTER_SECRET_FILE",
+                          "the cluster secret, shared by every node and discovery (or set "
+                          "DCHAT_CLUSTER_SECRET); peers and discovery must prove it" },
+    [OPT_INSECURE] = { "insecure", 0, NULL, NULL,
+                       "run without a cluster secret: anyone who reaches the sync port is a "
+                       "peer (for a laptop, never a network)" },
     [OPT_TEST_DROP] = { "test-drop-every", 0, "N", NULL,
                         "TESTS ONLY: drop every Nth message from peers before local delivery" },
     [OPT_TEST_HOOKS] = { "test-hooks", 0, NULL, NULL,
@@ -190,6 +197,11 @@ static int set_option(int index, const char *v, void *ud, char *err, size_t errl
         if (cli_long(v, 1, 100000, "a count", &l, err, errlen) != 0)
             return -1;
         c->sync_limit = (unsigned)l;
+        return 0;
+    case OPT_SECRET_FILE:
+        return copy_opt(c->secret_file, sizeof(c->secret_file), v, err, errlen);
+    case OPT_INSECURE:
+        c->insecure = true;
         return 0;
     case OPT_TEST_HOOKS:
         c->test_hooks = true;
@@ -344,6 +356,15 @@ int main(int argc, char **argv)
                   "--max-queue", c->max_queue_hard, c->max_queue);
         return EX_USAGE;
     }
+    char serr[512];
+    if (secret_load(c->secret_file, c->insecure, serr, sizeof(serr)) != 0) {
+        log_error("%s", serr);
+        return EX_USAGE;
+    }
+    if (!secret_present())
+        log_warn("running --insecure, without a cluster secret: anyone who reaches the sync "
+                 "port can join the mesh and forge messages; give every node and discovery "
+                 "--cluster-secret-file");
     unsigned http_cap = descriptor_budget(c);
     if (membership_load(&n) != 0 || relay_init(&n) != 0)
         return EX_CANTCREAT;

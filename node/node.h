@@ -23,6 +23,8 @@ struct store;
 struct flow;
 
 struct node_config {
+    char secret_file[512];  /* --cluster-secret-file, or empty */
+    bool insecure;          /* --insecure: no secret needed */
     char discovery_url[256];
     char listen_host[64];   /* bind address for both ports */
     int client_port;        /* 0 = any */

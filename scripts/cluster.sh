@@ -76,6 +76,13 @@ start() {
         echo "cluster: the previous run's logs and data are now in $rundir.prev/"
     fi
     mkdir -p "$rundir"
+    # One secret for the whole cluster, made afresh for each run unless
+    # DCHAT_CLUSTER_SECRET_FILE names one (docs/PROTOCOL.md, 6).
+    secret=${DCHAT_CLUSTER_SECRET_FILE:-$rundir/cluster.secret}
+    if [ ! -s "$secret" ]; then
+        (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$secret") ||
+            die "cannot write the cluster secret to $secret"
+    fi
 
     "$bin/discovery" --listen "127.0.0.1:$dport" --data-dir "$rundir/discovery" \
         >"$rundir/discovery.out" 2>"$rundir/discovery.log" &
@@ -86,7 +93,8 @@ start() {
     while [ "$i" -le "$n" ]; do
         # shellcheck disable=SC2086
         "$bin/node" --discovery "$durl" --listen 127.0.0.1 --client-port 0 \
-            --sync-port 0 --data-dir "$rundir/node$i" ${NODE_ARGS:-} \
+            --sync-port 0 --data-dir "$rundir/node$i" --cluster-secret-file "$secret" \
+            ${NODE_ARGS:-} \
             >"$rundir/node$i.out" 2>"$rundir/node$i.log" &
         echo $! >"$rundir/node$i.pid"
         wait_for "node $i to listen" 10 started "node$i"

@@ -91,6 +91,8 @@ def main():
     ap.add_argument("--period-ms", type=float, default=2.0)
     ap.add_argument("--hang", type=float, default=120.0, help="give up after this many s")
     a = ap.parse_args()
+    # Every daemon here proves the same cluster secret (docs/PROTOCOL.md, 6).
+    os.environ.setdefault("DCHAT_CLUSTER_SECRET", os.urandom(16).hex())
 
     with tempfile.TemporaryDirectory(prefix="marks-block-") as tmp:
         make_history(os.path.join(tmp, "a"), a.origins, 2)

@@ -19,6 +19,8 @@ import urllib.request
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN_DIR = os.environ.get("DCHAT_BIN_DIR", os.path.join(REPO, "build", "test", "bin"))
 
+# The cluster secret every test process proves (docs/PROTOCOL.md, 6).
+TEST_SECRET = "e2e-test-cluster-secret-0123456789"
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
 
@@ -36,6 +38,17 @@ def wait_until(cond, timeout=10.0, what="condition"):
         time.sleep(0.02)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}"
                          + (f" (last error: {last_exc!r})" if last_exc else ""))
+
+
+def secret_args(logdir, secret=TEST_SECRET):
+    """The options that give a daemon the cluster secret: a file in logdir.
+    secret None: no secret at all (the daemon then needs --insecure)."""
+    if secret is None:
+        return []
+    path = os.path.join(logdir, f"secret-{abs(hash(secret))}")
+    with open(path, "w") as f:
+        f.write(secret + "\n")
+    return ["--cluster-secret-file", path]
 
 
 def http_json(url, method="GET", body=None, timeout=5):
@@ -131,7 +144,8 @@ class Discovery(Proc):
 class Node(Proc):
     count = 0
 
-    def __init__(self, discovery, logdir, name=None, extra=(), data_dir=None, preexec=None):
+    def __init__(self, discovery, logdir, name=None, extra=(), data_dir=None, preexec=None,
+                 secret=TEST_SECRET):
         Node.count += 1
         name = name or f"node{Node.count}"
         self.data_dir = data_dir or os.path.join(logdir, name + "-data")
@@ -140,7 +154,7 @@ class Node(Proc):
                          [os.path.join(BIN_DIR, "node"), "--discovery", discovery.url,
                           "--listen", "127.0.0.1", "--client-port", "0",
                           "--sync-port", "0", "--data-dir", self.data_dir,
-                          "--heartbeat-ms", "200", *extra],
+                          "--heartbeat-ms", "200", *secret_args(logdir, secret), *extra],
                          logdir, r"listening clients on [^ ]*:(\d+) sync on [^ ]*:(\d+)",
                          preexec)
         self._learn_ports()
