@@ -24,7 +24,8 @@ struct outq_batch {
                                libuv calls every write_cb before close_cb */
     size_t n, bytes, mem;
     msgbuf **bufs;
-    uv_buf_t *iov;
+    uv_buf_t *iov;          /* n buffers, plus a seal's head and tail */
+    uint8_t head[OUTQ_SEAL_HEAD], tail[OUTQ_SEAL_TAIL];
 };
 
 /* Per entry, besides the buffer: its pending slot, and in a batch its
@@ -310,6 +311,7 @@ static void drop_pending(outq *q, size_t from)
         msgbuf_unref(b);
     }
     q->npending = from;
+    q->unsealed = UTIL_MIN(q->unsealed, from);
     lists_update(q);
 }
 
@@ -318,7 +320,10 @@ static void drop_pending(outq *q, size_t from)
 static int write_batch(outq *q)
 {
     size_t n = 0, bytes = 0, mem = 0;
-    while (n < q->npending && n < OUTQ_MAX_IOV &&
+    /* Entries pushed before the seal was set go out bare, on their own. */
+    size_t most = q->unsealed > 0 ? q->unsealed : q->npending;
+    bool sealed = q->seal != NULL && q->unsealed == 0;
+    while (n < most && n < OUTQ_MAX_IOV &&
            (n == 0 || bytes + q->pending[n]->len <= OUTQ_BATCH_BYTES)) {
         bytes += q->pending[n]->len;
         mem += outq_cost(q->pending[n]);
@@ -330,16 +335,29 @@ static int write_batch(outq *q)
     w->bytes = bytes;
     w->mem = mem;
     w->bufs = xmalloc(n * sizeof(*w->bufs));
-    w->iov = xmalloc(n * sizeof(*w->iov));
+    w->iov = xmalloc((n + 2) * sizeof(*w->iov));
     memcpy(w->bufs, q->pending, n * sizeof(*w->bufs));
-    for (size_t i = 0; i < n; i++)
-        w->iov[i] = uv_buf_init(w->bufs[i]->data, w->bufs[i]->len);
+    size_t niov = n;
+    if (sealed) {
+        for (size_t i = 0; i < n; i++)
+            w->iov[i + 1] = uv_buf_init(w->bufs[i]->data, w->bufs[i]->len);
+        size_t hl = 0, tl = 0;
+        q->seal(q->seal_ud, w->iov + 1, n, bytes, w->head, &hl, w->tail, &tl);
+        w->iov[0] = uv_buf_init((char *)w->head, (unsigned)hl);
+        w->iov[n + 1] = uv_buf_init((char *)w->tail, (unsigned)tl);
+        niov = n + 2;
+    } else {
+        for (size_t i = 0; i < n; i++)
+            w->iov[i] = uv_buf_init(w->bufs[i]->data, w->bufs[i]->len);
+    }
+    if (q->unsealed > 0)
+        q->unsealed -= n;
     q->npending -= n;
     memmove(q->pending, q->pending + n, q->npending * sizeof(*q->pending));
     q->pending_bytes -= bytes;
     q->inflight_bytes += bytes;
     q->inflight++;
-    int rc = uv_write(&w->req, q->stream, w->iov, (unsigned)n, write_cb);
+    int rc = uv_write(&w->req, q->stream, w->iov, (unsigned)niov, write_cb);
     if (rc != 0) {
         q->inflight--;
         q->inflight_bytes -= bytes;
@@ -379,6 +397,13 @@ void outq_flush_all(outq *q)
     while (q->npending > 0 && !q->dead && write_batch(q) == 0)
         ;
     shrink_pending(q);
+}
+
+void outq_set_seal(outq *q, outq_seal_fn seal, void *ud)
+{
+    q->seal = seal;
+    q->seal_ud = ud;
+    q->unsealed = q->npending;
 }
 
 void outq_clear(outq *q)

@@ -63,6 +63,17 @@ enum outq_verdict { OUTQ_FINE = 0, OUTQ_OVER_HARD, OUTQ_STALLED };
 
 struct outq_batch;
 
+/* A seal wraps each write batch in a record: a header written before the
+ * batch's buffers and a trailer after them (peer links: a length and a
+ * MAC, node/peer_auth.h). It is given the batch's buffers and their total
+ * length, and fills head (at most OUTQ_SEAL_HEAD bytes) and tail (at most
+ * OUTQ_SEAL_TAIL), setting their lengths. */
+#define OUTQ_SEAL_HEAD 8
+#define OUTQ_SEAL_TAIL 32
+typedef void (*outq_seal_fn)(void *ud, const uv_buf_t *bufs, size_t n, size_t bytes,
+                             uint8_t *head, size_t *head_len, uint8_t *tail,
+                             size_t *tail_len);
+
 struct outq {
     uv_stream_t *stream;
     outq_error_fn on_error;
@@ -85,12 +96,19 @@ struct outq {
     uint8_t congested;
     uint8_t oversoft;
     uint64_t writes;           /* uv_write calls made (for tests, stats) */
+    outq_seal_fn seal;         /* see outq_set_seal */
+    void *seal_ud;
+    size_t unsealed;           /* pending entries at the front that go out bare */
 };
 
 /* Prepares q for stream with the limits of cls (which q points to, not
  * copies: a change to the class applies to its queues). */
 void outq_init(outq *q, uv_stream_t *stream, struct outq_class *cls,
                outq_error_fn on_error, void *ud);
+
+/* From now on, every batch of what is pushed after this call is sealed
+ * (what is pending already goes out as it is, in batches of its own). */
+void outq_set_seal(outq *q, outq_seal_fn seal, void *ud);
 
 /* Limits with one bound and no deadline or congestion marks, for callers
  * that only need "never more than max bytes" (the bench, tests). */

@@ -1,13 +1,19 @@
 /* mesh: see mesh.h. Links and peers:
  *  - a peer is a node we know of (from discovery, or from its hello);
  *  - a link is one TCP connection, dialled or accepted, that becomes "up"
- *    once both hellos are exchanged; a peer has at most one link.
+ *    once both sides proved the cluster secret (hellos with nonces, then
+ *    AUTH frames: peer_auth.h); after its AUTH each side sends only sealed
+ *    records. A peer has at most one link.
  * Both sides may dial (a joining node dials everyone it learns of at
- * login, without waiting for their next heartbeat). When dials cross, the
- * link dialled by the lower id wins on both sides, before either is up, so
- * no message is ever sent on a link that is then dropped by the rule. An
- * inbound hello from a peer whose link is already up means the peer lost
- * its side: the new link replaces the old one.
+ * login, without waiting for their next heartbeat). Which link a peer
+ * keeps (link_keeps_old, checked at the hello and again once the peer is
+ * authenticated, so that an unauthenticated hello never closes anything):
+ * when dials cross, the link dialled by the lower id; when a link is up,
+ * that link, unless nothing came on it for MESH_LINK_IDLE (the peer lost
+ * its side: the new link replaces it). So a second hello for an id whose
+ * link is alive cannot take its place or make it flap.
+ * Messages of other origins than the link's peer are accepted only as
+ * answers to our marks (link_may_relay).
  *
  * Anti-entropy: when a link comes up, every --sync-interval after, and
  * soon after a message arrives past a gap, each side sends MARKS (its
@@ -28,6 +34,7 @@
 #include "common/util.h"
 #include "node/catchup.h"
 #include "node/flow.h"
+#include "node/peer_auth.h"
 #include "node/peer_proto.h"
 #include "node/relay.h"
 #include "node/store.h"
@@ -44,8 +51,14 @@
 #define MESH_CATCHUP_READS 64          /* store reads per pump, at most */
 #define MESH_CATCHUP_MS 2              /* pump period while catching up */
 #define MESH_GAP_MARKS_MS 200          /* marks after a gap, at most this often */
+#define MESH_AUTH_LOG_MS 1000          /* failed proofs are logged at most this often */
+/* A link up that has had nothing for this long (peers send marks every
+ * --sync-interval) is taken for dead when its peer dials again. */
+#define MESH_LINK_IDLE_MS(m) (2 * (uint64_t)(m)->n->cfg.sync_interval_ms + 1000)
 
-enum link_state { LINK_CONNECTING, LINK_HELLO, LINK_UP, LINK_CLOSING };
+/* LINK_HELLO: waiting for the peer's hello; LINK_AUTH: hellos exchanged,
+ * waiting for the peer's proof. */
+enum link_state { LINK_CONNECTING, LINK_HELLO, LINK_AUTH, LINK_UP, LINK_CLOSING };
 
 struct peer;
 
@@ -71,6 +84,15 @@ struct link {
     struct flow_reader flow;  /* back-pressure: paused while our clients lag */
     bool refused;             /* we refused a frame of the peer's since our
                                  last marks: flag the next ones */
+    struct peer_handshake hs; /* ids and nonces, for the proofs and keys */
+    peer_sealer sealer;       /* ours, once our AUTH is queued */
+    peer_opener opener;       /* theirs, once their AUTH verified */
+    bool sealing, opening;
+    bool switching;           /* their AUTH just verified: the rest of the
+                                 read is records */
+    uint64_t last_read_ms;    /* anything read: the link is alive */
+    uint32_t *direct;         /* origins marked direct in our last marks */
+    size_t ndirect;
 };
 
 struct peer {
@@ -99,6 +121,11 @@ struct mesh {
     unsigned refused_unlogged;
     uint64_t refused_logged_ms;
     char refused_last[80];    /* address of the latest one, for the log */
+    uint64_t auth_failed;     /* links that did not prove the secret */
+    unsigned auth_unlogged;
+    uint64_t auth_logged_ms;
+    char auth_last[160];      /* the latest one, for the log */
+    uint64_t forged;          /* messages refused by link_may_relay */
     bool stopping;
     char rbuf[MESH_READ_BUF]; /* shared read buffer: the decoder copies any
                                  partial frame it must keep */
@@ -174,7 +201,7 @@ static void link_set_up(struct link *l)
         m->up = xrealloc(m->up, m->capup * sizeof(*m->up));
     }
     l->state = LINK_UP;
-    l->since_ms = util_now_ms();
+    l->since_ms = l->last_read_ms = util_now_ms();
     l->up_index = m->nup;
     m->up[m->nup++] = l;
     l->peer->backoff_ms = MESH_BACKOFF_MIN_MS;
@@ -200,6 +227,11 @@ static void link_closed_cb(uv_handle_t *h)
     struct mesh *m = l->mesh;
     outq_discard(&l->q);
     peer_decoder_free(&l->dec);
+    if (l->sealing)
+        peer_sealer_free(&l->sealer);
+    if (l->opening)
+        peer_opener_free(&l->opener);
+    free(l->direct);
     catchup_free(l->cu);
     free(l->tcp);
     free(l);
@@ -307,7 +339,9 @@ static void link_send_marks(struct link *l)
             i++;
         }
     }
-    free(direct);
+    free(l->direct); /* what the peer may send us of other origins: link_may_relay */
+    l->direct = direct;
+    l->ndirect = ndirect;
     msgbuf *b = peer_proto_marks_end(&w);
     link_send(l, b);
     msgbuf_unref(b);
@@ -393,23 +427,66 @@ static void link_on_marks(struct link *l, const struct peer_frame *f)
         uv_timer_start(&l->mesh->catchup, catchup_cb, MESH_CATCHUP_MS, MESH_CATCHUP_MS);
 }
 
-/* An inbound hello: decide whether this link is the one to keep. */
-static int link_hello(struct link *l, uint32_t id)
+/* --- the handshake ------------------------------------------------------ */
+
+/* One line per MESH_AUTH_LOG_MS at most: a flood of bad proofs must not
+ * fill the disk with logs. */
+static void auth_log(struct mesh *m, uint64_t now)
+{
+    if (m->auth_unlogged == 0 || now - m->auth_logged_ms < MESH_AUTH_LOG_MS)
+        return;
+    log_warn("refused %u peer link(s) that did not prove the cluster secret, the latest %s; "
+             "if it is one of ours, give it the same --cluster-secret-file as this node",
+             m->auth_unlogged, m->auth_last);
+    m->auth_unlogged = 0;
+    m->auth_logged_ms = now;
+}
+
+static void auth_refuse(struct link *l, const char *why)
 {
     struct mesh *m = l->mesh;
-    uint32_t self = m->n->id;
+    m->auth_failed++;
+    m->auth_unlogged++;
+    snprintf(m->auth_last, sizeof(m->auth_last), "%s %s (%s)",
+             l->outbound ? "to" : "from", l->addr, why);
+    auth_log(m, util_now_ms());
+    link_close(l, NULL);
+}
 
-    if (id == 0 || id == self) {
-        link_close(l, id ? "hello from a node with our own id" : "hello without a node id");
-        return -1;
+/* Whether p's current link old stays and the new inbound l from id must
+ * go: the rule of the file's head comment. */
+static bool link_keeps_old(const struct link *old, const struct link *l, uint32_t self,
+                           uint32_t id, const char **why)
+{
+    if (old == NULL || old == l || old->state == LINK_CLOSING)
+        return false;
+    if (old->state != LINK_UP) {
+        /* Crossed dials: the lower id keeps the link it dialled. */
+        *why = "crossed dial; keeping the link we dialled";
+        return old->outbound && self < id;
     }
-    if (l->outbound) {
-        if (id != l->peer_id) {
-            link_close(l, "peer answered with another node id");
-            return -1;
-        }
-        link_set_up(l);
-        return 0;
+    uint64_t idle = util_now_ms() - old->last_read_ms;
+    *why = "the link up to that node is alive; keeping it";
+    return idle <= MESH_LINK_IDLE_MS(l->mesh);
+}
+
+/* The link we keep was challenged by a new one: if it is dead, a write
+ * on it says so soon (marks, at most every MESH_GAP_MARKS_MS, so that a
+ * flood of hellos cannot make us send a flood of marks). */
+static void link_probe(struct link *l)
+{
+    if (l->state == LINK_UP && util_now_ms() - l->marks_sent_ms >= MESH_GAP_MARKS_MS)
+        link_send_marks(l);
+}
+
+/* The dialer's hello came (acceptor side): answer with ours and our proof. */
+static int link_hello_in(struct link *l, const struct peer_frame *f)
+{
+    struct mesh *m = l->mesh;
+    uint32_t self = m->n->id, id = f->origin;
+    if (id == self) {
+        link_close(l, "hello from a node with our own id");
+        return -1;
     }
     if (self == 0) {
         link_close(l, "not registered with discovery yet");
@@ -420,55 +497,158 @@ static int link_hello(struct link *l, uint32_t id)
         link_close(l, "link cut by a test hook");
         return -1;
     }
+    const char *why = NULL;
+    if (p != NULL && link_keeps_old(p->link, l, self, id, &why)) {
+        link_probe(p->link);
+        link_close(l, why);
+        return -1;
+    }
+    l->peer_id = id;
+    l->hs.dialer_id = id;
+    l->hs.acceptor_id = self;
+    memcpy(l->hs.dialer_nonce, f->nonce, PEER_NONCE_LEN);
+    secret_random(l->hs.acceptor_nonce, PEER_NONCE_LEN);
+    uint8_t proof[PEER_AUTH_LEN];
+    peer_auth_proof(&l->hs, PEER_ACCEPTOR, proof);
+    msgbuf *hello = peer_proto_hello(self, l->hs.acceptor_nonce);
+    msgbuf *auth = peer_proto_auth(self, proof);
+    link_send(l, hello);
+    link_send(l, auth);
+    msgbuf_unref(hello);
+    msgbuf_unref(auth);
+    if (l->state == LINK_CLOSING)
+        return -1;
+    /* Everything we send after our proof is sealed. */
+    peer_sealer_init(&l->sealer, &l->hs, PEER_ACCEPTOR);
+    l->sealing = true;
+    outq_set_seal(&l->q, peer_seal, &l->sealer);
+    l->state = LINK_AUTH;
+    return 0;
+}
+
+/* The acceptor's hello came (dialer side): its id must be the one we
+ * dialled. */
+static int link_hello_back(struct link *l, const struct peer_frame *f)
+{
+    if (f->origin != l->peer_id) {
+        link_close(l, "peer answered with another node id");
+        return -1;
+    }
+    memcpy(l->hs.acceptor_nonce, f->nonce, PEER_NONCE_LEN);
+    l->state = LINK_AUTH;
+    return 0;
+}
+
+/* The acceptor (inbound l) proved the secret: l becomes p's link. */
+static int link_adopt(struct link *l)
+{
+    struct mesh *m = l->mesh;
+    uint32_t self = m->n->id, id = l->peer_id;
+    struct peer *p = peer_find(m, id);
+    const char *why = NULL;
+    if (p != NULL && link_keeps_old(p->link, l, self, id, &why)) {
+        link_probe(p->link);
+        link_close(l, why);
+        return -1;
+    }
     if (p == NULL) {
         p = peer_add(m, id);
         /* Known only from its hello: the address is the one it came from. */
         netaddr_peer(l->tcp, p->info.address, sizeof(p->info.address), NULL);
     }
     struct link *old = p->link;
-    if (old != NULL) {
-        if (old->outbound && old->state != LINK_UP && self < id) {
-            /* Crossed dials: the lower id keeps the link it dialled. */
-            link_close(l, "crossed dial; keeping the link we dialled");
-            return -1;
-        }
+    if (old != NULL && old != l) {
         /* Detach first: closing must not retire the peer we keep using. */
         old->peer = NULL;
         p->link = NULL;
         link_close(old, old->state == LINK_UP
-                            ? "peer dialled again; replacing the old link"
+                            ? "nothing came on it for a while and the peer dialled again; "
+                              "replacing it"
                             : "crossed dial; keeping the link the lower id dialled");
     }
     l->peer = p;
-    l->peer_id = id;
     p->link = l;
-    msgbuf *hello = peer_proto_hello(self);
-    link_send(l, hello);
-    msgbuf_unref(hello);
-    if (l->state == LINK_CLOSING)
-        return -1;
-    link_set_up(l);
     return 0;
 }
 
-/* Called by the decoder per frame; non-zero stops it (the link closed). */
+/* The peer's proof came: check it, then switch to records both ways. */
+static int link_auth(struct link *l, const struct peer_frame *f)
+{
+    enum peer_role them = l->outbound ? PEER_ACCEPTOR : PEER_DIALER;
+    if (f->origin != l->peer_id || !peer_auth_check(&l->hs, them, f->mac)) {
+        auth_refuse(l, f->origin != l->peer_id ? "its proof names another node id"
+                                               : "wrong cluster secret");
+        return -1;
+    }
+    if (l->outbound) {
+        uint8_t proof[PEER_AUTH_LEN];
+        peer_auth_proof(&l->hs, PEER_DIALER, proof);
+        msgbuf *auth = peer_proto_auth(l->mesh->n->id, proof);
+        link_send(l, auth);
+        msgbuf_unref(auth);
+        if (l->state == LINK_CLOSING)
+            return -1;
+        peer_sealer_init(&l->sealer, &l->hs, PEER_DIALER);
+        l->sealing = true;
+        outq_set_seal(&l->q, peer_seal, &l->sealer);
+    } else if (link_adopt(l) != 0) {
+        return -1;
+    }
+    peer_opener_init(&l->opener, &l->hs, them);
+    l->opening = true;
+    l->switching = true;
+    link_set_up(l);
+    return l->state == LINK_UP ? 1 : -1; /* 1: the rest of this read is records */
+}
+
+/* Whether a message of origin may come on l: the peer's own, or another
+ * origin's as an answer to our marks, i.e. one we did not mark direct
+ * (those come from their own node) and one we know of (in our history or
+ * a node we know): so no peer can speak for a node we link to, nor claim
+ * numbers of a node that does not exist yet. */
+static bool link_may_relay(const struct link *l, uint32_t origin)
+{
+    if (origin == l->peer_id)
+        return true;
+    for (size_t lo = 0, hi = l->ndirect; lo < hi;) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (l->direct[mid] == origin)
+            return false;
+        if (l->direct[mid] < origin)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    struct mesh *m = l->mesh;
+    return store_highest(m->n->store, origin) > 0 || peer_find(m, origin) != NULL;
+}
+
+/* Called by the decoder per frame; non-zero stops it: -1 when the link
+ * closed, 1 when the rest of the input is records. */
 static int link_frame_cb(const struct peer_frame *f, void *ud)
 {
     struct link *l = ud;
-    if (f->type == PEER_HELLO) {
-        if (l->state != LINK_HELLO) {
-            link_close(l, "second hello on a link");
-            return -1;
-        }
-        return link_hello(l, f->origin);
-    }
-    if (l->state != LINK_UP) {
-        link_close(l, "frame before hello");
+    if (l->state == LINK_HELLO || l->state == LINK_AUTH) {
+        if (f->type == PEER_HELLO && l->state == LINK_HELLO)
+            return l->outbound ? link_hello_back(l, f) : link_hello_in(l, f);
+        if (f->type == PEER_AUTH && l->state == LINK_AUTH)
+            return link_auth(l, f);
+        auth_refuse(l, f->type == PEER_HELLO || f->type == PEER_AUTH
+                           ? "handshake frames out of order" : "frame before its proof");
         return -1;
     }
+    if (l->state != LINK_UP)
+        return -1;
     if (f->type == PEER_MSG) {
-        flow_note(l->mesh->n, &l->flow);
-        if (relay_remote(l->mesh->n, &f->msg) == RELAY_GAP)
+        node *n = l->mesh->n;
+        if (!link_may_relay(l, f->origin)) {
+            l->mesh->forged++;
+            log_debug("node %u sent a message of origin %u that we did not ask it for; "
+                      "dropped", l->peer_id, f->origin);
+            return 0;
+        }
+        flow_note(n, &l->flow);
+        if (relay_remote(n, &f->msg) == RELAY_GAP)
             l->refused = true; /* the peer may count it as had: tell it */
         if (l->refused && !l->marks_wanted) {
             l->marks_wanted = true;
@@ -477,8 +657,34 @@ static int link_frame_cb(const struct peer_frame *f, void *ud)
         }
     } else if (f->type == PEER_MARKS) {
         link_on_marks(l, f);
+    } else {
+        link_close(l, "handshake frame on a link that is up");
+        return -1;
     }
     return l->state == LINK_CLOSING ? -1 : 0;
+}
+
+static void bad_input(struct link *l, const char *err)
+{
+    if (l->state == LINK_CLOSING)
+        return;
+    if (l->state != LINK_UP) {
+        auth_refuse(l, err);
+        return;
+    }
+    log_warn("peer %s sent a bad frame: %s; disconnecting it", l->addr, err);
+    link_close(l, NULL);
+}
+
+/* A verified record's frames. */
+static int link_record_cb(const char *data, size_t len, void *ud)
+{
+    struct link *l = ud;
+    char err[160];
+    int rc = peer_decoder_feed(&l->dec, data, len, link_frame_cb, l, err, sizeof(err));
+    if (rc < 0)
+        bad_input(l, err);
+    return rc != 0 || l->state == LINK_CLOSING;
 }
 
 static void link_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -490,14 +696,26 @@ static void link_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         link_close(l, nread == UV_EOF ? "closed by the peer" : uv_strerror((int)nread));
         return;
     }
+    l->last_read_ms = util_now_ms();
+    const char *data = buf->base;
+    size_t len = (size_t)nread;
     char err[160];
-    if (peer_decoder_feed(&l->dec, buf->base, (size_t)nread, link_frame_cb, l,
-                          err, sizeof(err)) < 0 && l->state != LINK_CLOSING) {
-        if (l->state != LINK_UP)
-            log_warn("refusing a link from %s: %s", l->addr, err);
-        log_warn("peer %s sent a bad frame: %s; disconnecting it", l->addr, err);
-        link_close(l, NULL);
+    if (!l->opening) {
+        int rc = peer_decoder_feed(&l->dec, data, len, link_frame_cb, l, err, sizeof(err));
+        if (rc < 0) {
+            bad_input(l, err);
+            return;
+        }
+        if (rc == 0 || !l->switching || l->state == LINK_CLOSING)
+            return;
+        l->switching = false;
+        data += l->dec.used;
+        len -= l->dec.used;
     }
+    /* 1 (a record's frames stopped it) has been dealt with by their callback. */
+    if (len > 0 &&
+        peer_opener_feed(&l->opener, data, len, link_record_cb, l, err, sizeof(err)) < 0)
+        bad_input(l, err);
 }
 
 /* --- opening links ------------------------------------------------------ */
@@ -554,7 +772,10 @@ static void link_connected_cb(uv_connect_t *req, int status)
         return;
     }
     l->state = LINK_HELLO;
-    msgbuf *hello = peer_proto_hello(l->mesh->n->id);
+    l->hs.dialer_id = l->mesh->n->id;
+    l->hs.acceptor_id = l->peer_id;
+    secret_random(l->hs.dialer_nonce, PEER_NONCE_LEN);
+    msgbuf *hello = peer_proto_hello(l->mesh->n->id, l->hs.dialer_nonce);
     link_send(l, hello);
     msgbuf_unref(hello);
     if (l->state != LINK_CLOSING)
@@ -669,9 +890,10 @@ static void tick_cb(uv_timer_t *t)
     for (struct link *l = m->all, *next; l != NULL; l = next) {
         next = l->next_all;
         if (l->state != LINK_UP && now - l->since_ms > MESH_HELLO_TIMEOUT_MS)
-            link_close(l, "no hello within 5 s");
+            link_close(l, "no hello and proof within 5 s");
     }
     refused_log(m, now);
+    auth_log(m, now);
     if (m->n->id == 0)
         return;
     /* Backwards: a send that fails closes its link, which leaves m->up. */
@@ -787,6 +1009,10 @@ size_t mesh_broadcast(struct mesh *m, msgbuf *frame, uint32_t origin, uint64_t s
 size_t mesh_links_up(const struct mesh *m) { return m->nup; }
 
 uint64_t mesh_links_refused(const struct mesh *m) { return m->refused; }
+
+uint64_t mesh_links_unauthenticated(const struct mesh *m) { return m->auth_failed; }
+
+uint64_t mesh_forged_dropped(const struct mesh *m) { return m->forged; }
 
 int mesh_test_cut(struct mesh *m, uint32_t peer_id, unsigned ms)
 {

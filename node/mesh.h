@@ -44,6 +44,12 @@ size_t mesh_links_up(const struct mesh *m);
  * were already waiting for a hello (each waits at most 5 s). */
 uint64_t mesh_links_refused(const struct mesh *m);
 
+/* Links refused for not proving the cluster secret (or breaking the
+ * handshake), and peer messages dropped for an origin the link may not
+ * speak for (link_may_relay in mesh.c). */
+uint64_t mesh_links_unauthenticated(const struct mesh *m);
+uint64_t mesh_forged_dropped(const struct mesh *m);
+
 /* A JSON array describing each known peer and its link, for /api/status.
  * New reference. */
 json_t *mesh_status(const struct mesh *m);

@@ -57,10 +57,18 @@ static msgbuf *frame_new(uint8_t type, uint32_t origin, uint64_t seq, size_t pay
     return b;
 }
 
-msgbuf *peer_proto_hello(uint32_t node_id)
+msgbuf *peer_proto_hello(uint32_t node_id, const uint8_t nonce[PEER_NONCE_LEN])
 {
-    msgbuf *b = frame_new(PEER_HELLO, node_id, 0, 4);
+    msgbuf *b = frame_new(PEER_HELLO, node_id, 0, 4 + PEER_NONCE_LEN);
     put32(b->data + PEER_PROTO_HEADER, PEER_PROTO_MAGIC);
+    memcpy(b->data + PEER_PROTO_HEADER + 4, nonce, PEER_NONCE_LEN);
+    return b;
+}
+
+msgbuf *peer_proto_auth(uint32_t node_id, const uint8_t mac[PEER_AUTH_LEN])
+{
+    msgbuf *b = frame_new(PEER_AUTH, node_id, 0, PEER_AUTH_LEN);
+    memcpy(b->data + PEER_PROTO_HEADER, mac, PEER_AUTH_LEN);
     return b;
 }
 
@@ -155,10 +163,16 @@ static int decode(peer_decoder *d, const char *p, size_t total, peer_frame_fn cb
     size_t plen = total - PEER_PROTO_HEADER;
     switch (f.type) {
     case PEER_HELLO:
-        if (plen != 4 || get32(pl) != PEER_PROTO_MAGIC)
-            return bad(d, err, errlen, "hello without the protocol magic");
+        if (plen != 4 + PEER_NONCE_LEN || get32(pl) != PEER_PROTO_MAGIC)
+            return bad(d, err, errlen, "hello without the protocol magic and a nonce");
         if (f.origin == 0 || f.origin > INT32_MAX)
             return bad(d, err, errlen, "hello with an invalid node id");
+        f.nonce = (const uint8_t *)pl + 4;
+        break;
+    case PEER_AUTH:
+        if (plen != PEER_AUTH_LEN || f.origin == 0 || f.origin > INT32_MAX)
+            return bad(d, err, errlen, "auth frame with a bad length or node id");
+        f.mac = (const uint8_t *)pl;
         break;
     case PEER_MSG: {
         if (f.origin == 0 || f.origin > INT32_MAX || f.seq == 0 || f.seq >= MESSAGE_SEQ_LIMIT)
@@ -213,6 +227,8 @@ int peer_decoder_feed(peer_decoder *d, const char *data, size_t len,
 {
     if (d->failed)
         return bad(d, err, errlen, "input after a bad frame");
+    const char *start = data;
+    d->used = 0;
     while (len > 0) {
         if (d->len > 0 || len < 4) {
             /* Complete the buffered frame (or its length field) first. */
@@ -255,8 +271,10 @@ int peer_decoder_feed(peer_decoder *d, const char *data, size_t len,
                 d->buf = NULL;
                 d->cap = 0;
             }
-            if (rc != 0)
+            if (rc != 0) {
+                d->used = (size_t)(data - start);
                 return rc;
+            }
             continue;
         }
         size_t flen = (size_t)get32(data);
@@ -275,8 +293,10 @@ int peer_decoder_feed(peer_decoder *d, const char *data, size_t len,
             return 0;
         }
         int rc = decode(d, data, 4 + flen, cb, ud, err, errlen);
-        if (rc != 0)
+        if (rc != 0) {
+            d->used = (size_t)(data + 4 + flen - start);
             return rc;
+        }
         data += 4 + flen;
         len -= 4 + flen;
     }

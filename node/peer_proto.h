@@ -2,8 +2,11 @@
  * is length-prefixed and carries a fixed header:
  *   u32 length of the rest | u8 version | u8 type | u16 flags |
  *   u32 origin | u64 seq | payload          (all integers big-endian)
- * HELLO opens a link (origin = the sender's node id, payload = magic);
- * MSG carries one chat message. docs/PROTOCOL.md has the byte tables. */
+ * HELLO opens a link (origin = the sender's node id, payload = magic and
+ * a fresh nonce); AUTH proves the cluster secret (payload = a MAC, see
+ * node/peer_auth.h); MSG carries one chat message. After each side's AUTH
+ * its bytes come in sealed records (peer_auth.h) holding frames.
+ * docs/PROTOCOL.md has the byte tables. */
 #ifndef DCHAT_PEER_PROTO_H
 #define DCHAT_PEER_PROTO_H
 
@@ -13,10 +16,12 @@
 #include "common/msgbuf.h"
 #include "node/message.h"
 
-#define PEER_PROTO_VERSION 1
+#define PEER_PROTO_VERSION 2
 #define PEER_PROTO_MAGIC 0x44434854u /* "DCHT" */
 #define PEER_PROTO_HEADER 20         /* length field + fixed header */
 #define PEER_PROTO_MAX_FRAME (1u << 20)
+#define PEER_NONCE_LEN 32
+#define PEER_AUTH_LEN 32
 
 enum peer_frame_type {
     PEER_HELLO = 1,
@@ -27,6 +32,9 @@ enum peer_frame_type {
      * refuses a frame out of order). The receiver answers with MSG frames
      * of what the sender lacks. */
     PEER_MARKS = 3,
+    /* The sender's proof of the secret for this link (payload: the MAC of
+     * peer_auth_proof); the last frame it sends outside a record. */
+    PEER_AUTH = 4,
 };
 
 /* MARKS header flag: since its previous MARKS on this link, the sender
@@ -49,6 +57,8 @@ struct peer_frame {
     struct chat_message msg;  /* PEER_MSG; strings point into the input */
     const char *marks;        /* PEER_MARKS: nmarks raw entries, see below */
     uint32_t nmarks;
+    const uint8_t *nonce;     /* PEER_HELLO: PEER_NONCE_LEN bytes */
+    const uint8_t *mac;       /* PEER_AUTH: PEER_AUTH_LEN bytes */
 };
 
 /* The i-th entry of a MARKS frame. */
@@ -73,8 +83,11 @@ int peer_proto_marks_add(peer_marks_writer *w, uint32_t origin, uint64_t seq);
 /* The frame; w is done. New reference. */
 msgbuf *peer_proto_marks_end(peer_marks_writer *w);
 
-/* The link's first frame: announces node_id. New reference. */
-msgbuf *peer_proto_hello(uint32_t node_id);
+/* The link's first frame: announces node_id and our nonce. New reference. */
+msgbuf *peer_proto_hello(uint32_t node_id, const uint8_t nonce[PEER_NONCE_LEN]);
+
+/* Our proof of the secret. New reference. */
+msgbuf *peer_proto_auth(uint32_t node_id, const uint8_t mac[PEER_AUTH_LEN]);
 
 /* One chat message. New reference. */
 msgbuf *peer_proto_msg(const struct chat_message *m);
@@ -85,6 +98,7 @@ typedef struct peer_decoder {
     char *buf;               /* a frame split across reads */
     size_t len, cap;
     int failed;
+    size_t used;             /* after feed returned 1: bytes of its input consumed */
 } peer_decoder;
 
 /* Called per complete frame; f and its strings live during the call.
@@ -94,7 +108,9 @@ typedef int (*peer_frame_fn)(const struct peer_frame *f, void *ud);
 void peer_decoder_init(peer_decoder *d, size_t max_frame);
 void peer_decoder_free(peer_decoder *d);
 
-/* Feeds bytes in any chunking. Returns 0, 1 when the callback stopped it,
+/* Feeds bytes in any chunking. Returns 0, 1 when the callback stopped it
+ * (d->used then says how much of data was consumed, the frame that
+ * stopped it included: the rest may be another layer's, e.g. records),
  * or -1 with err filled on a bad frame (too long, unknown version or type,
  * inconsistent lengths, invalid UTF-8, zero origin or seq, marks out of
  * ascending origin order); after -1 the

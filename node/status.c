@@ -43,6 +43,11 @@ static json_t *status_json(const node *n)
         "uptimeMs", (json_int_t)(util_now_ms() - n->started_ms));
     json_object_set_new(o, "linksRefused",
                         json_integer((json_int_t)(n->mesh ? mesh_links_refused(n->mesh) : 0)));
+    json_object_set_new(o, "linksUnauthenticated",
+                        json_integer((json_int_t)(n->mesh ? mesh_links_unauthenticated(n->mesh)
+                                                          : 0)));
+    json_object_set_new(o, "forgedDropped",
+                        json_integer((json_int_t)(n->mesh ? mesh_forged_dropped(n->mesh) : 0)));
     return o;
 }
 

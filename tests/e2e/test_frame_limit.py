@@ -4,7 +4,7 @@ be larger than every client of the node takes (the smaller of --max-message
 where it enters, with an error frame; a peer's is stored as it came but
 shown to clients with its text withheld, so that no client is cut and the
 origin's numbering goes on. Real processes on loopback; the peer is a raw
-socket speaking the peer protocol (docs/PROTOCOL.md, section 2)."""
+socket speaking the peer protocol (tests/e2e/peer.py)."""
 
 import asyncio
 import json
@@ -12,13 +12,14 @@ import os
 import re
 import socket
 import sqlite3
-import struct
 import time
 
 import pytest
 import websockets
 
-from cluster import Discovery, Node, http_json, new_message, start_cluster, wait_until
+from cluster import (TEST_SECRET, Discovery, Node, http_json, new_message, start_cluster,
+                     wait_until)
+from peer import FakeLink, msg_frame
 
 HANG = 30  # seconds: only a guard against hangs
 WITHHELD = "[message withheld: too large for the clients of this node]"
@@ -81,22 +82,8 @@ def test_a_client_message_too_large_once_encoded_is_refused(logdir, procs, extra
 
 # --- a raw peer --------------------------------------------------------------
 
-def peer_frame(ftype, origin, seq, payload):
-    return struct.pack("!IBBHIQ", 16 + len(payload), 1, ftype, 0, origin, seq) + payload
-
-
 def peer_msg(origin, seq, text, sender=b"peer", chat=11):
-    payload = struct.pack("!QqHI", int(time.time() * 1000), chat, len(sender), len(text))
-    return peer_frame(2, origin, seq, payload + sender + text)
-
-
-def read_exact(s, n):
-    b = b""
-    while len(b) < n:
-        chunk = s.recv(n - len(b))
-        assert chunk, "the node closed the link"
-        b += chunk
-    return b
+    return msg_frame(origin, seq, text, sender, chat, int(time.time() * 1000))
 
 
 def test_a_peer_message_too_large_once_encoded_is_stored_and_withheld(logdir, procs):
@@ -117,11 +104,9 @@ def test_a_peer_message_too_large_once_encoded_is_stored_and_withheld(logdir, pr
     procs.append(nd)
     conn, _ = lsock.accept()
     conn.settimeout(HANG)
+    link = FakeLink(conn, fake, TEST_SECRET.encode())
     try:
-        hello = read_exact(conn, 24)
-        _, version, ftype, _, origin, _ = struct.unpack("!IBBHIQ", hello[:20])
-        assert (version, ftype, origin, hello[20:]) == (1, 1, nd.id, b"DCHT")
-        conn.sendall(peer_frame(1, fake, 0, b"DCHT"))
+        assert link.accept_handshake() == nd.id
         wait_until(lambda: fake in nd.peers_up(), HANG, "the link to the fake peer")
 
         # 992000 bytes of control characters: one peer frame, but about
@@ -131,7 +116,7 @@ def test_a_peer_message_too_large_once_encoded_is_stored_and_withheld(logdir, pr
         async def go():
             # websockets' default max_size (1 MiB), like DSatter's client
             ws = await websockets.connect(nd.ws_url)
-            conn.sendall(peer_msg(fake, 1, huge) + peer_msg(fake, 2, b"after"))
+            link.send(peer_msg(fake, 1, huge), peer_msg(fake, 2, b"after"))
             f1, f2 = await recv_json(ws), await recv_json(ws)
             await ws.close()
             return f1, f2

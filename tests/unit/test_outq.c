@@ -214,6 +214,53 @@ static void test_order_and_end_of_turn_flush(void **state)
     assert_int_equal(f->errors, 0);
 }
 
+/* A seal that writes "<n:bytes>" before a batch and "</>" after it. */
+static void test_seal_fn(void *ud, const uv_buf_t *bufs, size_t n, size_t bytes, uint8_t *head,
+                         size_t *head_len, uint8_t *tail, size_t *tail_len)
+{
+    int *calls = ud;
+    (*calls)++;
+    size_t sum = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += bufs[i].len;
+    assert_int_equal(sum, bytes);
+    *head_len = (size_t)snprintf((char *)head, OUTQ_SEAL_HEAD, "<%zu:%zu>", n, bytes);
+    memcpy(tail, "</>", 3);
+    *tail_len = 3;
+}
+
+static void test_seal_wraps_batches_pushed_after_it(void **state)
+{
+    fixture *f = *state;
+    int calls = 0;
+    msgbuf *a = make_str("aa"), *b = make_str("bbb"), *c = make_str("c");
+    /* a is pending when the seal is set: it goes bare, in a batch of its
+     * own, even though b and c could have joined it */
+    assert_int_equal(outq_push(&f->q, a), 0);
+    outq_set_seal(&f->q, test_seal_fn, &calls);
+    assert_int_equal(outq_push(&f->q, b), 0);
+    assert_int_equal(outq_push(&f->q, c), 0);
+    run_until_received(f, 2 + 5 + 4 + 3);
+    assert_memory_equal(f->got, "aa<2:4>bbbc</>", 14);
+    assert_int_equal(calls, 1);
+    assert_int_equal(f->q.writes, 2);
+    run_until_drained(f);
+    /* the payload accounting leaves the seal's bytes out */
+    assert_int_equal(f->q.retired_total, 6);
+    assert_int_equal(f->q.mem, 0);
+    /* pending entries dropped before their batch: nothing bare is left */
+    assert_int_equal(outq_push(&f->q, a), 0);
+    outq_set_seal(&f->q, test_seal_fn, &calls);
+    outq_clear(&f->q);
+    assert_int_equal(outq_push(&f->q, c), 0);
+    run_until_received(f, 14 + 5 + 1 + 3);
+    assert_memory_equal(f->got + 14, "<1:1>c</>", 9);
+    run_until_drained(f);
+    msgbuf_unref(a);
+    msgbuf_unref(b);
+    msgbuf_unref(c);
+}
+
 static void test_explicit_flush(void **state)
 {
     fixture *f = *state;
@@ -709,6 +756,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_order_and_end_of_turn_flush, setup, teardown),
         cmocka_unit_test_setup_teardown(test_explicit_flush, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_seal_wraps_batches_pushed_after_it, setup, teardown),
         cmocka_unit_test_setup_teardown(test_byte_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bound_counts_bytes_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clear_drops_refs, setup, teardown),

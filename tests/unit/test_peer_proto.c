@@ -15,6 +15,11 @@
 #include "node/message.h"
 #include "node/peer_proto.h"
 
+/* A hello's payload: the magic and a nonce; and one with a wrong magic. */
+static const char HP[4 + PEER_NONCE_LEN] = "DCHTnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn";
+static const char HPX[4 + PEER_NONCE_LEN] = "DCHXnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn";
+static const uint8_t NONCE[PEER_NONCE_LEN] = "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn";
+
 /* --- helpers ---------------------------------------------------------------- */
 
 typedef struct {
@@ -243,12 +248,12 @@ static struct chat_message make_msg(uint32_t origin, uint64_t seq, const char *s
 static void test_hello_bytes(void **state)
 {
     (void)state;
-    msgbuf *b = peer_proto_hello(0x01020304);
+    msgbuf *b = peer_proto_hello(0x01020304, NONCE);
     assert_int_equal(b->refs, 1);
-    assert_int_equal(b->len, PEER_PROTO_HEADER + 4);
+    assert_int_equal(b->len, PEER_PROTO_HEADER + 4 + PEER_NONCE_LEN);
     const unsigned char want[] = {
-        0, 0, 0, 20,                  /* length of the rest */
-        1,                            /* version */
+        0, 0, 0, 52,                  /* length of the rest */
+        2,                            /* version */
         1,                            /* HELLO */
         0, 0,                         /* flags */
         1, 2, 3, 4,                   /* origin */
@@ -256,6 +261,7 @@ static void test_hello_bytes(void **state)
         'D', 'C', 'H', 'T',           /* magic */
     };
     assert_memory_equal(b->data, want, sizeof(want));
+    assert_memory_equal(b->data + sizeof(want), NONCE, PEER_NONCE_LEN); /* nonce */
     msgbuf_unref(b);
 }
 
@@ -289,8 +295,8 @@ static void test_round_trip(void **state)
 {
     (void)state;
     bytes s = { 0 };
-    bytes_add_buf(&s, peer_proto_hello(42));
-    bytes_add_buf(&s, peer_proto_hello(INT32_MAX));
+    bytes_add_buf(&s, peer_proto_hello(42, NONCE));
+    bytes_add_buf(&s, peer_proto_hello(INT32_MAX, NONCE));
     const char *text = "h\xc3\xa9llo \"w\\orld\"\n\xf0\x9f\x98\x80";
     struct chat_message m1 = make_msg(42, 1, "alice", text, strlen(text));
     struct chat_message m2 = make_msg(INT32_MAX, MESSAGE_SEQ_LIMIT - 1, "", "", 0);
@@ -337,7 +343,7 @@ static void test_chunkings(void **state)
     /* Many frames back to back, small and large (one over the 64 KiB at
      * which the decoder gives its buffer back), in every chunking. */
     bytes s = { 0 };
-    bytes_add_buf(&s, peer_proto_hello(5));
+    bytes_add_buf(&s, peer_proto_hello(5, NONCE));
     char *big = malloc(200000);
     assert_non_null(big);
     for (size_t i = 0; i < 200000; i++)
@@ -383,10 +389,10 @@ static void test_chunkings(void **state)
     }
     /* split exactly at every offset of a small stream: two chunks */
     bytes small = { 0 };
-    bytes_add_buf(&small, peer_proto_hello(9));
+    bytes_add_buf(&small, peer_proto_hello(9, NONCE));
     struct chat_message m = make_msg(9, 1, "x", "yz", 2);
     bytes_add_buf(&small, peer_proto_msg(&m));
-    bytes_add_buf(&small, peer_proto_hello(10));
+    bytes_add_buf(&small, peer_proto_hello(10, NONCE));
     for (size_t cut = 0; cut <= small.len; cut++) {
         peer_decoder d;
         peer_decoder_init(&d, PEER_PROTO_MAX_FRAME);
@@ -457,54 +463,54 @@ static void test_bad_frames(void **state)
     bytes s = { 0 };
 
     /* the good hello by hand, to know raw_frame is right */
-    raw_frame(&s, 1, PEER_HELLO, 3, 0, "DCHT", 4);
+    raw_frame(&s, PEER_PROTO_VERSION, PEER_HELLO, 3, 0, HP, sizeof(HP));
     assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), 0);
 
     /* wrong version */
     s.len = 0;
-    raw_frame(&s, 2, PEER_HELLO, 3, 0, "DCHT", 4);
+    raw_frame(&s, 1, PEER_HELLO, 3, 0, HP, sizeof(HP));
     assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "version"));
     s.len = 0;
-    raw_frame(&s, 0, PEER_HELLO, 3, 0, "DCHT", 4);
+    raw_frame(&s, 0, PEER_HELLO, 3, 0, HP, sizeof(HP));
     assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
 
     /* wrong magic, or a magic of the wrong size */
     s.len = 0;
-    raw_frame(&s, 1, PEER_HELLO, 3, 0, "DCHX", 4);
+    raw_frame(&s, PEER_PROTO_VERSION, PEER_HELLO, 3, 0, HPX, sizeof(HPX));
     assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "magic"));
     s.len = 0;
-    raw_frame(&s, 1, PEER_HELLO, 3, 0, "DCHTx", 5);
+    raw_frame(&s, PEER_PROTO_VERSION, PEER_HELLO, 3, 0, "DCHTx", 5);
     assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
     s.len = 0;
-    raw_frame(&s, 1, PEER_HELLO, 3, 0, "", 0);
+    raw_frame(&s, PEER_PROTO_VERSION, PEER_HELLO, 3, 0, "", 0);
     assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
 
     /* hello with node id 0 or above INT32_MAX */
     s.len = 0;
-    raw_frame(&s, 1, PEER_HELLO, 0, 0, "DCHT", 4);
+    raw_frame(&s, PEER_PROTO_VERSION, PEER_HELLO, 0, 0, HP, sizeof(HP));
     assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
     s.len = 0;
-    raw_frame(&s, 1, PEER_HELLO, 0x80000000u, 0, "DCHT", 4);
+    raw_frame(&s, PEER_PROTO_VERSION, PEER_HELLO, 0x80000000u, 0, HP, sizeof(HP));
     assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
 
     /* unknown types */
-    const uint8_t types[] = { 0, 4, 99, 255 };
+    const uint8_t types[] = { 0, 5, 99, 255 };
     for (size_t i = 0; i < sizeof(types); i++) {
         s.len = 0;
-        raw_frame(&s, 1, types[i], 3, 1, "DCHT", 4);
+        raw_frame(&s, PEER_PROTO_VERSION, types[i], 3, 1, HP, sizeof(HP));
         assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
         assert_non_null(strstr(err, "type"));
     }
 
     /* MARKS: a count that does not match the payload, a zero origin */
     s.len = 0;
-    raw_frame(&s, 1, PEER_MARKS, 3, 0, "\0\0\0\2", 4);
+    raw_frame(&s, PEER_PROTO_VERSION, PEER_MARKS, 3, 0, "\0\0\0\2", 4);
     assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "marks"));
     s.len = 0;
-    raw_frame(&s, 1, PEER_MARKS, 3, 0, "\0\0\0\1\0\0\0\0\0\0\0\0\0\0\0\5", 16);
+    raw_frame(&s, PEER_PROTO_VERSION, PEER_MARKS, 3, 0, "\0\0\0\1\0\0\0\0\0\0\0\0\0\0\0\5", 16);
     assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "marks"));
 
@@ -522,7 +528,7 @@ static void test_bad_frames(void **state)
         put32(pl + 28, orders[i].b);
         pl[39] = 7; /* the last entry's seq */
         s.len = 0;
-        raw_frame(&s, 1, PEER_MARKS, 3, 0, pl, sizeof(pl));
+        raw_frame(&s, PEER_PROTO_VERSION, PEER_MARKS, 3, 0, pl, sizeof(pl));
         assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), orders[i].rc);
         if (orders[i].rc != 0)
             assert_non_null(strstr(err, "ascending order"));
@@ -577,54 +583,54 @@ static void test_bad_msg_frames(void **state)
     p[21] = 2;
     memcpy(p + 22, "abcd", 4);
 
-    raw_frame(&s, 1, PEER_MSG, 3, 1, p, 26);
+    raw_frame(&s, PEER_PROTO_VERSION, PEER_MSG, 3, 1, p, 26);
     assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), 0);
 
     /* origin 0, > INT32_MAX; seq 0, >= 10^12 */
     s.len = 0;
-    raw_frame(&s, 1, PEER_MSG, 0, 1, p, 26);
+    raw_frame(&s, PEER_PROTO_VERSION, PEER_MSG, 0, 1, p, 26);
     assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
     s.len = 0;
-    raw_frame(&s, 1, PEER_MSG, 0x80000000u, 1, p, 26);
+    raw_frame(&s, PEER_PROTO_VERSION, PEER_MSG, 0x80000000u, 1, p, 26);
     assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
     s.len = 0;
-    raw_frame(&s, 1, PEER_MSG, 3, 0, p, 26);
+    raw_frame(&s, PEER_PROTO_VERSION, PEER_MSG, 3, 0, p, 26);
     assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
     s.len = 0;
-    raw_frame(&s, 1, PEER_MSG, 3, MESSAGE_SEQ_LIMIT, p, 26);
+    raw_frame(&s, PEER_PROTO_VERSION, PEER_MSG, 3, MESSAGE_SEQ_LIMIT, p, 26);
     assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
     s.len = 0;
-    raw_frame(&s, 1, PEER_MSG, 3, MESSAGE_SEQ_LIMIT - 1, p, 26);
+    raw_frame(&s, PEER_PROTO_VERSION, PEER_MSG, 3, MESSAGE_SEQ_LIMIT - 1, p, 26);
     assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), 0);
 
     /* payload shorter than its fixed part */
     s.len = 0;
-    raw_frame(&s, 1, PEER_MSG, 3, 1, p, 21);
+    raw_frame(&s, PEER_PROTO_VERSION, PEER_MSG, 3, 1, p, 21);
     assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "short"));
     s.len = 0;
-    raw_frame(&s, 1, PEER_MSG, 3, 1, p, 0);
+    raw_frame(&s, PEER_PROTO_VERSION, PEER_MSG, 3, 1, p, 0);
     assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
 
     /* inner lengths that do not add up to the frame, both ways, and ones
      * that would point far beyond it */
     s.len = 0;
-    raw_frame(&s, 1, PEER_MSG, 3, 1, p, 25);
+    raw_frame(&s, PEER_PROTO_VERSION, PEER_MSG, 3, 1, p, 25);
     assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "lengths"));
     s.len = 0;
-    raw_frame(&s, 1, PEER_MSG, 3, 1, p, 27);
+    raw_frame(&s, PEER_PROTO_VERSION, PEER_MSG, 3, 1, p, 27);
     assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
     char q[64];
     memcpy(q, p, sizeof(q));
     q[18] = 0x7f; /* text_len huge */
     s.len = 0;
-    raw_frame(&s, 1, PEER_MSG, 3, 1, q, 26);
+    raw_frame(&s, PEER_PROTO_VERSION, PEER_MSG, 3, 1, q, 26);
     assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
     memcpy(q, p, sizeof(q));
     q[16] = (char)0xff; /* sender_len huge */
     s.len = 0;
-    raw_frame(&s, 1, PEER_MSG, 3, 1, q, 26);
+    raw_frame(&s, PEER_PROTO_VERSION, PEER_MSG, 3, 1, q, 26);
     assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
     /* text_len + sender_len that wrap 32 bits still must not match */
     memcpy(q, p, sizeof(q));
@@ -635,20 +641,20 @@ static void test_bad_msg_frames(void **state)
     q[20] = (char)0xff;
     q[21] = (char)0xfe; /* 6 + 0xfffffffe wraps to 4 in 32 bits */
     s.len = 0;
-    raw_frame(&s, 1, PEER_MSG, 3, 1, q, 26);
+    raw_frame(&s, PEER_PROTO_VERSION, PEER_MSG, 3, 1, q, 26);
     assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
 
     /* invalid UTF-8 in sender, then in text */
     memcpy(q, p, sizeof(q));
     q[22] = (char)0xc0;
     s.len = 0;
-    raw_frame(&s, 1, PEER_MSG, 3, 1, q, 26);
+    raw_frame(&s, PEER_PROTO_VERSION, PEER_MSG, 3, 1, q, 26);
     assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "UTF-8"));
     memcpy(q, p, sizeof(q));
     q[25] = (char)0xe2; /* text ends inside a sequence */
     s.len = 0;
-    raw_frame(&s, 1, PEER_MSG, 3, 1, q, 26);
+    raw_frame(&s, PEER_PROTO_VERSION, PEER_MSG, 3, 1, q, 26);
     assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
 
     /* sender over 256 bytes */
@@ -657,7 +663,7 @@ static void test_bad_msg_frames(void **state)
     longp[17] = 0x01; /* 257 */
     memset(longp + 22, 's', 257);
     s.len = 0;
-    raw_frame(&s, 1, PEER_MSG, 3, 1, longp, 22 + 257);
+    raw_frame(&s, PEER_PROTO_VERSION, PEER_MSG, 3, 1, longp, 22 + 257);
     assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
     free(longp);
     bytes_free(&s);
@@ -668,9 +674,9 @@ static void test_refuses_after_error(void **state)
     (void)state;
     char err[128] = "";
     bytes s = { 0 };
-    raw_frame(&s, 9, PEER_HELLO, 3, 0, "DCHT", 4);
+    raw_frame(&s, 9, PEER_HELLO, 3, 0, HP, sizeof(HP));
     bytes good = { 0 };
-    bytes_add_buf(&good, peer_proto_hello(4));
+    bytes_add_buf(&good, peer_proto_hello(4, NONCE));
     /* a good frame before the bad one is delivered; none after */
     bytes all = { 0 };
     bytes_add(&all, good.p, good.len);
@@ -699,7 +705,7 @@ static void test_callback_stop(void **state)
     char err[128] = "";
     bytes s = { 0 };
     for (uint32_t i = 1; i <= 5; i++)
-        bytes_add_buf(&s, peer_proto_hello(i));
+        bytes_add_buf(&s, peer_proto_hello(i, NONCE));
     for (int how = WHOLE; how <= BYTEWISE; how++) {
         collector c = { 0 };
         c.stop_at = 2;
@@ -716,7 +722,7 @@ static void test_error_text_truncated(void **state)
     (void)state;
     /* a small err buffer is filled, NUL-terminated, not overrun */
     bytes s = { 0 };
-    raw_frame(&s, 7, PEER_HELLO, 3, 0, "DCHT", 4);
+    raw_frame(&s, 7, PEER_HELLO, 3, 0, HP, sizeof(HP));
     char *err = malloc(8);
     collector c = { 0 };
     assert_int_equal(decode_with(&s, PEER_PROTO_MAX_FRAME, WHOLE, 0, &c, err, 8), -1);
