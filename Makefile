@@ -5,6 +5,8 @@
 #   make test     build with ASan+UBSan under build/test, run unit + e2e tests
 #   make install  build and install as dchat-discovery, dchat-node, dchat-bench
 #   make deps     install the missing Debian packages that building needs
+#   make fuzz     build the libFuzzer targets (clang) under build/fuzz and run
+#                 each for FUZZ_SECONDS (60); a crash fails it
 #
 # Third-party code comes only from Debian packages; llhttp's C sources are
 # compiled from /usr/share/llhttp into build/, never copied into the tree.
@@ -69,7 +71,15 @@ TEST_BINS  := $(addprefix $(TEST_BUILD)/bin/,$(PROGRAMS))
 TEST_UNITS := $(patsubst $(BUILD)/%,$(TEST_BUILD)/%,$(UNIT_BINS))
 SUBMAKE     = $(MAKE) --no-print-directory
 
-.PHONY: all deps deps-run deps-test programs test unit e2e run install clean help have-deps
+FUZZ_SRC     := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BUILD   := build/fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+FUZZ_FLAGS   := BUILD=$(FUZZ_BUILD) CC=clang SANITIZE=fuzzer-no-link,address,undefined \
+                OPT="-O1 -g"
+FUZZ_BINS    := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/fuzz/%,$(FUZZ_SRC))
+
+.PHONY: all deps deps-run deps-test deps-fuzz fuzz programs test unit e2e run install clean help have-deps
 .DEFAULT_GOAL := all
 
 # --- the public targets: dependencies first, then a make that builds ------
@@ -82,6 +92,8 @@ deps-run:
 	@sh scripts/deps.sh run
 deps-test:
 	@sh scripts/deps.sh test
+deps-fuzz:
+	@sh scripts/deps.sh fuzz
 
 run: deps-run
 	@$(SUBMAKE) programs
@@ -99,6 +111,14 @@ e2e: deps-test
 	@$(SUBMAKE) $(TEST_FLAGS) $(TEST_BINS)
 	@sh scripts/run-tests.sh $(TEST_BUILD) e2e
 
+# The libFuzzer targets (tests/fuzz/fuzz_*.c), built by clang with the
+# program modules instrumented for coverage, ASan and UBSan, then run one
+# after another by scripts/fuzz.sh on a scratch copy of their corpus.
+# FUZZ_TARGETS="ws_decoder peer_decoder" runs only those.
+fuzz: deps-fuzz
+	@$(SUBMAKE) $(FUZZ_FLAGS) $(FUZZ_BINS)
+	@sh scripts/fuzz.sh $(FUZZ_BUILD)/fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
 # Installed under prefixed names: a binary called "node" on the PATH would
 # shadow Node.js. Installs from the network only what building needs.
 install: deps
@@ -112,7 +132,7 @@ clean:
 	rm -rf build
 
 help:
-	@sed -n '1,7p' Makefile
+	@sed -n '1,9p' Makefile
 
 # --- the inner targets: the packages are there ----------------------------
 programs: $(BINS)
@@ -155,6 +175,11 @@ $(BUILD)/bin/%: $(BUILD)/obj/%/main.o $(ALL_LIBS)
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(ALL_LIBS) $(LDLIBS) $$(pkg-config --libs cmocka)
+
+# --- fuzz targets: libFuzzer supplies main ----------------------------------
+$(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(ALL_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $< $(ALL_LIBS) $(LDLIBS)
 
 .SECONDARY:
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -80,6 +80,7 @@ struct hconn {
     size_t pending_len;
     char peer_addr[64];
     int peer_port;
+    struct http_probe *probe;   /* no socket: answers go to the probe */
     struct hconn *next, *prev;
 };
 
@@ -95,6 +96,14 @@ struct http_server {
     bool listener_closed;
     void (*done)(void *);
     void *done_ud;
+};
+
+struct http_probe {
+    http_server *s;
+    struct hconn *c;
+    char *out;                  /* every answer, as it would be written */
+    size_t out_len, out_cap;
+    size_t last;                /* where the latest answer starts in out */
 };
 
 struct hwrite {
@@ -199,6 +208,22 @@ static void conn_write(struct hconn *c, int status, const char *ctype,
         memcpy(w->data + hl, body, body_len);
     w->len = (size_t)hl + body_len;
     w->c = c;
+    if (c->probe != NULL) {
+        /* No socket: the answer is written the moment it is queued. */
+        struct http_probe *pr = c->probe;
+        if (pr->out_len + w->len + 1 > pr->out_cap) {
+            pr->out_cap = UTIL_MAX(pr->out_len + w->len + 1, pr->out_cap * 2);
+            pr->out = xrealloc(pr->out, pr->out_cap);
+        }
+        pr->last = pr->out_len;
+        memcpy(pr->out + pr->out_len, w->data, w->len);
+        pr->out_len += w->len;
+        pr->out[pr->out_len] = '\0';
+        free(w);
+        if (close)
+            c->close_after_write = true;
+        return;
+    }
     uv_buf_t buf = uv_buf_init(w->data, (unsigned)w->len);
     if (uv_write(&w->req, (uv_stream_t *)c->tcp, &buf, 1, write_cb) != 0) {
         free(w);
@@ -519,6 +544,11 @@ static void handle_upgrade(struct hconn *c, const char *rest, size_t rest_len)
     uv_tcp_t *tcp = c->tcp;
     tcp->data = NULL;
     if (c->writes_pending == 0 && s->cfg.on_upgrade(&req, tcp, rest, rest_len, s->cfg.ud)) {
+        if (c->probe != NULL) {
+            fprintf(stderr, "fatal: an upgrade callback took the socket of an http_probe, "
+                            "which has none; it must answer and return 0\n");
+            abort();
+        }
         c->tcp = NULL;
         c->handles_open--; /* the tcp handle is not ours to close any more */
         conn_close(c);
@@ -793,14 +823,8 @@ static void accept_cb(uv_stream_t *server, int status)
     conn_resume_reading(c);
 }
 
-int http_server_start(uv_loop_t *loop, const char *host, int port,
-                      const struct http_server_config *cfg, http_server **out)
+static void settings_init(void)
 {
-    struct sockaddr_storage sa;
-    int rc = netaddr_parse(host, port, &sa);
-    if (rc != 0)
-        return rc;
-
     if (http_settings.on_message_begin == NULL) {
         llhttp_settings_init(&http_settings);
         http_settings.on_message_begin = on_message_begin;
@@ -813,7 +837,12 @@ int http_server_start(uv_loop_t *loop, const char *host, int port,
         http_settings.on_body = on_body;
         http_settings.on_message_complete = on_message_complete;
     }
+}
 
+/* A server with cfg's zeros replaced by the defaults; not listening. */
+static http_server *server_new(uv_loop_t *loop, const struct http_server_config *cfg)
+{
+    settings_init();
     http_server *s = xcalloc(1, sizeof(*s));
     s->loop = loop;
     s->cfg = *cfg;
@@ -824,6 +853,18 @@ int http_server_start(uv_loop_t *loop, const char *host, int port,
     if (!s->cfg.max_connections) s->cfg.max_connections = HTTP_DEFAULT_MAX_CONNS;
     if (!s->cfg.linger_timeout_ms) s->cfg.linger_timeout_ms = HTTP_DEFAULT_LINGER_MS;
     if (!s->cfg.linger_max_bytes) s->cfg.linger_max_bytes = HTTP_DEFAULT_LINGER_BYTES;
+    return s;
+}
+
+int http_server_start(uv_loop_t *loop, const char *host, int port,
+                      const struct http_server_config *cfg, http_server **out)
+{
+    struct sockaddr_storage sa;
+    int rc = netaddr_parse(host, port, &sa);
+    if (rc != 0)
+        return rc;
+
+    http_server *s = server_new(loop, cfg);
 
     uv_tcp_init(loop, &s->listener);
     s->listener.data = s;
@@ -862,4 +903,74 @@ void http_server_close(http_server *s, void (*done)(void *ud), void *ud)
     uv_close((uv_handle_t *)&s->listener, listener_closed_cb);
     for (struct hconn *c = s->conns; c != NULL; c = c->next)
         conn_close(c);
+}
+
+/* --- a connection without a socket ------------------------------------------ */
+
+http_probe *http_probe_new(uv_loop_t *loop, const struct http_server_config *cfg)
+{
+    http_probe *pr = xcalloc(1, sizeof(*pr));
+    http_server *s = server_new(loop, cfg);
+    struct hconn *c = xcalloc(1, sizeof(*c));
+    c->s = s;
+    c->probe = pr;
+    /* A handle that was never connected: reading stops and starts on it
+     * are no-ops, and nothing is ever written to it. */
+    c->tcp = xmalloc(sizeof(*c->tcp));
+    uv_tcp_init(loop, c->tcp);
+    uv_timer_init(loop, &c->timer);
+    c->tcp->data = c;
+    c->timer.data = c;
+    c->handles_open = 2;
+    s->conns = c;
+    s->nconns = 1;
+    strcpy(c->peer_addr, "127.0.0.1");
+    llhttp_init(&c->parser, HTTP_REQUEST, &http_settings);
+    c->parser.data = c;
+    pr->s = s;
+    pr->c = c;
+    return pr;
+}
+
+int http_probe_feed(http_probe *pr, const char *data, size_t len)
+{
+    struct hconn *c = pr->c;
+    if (c->closing || c->close_after_write)
+        return 1;
+    conn_feed(c, data, len);
+    /* Requests held back for backpressure: a probe's answers are written
+     * at once, so they are parsed now. */
+    while (c->pending != NULL && !c->closing && !c->close_after_write) {
+        char *rest = c->pending;
+        size_t rest_len = c->pending_len;
+        c->pending = NULL;
+        c->pending_len = 0;
+        conn_feed(c, rest, rest_len);
+        free(rest);
+    }
+    return c->closing || c->close_after_write ? 1 : 0;
+}
+
+const char *http_probe_output(const http_probe *pr, size_t *len, size_t *last)
+{
+    *len = pr->out_len;
+    if (last != NULL)
+        *last = pr->last;
+    return pr->out ? pr->out : "";
+}
+
+void http_probe_free(http_probe *pr)
+{
+    if (pr == NULL)
+        return;
+    http_server *s = pr->s;
+    uv_loop_t *loop = s->loop;
+    conn_close(pr->c);
+    /* handle_closed_cb frees the connection; s is not closing, so it stays
+     * for us to free. */
+    while (s->nconns > 0)
+        uv_run(loop, UV_RUN_NOWAIT);
+    free(s);
+    free(pr->out);
+    free(pr);
 }

@@ -118,4 +118,30 @@ unsigned http_server_connections(const http_server *s);
  * handles are closed; then calls done(ud) if done is not NULL. */
 void http_server_close(http_server *s, void (*done)(void *ud), void *ud);
 
+/* --- a connection without a socket (fuzzing and tests) ---------------------
+ * A probe is one connection of a server that does not listen: bytes are fed
+ * by hand and the answers are collected instead of written. Everything the
+ * server does with a request's bytes runs as it does on a socket: llhttp,
+ * the header, body and count limits, the handler, pipelining, upgrade
+ * requests (on_upgrade must answer and return 0: there is no socket to
+ * take). What needs a socket or time does not happen: writes complete at
+ * once, timers fire only if the caller runs the loop. */
+typedef struct http_probe http_probe;
+
+/* cfg is copied; handlers run on the caller's stack during feeds. */
+http_probe *http_probe_new(uv_loop_t *loop, const struct http_server_config *cfg);
+
+/* Feeds len bytes as if read from the socket. Returns 0, or 1 once the
+ * connection ends (an answer said Connection: close, an error such as 400
+ * or 431, a refused upgrade): more input is then ignored. */
+int http_probe_feed(http_probe *p, const char *data, size_t len);
+
+/* Every answer so far, in order, NUL-terminated; owned by the probe.
+ * *last (when not NULL) is where the latest answer starts. */
+const char *http_probe_output(const http_probe *p, size_t *len, size_t *last);
+
+/* Closes the connection (running loop until its handles are closed) and
+ * frees the probe. */
+void http_probe_free(http_probe *p);
+
 #endif

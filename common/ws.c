@@ -343,6 +343,9 @@ static int frame_start(ws_decoder *d, const struct frame_header *h)
 
 static void msg_append(ws_decoder *d, const uint8_t *p, size_t n)
 {
+    /* An empty fragment leaves d->msg NULL, and memcpy must not see it. */
+    if (n == 0)
+        return;
     if (d->msg_len + n > d->msg_cap) {
         d->msg_cap = UTIL_MAX(d->msg_len + n, d->msg_cap * 2);
         d->msg_cap = UTIL_MAX(d->msg_cap, (size_t)1024);
@@ -352,6 +355,16 @@ static void msg_append(ws_decoder *d, const uint8_t *p, size_t n)
     d->msg_len += n;
 }
 
+bool ws_close_code_valid(unsigned code)
+{
+    /* The IANA registry of RFC 6455 11.7: 1000-1003 and 1007-1014 are
+     * defined for the wire; 1004 is reserved, 1005, 1006 and 1015 are only
+     * for reporting, never sent; 3000-3999 are registered by libraries and
+     * 4000-4999 private. Anything else is not a code a peer may send. */
+    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+           (code >= 3000 && code <= 4999);
+}
+
 static int check_close_payload(ws_decoder *d, const uint8_t *p, size_t n)
 {
     if (n == 0)
@@ -359,9 +372,7 @@ static int check_close_payload(ws_decoder *d, const uint8_t *p, size_t n)
     if (n == 1)
         return fail(d, WS_CLOSE_PROTOCOL, "close frame with a 1-byte payload");
     unsigned code = (unsigned)p[0] << 8 | p[1];
-    bool ok = (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011) ||
-              (code >= 3000 && code <= 4999);
-    if (!ok)
+    if (!ws_close_code_valid(code))
         return fail(d, WS_CLOSE_PROTOCOL, "invalid close code");
     if (!ws_utf8_valid(p + 2, n - 2))
         return fail(d, WS_CLOSE_INVALID_DATA, "close reason is not valid UTF-8");
@@ -377,7 +388,8 @@ static int frame_chunk(ws_decoder *d, const struct wslay_frame_iocb *io,
     bool whole = d->frame_got == 0 && n == d->frame_len;
 
     if (is_control(d->opcode)) {
-        memcpy(d->ctrl + d->frame_got, p, n);
+        if (n > 0)
+            memcpy(d->ctrl + d->frame_got, p, n);
     } else {
         if (d->msg_opcode == WS_OP_TEXT && !ws_utf8_feed(&d->utf8, p, n))
             return fail(d, WS_CLOSE_INVALID_DATA, "text is not valid UTF-8");
@@ -406,10 +418,11 @@ static int frame_chunk(ws_decoder *d, const struct wslay_frame_iocb *io,
     unsigned op = d->msg_opcode;
     d->msg_opcode = 0;
     int stop;
+    static const uint8_t empty[1];
     if (whole && d->msg_len == 0)
-        stop = cb(ud, op, p, n);
-    else
-        stop = cb(ud, op, d->msg, d->msg_len);
+        stop = cb(ud, op, n > 0 ? p : empty, n);
+    else /* a message of empty fragments has no buffer: never pass NULL */
+        stop = cb(ud, op, d->msg_len > 0 ? d->msg : empty, d->msg_len);
     d->msg_len = 0;
     /* Give back a large reassembly buffer once the big message is done. */
     if (d->msg_cap > 256 * 1024) {

@@ -34,6 +34,14 @@
 #define WS_CLOSE_POLICY 1008
 #define WS_CLOSE_TOO_BIG 1009
 #define WS_CLOSE_INTERNAL 1011
+#define WS_CLOSE_SERVICE_RESTART 1012
+#define WS_CLOSE_TRY_AGAIN 1013
+#define WS_CLOSE_BAD_GATEWAY 1014
+
+/* Whether a peer may send code in a close frame (RFC 6455 7.4 and the IANA
+ * registry): 1000-1003, 1007-1014, 3000-4999. 1004-1006, 1015 and the rest
+ * are refused with 1002. */
+bool ws_close_code_valid(unsigned code);
 
 /* Writes a FIN frame header for a payload of payload_len bytes into out
  * (WS_MAX_HEADER bytes of room) and returns its length: 2, 4 or 10 bytes,

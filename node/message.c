@@ -61,6 +61,22 @@ static enum message_kind parse_new(json_t *payload, struct client_request *req,
     return MESSAGE_NEW;
 }
 
+/* A node id as a clientSyncRequest key, in the one form the node writes
+ * ids in: decimal digits without sign, space or leading zero. strtol would
+ * also take " 7", "+7" and "07", so that one request could name an origin
+ * several times over (found by tests/fuzz/fuzz_message_parse.c). */
+static bool origin_key(const char *k, uint32_t *out)
+{
+    uint64_t v = 0;
+    size_t n = 0;
+    for (; k[n] >= '0' && k[n] <= '9' && n <= 10; n++)
+        v = v * 10 + (uint64_t)(k[n] - '0');
+    if (n == 0 || k[n] != '\0' || k[0] == '0' || v > INT32_MAX)
+        return false;
+    *out = (uint32_t)v;
+    return true;
+}
+
 static enum message_kind parse_sync(json_t *payload, struct client_request *req,
                                     char *err, size_t errlen)
 {
@@ -76,13 +92,13 @@ static enum message_kind parse_sync(json_t *payload, struct client_request *req,
     const char *key;
     json_t *v;
     json_object_foreach(payload, key, v) {
-        long origin;
-        if (util_parse_long(key, 1, INT32_MAX, &origin) != 0)
+        uint32_t origin;
+        if (!origin_key(key, &origin))
             return errorf(err, errlen, "clientSyncRequest origin \"%s\" is not a node id (1..2147483647)", key);
         if (!json_is_integer(v) || json_integer_value(v) < 0 ||
             (uint64_t)json_integer_value(v) >= MESSAGE_SEQ_LIMIT)
             return errorf(err, errlen, "clientSyncRequest mark for origin %s must be an integer from 0 to 999999999999", key);
-        req->marks[req->nmarks].origin = (uint32_t)origin;
+        req->marks[req->nmarks].origin = origin;
         req->marks[req->nmarks].seq = (uint64_t)json_integer_value(v);
         req->nmarks++;
     }

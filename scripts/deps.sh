@@ -4,6 +4,7 @@
 #   scripts/deps.sh build   compile the programs (make, make install)
 #   scripts/deps.sh run     build, plus what make run's scripts call
 #   scripts/deps.sh test    run, plus the test tools (make test)
+#   scripts/deps.sh fuzz    build, plus clang and its libFuzzer (make fuzz)
 # Run as root (CI is); otherwise it uses sudo, or says what to install.
 set -eu
 
@@ -12,12 +13,15 @@ node-llhttp libssl-dev libsqlite3-dev"
 RUN_PKGS="$BUILD_PKGS curl"
 TEST_PKGS="$RUN_PKGS sqlite3 libcmocka-dev python3 python3-pytest python3-websockets \
 python3-requests procps"
+# libclang-rt-dev holds libFuzzer and the sanitizer runtimes for clang.
+FUZZ_PKGS="$BUILD_PKGS clang libclang-rt-dev"
 
 case "${1:-build}" in
     build) PKGS=$BUILD_PKGS ;;
     run) PKGS=$RUN_PKGS ;;
     test) PKGS=$TEST_PKGS ;;
-    *) echo "usage: $0 build|run|test" >&2; exit 64 ;;
+    fuzz) PKGS=$FUZZ_PKGS ;;
+    *) echo "usage: $0 build|run|test|fuzz" >&2; exit 64 ;;
 esac
 
 missing=""

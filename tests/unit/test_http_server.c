@@ -1625,6 +1625,54 @@ static void test_answer_add_header_refusals(void **state)
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
+/* --- the probe (a connection without a socket, for the fuzz target) -------- */
+
+static void probe_handler(http_request *req, void *ud)
+{
+    char out[128];
+    int n = snprintf(out, sizeof(out), "%s %s %zu", req->method, req->path, req->body_len);
+    http_respond(req, 200, "text/plain", out, (size_t)n);
+}
+
+/* Pipelined requests fed whole and byte by byte give the same answers, in
+ * order; a malformed request ends the probe with a 400 and later input is
+ * ignored. */
+static void test_probe(void **state)
+{
+    (void)state;
+    static const char in[] = "GET /a HTTP/1.1\r\nHost: h\r\n\r\n"
+                             "POST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz"
+                             "BAD\x01 / HTTP/1.1\r\n\r\n";
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct http_server_config cfg = { .handler = probe_handler };
+    char *whole = NULL;
+    for (int bytewise = 0; bytewise <= 1; bytewise++) {
+        http_probe *p = http_probe_new(&loop, &cfg);
+        int rc = 0;
+        if (bytewise)
+            for (size_t i = 0; i < sizeof(in) - 1 && rc == 0; i++)
+                rc = http_probe_feed(p, in + i, 1);
+        else
+            rc = http_probe_feed(p, in, sizeof(in) - 1);
+        assert_int_equal(rc, 1);
+        assert_int_equal(http_probe_feed(p, "GET / HTTP/1.1\r\n\r\n", 18), 1);
+        size_t len, last;
+        const char *out = http_probe_output(p, &len, &last);
+        assert_non_null(strstr(out, "GET /a 0"));
+        assert_non_null(strstr(out, "POST /b 3"));
+        assert_true(strstr(out, "GET /a 0") < strstr(out, "POST /b 3"));
+        assert_memory_equal(out + last, "HTTP/1.1 400 ", 13);
+        if (whole == NULL)
+            whole = strdup(out);
+        else
+            assert_string_equal(out, whole);
+        http_probe_free(p);
+    }
+    free(whole);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1666,6 +1714,7 @@ int main(void)
         T(test_close_with_open_connections),
         cmocka_unit_test(test_start_errors),
         cmocka_unit_test(test_ipv6_listener),
+        cmocka_unit_test(test_probe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -362,6 +362,14 @@ static void test_parse_sync(void **state)
     SYNC_ERR("{\"abc\":1}", "origin \"abc\"");
     SYNC_ERR("{\"2147483648\":1}", "origin \"2147483648\"");
     SYNC_ERR("{\"-1\":1}", "origin \"-1\"");
+    /* Only the form ids are written in: strtol's " 7", "+7" and "07" would
+     * let one request name origin 7 three times (found by fuzzing). */
+    SYNC_ERR("{\"07\":1}", "origin \"07\"");
+    SYNC_ERR("{\" 7\":1}", "origin \" 7\"");
+    SYNC_ERR("{\"+7\":1}", "origin \"+7\"");
+    SYNC_ERR("{\"7 \":1}", "origin \"7 \"");
+    SYNC_ERR("{\"00000000001\":1}", "origin \"00000000001\"");
+    SYNC_ERR("{\"99999999999\":1}", "origin \"99999999999\"");
     SYNC_ERR("{\"1\":-1}", "mark for origin 1");
     SYNC_ERR("{\"1\":1000000000000}", "mark for origin 1");
     SYNC_ERR("{\"1\":\"5\"}", "mark for origin 1");

@@ -972,6 +972,45 @@ static void close_payload(bytes *b, unsigned code, const char *reason, size_t rl
     add_client(b, WS_OP_CLOSE, p, 2 + rlen);
 }
 
+/* Issue 11: a text frame with FIN=0 and no payload left the reassembly
+ * buffer NULL and reached memcpy(NULL, p, 0), which UBSan stops the node
+ * for. Empty fragments, first, middle or last, and a message made of
+ * nothing but empty fragments decode in every chunking. */
+static void test_empty_fragments(void **state)
+{
+    (void)state;
+    bytes b = { 0 };
+    add_frame(&b, false, 0, WS_OP_TEXT, "", 0, true);
+    add_frame(&b, false, 0, WS_OP_CONT, "ab", 2, true);
+    add_frame(&b, false, 0, WS_OP_CONT, "", 0, true);
+    add_frame(&b, true, 0, WS_OP_CONT, "c", 1, true);
+    /* all empty: an empty message */
+    add_frame(&b, false, 0, WS_OP_BINARY, "", 0, true);
+    add_frame(&b, true, 0, WS_OP_CONT, "", 0, true);
+    add_frame(&b, false, 0, WS_OP_TEXT, "", 0, true);
+    add_frame(&b, true, 0, WS_OP_CONT, "", 0, true);
+    /* an empty unfragmented text, and an empty ping */
+    add_client(&b, WS_OP_TEXT, "", 0);
+    add_client(&b, WS_OP_PING, "", 0);
+    for (int how = WHOLE; how <= RANDOM; how++) {
+        collector c = { 0 };
+        assert_int_equal(decode_with(&b, 1000, (enum chunking)how, 7, &c), 0);
+        assert_int_equal(c.n, 5);
+        assert_int_equal(c.op[0], WS_OP_TEXT);
+        assert_int_equal(c.data[0].len, 3);
+        assert_memory_equal(c.data[0].p, "abc", 3);
+        assert_int_equal(c.op[1], WS_OP_BINARY);
+        assert_int_equal(c.data[1].len, 0);
+        assert_int_equal(c.op[2], WS_OP_TEXT);
+        assert_int_equal(c.data[2].len, 0);
+        assert_int_equal(c.op[3], WS_OP_TEXT);
+        assert_int_equal(c.data[3].len, 0);
+        assert_int_equal(c.op[4], WS_OP_PING);
+        collector_free(&c);
+    }
+    bytes_free(&b);
+}
+
 static void test_close_frames(void **state)
 {
     (void)state;
@@ -1011,14 +1050,21 @@ static void test_close_frames(void **state)
     add_client(&b, WS_OP_CLOSE, "\x03", 1);
     assert_int_equal(error_of(&b, 1000), WS_CLOSE_PROTOCOL);
 
+    /* 1012-1014 are registered (service restart, try again later, bad
+     * gateway): a peer may send them. */
     const unsigned good[] = { 1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011,
-                              3000, 3999, 4000, 4999 };
+                              1012, 1013, 1014, 3000, 3999, 4000, 4999 };
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         close_payload(&b, good[i], "", 0);
         assert_int_equal(error_of(&b, 1000), 0);
     }
     const unsigned bad[] = { 0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999,
                              5000, 65535 };
+    for (unsigned code = 0; code < 70000; code++) {
+        bool valid = (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+                     (code >= 3000 && code <= 4999);
+        assert_int_equal(ws_close_code_valid(code), valid);
+    }
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         close_payload(&b, bad[i], "", 0);
         assert_int_equal(error_of(&b, 1000), WS_CLOSE_PROTOCOL);
@@ -1219,6 +1265,7 @@ int main(void)
         cmocka_unit_test(test_utf8_validator),
         cmocka_unit_test(test_invalid_utf8_text),
         cmocka_unit_test(test_utf8_across_fragments),
+        cmocka_unit_test(test_empty_fragments),
         cmocka_unit_test(test_close_frames),
         cmocka_unit_test(test_check_upgrade),
     };
