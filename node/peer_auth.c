@@ -167,7 +167,9 @@ int peer_opener_feed(peer_opener *o, const char *data, size_t len, peer_record_f
             o->len += take;
             data += take;
             len -= take;
-            continue;
+            if (o->len < PEER_RECORD_HEAD)
+                return 0;
+            have = o->len; /* the length is complete: check it now */
         }
         const uint8_t *lp = (const uint8_t *)(have > 0 ? o->buf : data);
         size_t body = get32(lp);

@@ -1,10 +1,10 @@
-/* Fuzz target for node/peer_proto.c's decoder (HELLO, MSG, MARKS). Input:
+/* Fuzz target for node/peer_proto.c's decoder (HELLO, AUTH, MSG, MARKS). Input:
  * one byte of settings (bits 0-1: the frame limit; bits 2-7: stop after
  * that many frames, 0 never), the chunk sizes (chunks.h), then the link's
  * byte stream. It is decoded twice, in one call and in the chunks: same
  * frames, same verdict. Every frame handed up keeps the decoder's contract
  * (ids and sequences in range, UTF-8 strings, marks strictly ascending) and
- * survives a round trip: re-encoded with peer_proto_hello/msg/marks and
+ * survives a round trip: re-encoded with peer_proto_hello/auth/msg/marks and
  * decoded again, it gives the same fields. */
 #include <stdbool.h>
 #include <stddef.h>
@@ -35,6 +35,10 @@ static void record_frame(record *r, const struct peer_frame *f)
         record_add(r, f->msg.sender, f->msg.sender_len);
         record_u64(r, f->msg.text_len);
         record_add(r, f->msg.text, f->msg.text_len);
+    } else if (f->type == PEER_HELLO) {
+        record_add(r, (const char *)f->nonce, PEER_NONCE_LEN);
+    } else if (f->type == PEER_AUTH) {
+        record_add(r, (const char *)f->mac, PEER_AUTH_LEN);
     } else if (f->type == PEER_MARKS) {
         record_u64(r, f->nmarks);
         for (uint32_t i = 0; i < f->nmarks; i++) {
@@ -72,7 +76,11 @@ static void check_round_trip(const struct peer_frame *f)
     switch (f->type) {
     case PEER_HELLO:
         g.seq = 0; /* the decoder does not look at a hello's seq */
-        decode_one(peer_proto_hello(f->origin), &got);
+        decode_one(peer_proto_hello(f->origin, f->nonce), &got);
+        break;
+    case PEER_AUTH:
+        g.seq = 0; /* nor at an auth's */
+        decode_one(peer_proto_auth(f->origin, f->mac), &got);
         break;
     case PEER_MSG:
         decode_one(peer_proto_msg(&f->msg), &got);
