@@ -16,7 +16,8 @@ import time
 import pytest
 import requests
 
-from cluster import BIN_DIR, SANITIZER_MARKS, Discovery, http_json, wait_until
+from cluster import (BIN_DIR, SANITIZER_MARKS, TEST_SECRET, Discovery, auth_header, http_json,
+                     wait_until)
 
 HANG = 10  # seconds: only a guard against hangs, never a speed claim
 TTL = 600  # seconds: nothing expires unless a test asks for it with a short ttl
@@ -73,11 +74,25 @@ def active(d):
     return body["activeNodes"]
 
 
-def raw_request(d, method, path, body=None, headers=None):
-    """Sends body bytes exactly as given; returns (status, headers, parsed JSON)."""
+def signed(path, body, method="POST", secret=TEST_SECRET):
+    """The X-Dchat-Auth header line (bytes, with its CRLF) for a raw request."""
+    return b"X-Dchat-Auth: %s\r\n" % auth_header(method, path, body, secret).encode()
+
+
+def raw_post(path, body):
+    """A whole signed POST as bytes, for raw sockets."""
+    return (b"POST %s HTTP/1.1\r\nHost: x\r\n%sContent-Length: %d\r\n\r\n%s"
+            % (path.encode(), signed(path, body), len(body), body))
+
+
+def raw_request(d, method, path, body=None, headers=None, secret=TEST_SECRET):
+    """Sends body bytes exactly as given (a POST signed with secret, None:
+    unsigned); returns (status, headers, parsed JSON)."""
     conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=HANG)
     try:
         hdrs = {"Content-Type": "application/json"}
+        if method == "POST" and secret is not None:
+            hdrs["X-Dchat-Auth"] = auth_header(method, path.split("?")[0], body or b"", secret)
         hdrs.update(headers or {})
         conn.request(method, path, body=body, headers=hdrs)
         r = conn.getresponse()
@@ -591,14 +606,12 @@ def test_pipelined_requests_are_answered_in_order(disc):
     try:
         reg = b'{"password":"pp"}'
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
-                  b"POST /api/nodes/register HTTP/1.1\r\nHost: x\r\n"
-                  b"Content-Length: %d\r\n\r\n%s" % (len(reg), reg)
-                  + b"POST /api/nodes/register HTTP/1.1\r\nHost: x\r\n"
-                  b"Content-Length: %d\r\n\r\n%s" % (len(reg), reg)
+                  + raw_post("/api/nodes/register", reg)
+                  + raw_post("/api/nodes/register", reg)
                   + b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n"
-                  b"POST /api/nodes/active/login HTTP/1.1\r\nHost: x\r\nContent-Length: 53\r\n\r\n"
-                  b'{"id":2,"password":"pp","syncport":9,"clientport":10}'
-                  b"GET /api/nodes/active HTTP/1.1\r\nHost: x\r\n\r\n")
+                  + raw_post("/api/nodes/active/login",
+                             b'{"id":2,"password":"pp","syncport":9,"clientport":10}')
+                  + b"GET /api/nodes/active HTTP/1.1\r\nHost: x\r\n\r\n")
         r = Reader(s)
         assert r.response()[::2] == (200, {"status": "ok"})
         assert r.response()[::2] == (200, {"id": 1, "password": "pp"})
@@ -632,9 +645,7 @@ def test_many_pipelined_requests_in_one_send(disc):
 def test_request_split_in_small_pieces_works(disc):
     s = connect(disc)
     try:
-        body = b'{"password":"bytewise"}'
-        req = (b"POST /api/nodes/register HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
-               % (len(body), body))
+        req = raw_post("/api/nodes/register", b'{"password":"bytewise"}')
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for i in range(0, len(req), 7):
             s.sendall(req[i:i + 7])
@@ -648,9 +659,9 @@ def test_error_answers_keep_the_connection(disc):
     try:
         r = Reader(s)
         for req, want in [
-            (b"POST /api/nodes/register HTTP/1.1\r\nContent-Length: 1\r\n\r\n{", 400),
-            (b"POST /api/nodes/active/login HTTP/1.1\r\nContent-Length: 25\r\n\r\n"
-             b'{"id":1,"password":"pw"} ', 401),
+            (raw_post("/api/nodes/register", b"{"), 400),
+            (raw_post("/api/nodes/active/login", b'{"id":1,"password":"pw"} '), 401),
+            (b"POST /api/nodes/register HTTP/1.1\r\nContent-Length: 1\r\n\r\n{", 401),
             (b"GET /nope HTTP/1.1\r\n\r\n", 404),
             (b"PUT /healthz HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 405),
             (b"GET /healthz HTTP/1.1\r\n\r\n", 200),
@@ -667,8 +678,7 @@ def test_request_then_half_close_gets_every_answer(disc):
     s = connect(disc)
     try:
         s.sendall(b"GET /healthz HTTP/1.1\r\n\r\n" * 20
-                  + b'POST /api/nodes/register HTTP/1.1\r\nContent-Length: 17\r\n\r\n'
-                  b'{"password":"pw"}')
+                  + raw_post("/api/nodes/register", b'{"password":"pw"}'))
         s.shutdown(socket.SHUT_WR)
         r = Reader(s)
         for _ in range(20):
@@ -964,8 +974,10 @@ def test_connection_cap_defaults_to_the_descriptor_limit_less_32(logdir, procs):
     held = []
 
     def post(path, body):
-        node.request("POST", path, body=json.dumps(body),
-                     headers={"Content-Type": "application/json"})
+        data = json.dumps(body).encode()
+        node.request("POST", path, body=data,
+                     headers={"Content-Type": "application/json",
+                              "X-Dchat-Auth": auth_header("POST", path, data)})
         r = node.getresponse()
         return r.status, json.loads(r.read())
     try:
@@ -998,7 +1010,8 @@ def test_connection_cap_defaults_to_the_descriptor_limit_less_32(logdir, procs):
 
 # --- load --------------------------------------------------------------------
 
-def test_concurrent_clients_get_distinct_ids(disc):
+def test_concurrent_clients_get_distinct_ids(logdir, procs):
+    disc = start(logdir, procs, extra=("--register-burst", "50"))
     n = 50
     results = [None] * n
     errors = []
@@ -1064,7 +1077,8 @@ def proc_status(proc, path, key):
     raise AssertionError(f"no {key} in /proc/{proc.p.pid}/{path}")
 
 
-def test_answers_to_a_client_that_does_not_read_are_bounded(disc):
+def test_answers_to_a_client_that_does_not_read_are_bounded(logdir, procs):
+    disc = start(logdir, procs, extra=("--register-burst", "20"))
     for i in range(20):
         nid = register(disc)
         assert login(disc, nid, syncport=1000 + i, clientport=2000 + i,
@@ -1125,6 +1139,7 @@ def test_sigterm_with_open_connections_exits_cleanly(disc):
 def run_binary(args, env=None, timeout=HANG):
     """Runs the daemon to its exit (for the ways it refuses to start)."""
     e = dict(os.environ)
+    e["DCHAT_CLUSTER_SECRET"] = TEST_SECRET
     e.update(env or {})
     r = subprocess.run([os.path.join(BIN_DIR, "discovery"), *args], capture_output=True,
                        text=True, timeout=timeout, env=e, stdin=subprocess.DEVNULL)
@@ -1195,8 +1210,11 @@ def test_dual_stack_reports_each_peer_address(logdir, procs):
     assert login(d, a)[1]["address"] == "127.0.0.1"  # v4-mapped shown as IPv4
     conn = http.client.HTTPConnection("::1", d.port, timeout=HANG)
     try:
-        conn.request("POST", "/api/nodes/active/login", headers={"Content-Type": "application/json"},
-                     body=json.dumps({"id": b, "password": "pw", "syncport": 1, "clientport": 2}))
+        data = json.dumps({"id": b, "password": "pw", "syncport": 1, "clientport": 2}).encode()
+        conn.request("POST", "/api/nodes/active/login", body=data,
+                     headers={"Content-Type": "application/json",
+                              "X-Dchat-Auth": auth_header("POST", "/api/nodes/active/login",
+                                                          data)})
         r = conn.getresponse()
         body = json.loads(r.read())
     finally:
