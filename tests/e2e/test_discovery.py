@@ -1222,3 +1222,193 @@ def test_dual_stack_reports_each_peer_address(logdir, procs):
     assert r.status == 200, body
     assert body["address"] == "::1"
     assert {(n["id"], n["address"]) for n in active(d)} == {(a, "127.0.0.1"), (b, "::1")}
+
+
+# --- the cluster secret (docs/DISCOVERY.md, 3.1) -------------------------------
+
+SIGNED_PATHS = ["/api/nodes/register", "/api/nodes/active/login",
+                "/api/nodes/active/heartbeat", "/api/nodes/active/logout"]
+
+
+def nothing_registered(d):
+    """No id was handed out and nothing is listed: the next id is 1."""
+    assert active(d) == []
+    assert register(d) == 1
+
+
+@pytest.mark.parametrize("path", SIGNED_PATHS)
+def test_unsigned_requests_are_401_and_change_nothing(disc, path):
+    body = {"id": 1, "password": "pw", "syncport": 1, "clientport": 2}
+    status, answer = http_json(disc.url + path, "POST", body, secret=None)
+    assert_error(status, answer, 401, "cluster secret is missing")
+    assert answer["reason"] == "secret"
+    assert f"refused POST {path} from 127.0.0.1" in disc.log()
+    nothing_registered(disc)
+
+
+@pytest.mark.parametrize("path", SIGNED_PATHS)
+def test_a_wrong_secret_is_401_and_changes_nothing(disc, path):
+    body = {"id": 1, "password": "pw", "syncport": 1, "clientport": 2}
+    status, answer = http_json(disc.url + path, "POST", body,
+                               secret="not-the-cluster-secret-0000")
+    assert_error(status, answer, 401, "cluster secret is wrong")
+    assert answer["reason"] == "secret"
+    nothing_registered(disc)
+
+
+@pytest.mark.parametrize("value", ["", "garbage", "1700000000000", "1700000000000.abcd",
+                                   "x." + "0" * 64, "1." + "g" * 64])
+def test_a_malformed_proof_is_401(disc, value):
+    status, _, answer = raw_request(disc, "POST", "/api/nodes/register", b'{"password":"pw"}',
+                                    headers={"X-Dchat-Auth": value}, secret=None)
+    assert_error(status, answer, 401, "cluster secret is missing or wrong")
+    nothing_registered(disc)
+
+
+def test_the_proof_covers_path_and_body(disc):
+    body = b'{"password":"pw"}'
+    for path, signed_body in (("/api/nodes/active/login", body),
+                              ("/api/nodes/register", b'{"password":"other"}')):
+        proof = auth_header("POST", path, signed_body)
+        status, _, answer = raw_request(disc, "POST", "/api/nodes/register", body,
+                                        headers={"X-Dchat-Auth": proof}, secret=None)
+        assert_error(status, answer, 401, "cluster secret is wrong")
+    nothing_registered(disc)
+
+
+def test_a_replayed_request_is_401(disc):
+    body = b'{"password":"pw"}'
+    proof = auth_header("POST", "/api/nodes/register", body)
+    status, _, answer = raw_request(disc, "POST", "/api/nodes/register", body,
+                                    headers={"X-Dchat-Auth": proof}, secret=None)
+    assert (status, answer) == (200, {"id": 1, "password": "pw"})
+    for _ in range(2):
+        status, _, answer = raw_request(disc, "POST", "/api/nodes/register", body,
+                                        headers={"X-Dchat-Auth": proof}, secret=None)
+        assert_error(status, answer, 401, "replayed")
+        assert answer["reason"] == "replay"
+    assert register(disc) == 2  # the replays made no node
+
+
+@pytest.mark.parametrize("skew_ms", [-61_000, 61_000, -3_600_000])
+def test_a_request_signed_on_another_clock_is_401(disc, skew_ms):
+    body = b'{"password":"pw"}'
+    proof = auth_header("POST", "/api/nodes/register", body,
+                        ts_ms=time.time_ns() // 1_000_000 + skew_ms)
+    status, _, answer = raw_request(disc, "POST", "/api/nodes/register", body,
+                                    headers={"X-Dchat-Auth": proof}, secret=None)
+    assert_error(status, answer, 401, "clocks differ")
+    assert answer["reason"] == "clock"
+    nothing_registered(disc)
+
+
+def test_a_request_signed_a_little_off_is_fine(disc):
+    body = b'{"password":"pw"}'
+    for skew_ms in (-50_000, 50_000):
+        proof = auth_header("POST", "/api/nodes/register", body,
+                            ts_ms=time.time_ns() // 1_000_000 + skew_ms)
+        status, _, answer = raw_request(disc, "POST", "/api/nodes/register", body,
+                                        headers={"X-Dchat-Auth": proof}, secret=None)
+        assert status == 200, answer
+
+
+def test_lists_are_open_and_carry_nothing_secret(disc):
+    pw = "a-node-password-4711"
+    nid = register(disc, pw)
+    assert login(disc, nid, pw, address="node-a.example")[0] == 200
+    for path in ("/api/nodes/active", "/api/clients"):
+        status, _, body = raw_request(disc, "GET", path)  # no proof: GETs are open
+        assert status == 200
+        text = json.dumps(body)
+        assert "node-a.example" in text
+        for word in (pw, "password", "hash", "salt", TEST_SECRET):
+            assert word not in text, (path, text)
+
+
+def test_a_node_with_the_secret_registers_and_is_listed(logdir, procs):
+    from cluster import Node
+    d = start(logdir, procs)
+    nd = Node(d, logdir)
+    procs.append(nd)
+    wait_until(lambda: d.active_ids() == [nd.id], HANG, "the node on the list")
+    assert "refused" not in d.log()
+
+
+def test_a_node_with_a_wrong_secret_cannot_register(logdir, procs):
+    from cluster import Proc, secret_args
+    d = start(logdir, procs)
+    nd = Proc("badnode", [os.path.join(BIN_DIR, "node"), "--discovery", d.url,
+                          "--listen", "127.0.0.1", "--client-port", "0", "--sync-port", "0",
+                          "--data-dir", os.path.join(logdir, "badnode-data"),
+                          "--heartbeat-ms", "200",
+                          *secret_args(logdir, "a-wrong-cluster-secret-9999")],
+              logdir, r"listening clients on")
+    procs.append(nd)
+    wait_until(lambda: "cluster secret is wrong" in nd.log(), HANG,
+               "the node to log that its secret is wrong")
+    assert "--cluster-secret-file" in nd.log()
+    assert "refused POST /api/nodes/register from 127.0.0.1" in d.log()
+    assert not os.path.exists(os.path.join(logdir, "badnode-data", "node.json"))
+    nothing_registered(d)
+
+
+def test_discovery_without_a_secret_refuses_to_start(logdir):
+    r = run_binary(["--listen", "127.0.0.1:0", "--data-dir", os.path.join(logdir, "d")],
+                   env={"DCHAT_CLUSTER_SECRET": ""})
+    assert r.returncode == 64, r
+    assert "no cluster secret" in r.stderr and "--insecure" in r.stderr, r.stderr
+    assert "listening" not in r.stdout
+
+
+def test_the_secret_file_comes_from_the_environment_too(logdir):
+    missing = os.path.join(logdir, "no-such-secret")
+    r = run_binary(["--listen", "127.0.0.1:0", "--data-dir", os.path.join(logdir, "d")],
+                   env={"DCHAT_CLUSTER_SECRET": "", "DISCOVERY_CLUSTER_SECRET_FILE": missing})
+    assert r.returncode == 64, r
+    assert f"cannot open the cluster secret file {missing}" in r.stderr, r.stderr
+
+
+def test_insecure_discovery_checks_nothing_and_warns(logdir, procs):
+    d = start(logdir, procs, secret=None, extra=("--insecure",))
+    assert "running --insecure" in d.log()
+    status, answer = http_json(d.url + "/api/nodes/register", "POST", {"password": "pw"},
+                               secret=None)
+    assert (status, answer) == (200, {"id": 1, "password": "pw"})
+    assert login(d, 1)[0] == 200
+
+
+def test_registrations_beyond_the_rate_are_429(disc):
+    ids = [register(disc, f"pw{i}") for i in range(10)]
+    assert ids == list(range(1, 11))
+    status, r, answer = raw_request(disc, "POST", "/api/nodes/register", b'{"password":"x"}')
+    assert_error(status, answer, 429, "too many registrations from 127.0.0.1",
+                 "at most 10 at once, then 1 a second")
+    assert r.getheader("Retry-After") == "1"
+    # logins and heartbeats are not registrations: not limited
+    for nid in ids:
+        assert login(disc, nid, f"pw{nid - 1}")[0] == 200
+    # a token comes back within a second (this wait is a hang guard)
+    wait_until(lambda: http_json(disc.url + "/api/nodes/register", "POST",
+                                 {"password": "later"})[0] == 200, HANG, "a token back")
+    assert len(active(disc)) == 10
+
+
+@pytest.mark.parametrize("address", [
+    "node b", " node", "node\t", "node\n", "node\u0001", "node:8080", "127.0.0.1:80",
+    "[::1]", "http://node", "node/x", "-node", "node-", "a..b", "a.", "a_b", "1.2.3",
+    "n\u00e9ud", "fe80::1%eth0",
+])
+def test_login_bad_addresses_are_400(disc, address):
+    nid = register(disc)
+    status, answer = login(disc, nid, address=address)
+    assert_error(status, answer, 400, '"address"', "IP address or a host name")
+    assert active(disc) == []
+
+
+@pytest.mark.parametrize("address", ["::1", "10.0.0.7", "node-b.example", "localhost",
+                                     "fd00::a:b"])
+def test_login_good_addresses_are_listed(disc, address):
+    nid = register(disc)
+    status, body = login(disc, nid, address=address)
+    assert status == 200, body
+    assert active(disc)[0]["address"] == address
