@@ -247,14 +247,45 @@ static void start_cb(uv_timer_t *t)
         r->resolving = true;
 }
 
+/* Whether headers is a run of non-empty "Name: value\r\n" lines as far as
+ * CR and LF go: each only in a line's final CRLF (an empty line would end
+ * the header section early). */
+static bool header_lines_ok(const char *h)
+{
+    size_t n = strlen(h);
+    if (n > 0 && (n < 2 || h[n - 2] != '\r' || h[n - 1] != '\n'))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        bool line_start = i == 0 || h[i - 1] == '\n';
+        if (h[i] == '\r' && (h[i + 1] != '\n' || line_start))
+            return false;
+        if (h[i] == '\n' && (i == 0 || h[i - 1] != '\r'))
+            return false;
+    }
+    return true;
+}
+
 int http_client_request(uv_loop_t *loop, const char *url, const char *method,
                         const char *path, const char *body,
                         unsigned timeout_ms, http_client_cb cb, void *ud,
                         http_client_req **out)
 {
+    return http_client_request_headers(loop, url, method, path, NULL, body, timeout_ms, cb,
+                                       ud, out);
+}
+
+int http_client_request_headers(uv_loop_t *loop, const char *url, const char *method,
+                                const char *path, const char *headers, const char *body,
+                                unsigned timeout_ms, http_client_cb cb, void *ud,
+                                http_client_req **out)
+{
     char host[256], prefix[256];
     int port;
     if (http_client_parse_url(url, host, sizeof(host), &port, prefix, sizeof(prefix)) != 0)
+        return UV_EINVAL;
+    if (headers == NULL)
+        headers = "";
+    if (!header_lines_ok(headers))
         return UV_EINVAL;
 
     if (client_settings.on_body == NULL) {
@@ -270,13 +301,14 @@ int http_client_request(uv_loop_t *loop, const char *url, const char *method,
     r->port = port;
     size_t blen = body ? strlen(body) : 0;
     int hostport_v6 = strchr(host, ':') != NULL;
-    size_t cap = strlen(method) + strlen(prefix) + strlen(path) + strlen(host) + blen + 256;
+    size_t cap = strlen(method) + strlen(prefix) + strlen(path) + strlen(host) +
+                 strlen(headers) + blen + 256;
     r->request = xmalloc(cap);
     int n = snprintf(r->request, cap,
                      "%s %s%s HTTP/1.1\r\nHost: %s%s%s:%d\r\nConnection: close\r\n"
-                     "Accept: application/json\r\n",
+                     "Accept: application/json\r\n%s",
                      method, prefix, path, hostport_v6 ? "[" : "", host,
-                     hostport_v6 ? "]" : "", port);
+                     hostport_v6 ? "]" : "", port, headers);
     if (body != NULL)
         n += snprintf(r->request + n, cap - (size_t)n,
                       "Content-Type: application/json\r\nContent-Length: %zu\r\n", blen);

@@ -34,6 +34,15 @@ int http_client_request(uv_loop_t *loop, const char *url, const char *method,
                         unsigned timeout_ms, http_client_cb cb, void *ud,
                         http_client_req **out);
 
+/* The same with extra header lines: headers is NULL or zero or more
+ * "Name: value\r\n" lines, copied into the request (e.g. the X-Dchat-Auth
+ * proof of the cluster secret). A CR or LF anywhere but at the end of a
+ * line, or a missing final CRLF, is refused with UV_EINVAL. */
+int http_client_request_headers(uv_loop_t *loop, const char *url, const char *method,
+                                const char *path, const char *headers, const char *body,
+                                unsigned timeout_ms, http_client_cb cb, void *ud,
+                                http_client_req **out);
+
 /* Cancels a request in flight: cb runs (from the loop) with UV_ECANCELED. */
 void http_client_cancel(http_client_req *req);
 

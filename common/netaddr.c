@@ -5,6 +5,9 @@
 #include <netinet/in.h>
 #include <string.h>
 
+#define NETADDR_NAME_MAX 253
+#define NETADDR_LABEL_MAX 63
+
 int netaddr_to_string(const struct sockaddr *sa, char *out, size_t outlen,
                       int *port)
 {
@@ -76,4 +79,38 @@ int netaddr_parse(const char *host, int port, struct sockaddr_storage *out)
     if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)out) == 0)
         return 0;
     return UV_EINVAL;
+}
+
+static bool is_alnum(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+bool netaddr_is_host(const char *s)
+{
+    struct in6_addr a6;
+    struct in_addr a4;
+    if (inet_pton(AF_INET, s, &a4) == 1 || inet_pton(AF_INET6, s, &a6) == 1)
+        return true;
+    size_t len = strlen(s);
+    if (len == 0 || len > NETADDR_NAME_MAX)
+        return false;
+    const char *label = s;
+    bool all_digits = true;
+    for (const char *p = s;; p++) {
+        if (*p == '.' || *p == '\0') {
+            size_t n = (size_t)(p - label);
+            if (n == 0 || n > NETADDR_LABEL_MAX || label[0] == '-' || p[-1] == '-')
+                return false;
+            if (*p == '\0')
+                return !all_digits;
+            label = p + 1;
+            all_digits = true;
+            continue;
+        }
+        if (!is_alnum(*p) && *p != '-')
+            return false;
+        if (*p < '0' || *p > '9')
+            all_digits = false;
+    }
 }

@@ -1,9 +1,11 @@
 /* netaddr: socket addresses as the rest of the code wants them: bare IP
  * strings (a v4-mapped IPv6 address shown as plain IPv4, as discovery must
- * report it) and parsing of IPv4/IPv6 literals for bind and connect. */
+ * report it), parsing of IPv4/IPv6 literals for bind and connect, and the
+ * check that a string names a host and nothing else. */
 #ifndef DCHAT_NETADDR_H
 #define DCHAT_NETADDR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
 #include <uv.h>
@@ -21,5 +23,13 @@ int netaddr_sockname(const uv_tcp_t *tcp, char *out, size_t outlen, int *port);
 /* Parses an IPv4 or IPv6 literal (brackets allowed) with port into out.
  * "localhost" is taken as 127.0.0.1. Returns 0 or UV_EINVAL. */
 int netaddr_parse(const char *host, int port, struct sockaddr_storage *out);
+
+/* Whether s is an IP literal (IPv4 dotted quad or IPv6, unbracketed, as
+ * inet_pton takes them) or a host name (RFC 1123: dot-separated labels of
+ * 1 to 63 letters, digits and hyphens, not starting or ending with a
+ * hyphen, at most 253 bytes in all, no trailing dot, and a last label
+ * that is not all digits, so that "1.2.3" cannot pass for an address).
+ * Anything else (spaces, slashes, ports, URLs, control bytes) is false. */
+bool netaddr_is_host(const char *s);
 
 #endif

@@ -1,16 +1,22 @@
-/* api: see api.h. Every handler validates its body with json_util, so an
- * error names the field; credentials are checked before anything changes.
+/* api: see api.h. A POST is checked in this order: the route and method,
+ * the X-Dchat-Auth proof (401), the body (400), the node's credentials
+ * (401), the other fields (400), and for a registration the rate (429).
+ * Every handler validates its body with json_util, so an error names the
+ * field; credentials are checked before anything changes.
  * Lists are filtered for expiry when they are answered, so they are exact
  * whatever the sweep timer's phase. A known path asked with another method
  * gets 405 with an Allow header; HEAD is answered like GET, without the
  * body. */
 #include "discovery/api.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/json_util.h"
 #include "common/log.h"
+#include "common/netaddr.h"
+#include "common/reqauth.h"
 #include "common/util.h"
 
 #define API_PASSWORD_MAX 256
@@ -63,6 +69,17 @@ static void route_register(struct api *a, http_request *req, json_t *body)
         http_respond_error(req, 400, "%s", err);
         return;
     }
+    uint64_t retry_ms;
+    if (ratelimit_take(a->registrations, req->peer_addr, util_now_ms(), &retry_ms) != 0) {
+        char secs[24];
+        snprintf(secs, sizeof(secs), "%llu", (unsigned long long)((retry_ms + 999) / 1000));
+        http_answer_add_header(req, "Retry-After", secs);
+        log_warn("refused a registration from %s: over the rate", req->peer_addr);
+        http_respond_error(req, 429, "too many registrations from %s (at most %u at once, "
+                           "then %u a second); retry after %s s", req->peer_addr,
+                           a->register_burst, a->register_per_second, secs);
+        return;
+    }
     int64_t id = registry_register(a->reg, pw);
     if (id < 1) {
         http_respond_error(req, 500, "cannot store the node; see the discovery log");
@@ -88,6 +105,12 @@ static void route_login(struct api *a, http_request *req, json_t *body)
     if (json_object_get(body, "address") != NULL &&
         json_util_get_string(body, "address", 63, &address, err, sizeof(err)) != 0) {
         http_respond_error(req, 400, "%s", err);
+        return;
+    }
+    if (!netaddr_is_host(address)) {
+        http_respond_error(req, 400, "field \"address\" must be an IP address or a host "
+                           "name (letters, digits, hyphens and dots), without a port, path "
+                           "or spaces");
         return;
     }
     registry_login(a->reg, id, (int)sp, (int)cp, address, util_now_ms());
@@ -164,16 +187,69 @@ static const struct route {
     const char *path;
     const char *method;
     bool has_body;
+    bool signed_only;   /* must carry a valid X-Dchat-Auth */
     route_fn fn;
 } routes[] = {
-    { "/api/nodes/register", "POST", true, route_register },
-    { "/api/nodes/active/login", "POST", true, route_login },
-    { "/api/nodes/active/logout", "POST", true, route_logout },
-    { "/api/nodes/active/heartbeat", "POST", true, route_heartbeat },
-    { "/api/nodes/active", "GET", false, route_active },
-    { "/api/clients", "GET", false, route_clients },
-    { "/healthz", "GET", false, route_health },
+    { "/api/nodes/register", "POST", true, true, route_register },
+    { "/api/nodes/active/login", "POST", true, true, route_login },
+    { "/api/nodes/active/logout", "POST", true, true, route_logout },
+    { "/api/nodes/active/heartbeat", "POST", true, true, route_heartbeat },
+    { "/api/nodes/active", "GET", false, false, route_active },
+    { "/api/clients", "GET", false, false, route_clients },
+    { "/healthz", "GET", false, false, route_health },
 };
+
+/* Answers 401 {"error": text, "reason": reason} and logs who was refused. */
+static void refuse_auth(http_request *req, const char *reason, const char *text)
+{
+    log_warn("refused %s %s from %s: %s", req->method, req->path, req->peer_addr, text);
+    http_respond_json(req, 401, json_pack("{s:s, s:s}", "error", text, "reason", reason));
+}
+
+/* Checks the request's proof of the cluster secret; answers 401 itself.
+ * Returns 0 when the request may go on. */
+static int check_signed(struct api *a, http_request *req)
+{
+    if (a->insecure)
+        return 0;
+    uint64_t now = util_wall_ms(), ts = 0;
+    uint8_t mac[SECRET_MAC_LEN];
+    char text[300];
+    int rc = reqauth_check(http_request_header(req, REQAUTH_HEADER), req->method, req->path,
+                           req->body, req->body_len, now, &ts, mac);
+    switch (rc) {
+    case REQAUTH_OK:
+        break;
+    case REQAUTH_MISSING:
+        refuse_auth(req, "secret", "the cluster secret is missing: the request has no "
+                    REQAUTH_HEADER " header; give the node the cluster's secret "
+                    "(--cluster-secret-file or DCHAT_CLUSTER_SECRET)");
+        return -1;
+    case REQAUTH_MALFORMED:
+        refuse_auth(req, "secret", "the cluster secret is missing or wrong: "
+                    REQAUTH_HEADER " must be <unix ms>.<64 hex digits of the HMAC>; see "
+                    "docs/DISCOVERY.md");
+        return -1;
+    case REQAUTH_CLOCK:
+        snprintf(text, sizeof(text), "the clocks differ: the request was signed at %llu, "
+                 "%lld ms from discovery's clock (%llu), more than the %d ms allowed; "
+                 "synchronise the clocks (NTP)", (unsigned long long)ts,
+                 (long long)ts - (long long)now, (unsigned long long)now, REQAUTH_WINDOW_MS);
+        refuse_auth(req, "clock", text);
+        return -1;
+    default:
+        refuse_auth(req, "secret", "the cluster secret is wrong: " REQAUTH_HEADER " does not "
+                    "match; give every node and discovery the same secret");
+        return -1;
+    }
+    if (replay_seen(a->seen, mac, ts, now)) {
+        refuse_auth(req, "replay", "replayed request: this " REQAUTH_HEADER " was already "
+                    "used, or is older than discovery can still check; sign every request "
+                    "afresh");
+        return -1;
+    }
+    return 0;
+}
 
 void api_handle(http_request *req, void *ud)
 {
@@ -192,6 +268,8 @@ void api_handle(http_request *req, void *ud)
                                req->method, r->path, r->method);
             return;
         }
+        if (r->signed_only && check_signed(a, req) != 0)
+            return;
         json_t *body = NULL;
         if (r->has_body) {
             char err[256];

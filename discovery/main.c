@@ -1,8 +1,10 @@
 /* discovery: the daemon that tracks which chat nodes are alive. Nodes
  * register once, log in with their ports, and send heartbeats; clients and
  * nodes ask for the active list. Not on the message path. This file reads
- * the options, raises the descriptor limit and sizes the connection cap from
- * it, opens the registry, serves the API and sweeps expired nodes until
+ * the options, loads the cluster secret (refusing to start without one
+ * unless --insecure), raises the descriptor limit and sizes the connection
+ * cap from it, opens the registry, the replay cache and the registration
+ * rate limiter, serves the API and sweeps expired nodes until
  * SIGINT/SIGTERM. */
 #include <signal.h>
 #include <stdio.h>
@@ -15,6 +17,8 @@
 #include "common/fdlimit.h"
 #include "common/http_server.h"
 #include "common/log.h"
+#include "common/reqauth.h"
+#include "common/secret.h"
 #include "common/util.h"
 #include "discovery/api.h"
 #include "discovery/registry.h"
@@ -25,6 +29,10 @@
  * http_server.h). */
 #define DISCOVERY_FD_RESERVE 32
 #define DISCOVERY_MAX_CONNS_LIMIT 1000000
+/* MACs of accepted requests remembered against replays: a node sends about
+ * one request a heartbeat (1 s by default), so this holds a 60 s window of
+ * 68 nodes; more, and the window narrows safely (discovery/replay.h). */
+#define DISCOVERY_REPLAY_CAP 4096
 
 struct config {
     char host[64];
@@ -33,9 +41,15 @@ struct config {
     long ttl_s;
     unsigned request_timeout_ms;
     unsigned max_connections;      /* 0: not set, derived from the limit */
+    char secret_file[512];
+    bool insecure;
+    unsigned register_burst, register_per_second;
 };
 
-enum { OPT_LISTEN, OPT_DATA_DIR, OPT_TTL, OPT_REQUEST_TIMEOUT, OPT_MAX_CONNS, OPT_LOG_LEVEL };
+enum {
+    OPT_LISTEN, OPT_DATA_DIR, OPT_TTL, OPT_REQUEST_TIMEOUT, OPT_MAX_CONNS, OPT_LOG_LEVEL,
+    OPT_SECRET_FILE, OPT_INSECURE, OPT_REGISTER_BURST, OPT_REGISTER_RATE,
+};
 
 static const struct cli_option options[] = {
     [OPT_LISTEN] = { "listen", 'l', "ADDR:PORT", "DISCOVERY_LISTEN",
@@ -50,6 +64,18 @@ static const struct cli_option options[] = {
                         "open connections beyond this get 503 (default: the descriptor limit less 32)" },
     [OPT_LOG_LEVEL] = { "log-level", 0, "LEVEL", "DCHAT_LOG_LEVEL",
                         "debug, info, warn, error (default info)" },
+    [OPT_SECRET_FILE] = { "cluster-secret-file", 0, "FILE", "DISCOVERY_CLUSTER_SECRET_FILE",
+                          "the cluster secret, shared by every node and discovery (or set "
+                          "DCHAT_CLUSTER_SECRET); nodes must prove it to register and log in" },
+    [OPT_INSECURE] = { "insecure", 0, NULL, NULL,
+                       "run without a cluster secret: anyone who reaches discovery can "
+                       "register nodes and list them for clients (for a laptop, never a "
+                       "network)" },
+    [OPT_REGISTER_BURST] = { "register-burst", 0, "N", "DISCOVERY_REGISTER_BURST",
+                             "registrations one address may make at once (default 10)" },
+    [OPT_REGISTER_RATE] = { "register-rate", 0, "N", "DISCOVERY_REGISTER_RATE",
+                            "registrations an address regains a second, up to the burst "
+                            "(default 1)" },
 };
 
 static int set_option(int index, const char *v, void *ud, char *err, size_t errlen)
@@ -84,6 +110,23 @@ static int set_option(int index, const char *v, void *ud, char *err, size_t errl
         return 0;
     case OPT_LOG_LEVEL:
         return cli_log_level(v, err, errlen);
+    case OPT_SECRET_FILE:
+        if (strlen(v) >= sizeof(c->secret_file)) {
+            snprintf(err, errlen, "path too long");
+            return -1;
+        }
+        strcpy(c->secret_file, v);
+        return 0;
+    case OPT_INSECURE:
+        c->insecure = true;
+        return 0;
+    case OPT_REGISTER_BURST:
+    case OPT_REGISTER_RATE:
+        if (cli_long(v, 1, 1000000, "a count", &l, err, errlen) != 0)
+            return -1;
+        *(index == OPT_REGISTER_BURST ? &c->register_burst : &c->register_per_second) =
+            (unsigned)l;
+        return 0;
     }
     return -1;
 }
@@ -140,7 +183,8 @@ static void signal_cb(uv_signal_t *s, int signum)
 int main(int argc, char **argv)
 {
     struct config c = { .host = "0.0.0.0", .port = 8080, .data_dir = "data/discovery",
-                        .ttl_s = 3 };
+                        .ttl_s = 3, .register_burst = RATELIMIT_BURST,
+                        .register_per_second = RATELIMIT_PER_SECOND };
     log_init("discovery");
     cli_parse(argc, argv, "discovery", "[OPTIONS]",
               "The dchat discovery daemon: tracks which chat nodes are alive and tells\n"
@@ -148,15 +192,32 @@ int main(int argc, char **argv)
               options, (int)ARRAY_SIZE(options), set_option, &c);
     signal(SIGPIPE, SIG_IGN);
     srand((unsigned)(util_now_ns() ^ (uint64_t)getpid()));
+    char err[512];
+    if (secret_load(c.secret_file, c.insecure, err, sizeof(err)) != 0) {
+        log_error("%s", err);
+        return EX_USAGE;
+    }
+    if (!secret_present())
+        log_warn("running --insecure, without a cluster secret: anyone who reaches "
+                 "discovery can register nodes and have clients sent to any address; give "
+                 "every node and discovery --cluster-secret-file");
     unsigned max_connections = connection_cap(c.max_connections);
 
-    char err[512];
     registry *reg = registry_open(c.data_dir, err, sizeof(err));
     if (reg == NULL) {
         log_error("%s; pass a writable --data-dir", err);
         return EX_CANTCREAT;
     }
-    struct api a = { .reg = reg, .ttl_ms = (uint64_t)c.ttl_s * 1000 };
+    struct api a = {
+        .reg = reg,
+        .ttl_ms = (uint64_t)c.ttl_s * 1000,
+        .insecure = !secret_present(),
+        .seen = replay_new(DISCOVERY_REPLAY_CAP, REQAUTH_WINDOW_MS),
+        .registrations = ratelimit_new(c.register_burst, c.register_per_second,
+                                       RATELIMIT_ADDRS),
+        .register_burst = c.register_burst,
+        .register_per_second = c.register_per_second,
+    };
     uv_loop_t *loop = uv_default_loop();
     struct http_server_config hc = {
         .handler = api_handle,
@@ -169,13 +230,16 @@ int main(int argc, char **argv)
     if (rc != 0) {
         log_error("cannot listen on %s:%d: %s; pick another --listen address or port",
                   c.host, c.port, uv_strerror(rc));
+        replay_free(a.seen);
+        ratelimit_free(a.registrations);
         registry_close(reg);
         return EX_UNAVAILABLE;
     }
     printf("discovery listening on %s:%d\n", c.host, http_server_port(server));
     fflush(stdout);
-    log_info("listening on %s:%d, data in %s, ttl %ld s", c.host, http_server_port(server),
-             c.data_dir, c.ttl_s);
+    log_info("listening on %s:%d, data in %s, ttl %ld s, registrations per address: %u at "
+             "once then %u a second", c.host, http_server_port(server), c.data_dir, c.ttl_s,
+             c.register_burst, c.register_per_second);
 
     uv_timer_init(loop, &sweep);
     sweep.data = &a;
@@ -188,6 +252,8 @@ int main(int argc, char **argv)
 
     uv_run(loop, UV_RUN_DEFAULT);
     uv_loop_close(loop);
+    replay_free(a.seen);
+    ratelimit_free(a.registrations);
     registry_close(reg);
     return 0;
 }

@@ -4,7 +4,9 @@
  * Network failures back off exponentially (250 ms .. 5 s, with jitter);
  * after a failure the next successful contact is a login, which discovery
  * treats as idempotent, so a discovery that restarted and forgot its
- * active list learns about this node again. */
+ * active list learns about this node again. Every request is signed with
+ * the cluster secret (common/reqauth.h); a refusal of that proof is an
+ * operator's error, logged as such, and never taken for a lost identity. */
 #include "node/membership.h"
 
 #include <errno.h>
@@ -19,6 +21,7 @@
 
 #include "common/http_client.h"
 #include "common/log.h"
+#include "common/reqauth.h"
 #include "common/util.h"
 #include "node/mesh.h"
 
@@ -226,6 +229,40 @@ static void contact_ok(struct membership *m)
     m->backoff_ms = MEMBERSHIP_BACKOFF_MIN_MS;
 }
 
+/* POSTs body to discovery's path with the X-Dchat-Auth proof. Returns what
+ * http_client_request_headers returns. */
+static int discovery_post(node *n, const char *path, const char *body, unsigned timeout_ms,
+                          http_client_cb cb, void *ud, http_client_req **out)
+{
+    char value[REQAUTH_VALUE_MAX], header[sizeof(REQAUTH_HEADER) + REQAUTH_VALUE_MAX + 4];
+    reqauth_sign("POST", path, util_wall_ms(), body, strlen(body), value);
+    snprintf(header, sizeof(header), REQAUTH_HEADER ": %s\r\n", value);
+    return http_client_request_headers(n->loop, n->cfg.discovery_url, "POST", path, header,
+                                       body, timeout_ms, cb, ud, out);
+}
+
+/* The "reason" of a 401 that refused our proof of the cluster secret
+ * ("secret", "clock" or "replay"), copied into out with the error text
+ * into text; 0, or -1 for any other answer (a 401 for the id and
+ * password carries no reason). */
+static int auth_refusal(int status, const char *body, size_t len, char *out, size_t outlen,
+                        char *text, size_t textlen)
+{
+    if (status != 401 || body == NULL)
+        return -1;
+    json_t *root = json_loadb(body, len, 0, NULL);
+    const char *reason = json_string_value(json_object_get(root, "reason"));
+    const char *error = json_string_value(json_object_get(root, "error"));
+    int rc = -1;
+    if (reason != NULL) {
+        snprintf(out, outlen, "%s", reason);
+        snprintf(text, textlen, "%s", error ? error : "(no text)");
+        rc = 0;
+    }
+    json_decref(root);
+    return rc;
+}
+
 static void answer_cb(int status, const char *body, size_t len, void *ud)
 {
     struct membership *m = ud;
@@ -239,6 +276,20 @@ static void answer_cb(int status, const char *body, size_t len, void *ud)
 
     static const char *const what[] = { "registration", "login", "heartbeat" };
     const char *step = what[m->state];
+    char reason[16], text[512];
+    if (auth_refusal(status, body, len, reason, sizeof(reason), text, sizeof(text)) == 0) {
+        /* A replay refusal is a fluke (a request resent on the way); the
+         * others need the operator: say so once per outage, and retry. */
+        if (!m->outage_logged || strcmp(reason, "replay") == 0)
+            log_error("discovery at %s refused the %s: %s%s", n->cfg.discovery_url, step,
+                      text, strcmp(reason, "secret") == 0
+                                ? " (this node's cluster secret is wrong or missing: give it "
+                                  "the same --cluster-secret-file as discovery)"
+                                : "");
+        m->outage_logged = true;
+        retry_later(m, step, status);
+        return;
+    }
     json_t *root = NULL;
     if (status == 200) {
         json_error_t jerr;
@@ -346,8 +397,7 @@ static void membership_step(struct membership *m)
     }
     m->asked_ms = util_now_ms();
     unsigned timeout = UTIL_MAX(n->cfg.heartbeat_ms, 1000u);
-    int rc = http_client_request(n->loop, n->cfg.discovery_url, "POST", path, body,
-                                 timeout, answer_cb, m, &m->req);
+    int rc = discovery_post(n, path, body, timeout, answer_cb, m, &m->req);
     if (rc != 0) {
         m->req = NULL;
         retry_later(m, "contact", rc);
@@ -431,9 +481,8 @@ void membership_stop(node *n, void (*done)(node *n))
     snprintf(body, sizeof(body), "{\"id\":%u,\"password\":\"%s\"}", n->id,
              n->password);
     if (m->active &&
-        http_client_request(n->loop, n->cfg.discovery_url, "POST",
-                            "/api/nodes/active/logout", body,
-                            MEMBERSHIP_LOGOUT_TIMEOUT_MS, logout_cb, m, NULL) == 0) {
+        discovery_post(n, "/api/nodes/active/logout", body, MEMBERSHIP_LOGOUT_TIMEOUT_MS,
+                       logout_cb, m, NULL) == 0) {
         m->pending++;
         return;
     }

@@ -85,7 +85,7 @@ start() {
     fi
 
     "$bin/discovery" --listen "127.0.0.1:$dport" --data-dir "$rundir/discovery" \
-        >"$rundir/discovery.out" 2>"$rundir/discovery.log" &
+        --cluster-secret-file "$secret" >"$rundir/discovery.out" 2>"$rundir/discovery.log" &
     echo $! >"$rundir/discovery.pid"
     wait_for "discovery on port $dport" 10 started discovery
 

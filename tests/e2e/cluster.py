@@ -6,6 +6,8 @@ synchronize. Stopping a process checks its exit status and that the
 sanitizers reported nothing."""
 
 import base64
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -14,6 +16,7 @@ import socket
 import struct
 import subprocess
 import time
+import urllib.parse
 import urllib.request
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -51,10 +54,35 @@ def secret_args(logdir, secret=TEST_SECRET):
     return ["--cluster-secret-file", path]
 
 
-def http_json(url, method="GET", body=None, timeout=5):
+_last_signed_ms = 0
+
+
+def auth_header(method, path, body=b"", secret=TEST_SECRET, ts_ms=None):
+    """The X-Dchat-Auth value that proves secret for one request
+    (docs/DISCOVERY.md, 3.1): "<unix ms>.<hex HMAC-SHA256(secret,
+    "dchat-discovery-v1\n" METHOD "\n" PATH "\n" <unix ms> "\n" BODY)>".
+    Without ts_ms the timestamp is now, and never the same twice, so that
+    two equal requests are not taken for a replay."""
+    global _last_signed_ms
+    if ts_ms is None:
+        ts_ms = max(time.time_ns() // 1_000_000, _last_signed_ms + 1)
+        _last_signed_ms = ts_ms
+    if isinstance(body, str):
+        body = body.encode()
+    msg = b"dchat-discovery-v1\n%s\n%s\n%d\n" % (method.encode(), path.encode(), ts_ms) + body
+    mac = hmac.new(secret.encode(), msg, hashlib.sha256).hexdigest()
+    return f"{ts_ms}.{mac}"
+
+
+def http_json(url, method="GET", body=None, timeout=5, secret=TEST_SECRET, headers=None):
+    """A JSON request; a POST is signed with secret (None: not signed)."""
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
+    hdrs = {"Content-Type": "application/json"}
+    if method == "POST" and secret is not None:
+        hdrs["X-Dchat-Auth"] = auth_header(method, urllib.parse.urlsplit(url).path,
+                                           data or b"", secret)
+    hdrs.update(headers or {})
+    req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, json.loads(r.read() or b"null")
@@ -126,11 +154,12 @@ class Proc:
 
 
 class Discovery(Proc):
-    def __init__(self, logdir, ttl=3, extra=(), preexec=None):
+    def __init__(self, logdir, ttl=3, extra=(), preexec=None, secret=TEST_SECRET):
         self.data_dir = os.path.join(logdir, "discovery-data")
         super().__init__("discovery",
                          [os.path.join(BIN_DIR, "discovery"), "--listen", "127.0.0.1:0",
-                          "--data-dir", self.data_dir, "--ttl", str(ttl), *extra],
+                          "--data-dir", self.data_dir, "--ttl", str(ttl),
+                          *secret_args(logdir, secret), *extra],
                          logdir, r"listening on [^ ]*:(\d+)", preexec)
         self.port = int(self.match.group(1))
         self.url = f"http://127.0.0.1:{self.port}"

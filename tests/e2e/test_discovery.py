@@ -16,7 +16,8 @@ import time
 import pytest
 import requests
 
-from cluster import BIN_DIR, SANITIZER_MARKS, Discovery, http_json, wait_until
+from cluster import (BIN_DIR, SANITIZER_MARKS, TEST_SECRET, Discovery, auth_header, http_json,
+                     wait_until)
 
 HANG = 10  # seconds: only a guard against hangs, never a speed claim
 TTL = 600  # seconds: nothing expires unless a test asks for it with a short ttl
@@ -73,11 +74,25 @@ def active(d):
     return body["activeNodes"]
 
 
-def raw_request(d, method, path, body=None, headers=None):
-    """Sends body bytes exactly as given; returns (status, headers, parsed JSON)."""
+def signed(path, body, method="POST", secret=TEST_SECRET):
+    """The X-Dchat-Auth header line (bytes, with its CRLF) for a raw request."""
+    return b"X-Dchat-Auth: %s\r\n" % auth_header(method, path, body, secret).encode()
+
+
+def raw_post(path, body):
+    """A whole signed POST as bytes, for raw sockets."""
+    return (b"POST %s HTTP/1.1\r\nHost: x\r\n%sContent-Length: %d\r\n\r\n%s"
+            % (path.encode(), signed(path, body), len(body), body))
+
+
+def raw_request(d, method, path, body=None, headers=None, secret=TEST_SECRET):
+    """Sends body bytes exactly as given (a POST signed with secret, None:
+    unsigned); returns (status, headers, parsed JSON)."""
     conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=HANG)
     try:
         hdrs = {"Content-Type": "application/json"}
+        if method == "POST" and secret is not None:
+            hdrs["X-Dchat-Auth"] = auth_header(method, path.split("?")[0], body or b"", secret)
         hdrs.update(headers or {})
         conn.request(method, path, body=body, headers=hdrs)
         r = conn.getresponse()
@@ -591,14 +606,12 @@ def test_pipelined_requests_are_answered_in_order(disc):
     try:
         reg = b'{"password":"pp"}'
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
-                  b"POST /api/nodes/register HTTP/1.1\r\nHost: x\r\n"
-                  b"Content-Length: %d\r\n\r\n%s" % (len(reg), reg)
-                  + b"POST /api/nodes/register HTTP/1.1\r\nHost: x\r\n"
-                  b"Content-Length: %d\r\n\r\n%s" % (len(reg), reg)
+                  + raw_post("/api/nodes/register", reg)
+                  + raw_post("/api/nodes/register", reg)
                   + b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n"
-                  b"POST /api/nodes/active/login HTTP/1.1\r\nHost: x\r\nContent-Length: 53\r\n\r\n"
-                  b'{"id":2,"password":"pp","syncport":9,"clientport":10}'
-                  b"GET /api/nodes/active HTTP/1.1\r\nHost: x\r\n\r\n")
+                  + raw_post("/api/nodes/active/login",
+                             b'{"id":2,"password":"pp","syncport":9,"clientport":10}')
+                  + b"GET /api/nodes/active HTTP/1.1\r\nHost: x\r\n\r\n")
         r = Reader(s)
         assert r.response()[::2] == (200, {"status": "ok"})
         assert r.response()[::2] == (200, {"id": 1, "password": "pp"})
@@ -632,9 +645,7 @@ def test_many_pipelined_requests_in_one_send(disc):
 def test_request_split_in_small_pieces_works(disc):
     s = connect(disc)
     try:
-        body = b'{"password":"bytewise"}'
-        req = (b"POST /api/nodes/register HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
-               % (len(body), body))
+        req = raw_post("/api/nodes/register", b'{"password":"bytewise"}')
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for i in range(0, len(req), 7):
             s.sendall(req[i:i + 7])
@@ -648,9 +659,9 @@ def test_error_answers_keep_the_connection(disc):
     try:
         r = Reader(s)
         for req, want in [
-            (b"POST /api/nodes/register HTTP/1.1\r\nContent-Length: 1\r\n\r\n{", 400),
-            (b"POST /api/nodes/active/login HTTP/1.1\r\nContent-Length: 25\r\n\r\n"
-             b'{"id":1,"password":"pw"} ', 401),
+            (raw_post("/api/nodes/register", b"{"), 400),
+            (raw_post("/api/nodes/active/login", b'{"id":1,"password":"pw"} '), 401),
+            (b"POST /api/nodes/register HTTP/1.1\r\nContent-Length: 1\r\n\r\n{", 401),
             (b"GET /nope HTTP/1.1\r\n\r\n", 404),
             (b"PUT /healthz HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 405),
             (b"GET /healthz HTTP/1.1\r\n\r\n", 200),
@@ -667,8 +678,7 @@ def test_request_then_half_close_gets_every_answer(disc):
     s = connect(disc)
     try:
         s.sendall(b"GET /healthz HTTP/1.1\r\n\r\n" * 20
-                  + b'POST /api/nodes/register HTTP/1.1\r\nContent-Length: 17\r\n\r\n'
-                  b'{"password":"pw"}')
+                  + raw_post("/api/nodes/register", b'{"password":"pw"}'))
         s.shutdown(socket.SHUT_WR)
         r = Reader(s)
         for _ in range(20):
@@ -964,8 +974,10 @@ def test_connection_cap_defaults_to_the_descriptor_limit_less_32(logdir, procs):
     held = []
 
     def post(path, body):
-        node.request("POST", path, body=json.dumps(body),
-                     headers={"Content-Type": "application/json"})
+        data = json.dumps(body).encode()
+        node.request("POST", path, body=data,
+                     headers={"Content-Type": "application/json",
+                              "X-Dchat-Auth": auth_header("POST", path, data)})
         r = node.getresponse()
         return r.status, json.loads(r.read())
     try:
@@ -998,7 +1010,8 @@ def test_connection_cap_defaults_to_the_descriptor_limit_less_32(logdir, procs):
 
 # --- load --------------------------------------------------------------------
 
-def test_concurrent_clients_get_distinct_ids(disc):
+def test_concurrent_clients_get_distinct_ids(logdir, procs):
+    disc = start(logdir, procs, extra=("--register-burst", "50"))
     n = 50
     results = [None] * n
     errors = []
@@ -1064,7 +1077,8 @@ def proc_status(proc, path, key):
     raise AssertionError(f"no {key} in /proc/{proc.p.pid}/{path}")
 
 
-def test_answers_to_a_client_that_does_not_read_are_bounded(disc):
+def test_answers_to_a_client_that_does_not_read_are_bounded(logdir, procs):
+    disc = start(logdir, procs, extra=("--register-burst", "20"))
     for i in range(20):
         nid = register(disc)
         assert login(disc, nid, syncport=1000 + i, clientport=2000 + i,
@@ -1125,6 +1139,7 @@ def test_sigterm_with_open_connections_exits_cleanly(disc):
 def run_binary(args, env=None, timeout=HANG):
     """Runs the daemon to its exit (for the ways it refuses to start)."""
     e = dict(os.environ)
+    e["DCHAT_CLUSTER_SECRET"] = TEST_SECRET
     e.update(env or {})
     r = subprocess.run([os.path.join(BIN_DIR, "discovery"), *args], capture_output=True,
                        text=True, timeout=timeout, env=e, stdin=subprocess.DEVNULL)
@@ -1195,8 +1210,11 @@ def test_dual_stack_reports_each_peer_address(logdir, procs):
     assert login(d, a)[1]["address"] == "127.0.0.1"  # v4-mapped shown as IPv4
     conn = http.client.HTTPConnection("::1", d.port, timeout=HANG)
     try:
-        conn.request("POST", "/api/nodes/active/login", headers={"Content-Type": "application/json"},
-                     body=json.dumps({"id": b, "password": "pw", "syncport": 1, "clientport": 2}))
+        data = json.dumps({"id": b, "password": "pw", "syncport": 1, "clientport": 2}).encode()
+        conn.request("POST", "/api/nodes/active/login", body=data,
+                     headers={"Content-Type": "application/json",
+                              "X-Dchat-Auth": auth_header("POST", "/api/nodes/active/login",
+                                                          data)})
         r = conn.getresponse()
         body = json.loads(r.read())
     finally:
@@ -1204,3 +1222,193 @@ def test_dual_stack_reports_each_peer_address(logdir, procs):
     assert r.status == 200, body
     assert body["address"] == "::1"
     assert {(n["id"], n["address"]) for n in active(d)} == {(a, "127.0.0.1"), (b, "::1")}
+
+
+# --- the cluster secret (docs/DISCOVERY.md, 3.1) -------------------------------
+
+SIGNED_PATHS = ["/api/nodes/register", "/api/nodes/active/login",
+                "/api/nodes/active/heartbeat", "/api/nodes/active/logout"]
+
+
+def nothing_registered(d):
+    """No id was handed out and nothing is listed: the next id is 1."""
+    assert active(d) == []
+    assert register(d) == 1
+
+
+@pytest.mark.parametrize("path", SIGNED_PATHS)
+def test_unsigned_requests_are_401_and_change_nothing(disc, path):
+    body = {"id": 1, "password": "pw", "syncport": 1, "clientport": 2}
+    status, answer = http_json(disc.url + path, "POST", body, secret=None)
+    assert_error(status, answer, 401, "cluster secret is missing")
+    assert answer["reason"] == "secret"
+    assert f"refused POST {path} from 127.0.0.1" in disc.log()
+    nothing_registered(disc)
+
+
+@pytest.mark.parametrize("path", SIGNED_PATHS)
+def test_a_wrong_secret_is_401_and_changes_nothing(disc, path):
+    body = {"id": 1, "password": "pw", "syncport": 1, "clientport": 2}
+    status, answer = http_json(disc.url + path, "POST", body,
+                               secret="not-the-cluster-secret-0000")
+    assert_error(status, answer, 401, "cluster secret is wrong")
+    assert answer["reason"] == "secret"
+    nothing_registered(disc)
+
+
+@pytest.mark.parametrize("value", ["", "garbage", "1700000000000", "1700000000000.abcd",
+                                   "x." + "0" * 64, "1." + "g" * 64])
+def test_a_malformed_proof_is_401(disc, value):
+    status, _, answer = raw_request(disc, "POST", "/api/nodes/register", b'{"password":"pw"}',
+                                    headers={"X-Dchat-Auth": value}, secret=None)
+    assert_error(status, answer, 401, "cluster secret is missing or wrong")
+    nothing_registered(disc)
+
+
+def test_the_proof_covers_path_and_body(disc):
+    body = b'{"password":"pw"}'
+    for path, signed_body in (("/api/nodes/active/login", body),
+                              ("/api/nodes/register", b'{"password":"other"}')):
+        proof = auth_header("POST", path, signed_body)
+        status, _, answer = raw_request(disc, "POST", "/api/nodes/register", body,
+                                        headers={"X-Dchat-Auth": proof}, secret=None)
+        assert_error(status, answer, 401, "cluster secret is wrong")
+    nothing_registered(disc)
+
+
+def test_a_replayed_request_is_401(disc):
+    body = b'{"password":"pw"}'
+    proof = auth_header("POST", "/api/nodes/register", body)
+    status, _, answer = raw_request(disc, "POST", "/api/nodes/register", body,
+                                    headers={"X-Dchat-Auth": proof}, secret=None)
+    assert (status, answer) == (200, {"id": 1, "password": "pw"})
+    for _ in range(2):
+        status, _, answer = raw_request(disc, "POST", "/api/nodes/register", body,
+                                        headers={"X-Dchat-Auth": proof}, secret=None)
+        assert_error(status, answer, 401, "replayed")
+        assert answer["reason"] == "replay"
+    assert register(disc) == 2  # the replays made no node
+
+
+@pytest.mark.parametrize("skew_ms", [-61_000, 61_000, -3_600_000])
+def test_a_request_signed_on_another_clock_is_401(disc, skew_ms):
+    body = b'{"password":"pw"}'
+    proof = auth_header("POST", "/api/nodes/register", body,
+                        ts_ms=time.time_ns() // 1_000_000 + skew_ms)
+    status, _, answer = raw_request(disc, "POST", "/api/nodes/register", body,
+                                    headers={"X-Dchat-Auth": proof}, secret=None)
+    assert_error(status, answer, 401, "clocks differ")
+    assert answer["reason"] == "clock"
+    nothing_registered(disc)
+
+
+def test_a_request_signed_a_little_off_is_fine(disc):
+    body = b'{"password":"pw"}'
+    for skew_ms in (-50_000, 50_000):
+        proof = auth_header("POST", "/api/nodes/register", body,
+                            ts_ms=time.time_ns() // 1_000_000 + skew_ms)
+        status, _, answer = raw_request(disc, "POST", "/api/nodes/register", body,
+                                        headers={"X-Dchat-Auth": proof}, secret=None)
+        assert status == 200, answer
+
+
+def test_lists_are_open_and_carry_nothing_secret(disc):
+    pw = "a-node-password-4711"
+    nid = register(disc, pw)
+    assert login(disc, nid, pw, address="node-a.example")[0] == 200
+    for path in ("/api/nodes/active", "/api/clients"):
+        status, _, body = raw_request(disc, "GET", path)  # no proof: GETs are open
+        assert status == 200
+        text = json.dumps(body)
+        assert "node-a.example" in text
+        for word in (pw, "password", "hash", "salt", TEST_SECRET):
+            assert word not in text, (path, text)
+
+
+def test_a_node_with_the_secret_registers_and_is_listed(logdir, procs):
+    from cluster import Node
+    d = start(logdir, procs)
+    nd = Node(d, logdir)
+    procs.append(nd)
+    wait_until(lambda: d.active_ids() == [nd.id], HANG, "the node on the list")
+    assert "refused" not in d.log()
+
+
+def test_a_node_with_a_wrong_secret_cannot_register(logdir, procs):
+    from cluster import Proc, secret_args
+    d = start(logdir, procs)
+    nd = Proc("badnode", [os.path.join(BIN_DIR, "node"), "--discovery", d.url,
+                          "--listen", "127.0.0.1", "--client-port", "0", "--sync-port", "0",
+                          "--data-dir", os.path.join(logdir, "badnode-data"),
+                          "--heartbeat-ms", "200",
+                          *secret_args(logdir, "a-wrong-cluster-secret-9999")],
+              logdir, r"listening clients on")
+    procs.append(nd)
+    wait_until(lambda: "cluster secret is wrong" in nd.log(), HANG,
+               "the node to log that its secret is wrong")
+    assert "--cluster-secret-file" in nd.log()
+    assert "refused POST /api/nodes/register from 127.0.0.1" in d.log()
+    assert not os.path.exists(os.path.join(logdir, "badnode-data", "node.json"))
+    nothing_registered(d)
+
+
+def test_discovery_without_a_secret_refuses_to_start(logdir):
+    r = run_binary(["--listen", "127.0.0.1:0", "--data-dir", os.path.join(logdir, "d")],
+                   env={"DCHAT_CLUSTER_SECRET": ""})
+    assert r.returncode == 64, r
+    assert "no cluster secret" in r.stderr and "--insecure" in r.stderr, r.stderr
+    assert "listening" not in r.stdout
+
+
+def test_the_secret_file_comes_from_the_environment_too(logdir):
+    missing = os.path.join(logdir, "no-such-secret")
+    r = run_binary(["--listen", "127.0.0.1:0", "--data-dir", os.path.join(logdir, "d")],
+                   env={"DCHAT_CLUSTER_SECRET": "", "DISCOVERY_CLUSTER_SECRET_FILE": missing})
+    assert r.returncode == 64, r
+    assert f"cannot open the cluster secret file {missing}" in r.stderr, r.stderr
+
+
+def test_insecure_discovery_checks_nothing_and_warns(logdir, procs):
+    d = start(logdir, procs, secret=None, extra=("--insecure",))
+    assert "running --insecure" in d.log()
+    status, answer = http_json(d.url + "/api/nodes/register", "POST", {"password": "pw"},
+                               secret=None)
+    assert (status, answer) == (200, {"id": 1, "password": "pw"})
+    assert login(d, 1)[0] == 200
+
+
+def test_registrations_beyond_the_rate_are_429(disc):
+    ids = [register(disc, f"pw{i}") for i in range(10)]
+    assert ids == list(range(1, 11))
+    status, r, answer = raw_request(disc, "POST", "/api/nodes/register", b'{"password":"x"}')
+    assert_error(status, answer, 429, "too many registrations from 127.0.0.1",
+                 "at most 10 at once, then 1 a second")
+    assert r.getheader("Retry-After") == "1"
+    # logins and heartbeats are not registrations: not limited
+    for nid in ids:
+        assert login(disc, nid, f"pw{nid - 1}")[0] == 200
+    # a token comes back within a second (this wait is a hang guard)
+    wait_until(lambda: http_json(disc.url + "/api/nodes/register", "POST",
+                                 {"password": "later"})[0] == 200, HANG, "a token back")
+    assert len(active(disc)) == 10
+
+
+@pytest.mark.parametrize("address", [
+    "node b", " node", "node\t", "node\n", "node\u0001", "node:8080", "127.0.0.1:80",
+    "[::1]", "http://node", "node/x", "-node", "node-", "a..b", "a.", "a_b", "1.2.3",
+    "n\u00e9ud", "fe80::1%eth0",
+])
+def test_login_bad_addresses_are_400(disc, address):
+    nid = register(disc)
+    status, answer = login(disc, nid, address=address)
+    assert_error(status, answer, 400, '"address"', "IP address or a host name")
+    assert active(disc) == []
+
+
+@pytest.mark.parametrize("address", ["::1", "10.0.0.7", "node-b.example", "localhost",
+                                     "fd00::a:b"])
+def test_login_good_addresses_are_listed(disc, address):
+    nid = register(disc)
+    status, body = login(disc, nid, address=address)
+    assert status == 200, body
+    assert active(disc)[0]["address"] == address

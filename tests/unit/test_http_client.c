@@ -52,6 +52,7 @@ struct env {
     char seen_ctype[64];
     char seen_conn[64];
     char seen_body[256];
+    char seen_auth[128];
     size_t big_len;       /* /big answers this many bytes */
     uv_timer_t cancel_timer;
     http_client_req *to_cancel;
@@ -68,6 +69,8 @@ static void server_handler(http_request *req, void *ud)
     const char *cn = http_request_header(req, "connection");
     snprintf(e->seen_conn, sizeof(e->seen_conn), "%s", cn ? cn : "(none)");
     snprintf(e->seen_body, sizeof(e->seen_body), "%s", req->body);
+    const char *au = http_request_header(req, "x-dchat-auth");
+    snprintf(e->seen_auth, sizeof(e->seen_auth), "%s", au ? au : "(none)");
     if (strcmp(req->path, "/missing") == 0) {
         http_respond_error(req, 404, "no such thing: %s", req->path);
         return;
@@ -428,6 +431,37 @@ static void test_connect_refused(void **state)
     call_free(&c);
 }
 
+/* Extra header lines reach the server as they were given; lines with a
+ * stray CR or LF (header injection) are refused before anything is sent. */
+static void test_extra_headers(void **state)
+{
+    (void)state;
+    struct env e;
+    env_init(&e, true);
+    struct call c;
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", e.port);
+    memset(&c, 0, sizeof(c));
+    c.e = &e;
+    e.pending++;
+    assert_int_equal(http_client_request_headers(&e.loop, url, "POST", "/p",
+                                                 "X-Dchat-Auth: 12.ab\r\nX-Other: 1\r\n",
+                                                 "{}", 2000, call_cb, &c, NULL), 0);
+    static const char *const bad[] = { "X-A: 1", "X-A: 1\n", "X-A: 1\r\n\r\n",
+                                       "X-A: 1\rX-B: 2\r\n", "X-A: 1\nX-B: 2\r\n", "\r\n" };
+    http_client_req *h = NULL;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(http_client_request_headers(&e.loop, url, "GET", "/", bad[i], NULL,
+                                                     100, call_cb, &c, &h), UV_EINVAL);
+    assert_null(h);
+    env_run_and_close(&e);
+    assert_int_equal(c.res.calls, 1);
+    assert_int_equal(c.res.status, 201);
+    assert_string_equal(e.seen_auth, "12.ab");
+    assert_string_equal(e.seen_body, "{}");
+    call_free(&c);
+}
+
 static void test_bad_url_no_callback(void **state)
 {
     (void)state;
@@ -620,6 +654,7 @@ int main(void)
         cmocka_unit_test(test_resolved_name),
         cmocka_unit_test(test_connect_refused),
         cmocka_unit_test(test_bad_url_no_callback),
+        cmocka_unit_test(test_extra_headers),
         cmocka_unit_test(test_timeout_silent_server),
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_garbled_answer),

@@ -1,7 +1,8 @@
 /* Unit tests for common/netaddr.c: netaddr_parse and netaddr_to_string for
  * IPv4, IPv6 (bracketed or not), v4-mapped IPv6 shown as plain IPv4,
  * "localhost", bad literals and ports, small output buffers, and
- * netaddr_peer / netaddr_sockname on a connected loopback pair. */
+ * netaddr_peer / netaddr_sockname on a connected loopback pair, and
+ * netaddr_is_host on what login's "address" may and may not be. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -313,6 +314,44 @@ static void test_peer_not_connected(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+static void test_is_host(void **state)
+{
+    (void)state;
+    char label63[64], name253[300], name254[300];
+    memset(label63, 'a', 63);
+    label63[63] = '\0';
+    /* 3 labels of 63, each with its dot, and one of 61: 253 bytes */
+    name253[0] = '\0';
+    for (int i = 0; i < 3; i++) {
+        strcat(name253, label63);
+        strcat(name253, ".");
+    }
+    strncat(name253, label63, 61);
+    strcpy(name254, name253);
+    strcat(name254, "b");
+    assert_int_equal(strlen(name253), 253);
+    const char *good[] = { "127.0.0.1", "10.1.2.3", "::1", "fe80::1", "2001:db8::a:b",
+                           "::ffff:1.2.3.4", "localhost", "node-b.example", "a", "A1-b2.c3",
+                           "1a.example", "x.1a", label63, name253 };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        if (!netaddr_is_host(good[i]))
+            fail_msg("refused \"%s\"", good[i]);
+    }
+    char ctl[] = "node\x01x", del[] = "node\x7f", high[] = "n\xc3\xa9ud";
+    char label64[65];
+    memset(label64, 'a', 64);
+    label64[64] = '\0';
+    const char *bad[] = { "", " ", "node b", " node", "node ", "node\t", "node\n", ctl, del,
+                          high, "-node", "node-", "a.-b", "a.b-", "a..b", ".a", "a.",
+                          "node:80", "127.0.0.1:80", "[::1]", "http://node", "node/x",
+                          "a_b", "a@b", "1.2.3", "node1.10", "256.1.1.1", "10.0.0.01x.", "123",
+                          "fe80::1%eth0", label64, name254 };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (netaddr_is_host(bad[i]))
+            fail_msg("accepted \"%s\"", bad[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -326,6 +365,7 @@ int main(void)
         cmocka_unit_test(test_peer_v4_mapped_on_dual_stack),
         cmocka_unit_test(test_peer_ipv6),
         cmocka_unit_test(test_peer_not_connected),
+        cmocka_unit_test(test_is_host),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
