@@ -61,6 +61,26 @@ static int credentials(struct api *a, http_request *req, json_t *body, int64_t *
     return 0;
 }
 
+/* Logs a refusal, one line a second at most whatever the number: someone
+ * without the secret must not be able to fill the disk with our logs. */
+static void refusal_log(const http_request *req, const char *text)
+{
+    static uint64_t logged_ms;
+    static unsigned unlogged;
+    uint64_t now = util_now_ms();
+    if (logged_ms != 0 && now - logged_ms < 1000) {
+        unlogged++;
+        return;
+    }
+    if (unlogged > 0)
+        log_warn("refused %s %s from %s: %s (and %u more refusals in the last second or so)",
+                 req->method, req->path, req->peer_addr, text, unlogged);
+    else
+        log_warn("refused %s %s from %s: %s", req->method, req->path, req->peer_addr, text);
+    logged_ms = now;
+    unlogged = 0;
+}
+
 static void route_register(struct api *a, http_request *req, json_t *body)
 {
     char err[256];
@@ -74,7 +94,7 @@ static void route_register(struct api *a, http_request *req, json_t *body)
         char secs[24];
         snprintf(secs, sizeof(secs), "%llu", (unsigned long long)((retry_ms + 999) / 1000));
         http_answer_add_header(req, "Retry-After", secs);
-        log_warn("refused a registration from %s: over the rate", req->peer_addr);
+        refusal_log(req, "registrations over the rate");
         http_respond_error(req, 429, "too many registrations from %s (at most %u at once, "
                            "then %u a second); retry after %s s", req->peer_addr,
                            a->register_burst, a->register_per_second, secs);
@@ -202,7 +222,7 @@ static const struct route {
 /* Answers 401 {"error": text, "reason": reason} and logs who was refused. */
 static void refuse_auth(http_request *req, const char *reason, const char *text)
 {
-    log_warn("refused %s %s from %s: %s", req->method, req->path, req->peer_addr, text);
+    refusal_log(req, text);
     http_respond_json(req, 401, json_pack("{s:s, s:s}", "error", text, "reason", reason));
 }
 

@@ -1412,3 +1412,17 @@ def test_login_good_addresses_are_listed(disc, address):
     status, body = login(disc, nid, address=address)
     assert status == 200, body
     assert active(disc)[0]["address"] == address
+
+
+def test_a_flood_of_refused_requests_logs_a_line_a_second_at_most(disc):
+    # 300 unsigned registrations: each is refused, but the log says so in
+    # a line per second at most (they take far less than 30 s here).
+    start = time.monotonic()
+    for _ in range(300):
+        status, _ = http_json(disc.url + "/api/nodes/register", "POST", {"password": "pw"},
+                              secret=None)
+        assert status == 401
+    elapsed = time.monotonic() - start
+    lines = [line for line in disc.log().splitlines() if "refused POST" in line]
+    assert 1 <= len(lines) <= int(elapsed) + 2, (len(lines), elapsed)
+    nothing_registered(disc)
