@@ -28,7 +28,7 @@ LLHTTP_SRC := /usr/share/llhttp
 LLHTTP_INC := /usr/share/include/llhttp
 
 # wslay ships no pkg-config file; -lwslay is named below.
-PKGS       := libuv jansson libcrypto sqlite3
+PKGS       := libuv jansson libssl libcrypto sqlite3
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

@@ -22,6 +22,7 @@
 
 #include "common/log.h"
 #include "common/netaddr.h"
+#include "common/tls.h"
 #include "common/util.h"
 
 #define HTTP_DEFAULT_MAX_HEADER (8 * 1024)
@@ -81,6 +82,8 @@ struct hconn {
     char peer_addr[64];
     int peer_port;
     struct http_probe *probe;   /* no socket: answers go to the probe */
+    tls_conn *tls;              /* when the client spoke TLS */
+    bool sniffed;               /* its first bytes were looked at */
     struct hconn *next, *prev;
 };
 
@@ -182,6 +185,51 @@ static void conn_pause_reading(struct hconn *c)
     start_timer(c, c->s->cfg.request_timeout_ms);
 }
 
+/* Hands w (its data and len set) to uv_write. Returns 0, or -1 when the
+ * connection is closing for it. */
+static int conn_put(struct hconn *c, struct hwrite *w)
+{
+    uv_buf_t buf = uv_buf_init(w->data, (unsigned)w->len);
+    if (uv_write(&w->req, (uv_stream_t *)c->tcp, &buf, 1, write_cb) != 0) {
+        free(w);
+        conn_close(c);
+        return -1;
+    }
+    c->writes_pending++;
+    c->unsent += w->len;
+    c->queued += w->len;
+    return 0;
+}
+
+/* Writes the ciphertext TLS has waiting (records, its handshake, alerts). */
+static int conn_tls_output(struct hconn *c)
+{
+    size_t n = tls_conn_output_len(c->tls);
+    if (n == 0)
+        return 0;
+    struct hwrite *w = xmalloc(sizeof(*w) + n);
+    w->c = c;
+    w->len = tls_conn_read_output(c->tls, w->data, n);
+    return conn_put(c, w);
+}
+
+/* Queues the answer w; over TLS its plaintext is encrypted first. Returns
+ * 0, or -1 when the connection is closing for it. */
+static int conn_queue(struct hconn *c, struct hwrite *w)
+{
+    if (c->tls == NULL)
+        return conn_put(c, w);
+    uv_buf_t p = uv_buf_init(w->data, (unsigned)w->len);
+    int rc = tls_conn_writev(c->tls, &p, 1);
+    free(w);
+    if (rc != 0) {
+        log_debug("http: TLS to %s failed: %s", c->peer_addr, tls_conn_error(c->tls));
+        conn_close(c);
+        return -1;
+    }
+    return conn_tls_output(c);
+}
+
 /* Queues one answer: the header section (with the extra lines from
  * http_answer_add_header), then the body unless it answers a HEAD request
  * (head_only): Content-Length states len either way. */
@@ -224,15 +272,8 @@ static void conn_write(struct hconn *c, int status, const char *ctype,
             c->close_after_write = true;
         return;
     }
-    uv_buf_t buf = uv_buf_init(w->data, (unsigned)w->len);
-    if (uv_write(&w->req, (uv_stream_t *)c->tcp, &buf, 1, write_cb) != 0) {
-        free(w);
-        conn_close(c);
+    if (conn_queue(c, w) != 0)
         return;
-    }
-    c->writes_pending++;
-    c->unsent += w->len;
-    c->queued += w->len;
     if (close)
         c->close_after_write = true;
     else if (c->unsent > HTTP_MAX_UNSENT && !c->read_paused)
@@ -321,6 +362,14 @@ void http_respond_error(http_request *req, int status, const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     http_respond_json(req, status, json_pack("{s:s}", "error", msg));
+}
+
+tls_conn *http_request_take_tls(http_request *req)
+{
+    struct hconn *c = req->priv;
+    tls_conn *t = c->tls;
+    c->tls = NULL;
+    return t;
 }
 
 const char *http_request_header(const http_request *req, const char *name)
@@ -630,7 +679,39 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         }
         return;
     }
-    conn_feed(c, buf->base, (size_t)nread);
+    const char *data = buf->base;
+    size_t len = (size_t)nread;
+    if (c->s->cfg.tls != NULL && !c->sniffed) {
+        c->sniffed = true;
+        if (tls_is_handshake(data, len)) {
+            c->tls = tls_conn_new(c->s->cfg.tls, NULL);
+        } else if (c->s->cfg.tls_only) {
+            conn_fail(c, 400, "this port speaks TLS only: use https:// or wss://");
+            return;
+        }
+    }
+    if (c->tls != NULL) {
+        int rc = tls_conn_feed(c->tls, data, len, &data, &len);
+        if (conn_tls_output(c) != 0)
+            return;
+        if (rc == TLS_FAILED) {
+            log_debug("http: TLS with %s failed: %s", c->peer_addr, tls_conn_error(c->tls));
+            /* Its alert, if any, is queued: let it out, then close. */
+            uv_read_stop(stream);
+            c->read_paused = true;
+            c->close_after_write = true;
+            if (c->writes_pending == 0)
+                conn_close(c);
+            return;
+        }
+        if (rc == TLS_CLOSED) {
+            conn_close(c);
+            return;
+        }
+        if (len == 0)
+            return;
+    }
+    conn_feed(c, data, len);
 }
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -726,6 +807,7 @@ static void handle_closed_cb(uv_handle_t *h)
     free(c->head);
     free(c->body);
     free(c->pending);
+    tls_conn_free(c->tls);
     free(c);
     maybe_server_done(s);
 }

@@ -16,6 +16,8 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "common/tls.h"
+
 typedef struct http_server http_server;
 
 typedef struct http_request {
@@ -33,6 +35,11 @@ typedef struct http_request {
 /* Case-insensitive header lookup; NULL when absent. The string lives as
  * long as the request. */
 const char *http_request_header(const http_request *req, const char *name);
+
+/* The TLS state of req's connection (NULL when plain), which the caller
+ * now owns: for an upgrade callback that takes the socket (ws_conn_accept
+ * does), so that the WebSocket goes on over the same session. */
+tls_conn *http_request_take_tls(http_request *req);
 
 /* Adds the header line "name: value" to req's answer. Call it from the
  * handler before its http_respond* call; what is added for one request
@@ -91,6 +98,11 @@ struct http_server_config {
                                       while answers wait to be written, the
                                       client must read some in each period */
     unsigned max_connections;      /* 0 = 10000; beyond: 503 and close */
+    /* TLS (not owned): a connection whose first byte starts a TLS
+     * handshake speaks TLS, any other plain HTTP, unless tls_only, which
+     * answers plain requests 400. NULL: plain HTTP only. */
+    tls_ctx *tls;
+    bool tls_only;
     /* Lingering close: once the last answer of a connection that ends is
      * written, the server shuts down its sending side and reads and drops
      * what the client still sends, then closes at the client's EOF, after

@@ -25,6 +25,7 @@ struct outq_batch {
     size_t n, bytes, mem;
     msgbuf **bufs;
     uv_buf_t *iov;          /* n buffers, plus a seal's head and tail */
+    char *cipher;           /* TLS: what goes out instead of iov */
     uint8_t head[OUTQ_SEAL_HEAD], tail[OUTQ_SEAL_TAIL];
 };
 
@@ -217,6 +218,27 @@ enum outq_verdict outq_verdict(const outq *q, size_t extra)
 
 /* --- pushing ------------------------------------------------------------------ */
 
+/* Puts q on the list flushed at the end of the loop turn. */
+static void mark_dirty(outq *q)
+{
+    if (q->dirty)
+        return;
+    if (dirty_head == NULL)
+        uv_idle_start(waker, wake_cb);
+    q->dirty = 1;
+    q->next_dirty = dirty_head;
+    dirty_head = q;
+}
+
+/* Whether a write would carry something: pending entries that can go out
+ * (over TLS, once the handshake is done), or TLS's own output. */
+static bool has_work(const outq *q)
+{
+    if (q->tls == NULL)
+        return q->npending > 0;
+    return (q->npending > 0 && tls_conn_ready(q->tls)) || tls_conn_output_len(q->tls) > 0;
+}
+
 int outq_push(outq *q, msgbuf *b)
 {
     if (q->dead)
@@ -241,13 +263,7 @@ int outq_push_unbounded(outq *q, msgbuf *b)
     q->pushed_total += b->len;
     q->mem += outq_cost(b);
     lists_update(q);
-    if (!q->dirty) {
-        if (dirty_head == NULL)
-            uv_idle_start(waker, wake_cb);
-        q->dirty = 1;
-        q->next_dirty = dirty_head;
-        dirty_head = q;
-    }
+    mark_dirty(q);
     return 0;
 }
 
@@ -259,6 +275,7 @@ static void batch_free(struct outq_batch *w)
         msgbuf_unref(w->bufs[i]);
     free(w->bufs);
     free(w->iov);
+    free(w->cipher);
     free(w);
 }
 
@@ -282,7 +299,7 @@ static void write_cb(uv_write_t *req, int status)
             q->on_error(q, status, q->ud);
         return;
     }
-    if (q->npending > 0 && q->inflight == 0)
+    if (q->inflight == 0 && has_work(q))
         outq_flush(q); /* what waited behind this write */
 }
 
@@ -320,8 +337,11 @@ static void drop_pending(outq *q, size_t from)
 static int write_batch(outq *q)
 {
     size_t n = 0, bytes = 0, mem = 0;
-    /* Entries pushed before the seal was set go out bare, on their own. */
+    /* Entries pushed before the seal was set go out bare, on their own.
+     * Over TLS, nothing goes before the handshake is done. */
     size_t most = q->unsealed > 0 ? q->unsealed : q->npending;
+    if (q->tls != NULL && !tls_conn_ready(q->tls))
+        most = 0;
     bool sealed = q->seal != NULL && q->unsealed == 0;
     while (n < most && n < OUTQ_MAX_IOV &&
            (n == 0 || bytes + q->pending[n]->len <= OUTQ_BATCH_BYTES)) {
@@ -330,13 +350,15 @@ static int write_batch(outq *q)
         n++;
     }
     struct outq_batch *w = xmalloc(sizeof(*w));
+    w->cipher = NULL;
     w->q = q;
     w->n = n;
     w->bytes = bytes;
     w->mem = mem;
     w->bufs = xmalloc(n * sizeof(*w->bufs));
     w->iov = xmalloc((n + 2) * sizeof(*w->iov));
-    memcpy(w->bufs, q->pending, n * sizeof(*w->bufs));
+    if (n > 0) /* none: a batch of TLS's own output only */
+        memcpy(w->bufs, q->pending, n * sizeof(*w->bufs));
     size_t niov = n;
     if (sealed) {
         for (size_t i = 0; i < n; i++)
@@ -353,16 +375,40 @@ static int write_batch(outq *q)
     if (q->unsealed > 0)
         q->unsealed -= n;
     q->npending -= n;
-    memmove(q->pending, q->pending + n, q->npending * sizeof(*q->pending));
+    if (n > 0)
+        memmove(q->pending, q->pending + n, q->npending * sizeof(*q->pending));
     q->pending_bytes -= bytes;
     q->inflight_bytes += bytes;
     q->inflight++;
-    int rc = uv_write(&w->req, q->stream, w->iov, (unsigned)niov, write_cb);
+    const uv_buf_t *out = w->iov;
+    uv_buf_t cipher;
+    int rc = 0;
+    if (q->tls != NULL) {
+        /* Encrypted here, at the last moment: a reference still waiting
+         * could be dropped, and the same frame bytes serve every queue. */
+        size_t clen = 0;
+        if (n > 0 && tls_conn_writev(q->tls, w->iov, niov) != 0)
+            rc = UV_EPROTO;
+        else if ((w->cipher = tls_conn_take_output(q->tls, &clen)) == NULL)
+            rc = n > 0 ? UV_EPROTO : 0;
+        if (rc == 0 && w->cipher == NULL) { /* nothing at all to write */
+            q->inflight--;
+            batch_free(w);
+            return 0;
+        }
+        cipher = uv_buf_init(w->cipher, (unsigned)clen);
+        out = &cipher;
+        niov = 1;
+        w->mem += clen;
+        q->mem += clen;
+    }
+    if (rc == 0)
+        rc = uv_write(&w->req, q->stream, out, (unsigned)niov, write_cb);
     if (rc != 0) {
         q->inflight--;
         q->inflight_bytes -= bytes;
         q->retired_total += bytes;
-        q->mem -= mem;
+        q->mem -= w->mem;
         batch_free(w);
         drop_pending(q, 0); /* the stream is unusable */
         if (q->on_error && !q->dead)
@@ -386,7 +432,7 @@ static void shrink_pending(outq *q)
 void outq_flush(outq *q)
 {
     unlink_dirty(q);
-    if (q->npending > 0 && q->inflight == 0 && !q->dead)
+    if (q->inflight == 0 && !q->dead && has_work(q))
         write_batch(q);
     shrink_pending(q);
 }
@@ -394,9 +440,21 @@ void outq_flush(outq *q)
 void outq_flush_all(outq *q)
 {
     unlink_dirty(q);
-    while (q->npending > 0 && !q->dead && write_batch(q) == 0)
+    while (!q->dead && has_work(q) && write_batch(q) == 0)
         ;
     shrink_pending(q);
+}
+
+void outq_set_tls(outq *q, tls_conn *t)
+{
+    q->tls = t;
+    outq_poke(q);
+}
+
+void outq_poke(outq *q)
+{
+    if (!q->dead && has_work(q))
+        mark_dirty(q);
 }
 
 void outq_set_seal(outq *q, outq_seal_fn seal, void *ud)

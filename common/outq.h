@@ -22,6 +22,7 @@
 #include <uv.h>
 
 #include "common/msgbuf.h"
+#include "common/tls.h"
 
 typedef struct outq outq;
 
@@ -99,6 +100,7 @@ struct outq {
     outq_seal_fn seal;         /* see outq_set_seal */
     void *seal_ud;
     size_t unsealed;           /* pending entries at the front that go out bare */
+    tls_conn *tls;             /* see outq_set_tls */
 };
 
 /* Prepares q for stream with the limits of cls (which q points to, not
@@ -109,6 +111,17 @@ void outq_init(outq *q, uv_stream_t *stream, struct outq_class *cls,
 /* From now on, every batch of what is pushed after this call is sealed
  * (what is pending already goes out as it is, in batches of its own). */
 void outq_set_seal(outq *q, outq_seal_fn seal, void *ud);
+
+/* From now on every byte goes through t (not owned): each batch is
+ * encrypted into one ciphertext buffer when it is written, which the queue
+ * accounts for until the write completes; what t itself has to send (its
+ * handshake) goes out too, and nothing pending goes before the handshake
+ * is done. Call outq_poke after feeding t, so its answers are written. */
+void outq_set_tls(outq *q, tls_conn *t);
+
+/* Schedules a flush at the end of the loop turn if anything can go out now
+ * (after a TLS feed produced handshake bytes or completed the handshake). */
+void outq_poke(outq *q);
 
 /* Limits with one bound and no deadline or congestion marks, for callers
  * that only need "never more than max bytes" (the bench, tests). */

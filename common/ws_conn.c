@@ -59,6 +59,7 @@ struct ws_conn {
     int close_code;            /* sent or received */
     int handles_open;
     char accept[29];           /* client: the Sec-WebSocket-Accept expected */
+    tls_conn *tls;             /* owned; NULL when plain */
     char *hs;                  /* client: the response head so far */
     size_t hs_len;
     char peer[64];
@@ -168,6 +169,7 @@ static void handle_closed_cb(uv_handle_t *h)
     if (c->cb.on_close)
         c->cb.on_close(c, c->close_code ? c->close_code : WS_CLOSE_ABNORMAL, c->ud);
     ws_decoder_free(c->dec);
+    tls_conn_free(c->tls);
     free(c->hs);
     free(c->tcp);
     free(c);
@@ -204,6 +206,10 @@ static void conn_finish(ws_conn *c)
     c->state = WS_DONE;
     uv_read_stop((uv_stream_t *)c->tcp);
     outq_flush_all(&c->q); /* uv_shutdown waits only for libuv's writes */
+    if (c->tls != NULL) {
+        tls_conn_shutdown(c->tls); /* close_notify, behind all that went */
+        outq_flush_all(&c->q);
+    }
     c->shutdown_req.data = c;
     if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)c->tcp, shutdown_cb) != 0)
         conn_terminate(c);
@@ -394,10 +400,29 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         conn_terminate(c);
         return;
     }
+    const char *data = buf->base;
+    size_t len = (size_t)nread;
+    if (c->tls != NULL) {
+        int rc = tls_conn_feed(c->tls, data, len, &data, &len);
+        outq_poke(&c->q); /* its handshake answers; or the handshake is done */
+        if (rc != 0) {
+            /* A client (the bench) says why it could not connect; a node
+             * notes a client's failure at info level only. */
+            enum log_level lvl = c->client ? LOG_WARN : LOG_INFO;
+            if (rc == TLS_FAILED && log_enabled(lvl))
+                log_write(lvl, "ws: TLS with %s failed: %s", c->peer, tls_conn_error(c->tls));
+            if (c->close_code == 0)
+                c->close_code = WS_CLOSE_ABNORMAL;
+            conn_finish(c); /* its alert, if any, goes out first */
+            return;
+        }
+        if (len == 0)
+            return;
+    }
     if (c->state == WS_HANDSHAKE)
-        handshake_bytes(c, buf->base, (size_t)nread);
+        handshake_bytes(c, data, len);
     else
-        feed(c, buf->base, (size_t)nread);
+        feed(c, data, len);
 }
 
 /* The ping period (server role). */
@@ -466,6 +491,9 @@ int ws_conn_accept(uv_loop_t *loop, http_request *req, uv_tcp_t *tcp,
     ws_conn *c = conn_new(loop, tcp, false, cfg, cb, ud);
     snprintf(c->peer, sizeof(c->peer), "%s:%d", req->peer_addr, req->peer_port);
     c->state = WS_OPEN;
+    c->tls = http_request_take_tls(req);
+    if (c->tls != NULL)
+        outq_set_tls(&c->q, c->tls);
     *out = c;
 
     msgbuf *b = msgbuf_new(256);
@@ -524,6 +552,8 @@ static void connect_cb(uv_connect_t *req, int status)
     c->hs_len = 0;
     outq_push_unbounded(&c->q, b);
     msgbuf_unref(b);
+    if (c->tls != NULL)
+        outq_set_tls(&c->q, c->tls); /* the request waits for the TLS handshake */
     c->state = WS_HANDSHAKE;
     if (uv_read_start((uv_stream_t *)c->tcp, alloc_cb, read_cb) != 0)
         ws_conn_abort(c);
@@ -544,6 +574,8 @@ int ws_conn_connect(uv_loop_t *loop, const char *host, int port,
     /* hs holds the path until the request is sent, then the answer. */
     c->hs = xmalloc(WS_MAX_RESPONSE_HEAD + 1);
     snprintf(c->hs, WS_MAX_RESPONSE_HEAD + 1, "%s", path[0] ? path : "/");
+    if (c->cfg.tls != NULL)
+        c->tls = tls_conn_new(c->cfg.tls, c->cfg.tls_server_name ? c->cfg.tls_server_name : host);
     c->connect_req.data = c;
     uv_timer_start(&c->timer, handshake_timeout_cb, c->cfg.handshake_timeout_ms, 0);
     *out = c;

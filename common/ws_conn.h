@@ -41,6 +41,11 @@ struct ws_conn_config {
     unsigned handshake_timeout_ms; /* client role: 0 = 10 s */
     unsigned ping_interval_ms;   /* server role: 0 = never ping */
     unsigned close_timeout_ms;   /* 0 = 2 s to wait for the peer's close */
+    /* Client role: connect over TLS with this context (not owned; it must
+     * outlive the connection), naming tls_server_name (NULL: the host) for
+     * SNI and verification. The server role takes TLS from the request. */
+    tls_ctx *tls;
+    const char *tls_server_name;
 };
 
 /* Server role: completes the handshake of an upgrade request handed over by

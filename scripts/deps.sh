@@ -12,7 +12,7 @@ BUILD_PKGS="gcc libc6-dev make pkg-config libuv1-dev libwslay-dev libjansson-dev
 node-llhttp libssl-dev libsqlite3-dev"
 RUN_PKGS="$BUILD_PKGS curl"
 TEST_PKGS="$RUN_PKGS sqlite3 libcmocka-dev python3 python3-pytest python3-websockets \
-python3-requests procps"
+python3-requests procps openssl"
 # libclang-rt-dev holds libFuzzer and the sanitizer runtimes for clang.
 FUZZ_PKGS="$BUILD_PKGS clang libclang-rt-dev"
 

@@ -16,7 +16,10 @@
  * The loop is driven with UV_RUN_ONCE until a condition holds; a 10 ms
  * guard timer keeps it turning and a time limit only guards against hangs.
  * Everything is freed (http_server_close, outq_shutdown, uv_loop_close) so
- * ASan's leak check sees a clean exit. */
+ * ASan's leak check sees a clean exit. The tests that need no raw socket
+ * run a second time over TLS (setup_tls: the server takes TLS and plain,
+ * the client verifies its certificate), and a plain client reaches that
+ * same TLS-enabled server. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -40,7 +43,9 @@
 #include "common/msgbuf.h"
 #include "common/outq.h"
 #include "common/ws.h"
+#include "common/tls.h"
 #include "common/ws_conn.h"
+#include "tests/unit/certs.h"
 
 #define HANG_NS (10ull * 1000000000ull) /* hang guard for every wait */
 #define MAX_EP 8
@@ -84,6 +89,8 @@ struct fx {
     struct ep cli[MAX_EP];    /* client ends, in connect order */
     int ncli;
     int fds[4];               /* raw sockets to close in teardown */
+    tls_ctx *stls, *ctls;     /* setup_tls: the server's and the client's */
+    char tls_dir[32];
 };
 
 static void ep_record(struct ep *ep, ws_conn *c, const void *data, size_t len, bool binary)
@@ -170,8 +177,29 @@ static void http_handler(http_request *req, void *ud)
 static void guard_cb(uv_timer_t *t) { (void)t; /* wakes UV_RUN_ONCE */ }
 
 static void srv_done_cb(void *ud) { ((struct fx *)ud)->srv_done = true; }
+static void srv_done_cb_flag(void *ud) { *(bool *)ud = true; }
 
-static int setup(void **state)
+/* The server's TLS context and a client context that trusts it. */
+static void tls_contexts(struct fx *fx)
+{
+    char cert[64], key[64], err[600];
+    strcpy(fx->tls_dir, "/tmp/dchat-wstls-XXXXXX");
+    assert_non_null(mkdtemp(fx->tls_dir));
+    snprintf(cert, sizeof(cert), "%s/cert.pem", fx->tls_dir);
+    snprintf(key, sizeof(key), "%s/key.pem", fx->tls_dir);
+    make_cert("localhost", cert, key);
+    fx->stls = tls_ctx_server(cert, key, err, sizeof(err));
+    fx->ctls = tls_ctx_client(cert, err, sizeof(err));
+    assert_non_null(fx->stls);
+    assert_non_null(fx->ctls);
+    unlink(cert);
+    unlink(key);
+    rmdir(fx->tls_dir);
+    fx->ccfg.tls = fx->ctls;
+    fx->ccfg.tls_server_name = "localhost";
+}
+
+static int setup_with(void **state, bool tls)
 {
     struct fx *fx = calloc(1, sizeof(*fx));
     assert_non_null(fx);
@@ -179,8 +207,10 @@ static int setup(void **state)
         fx->fds[i] = -1;
     assert_int_equal(uv_loop_init(&fx->loop), 0);
     uv_timer_init(&fx->loop, &fx->guard);
+    if (tls)
+        tls_contexts(fx);
     struct http_server_config cfg = {
-        .handler = http_handler, .on_upgrade = on_upgrade, .ud = fx,
+        .handler = http_handler, .on_upgrade = on_upgrade, .ud = fx, .tls = fx->stls,
     };
     assert_int_equal(http_server_start(&fx->loop, "127.0.0.1", 0, &cfg, &fx->srv), 0);
     fx->port = http_server_port(fx->srv);
@@ -190,6 +220,9 @@ static int setup(void **state)
     *state = fx;
     return 0;
 }
+
+static int setup(void **state) { return setup_with(state, false); }
+static int setup_tls(void **state) { return setup_with(state, true); }
 
 static void free_ep(struct ep *ep)
 {
@@ -228,6 +261,8 @@ static int teardown(void **state)
         free_ep(&fx->cli[i]);
     }
     assert_int_equal(uv_loop_close(&fx->loop), 0);
+    tls_ctx_free(fx->stls);
+    tls_ctx_free(fx->ctls);
     free(fx);
     msgbuf_trim();
     return 0;
@@ -672,6 +707,45 @@ static void test_close_from_client(void **state)
     assert_int_equal(cli->opens, 1);
 }
 
+/* A server with TLS still takes plain clients (told apart by the first
+ * byte), while TLS clients talk to it at the same time. */
+static void test_plain_client_of_a_tls_server(void **state)
+{
+    struct fx *fx = *state;
+    struct ep *tcli, *tsrv, *pcli, *psrv;
+    open_pair(fx, &tcli, &tsrv);
+    fx->ccfg.tls = NULL;
+    open_pair(fx, &pcli, &psrv);
+    assert_int_equal(ws_conn_send_text(pcli->conn, "plain", 5), 0);
+    assert_int_equal(ws_conn_send_text(tcli->conn, "sealed", 6), 0);
+    RUN_UNTIL(fx, psrv->nmsgs == 1 && tsrv->nmsgs == 1);
+    assert_string_equal(psrv->msgs[0].data, "plain");
+    assert_string_equal(tsrv->msgs[0].data, "sealed");
+}
+
+/* A TLS client of a server without TLS: the handshake fails, on_close
+ * (1006) without on_open. */
+static void test_tls_client_of_a_plain_server_fails(void **state)
+{
+    struct fx *fx = *state;
+    http_server *plain;
+    struct http_server_config cfg = {
+        .handler = http_handler, .on_upgrade = on_upgrade, .ud = fx,
+    };
+    assert_int_equal(http_server_start(&fx->loop, "127.0.0.1", 0, &cfg, &plain), 0);
+    int tls_port = fx->port;
+    fx->port = http_server_port(plain);
+    struct ep *c = connect_client(fx);
+    RUN_UNTIL(fx, c->closes == 1);
+    assert_int_equal(c->opens, 0);
+    assert_int_equal(c->close_code, 1006);
+    assert_int_equal(fx->nsrv, 0);
+    fx->port = tls_port;
+    bool done = false;
+    http_server_close(plain, srv_done_cb_flag, &done);
+    RUN_UNTIL(fx, done);
+}
+
 static void test_close_from_server(void **state)
 {
     struct fx *fx = *state;
@@ -1016,6 +1090,18 @@ int main(void)
         T(test_upgrade_refused_1006),
         T(test_handshake_timeout_1006),
 #undef T
+#define TLS(f) cmocka_unit_test_setup_teardown(f, setup_tls, teardown)
+        TLS(test_open_and_small_text),
+        TLS(test_text_sizes_and_utf8),
+        TLS(test_many_messages_one_turn),
+        TLS(test_shared_frame_two_servers),
+        TLS(test_close_from_client),
+        TLS(test_close_from_server),
+        TLS(test_max_message_1009),
+        TLS(test_ping_answered_stays_open),
+        TLS(test_plain_client_of_a_tls_server),
+        TLS(test_tls_client_of_a_plain_server_fails),
+#undef TLS
     };
     return cmocka_run_group_tests_name("ws_conn", tests, NULL, NULL);
 }
