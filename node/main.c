@@ -15,6 +15,7 @@
 #include "common/msgbuf.h"
 #include "common/outq.h"
 #include "common/secret.h"
+#include "common/tls.h"
 #include "common/util.h"
 #include "node/clients.h"
 #include "node/flow.h"
@@ -41,7 +42,8 @@ enum {
     OPT_DATA_DIR, OPT_MAX_MESSAGE, OPT_MAX_QUEUE, OPT_MAX_QUEUE_HARD, OPT_WRITE_DEADLINE,
     OPT_MAX_CLIENTS, OPT_HEARTBEAT, OPT_PING,
     OPT_HANDSHAKE, OPT_FSYNC, OPT_SYNC_INTERVAL, OPT_SYNC_LIMIT, OPT_LOG_LEVEL,
-    OPT_SECRET_FILE, OPT_INSECURE, OPT_TEST_DROP, OPT_TEST_HOOKS,
+    OPT_SECRET_FILE, OPT_INSECURE, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_ONLY, OPT_PEER_TLS,
+    OPT_TEST_DROP, OPT_TEST_HOOKS,
 };
 
 static const struct cli_option node_options[] = {
@@ -94,6 +96,16 @@ static const struct cli_option node_options[] = {
     [OPT_INSECURE] = { "insecure", 0, NULL, NULL,
                        "run without a cluster secret: anyone who reaches the sync port is a "
                        "peer (for a laptop, never a network)" },
+    [OPT_TLS_CERT] = { "tls-cert", 0, "FILE", "NODE_TLS_CERT",
+                       "PEM certificate chain: the client port then also speaks TLS (wss://, "
+                       "https://), told apart from plain by its first byte" },
+    [OPT_TLS_KEY] = { "tls-key", 0, "FILE", "NODE_TLS_KEY",
+                      "PEM private key of --tls-cert" },
+    [OPT_TLS_ONLY] = { "tls-only", 0, NULL, NULL,
+                       "refuse plain clients (HTTP 400): wss:// and https:// only" },
+    [OPT_PEER_TLS] = { "peer-tls", 0, NULL, NULL,
+                       "peer links run on TLS with --tls-cert (every node of the cluster "
+                       "must say so), bound to the cluster secret's proofs" },
     [OPT_TEST_DROP] = { "test-drop-every", 0, "N", NULL,
                         "TESTS ONLY: drop every Nth message from peers before local delivery" },
     [OPT_TEST_HOOKS] = { "test-hooks", 0, NULL, NULL,
@@ -203,6 +215,16 @@ static int set_option(int index, const char *v, void *ud, char *err, size_t errl
     case OPT_INSECURE:
         c->insecure = true;
         return 0;
+    case OPT_TLS_CERT:
+        return copy_opt(c->tls_cert, sizeof(c->tls_cert), v, err, errlen);
+    case OPT_TLS_KEY:
+        return copy_opt(c->tls_key, sizeof(c->tls_key), v, err, errlen);
+    case OPT_TLS_ONLY:
+        c->tls_only = true;
+        return 0;
+    case OPT_PEER_TLS:
+        c->peer_tls = true;
+        return 0;
     case OPT_TEST_HOOKS:
         c->test_hooks = true;
         return 0;
@@ -248,6 +270,44 @@ static unsigned descriptor_budget(struct node_config *c)
              "(descriptor limit %llu, %d kept for peers and the store)", c->max_clients,
              http_cap, (unsigned long long)limit, NODE_FD_RESERVE);
     return http_cap;
+}
+
+/* --- TLS ------------------------------------------------------------------ */
+
+/* The TLS contexts the options ask for. Returns 0, or a sysexits code
+ * after saying what is wrong. */
+static int tls_setup(node *n)
+{
+    const struct node_config *c = &n->cfg;
+    if ((c->tls_cert[0] != '\0') != (c->tls_key[0] != '\0')) {
+        log_error("--tls-cert and --tls-key go together: give both, or neither");
+        return EX_USAGE;
+    }
+    if ((c->tls_only || c->peer_tls) && c->tls_cert[0] == '\0') {
+        log_error("%s needs a certificate: give --tls-cert and --tls-key",
+                  c->tls_only ? "--tls-only" : "--peer-tls");
+        return EX_USAGE;
+    }
+    if (c->tls_cert[0] == '\0')
+        return 0;
+    char err[600];
+    n->tls_server = tls_ctx_server(c->tls_cert, c->tls_key, err, sizeof(err));
+    if (n->tls_server == NULL) {
+        log_error("%s", err);
+        return EX_CONFIG;
+    }
+    if (c->peer_tls) {
+        /* Peers are authenticated by the cluster secret bound to the TLS
+         * session (peer_auth.h), not by certificates. */
+        n->tls_peer_client = tls_ctx_client(NULL, err, sizeof(err));
+        if (n->tls_peer_client == NULL) {
+            log_error("%s", err);
+            return EX_SOFTWARE;
+        }
+    }
+    log_info("TLS: clients %s; peer links %s", c->tls_only ? "TLS only" : "TLS or plain",
+             c->peer_tls ? "TLS" : "plain");
+    return 0;
 }
 
 /* --- shutdown: clients and discovery first, then links and ports -------- */
@@ -365,6 +425,9 @@ int main(int argc, char **argv)
         log_warn("running --insecure, without a cluster secret: anyone who reaches the sync "
                  "port can join the mesh and forge messages; give every node and discovery "
                  "--cluster-secret-file");
+    int trc = tls_setup(&n);
+    if (trc != 0)
+        return trc;
     unsigned http_cap = descriptor_budget(c);
     if (membership_load(&n) != 0 || relay_init(&n) != 0)
         return EX_CANTCREAT;
@@ -377,6 +440,8 @@ int main(int argc, char **argv)
         .ud = &n,
         .request_timeout_ms = c->handshake_ms, /* bounds the WebSocket handshake too */
         .max_connections = http_cap,
+        .tls = n.tls_server,
+        .tls_only = c->tls_only,
     };
     int rc = http_server_start(n.loop, c->listen_host, c->client_port, &hc, &n.http);
     if (rc != 0) {
@@ -428,6 +493,8 @@ int main(int argc, char **argv)
     relay_free(&n);
     clients_free(n.clients);
     flow_free(&n);
+    tls_ctx_free(n.tls_server);
+    tls_ctx_free(n.tls_peer_client);
     uv_loop_close(n.loop);
     msgbuf_trim();
     return 0;

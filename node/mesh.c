@@ -31,6 +31,7 @@
 #include "common/log.h"
 #include "common/netaddr.h"
 #include "common/outq.h"
+#include "common/tls.h"
 #include "common/util.h"
 #include "node/catchup.h"
 #include "node/flow.h"
@@ -93,6 +94,8 @@ struct link {
     uint64_t last_read_ms;    /* anything read: the link is alive */
     uint32_t *direct;         /* origins marked direct in our last marks */
     size_t ndirect;
+    tls_conn *tls;            /* --peer-tls: the link's TLS session */
+    bool sniffed;             /* accepted: its first bytes were looked at */
 };
 
 struct peer {
@@ -206,8 +209,11 @@ static void link_set_up(struct link *l)
     m->up[m->nup++] = l;
     l->peer->backoff_ms = MESH_BACKOFF_MIN_MS;
     l->peer->up_since_ms = l->since_ms;
-    log_info("link to node %u up (%s, %s)", l->peer_id,
-             l->outbound ? "dialled" : "accepted", l->addr);
+    char tls[96] = "plain";
+    if (l->tls != NULL)
+        tls_conn_describe(l->tls, tls, sizeof(tls));
+    log_info("link to node %u up (%s, %s, %s)", l->peer_id,
+             l->outbound ? "dialled" : "accepted", l->addr, tls);
     link_send_marks(l); /* what did we miss of each other? */
 }
 
@@ -232,6 +238,7 @@ static void link_closed_cb(uv_handle_t *h)
     if (l->opening)
         peer_opener_free(&l->opener);
     free(l->direct);
+    tls_conn_free(l->tls);
     catchup_free(l->cu);
     free(l->tcp);
     free(l);
@@ -436,7 +443,8 @@ static void auth_log(struct mesh *m, uint64_t now)
     if (m->auth_unlogged == 0 || now - m->auth_logged_ms < MESH_AUTH_LOG_MS)
         return;
     log_warn("refused %u peer link(s) that did not prove the cluster secret, the latest %s; "
-             "if it is one of ours, give it the same --cluster-secret-file as this node",
+             "if it is one of ours, give it the same --cluster-secret-file and --peer-tls setting "
+             "as this node",
              m->auth_unlogged, m->auth_last);
     m->auth_unlogged = 0;
     m->auth_logged_ms = now;
@@ -687,6 +695,54 @@ static int link_record_cb(const char *data, size_t len, void *ud)
     return rc != 0 || l->state == LINK_CLOSING;
 }
 
+/* TLS on the link (--peer-tls): an accepted link must open with a TLS
+ * handshake when we run TLS and must not when we do not, so that a node
+ * started with the other setting is told why instead of failing on
+ * garbage. *data and *len become the plaintext. Returns 0, or -1 when the
+ * link is closing. */
+static int link_tls_in(struct link *l, const char **data, size_t *len)
+{
+    node *n = l->mesh->n;
+    if (!l->outbound && !l->sniffed) {
+        l->sniffed = true;
+        bool tls = tls_is_handshake(*data, *len);
+        if (tls != n->cfg.peer_tls) {
+            auth_refuse(l, tls ? "it speaks TLS and this node does not: start every node "
+                                 "with --peer-tls, or none"
+                               : "it speaks plain TCP and this node requires TLS on peer "
+                                 "links: start every node with --peer-tls, or none");
+            return -1;
+        }
+        if (tls) {
+            l->tls = tls_conn_new(n->tls_server, NULL);
+            outq_set_tls(&l->q, l->tls);
+        }
+    }
+    if (l->tls == NULL)
+        return 0;
+    int rc = tls_conn_feed(l->tls, *data, *len, data, len);
+    outq_poke(&l->q); /* its handshake answers, or what waited for it */
+    if (rc != 0) {
+        char why[240];
+        snprintf(why, sizeof(why), "TLS: %s",
+                 rc == TLS_CLOSED ? "closed by the peer" : tls_conn_error(l->tls));
+        if (l->state == LINK_UP)
+            link_close(l, why);
+        else
+            auth_refuse(l, why);
+        return -1;
+    }
+    if (l->hs.binding_len == 0 && tls_conn_ready(l->tls)) {
+        if (tls_conn_export(l->tls, PEER_TLS_BINDING_LABEL, l->hs.binding,
+                            PEER_TLS_BINDING_LEN) != 0) {
+            auth_refuse(l, "cannot export keying material from its TLS session");
+            return -1;
+        }
+        l->hs.binding_len = PEER_TLS_BINDING_LEN;
+    }
+    return 0;
+}
+
 static void link_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct link *l = s->data;
@@ -699,6 +755,8 @@ static void link_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     l->last_read_ms = util_now_ms();
     const char *data = buf->base;
     size_t len = (size_t)nread;
+    if (link_tls_in(l, &data, &len) != 0 || len == 0)
+        return;
     char err[160];
     if (!l->opening) {
         int rc = peer_decoder_feed(&l->dec, data, len, link_frame_cb, l, err, sizeof(err));
@@ -772,6 +830,11 @@ static void link_connected_cb(uv_connect_t *req, int status)
         return;
     }
     l->state = LINK_HELLO;
+    if (l->mesh->n->cfg.peer_tls) {
+        /* The hello waits in the queue until the TLS handshake is done. */
+        l->tls = tls_conn_new(l->mesh->n->tls_peer_client, NULL);
+        outq_set_tls(&l->q, l->tls);
+    }
     l->hs.dialer_id = l->mesh->n->id;
     l->hs.acceptor_id = l->peer_id;
     secret_random(l->hs.dialer_nonce, PEER_NONCE_LEN);
@@ -1046,6 +1109,7 @@ json_t *mesh_status(const struct mesh *m)
             json_object_set_new(e, "direction", json_string(l->outbound ? "dialled" : "accepted"));
             json_object_set_new(e, "sinceMs", json_integer((json_int_t)(now - l->since_ms)));
             json_object_set_new(e, "queuedBytes", json_integer((json_int_t)outq_bytes(&l->q)));
+            json_object_set_new(e, "tls", json_boolean(l->tls != NULL));
         }
         json_array_append_new(arr, e);
     }

@@ -45,6 +45,10 @@ struct node_config {
     int fsync_mode;         /* enum store_fsync */
     unsigned sync_interval_ms; /* anti-entropy period per peer link */
     unsigned sync_limit;    /* messages per clientSyncReply at most */
+    char tls_cert[512];     /* --tls-cert: PEM chain, or empty (no TLS) */
+    char tls_key[512];      /* --tls-key */
+    bool tls_only;          /* --tls-only: plain clients refused */
+    bool peer_tls;          /* --peer-tls: peer links run on TLS */
 };
 
 struct node_counters {
@@ -73,6 +77,9 @@ typedef struct node {
     struct relay *relay;
     struct store *store;       /* history (DATA_DIR/history.db) */
     struct flow *flow;         /* back-pressure, queue limits */
+    struct tls_ctx *tls_server;      /* --tls-cert/--tls-key: client port and
+                                        accepted peer links; NULL = no TLS */
+    struct tls_ctx *tls_peer_client; /* --peer-tls: dialled peer links */
     struct node_counters counters;
     bool stopping;
     uint64_t started_ms;

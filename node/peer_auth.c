@@ -29,17 +29,20 @@ static uint32_t get32(const uint8_t *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-/* HMAC(secret, label || role || dialer id || acceptor id || both nonces). */
+/* HMAC(secret, label || role || dialer id || acceptor id || both nonces
+ * [|| TLS binding]). */
 static void bound_mac(const struct peer_handshake *hs, const char *label, const char *role,
                       uint8_t out[SECRET_MAC_LEN])
 {
     uint8_t ids[8];
     put32(ids, hs->dialer_id);
     put32(ids + 4, hs->acceptor_id);
-    const void *parts[] = { label, role, ids, hs->dialer_nonce, hs->acceptor_nonce };
+    const void *parts[] = { label, role, ids, hs->dialer_nonce, hs->acceptor_nonce,
+                            hs->binding };
     size_t lens[] = { strlen(label) + 1, strlen(role) + 1, sizeof(ids), PEER_NONCE_LEN,
-                      PEER_NONCE_LEN };
-    secret_hmac(out, ARRAY_SIZE(parts), parts, lens);
+                      PEER_NONCE_LEN, hs->binding_len };
+    /* A plain link's MAC has no sixth part, as before TLS existed. */
+    secret_hmac(out, ARRAY_SIZE(parts) - (hs->binding_len == 0), parts, lens);
 }
 
 static const char *role_name(enum peer_role r)

@@ -5,9 +5,10 @@
  * nonce); the acceptor answers HELLO(its id, its nonce) and AUTH(its
  * proof); the dialer checks that proof and sends AUTH(its proof); the
  * acceptor checks it. A proof is HMAC-SHA256(secret, label of the role ||
- * dialer id || acceptor id || dialer nonce || acceptor nonce): it binds
- * both nonces (no replay), both ids (no relabelling) and the role (a proof
- * the acceptor made cannot be reflected back as the dialer's).
+ * dialer id || acceptor id || dialer nonce || acceptor nonce [|| TLS
+ * binding]): it binds both nonces (no replay), both ids (no relabelling),
+ * the role (a proof the acceptor made cannot be reflected back as the
+ * dialer's) and, over TLS, the TLS session (no relay through a middle).
  *
  * Records: after its AUTH, each side sends only records:
  *   u32 length | length bytes of frames | 32-byte MAC
@@ -36,10 +37,21 @@
 
 enum peer_role { PEER_DIALER, PEER_ACCEPTOR };
 
+/* Keying material of the link's TLS session that the proofs and keys are
+ * bound to (tls_conn_export under this label), when the link runs on TLS. */
+#define PEER_TLS_BINDING_LABEL "EXPORTER-dchat-peer-link"
+#define PEER_TLS_BINDING_LEN 32
+
 /* What both sides know once the hellos are exchanged. */
 struct peer_handshake {
     uint32_t dialer_id, acceptor_id;
     uint8_t dialer_nonce[PEER_NONCE_LEN], acceptor_nonce[PEER_NONCE_LEN];
+    /* Over TLS: the session's exported keying material, so that a proof
+     * made on one TLS session fails on any other (a party in the middle
+     * that terminates TLS on both sides cannot relay the proofs); len 0
+     * on a plain link. */
+    uint8_t binding[PEER_TLS_BINDING_LEN];
+    size_t binding_len;
 };
 
 /* The proof that role sends in its AUTH frame. */
