@@ -15,6 +15,7 @@
 #include "common/http_client.h"
 #include "common/log.h"
 #include "common/outq.h"
+#include "common/tls.h"
 #include "common/util.h"
 #include "common/ws_conn.h"
 
@@ -45,6 +46,7 @@ enum phase { PH_DISCOVER, PH_CONNECT, PH_ROUND, PH_FENCE, PH_STOPPING };
 struct bench {
     const struct bench_config *cfg;
     uv_loop_t *loop;
+    tls_ctx *tls;           /* --tls: every socket speaks wss:// */
     uint32_t token;
     enum phase phase;
     int status;
@@ -468,6 +470,7 @@ static void connect_all(struct bench *b)
          * message; a receiver only queues pongs */
         .max_queue = 4 * BENCH_SEND_QUEUE,
         .handshake_timeout_ms = cfg->timeout_s * 1000,
+        .tls = b->tls,
     };
     b->phase = PH_CONNECT;
     uv_timer_start(&b->timer, timeout_cb, (uint64_t)cfg->timeout_s * 1000, 0);
@@ -554,6 +557,18 @@ int bench_run(const struct bench_config *cfg)
     b.window = cfg->window == BENCH_WINDOW_AUTO ? bench_auto_window(cfg->size) : cfg->window;
     uv_timer_init(&loop, &b.timer);
     b.timer.data = &b;
+    if (cfg->tls) {
+        char err[600];
+        b.tls = tls_ctx_client(cfg->tls_ca[0] ? cfg->tls_ca : NULL, err, sizeof(err));
+        if (b.tls == NULL) {
+            log_error("%s", err);
+            uv_close((uv_handle_t *)&b.timer, NULL);
+            uv_run(&loop, UV_RUN_DEFAULT);
+            uv_loop_close(&loop);
+            free(b.frame);
+            return BENCH_NO_CLUSTER;
+        }
+    }
     uv_timer_init(&loop, &b.drain);
     b.drain.data = &b;
     uv_idle_init(&loop, &b.pump);
@@ -586,5 +601,6 @@ int bench_run(const struct bench_config *cfg)
     free(b.nodes);
     free(b.t_sent);
     free(b.frame);
+    tls_ctx_free(b.tls);
     return b.status;
 }

@@ -13,6 +13,7 @@
 #define DCHAT_BENCH_BENCH_H
 
 #include <limits.h>
+#include <stdbool.h>
 
 #include "bench/report.h"
 
@@ -33,6 +34,8 @@ struct bench_config {
                               (flat out), BENCH_WINDOW_AUTO = by --size */
     unsigned chat_id;
     enum report_format format;
+    bool tls;              /* wss:// to every node */
+    char tls_ca[512];      /* verify the nodes' certificates against it; "" = not */
 };
 
 enum {

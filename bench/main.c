@@ -15,7 +15,7 @@
 #include "common/util.h"
 
 enum { OPT_DISCOVERY, OPT_TARGET, OPT_SENDERS, OPT_MAX, OPT_SIZE, OPT_TIMEOUT, OPT_WINDOW,
-       OPT_CHAT, OPT_FORMAT, OPT_LOG_LEVEL };
+       OPT_CHAT, OPT_FORMAT, OPT_TLS, OPT_TLS_CA, OPT_LOG_LEVEL };
 
 static const struct cli_option options[] = {
     [OPT_DISCOVERY] = { "discovery", 'd', "URL", "BENCH_DISCOVERY",
@@ -37,6 +37,11 @@ static const struct cli_option options[] = {
     [OPT_CHAT] = { "chat-id", 0, "N", "BENCH_CHAT_ID", "chatId of the messages (default 11)" },
     [OPT_FORMAT] = { "format", 'f', "FMT", "BENCH_FORMAT",
                      "table (default), csv or json" },
+    [OPT_TLS] = { "tls", 0, NULL, NULL,
+                  "connect with TLS (wss://); the nodes' certificates are not checked "
+                  "unless --tls-ca is given" },
+    [OPT_TLS_CA] = { "tls-ca", 0, "FILE", "BENCH_TLS_CA",
+                     "PEM CA certificates the nodes' certificates must chain to (implies --tls)" },
     [OPT_LOG_LEVEL] = { "log-level", 0, "LEVEL", "DCHAT_LOG_LEVEL",
                         "debug, info, warn, error (default warn)" },
 };
@@ -76,6 +81,17 @@ static int set_option(int index, const char *v, void *ud, char *err, size_t errl
             snprintf(err, errlen, "expected table, csv or json");
             return -1;
         }
+        return 0;
+    case OPT_TLS:
+        c->tls = true;
+        return 0;
+    case OPT_TLS_CA:
+        if (strlen(v) >= sizeof(c->tls_ca)) {
+            snprintf(err, errlen, "too long");
+            return -1;
+        }
+        strcpy(c->tls_ca, v);
+        c->tls = true;
         return 0;
     case OPT_LOG_LEVEL:
         return cli_log_level(v, err, errlen);
