@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import time
@@ -83,8 +84,11 @@ def http_json(url, method="GET", body=None, timeout=5, secret=TEST_SECRET, heade
                                            data or b"", secret)
     hdrs.update(headers or {})
     req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
+    # https: the tests' certificates are self-signed; test_tls.py checks
+    # verification where it matters.
+    ctx = ssl._create_unverified_context() if url.startswith("https:") else None
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
+        with urllib.request.urlopen(req, timeout=timeout, context=ctx) as r:
             return r.status, json.loads(r.read() or b"null")
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read() or b"null")
@@ -191,7 +195,9 @@ class Node(Proc):
     def _learn_ports(self):
         self.client_port = int(self.match.group(1))
         self.sync_port = int(self.match.group(2))
-        self.url = f"http://127.0.0.1:{self.client_port}"
+        # A node with --tls-only answers plain HTTP with 400 only.
+        scheme = "https" if "--tls-only" in self.args else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.client_port}"
         self.ws_url = f"ws://127.0.0.1:{self.client_port}/"
         self.id = wait_until(lambda: self.status()["id"], 10, f"{self.name} to get an id")
 
