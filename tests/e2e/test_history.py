@@ -22,16 +22,23 @@ def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 120))
 
 
-def digest(node):
-    h = node.status()["history"]
+def digest_of(h):
     return {o["origin"]: (o["count"], o["highest"]) for o in h["origins"]}
 
 
+def digest(node):
+    return digest_of(node.status()["history"])
+
+
 def wait_converged(nodes, want=None):
-    """Until every node has the same digest (and it is `want`, if given)."""
+    """Until every node has the same digest (and it is `want`, if given)
+    and nothing left to commit: the digest counts messages still being
+    stored, /api/history reads committed ones only."""
     def same():
-        ds = [digest(n) for n in nodes]
-        ok = all(d == ds[0] for d in ds) and (want is None or ds[0] == want)
+        hs = [n.status()["history"] for n in nodes]
+        ds = [digest_of(h) for h in hs]
+        ok = all(d == ds[0] for d in ds) and (want is None or ds[0] == want) and \
+            not any(h["pending"] for h in hs)
         return ds[0] if ok else None
     return wait_until(same, HANG, "the nodes' histories to converge")
 
