@@ -28,6 +28,9 @@ struct chat_message {
     uint32_t sender_len;
     const char *text;
     uint32_t text_len;
+    /* sender and text are never NULL, not even when empty (length 0):
+     * every writer hands them to memcpy, where NULL is undefined even for
+     * zero bytes. */
 };
 
 enum message_kind {

@@ -344,6 +344,9 @@ static void commit_work(uv_work_t *w)
         sqlite3_bind_int64(s->insert, 2, (sqlite3_int64)r->seq);
         sqlite3_bind_int64(s->insert, 3, (sqlite3_int64)r->time_ms);
         sqlite3_bind_int64(s->insert, 4, r->chat_id);
+        /* p is never NULL (it follows the record's header), so an empty
+         * sender or text binds as '': a NULL pointer would bind SQL NULL,
+         * which NOT NULL and INSERT OR IGNORE would drop without a word. */
         sqlite3_bind_text(s->insert, 5, p, (int)r->sender_len, SQLITE_STATIC);
         sqlite3_bind_text(s->insert, 6, p + r->sender_len, (int)r->text_len, SQLITE_STATIC);
         int rc = sqlite3_step(s->insert);
@@ -447,9 +450,14 @@ void store_rows_free(struct store_rows *r)
     memset(r, 0, sizeof(*r));
 }
 
+/* Copies len bytes of a column into the set's arena; returns their offset.
+ * The arena is allocated at the first copy even when it copies nothing:
+ * SQLite returns a NULL pointer for a zero-length value (sender and text
+ * may be ""), and a message's strings must point somewhere all the same
+ * (message.h), never be NULL + 0. */
 static size_t rows_copy(struct store_rows *r, const void *data, size_t len)
 {
-    if (r->used + len > r->arena_cap) {
+    if (r->arena == NULL || r->used + len > r->arena_cap) {
         r->arena_cap = UTIL_MAX(r->arena_cap * 2, r->used + len + 4096);
         r->arena = xrealloc(r->arena, r->arena_cap);
     }

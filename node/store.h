@@ -75,7 +75,8 @@ uint64_t store_highest(const store *s, uint32_t origin);
 /* The latest time_ms appended for origin, 0 when none. */
 uint64_t store_last_time(const store *s, uint32_t origin);
 
-/* Rows read back: msgs[i] strings point into the set's own memory. */
+/* Rows read back: msgs[i] strings point into the set's own memory, empty
+ * ones too (never NULL). */
 struct store_rows {
     struct chat_message *msgs;
     size_t n, cap;

@@ -22,16 +22,23 @@ def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 120))
 
 
-def digest(node):
-    h = node.status()["history"]
+def digest_of(h):
     return {o["origin"]: (o["count"], o["highest"]) for o in h["origins"]}
 
 
+def digest(node):
+    return digest_of(node.status()["history"])
+
+
 def wait_converged(nodes, want=None):
-    """Until every node has the same digest (and it is `want`, if given)."""
+    """Until every node has the same digest (and it is `want`, if given)
+    and nothing left to commit: the digest counts messages still being
+    stored, /api/history reads committed ones only."""
     def same():
-        ds = [digest(n) for n in nodes]
-        ok = all(d == ds[0] for d in ds) and (want is None or ds[0] == want)
+        hs = [n.status()["history"] for n in nodes]
+        ds = [digest_of(h) for h in hs]
+        ok = all(d == ds[0] for d in ds) and (want is None or ds[0] == want) and \
+            not any(h["pending"] for h in hs)
         return ds[0] if ok else None
     return wait_until(same, HANG, "the nodes' histories to converge")
 
@@ -68,7 +75,8 @@ async def frames_until(ws, count, sender=None):
 async def send_accepted(node, texts, sender=None):
     """Sends texts from one client and returns once all came back to it
     (a node sends a message to its clients only once it has stored it)."""
-    sender = sender or f"sender-of-{texts[0]}"
+    if sender is None:
+        sender = f"sender-of-{texts[0]}"
     ws = await connect(node)
     for t in texts:
         await ws.send(new_message(t, sender=sender))
@@ -76,6 +84,14 @@ async def send_accepted(node, texts, sender=None):
     await ws.close()
     assert [m["text"] for m in got] == texts
     return got
+
+
+async def sync_on(node, marks):
+    """One clientSyncRequest on a fresh connection to node; its answer."""
+    ws = await connect(node)
+    r = await sync(ws, marks)
+    await ws.close()
+    return r
 
 
 async def sync(ws, marks):
@@ -123,6 +139,50 @@ def test_a_stopped_node_gets_all_it_missed(logdir, procs):
     assert sorted(m["text"] for m in msgs) == sorted(ta + tb)   # all 500, once
     assert_origin_order(msgs)
     assert [m["text"] for m in msgs if m["nodeId"] == a.id] == ta
+
+
+def test_an_empty_text_and_sender_go_everywhere_as_empty_strings(logdir, procs):
+    # Issue 11: {"text":"","sender":""} read back from SQLite as NULL strings
+    # killed the sanitizer-built node at the next clientSyncRequest (and at
+    # anti-entropy and /api/history). The message alone in its origin, so
+    # that every read of the store sees nothing but empty strings.
+    _, nodes = start_cluster(logdir, procs, 3, node_extra=FAST_SYNC)
+    a, b, c = nodes
+    c.stop()   # gets it only by anti-entropy (MARKS) once it is back
+
+    async def live():
+        watcher = await connect(b)   # a client of another node
+        mine = await send_accepted(a, [""], sender="")   # back to the sender on a
+        theirs = await frames_until(watcher, 1)
+        await watcher.close()
+        return mine[0], theirs[0]
+    m, relayed = run(live())
+    assert m["text"] == "" and m["sender"] == "" and m["chatId"] == 11
+    assert (m["nodeId"], m["id"]) == (a.id, 1)
+    assert relayed == m
+
+    def check_replies(on):
+        """clientSyncRequest on each node, without marks and from mark 0:
+        the message, as it went out live."""
+        async def go():
+            return [await sync_on(n, marks) for n in on for marks in ({}, {str(a.id): 0})]
+        rs = run(go())
+        assert len(rs) == 2 * len(on)
+        for r in rs:
+            assert r["type"] == "clientSyncReply", r
+            assert r["payload"] == [m] and r["truncated"] is False
+    check_replies([a, b])
+
+    def caught_up():
+        return sum(n.status()["messages"]["caughtUpToPeers"] for n in (a, b))
+    before = caught_up()
+    c.restart()
+    wait_mesh(nodes)
+    wait_converged(nodes, {a.id: (1, 1)})
+    assert caught_up() > before   # c got it by anti-entropy from a or b
+    check_replies(nodes)          # c's from what it stored off a link
+    for n in nodes:
+        assert history(n, a.id) == [m], n.name
 
 
 def test_a_cut_link_is_repaired_and_histories_converge(logdir, procs):

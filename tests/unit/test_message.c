@@ -202,7 +202,23 @@ static void test_parse_new_message(void **state)
     assert_int_equal(k, MESSAGE_NEW);
     assert_int_equal(req.msg.text_len, 0);
     assert_int_equal(req.msg.sender_len, 0);
+    assert_non_null(req.msg.text);   /* empty, never NULL (message.h) */
+    assert_non_null(req.msg.sender);
     assert_true(req.msg.chat_id == INT64_MAX);
+    message_request_free(&req);
+
+    /* the same on the fast path (issue 11's message); its strings pointed
+     * into the input, freed by now, so only the pointers are checked */
+    k = parse("{\"type\":\"newMessageFromClient\",\"payload\":{\"text\":\"\",\"sender\":\"\","
+              "\"chatId\":11}}",
+              &req, err, sizeof(err));
+    assert_int_equal(k, MESSAGE_NEW);
+    assert_null(req.root);
+    assert_int_equal(req.msg.text_len, 0);
+    assert_int_equal(req.msg.sender_len, 0);
+    assert_non_null(req.msg.text);
+    assert_non_null(req.msg.sender);
+    assert_true(req.msg.chat_id == 11);
     message_request_free(&req);
 
     /* a sender of exactly 256 bytes */

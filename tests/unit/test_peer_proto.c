@@ -120,6 +120,9 @@ static int collect_cb(const struct peer_frame *f, void *ud)
         g->chat_id = f->msg.chat_id;
         g->msg_origin = f->msg.origin;
         g->msg_seq = f->msg.seq;
+        /* empty strings too point into the frame (message.h: never NULL) */
+        assert_non_null(f->msg.sender);
+        assert_non_null(f->msg.text);
         g->sender = dup_mem(f->msg.sender, f->msg.sender_len);
         g->sender_len = f->msg.sender_len;
         g->text = dup_mem(f->msg.text, f->msg.text_len);

@@ -1,7 +1,8 @@
 /* Tests node/store.c: messages appended on the loop are committed by the
  * worker in batches, read back in origin order, survive a reopen (with the
- * per-origin counts, highest seq and latest time), and waiters run only
- * once what was appended before them is committed. */
+ * per-origin counts, highest seq and latest time), empty senders and texts
+ * are stored as '' and read back as empty strings, never NULL, and waiters
+ * run only once what was appended before them is committed. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -11,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <sqlite3.h>
 
 #include "node/store.h"
 
@@ -200,6 +203,91 @@ static void test_reopen_keeps_history(void **state)
     close_store(f, s);
 }
 
+/* Rows in f's history.db matching where, counted on a connection of our
+ * own: what SQLite holds, whatever store_read makes of it. */
+static int count_rows(struct fixture *f, const char *where)
+{
+    char path[128], sql[256];
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    snprintf(path, sizeof(path), "%s/history.db", f->dir);
+    snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM messages WHERE %s", where);
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int n = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+/* A message's strings may be empty (issue 11: {"text":"","sender":""}).
+ * SQLite returns a NULL pointer for a zero-length value; what the store
+ * hands out must still be a string of length 0 that callers may pass to
+ * memcpy, also when every row of a read is empty. */
+static void check_empty(const struct chat_message *m, uint64_t seq)
+{
+    assert_int_equal(m->seq, seq);
+    assert_non_null(m->sender);
+    assert_int_equal(m->sender_len, 0);
+    assert_non_null(m->text);
+    assert_int_equal(m->text_len, 0);
+}
+
+static void test_empty_strings_read_back_empty(void **state)
+{
+    struct fixture *f = *state;
+    store *s = open_store(f);
+    struct chat_message m = msg(4, 1, "");
+    m.sender = "";
+    m.sender_len = 0;
+    store_append(s, &m);
+    struct chat_message only_sender = msg(4, 2, "");
+    store_append(s, &only_sender);
+    struct chat_message only_text = msg(4, 3, "t");
+    only_text.sender = "";
+    only_text.sender_len = 0;
+    store_append(s, &only_text);
+    wait_idle(f, s);
+
+    /* stored as empty TEXT, not as NULL (which NOT NULL and INSERT OR
+     * IGNORE would have dropped without a word) */
+    assert_int_equal(count_rows(f, "origin = 4"), 3);
+    assert_int_equal(count_rows(f, "sender IS NULL OR text IS NULL"), 0);
+    assert_int_equal(count_rows(f, "sender = '' AND text = '' AND typeof(sender) = 'text' "
+                                   "AND typeof(text) = 'text'"), 1);
+
+    for (int reopen = 0; reopen < 2; reopen++) {
+        /* a read of nothing but empty strings: the rows' arena has no bytes */
+        struct store_rows rows = { 0 };
+        assert_int_equal(store_read(s, 4, 0, 1, 10, &rows), 0);
+        assert_int_equal(rows.n, 1);
+        check_empty(&rows.msgs[0], 1);
+        assert_true(rows.msgs[0].chat_id == -7);
+        assert_int_equal(rows.msgs[0].time_ms, 1700000000001ull);
+        /* the same set, grown by rows with bytes: the empty ones stay valid */
+        assert_int_equal(store_read(s, 4, 0, 3, 10, &rows), 0);
+        assert_int_equal(rows.n, 4);
+        check_empty(&rows.msgs[0], 1);
+        check_empty(&rows.msgs[1], 1);
+        assert_int_equal(rows.msgs[2].seq, 2);
+        assert_int_equal(rows.msgs[2].sender_len, 7);
+        assert_memory_equal(rows.msgs[2].sender, "s\xc3\xa9nder", 7);
+        assert_non_null(rows.msgs[2].text);
+        assert_int_equal(rows.msgs[2].text_len, 0);
+        assert_int_equal(rows.msgs[3].seq, 3);
+        assert_non_null(rows.msgs[3].sender);
+        assert_int_equal(rows.msgs[3].sender_len, 0);
+        assert_int_equal(rows.msgs[3].text_len, 1);
+        assert_memory_equal(rows.msgs[3].text, "t", 1);
+        store_rows_free(&rows);
+        close_store(f, s);
+        s = open_store(f);
+        assert_int_equal(store_highest(s, 4), 3);
+    }
+    close_store(f, s);
+}
+
 static void test_parse_fsync_and_bad_dir(void **state)
 {
     struct fixture *f = *state;
@@ -223,6 +311,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_append_commit_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_when_committed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_keeps_history, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_empty_strings_read_back_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parse_fsync_and_bad_dir, setup, teardown),
     };
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);
