@@ -78,7 +78,8 @@ static const struct cli_option node_options[] = {
     [OPT_PING] = { "ping-interval-ms", 0, "MS", "NODE_PING_INTERVAL_MS",
                    "WebSocket ping period; clients that do not answer are dropped, 0 = off (default 10000)" },
     [OPT_HANDSHAKE] = { "handshake-timeout-ms", 0, "MS", "NODE_HANDSHAKE_TIMEOUT_MS",
-                        "time allowed for an HTTP request or WebSocket handshake (default 10000)" },
+                        "time allowed for an HTTP request or WebSocket handshake, the first "
+                        "counted from connecting (default 10000)" },
     [OPT_FSYNC] = { "fsync", 0, "MODE", "NODE_FSYNC",
                     "history durability: always (fsync each batch before sending it), batch "
                     "(commit before sending, fsync at checkpoints), off (default batch)" },
