@@ -21,6 +21,7 @@ struct clients;
 struct relay;
 struct store;
 struct flow;
+struct origins;
 
 struct node_config {
     char secret_file[512];  /* --cluster-secret-file, or empty */
@@ -41,6 +42,7 @@ struct node_config {
     unsigned ping_ms;       /* WebSocket ping period to clients */
     unsigned handshake_ms;  /* HTTP request / WebSocket handshake limit,
                                the first request's from accept */
+    struct origins *allowed_origins; /* --allowed-origins; NULL: any */
     unsigned test_drop_every; /* test only: drop every Nth relayed delivery */
     bool test_hooks;        /* test only: POST /api/test/cut-link */
     int fsync_mode;         /* enum store_fsync */
