@@ -28,12 +28,16 @@ def digest(node):
 
 
 def wait_converged(nodes, want=None):
-    """Until every node has the same digest (and it is `want`, if given)."""
+    """Until every node has the same digest (and it is `want`, if given)
+    and has committed all of it: the digest counts messages still being
+    stored, while /api/history and clientSyncRequest read committed ones."""
     def same():
-        ds = [digest(n) for n in nodes]
-        ok = all(d == ds[0] for d in ds) and (want is None or ds[0] == want)
+        hs = [n.status()["history"] for n in nodes]
+        ds = [{o["origin"]: (o["count"], o["highest"]) for o in h["origins"]} for h in hs]
+        ok = (all(d == ds[0] for d in ds) and (want is None or ds[0] == want)
+              and not any(h["pending"] for h in hs))
         return ds[0] if ok else None
-    return wait_until(same, HANG, "the nodes' histories to converge")
+    return wait_until(same, HANG, "the nodes' histories to converge and be committed")
 
 
 def history(node, origin):
