@@ -2,7 +2,8 @@
  * parsing in place from libuv's read buffer. Handlers answer synchronously,
  * so pipelined requests are answered in order simply by handling each as
  * llhttp completes it. Each connection has one timer: the request limit
- * while a request is being received, the idle limit between requests.
+ * from accept to the end of the first request and while a later one is
+ * being received, the idle limit between requests.
  * Answers not yet written are bounded per connection: past the bound the
  * server stops reading from that client until its answers drain, and pauses
  * the parser so that requests already read wait, in order, in c->pending.
@@ -58,6 +59,7 @@ struct hconn {
     char *body;
     size_t body_len, body_cap;
     bool in_request;
+    bool begun;                 /* a request has begun on this connection */
     bool closing;
     bool close_after_write;     /* close once every answer is written */
     bool read_paused;
@@ -420,7 +422,12 @@ static int on_message_begin(llhttp_t *p)
     c->nhdrs = 0;
     c->piece = PIECE_URL;
     c->body_len = 0;
-    start_timer(c, c->s->cfg.request_timeout_ms);
+    /* The first request's time has run since accept (accept_cb), so that a
+     * connection that sends nothing is not kept for the idle timeout; a
+     * later one's runs from its first byte. */
+    if (c->begun)
+        start_timer(c, c->s->cfg.request_timeout_ms);
+    c->begun = true;
     return 0;
 }
 
@@ -493,12 +500,47 @@ static int on_header_value_complete(llhttp_t *p)
     return 0;
 }
 
+/* RFC 9112 3.2: an HTTP/1.1 request carries exactly one Host header with a
+ * valid value (uri-host [":" port], possibly empty); HTTP/1.0 ones may omit
+ * it. Returns NULL, or why the request must be answered 400. */
+static const char *host_problem(const struct hconn *c, const llhttp_t *p)
+{
+    const struct hdr *host = NULL;
+    for (int i = 0; i < c->nhdrs; i++) {
+        const struct hdr *h = &c->hdrs[i];
+        if (h->name_len != 4 || strncasecmp(c->head + h->name, "Host", 4) != 0)
+            continue;
+        if (host != NULL)
+            return "the request has more than one Host header; send exactly one "
+                   "(RFC 9112 3.2)";
+        host = h;
+    }
+    if (host == NULL)
+        return p->http_major == 1 && p->http_minor == 0
+                   ? NULL
+                   : "the request has no Host header, which HTTP/1.1 requires "
+                     "(RFC 9112 3.2); send Host: <host>[:<port>]";
+    for (size_t i = 0; i < host->value_len; i++) {
+        char ch = c->head[host->value + i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              strchr("-._~%!$&'()*+,;=:[]", ch) != NULL) || ch == '\0')
+            return "the Host header is not a host and port (RFC 9112 3.2); "
+                   "send Host: <host>[:<port>]";
+    }
+    return NULL;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     struct hconn *c = p->data;
     if (head_end_piece(c) != 0)
         return -1;
     c->piece = PIECE_DONE;
+    const char *bad_host = host_problem(c, p);
+    if (bad_host != NULL) {
+        conn_fail(c, 400, bad_host);
+        return -1;
+    }
     if ((p->flags & F_CHUNKED) != 0) {
         conn_fail(c, 411, "chunked request bodies are not supported; send Content-Length");
         return -1;
@@ -756,7 +798,12 @@ static void timer_cb(uv_timer_t *t)
     } else if (c->in_request) {
         conn_fail(c, 408, "request not received in time");
     } else if (c->writes_pending == 0) {
-        conn_close(c); /* idle keep-alive */
+        /* Idle keep-alive, or not a byte of a request since accept (the
+         * request timeout): nothing to answer either way. */
+        if (!c->begun)
+            log_debug("http: closing %s: no request within %u ms of connecting",
+                      c->peer_addr, c->s->cfg.request_timeout_ms);
+        conn_close(c);
     } else if (conn_written(c) != c->written_mark) {
         /* Answers are still being written and the client reads them: not
          * idle. Look again one period later (reading paused: the request
@@ -901,7 +948,8 @@ static void accept_cb(uv_stream_t *server, int status)
         start_timer(c, 1000);
         return;
     }
-    start_timer(c, s->cfg.idle_timeout_ms);
+    /* The first request must be in within the request timeout of now. */
+    start_timer(c, s->cfg.request_timeout_ms);
     conn_resume_reading(c);
 }
 
@@ -1009,6 +1057,7 @@ http_probe *http_probe_new(uv_loop_t *loop, const struct http_server_config *cfg
     strcpy(c->peer_addr, "127.0.0.1");
     llhttp_init(&c->parser, HTTP_REQUEST, &http_settings);
     c->parser.data = c;
+    start_timer(c, s->cfg.request_timeout_ms); /* as accept_cb does */
     pr->s = s;
     pr->c = c;
     return pr;

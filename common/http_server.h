@@ -2,6 +2,8 @@
  * Keep-alive and pipelined requests, Content-Length bodies, and limits that
  * keep a bad client from hurting the others: header size (431), body size
  * (413), time to receive a whole request (408), and a connection cap.
+ * A request with more than one Host header or an invalid one gets 400, and
+ * so does an HTTP/1.1 one without (RFC 9112 3.2); HTTP/1.0 may omit it.
  * Handlers answer synchronously; errors go out as JSON {"error": "..."}.
  * A connection that ends after an answer (an error such as 413, or
  * "Connection: close") ends with a lingering close, so that a client that
@@ -89,12 +91,16 @@ struct http_server_config {
     void *ud;                      /* passed to both callbacks */
     size_t max_header_bytes;       /* 0 = 8 KiB; beyond: 431 and close */
     size_t max_body_bytes;         /* 0 = 1 MiB; beyond: 413 and close */
-    unsigned request_timeout_ms;   /* 0 = 10 s from a request's first byte
-                                      to its end; beyond: 408 and close.
+    unsigned request_timeout_ms;   /* 0 = 10 s to receive a whole request:
+                                      the first from accept, later ones from
+                                      their first byte; beyond: 408 and
+                                      close (silently when not a byte of the
+                                      first request came).
                                       Also, once over 1 MiB of answers wait
                                       and reading is paused: the longest the
                                       client may read none of them */
-    unsigned idle_timeout_ms;      /* 0 = 60 s idle keep-alive, then close;
+    unsigned idle_timeout_ms;      /* 0 = 60 s idle keep-alive between
+                                      requests, then close;
                                       while answers wait to be written, the
                                       client must read some in each period */
     unsigned max_connections;      /* 0 = 10000; beyond: 503 and close */

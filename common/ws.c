@@ -110,6 +110,12 @@ int ws_check_upgrade(const http_request *req, const char **key, int *status,
         snprintf(err, errlen, "the WebSocket handshake must be a GET");
         return -1;
     }
+    /* The HTTP server refuses HTTP/1.1 requests without one; an HTTP/1.0
+     * request may lack it, a handshake may not (RFC 6455 4.1). */
+    if (http_request_header(req, "Host") == NULL) {
+        snprintf(err, errlen, "Host is missing; send Host: <host>[:<port>] (RFC 6455 4.1)");
+        return -1;
+    }
     if (up == NULL || !header_has_token(up, "websocket")) {
         snprintf(err, errlen, "Upgrade: websocket is missing");
         return -1;

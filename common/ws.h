@@ -56,9 +56,11 @@ void ws_mask(uint8_t *data, size_t len, const uint8_t mask[4]);
  * Returns 0 or -1. */
 int ws_accept_key(const char *client_key, char out[29]);
 
-/* Checks a server-side opening handshake. Returns 0 and sets *key (borrowed
- * from req), or -1 with the reason in err; *status is the HTTP status to
- * answer with: 426 for a wrong Sec-WebSocket-Version, 400 otherwise. */
+/* Checks a server-side opening handshake: GET, Host, Upgrade, Connection,
+ * Sec-WebSocket-Version and -Key (RFC 6455 4.2.1; Origin is the caller's to
+ * judge). Returns 0 and sets *key (borrowed from req), or -1 with the
+ * reason in err; *status is the HTTP status to answer with: 426 for a wrong
+ * Sec-WebSocket-Version, 400 otherwise. */
 int ws_check_upgrade(const http_request *req, const char **key, int *status,
                      char *err, size_t errlen);
 

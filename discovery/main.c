@@ -59,7 +59,8 @@ static const struct cli_option options[] = {
     [OPT_TTL] = { "ttl", 't', "SECONDS", "DISCOVERY_TTL",
                   "a node silent this long leaves the active list (default 3)" },
     [OPT_REQUEST_TIMEOUT] = { "request-timeout-ms", 0, "MS", "DISCOVERY_REQUEST_TIMEOUT_MS",
-                              "time allowed to send a whole request; slower gets 408 (default 10000)" },
+                              "time allowed to send a whole request, a connection's first counted "
+                              "from connecting; slower gets 408 (default 10000)" },
     [OPT_MAX_CONNS] = { "max-connections", 0, "N", "DISCOVERY_MAX_CONNECTIONS",
                         "open connections beyond this get 503 (default: the descriptor limit less 32)" },
     [OPT_LOG_LEVEL] = { "log-level", 0, "LEVEL", "DCHAT_LOG_LEVEL",

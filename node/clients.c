@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/origins.h"
 #include "common/util.h"
 #include "common/ws.h"
 #include "common/ws_conn.h"
@@ -167,6 +168,19 @@ int clients_on_upgrade(http_request *req, uv_tcp_t *tcp, const char *rest,
 {
     node *n = ud;
     struct clients *cs = n->clients;
+    /* Browsers send Origin; DSatter's clients and other programs send none
+     * and are not what --allowed-origins is about (RFC 6455 10.2). A
+     * forbidden origin is told so before any question of capacity: retrying
+     * will not help it. */
+    const char *origin = http_request_header(req, "Origin");
+    if (origin != NULL && n->cfg.allowed_origins != NULL &&
+        !origins_allow(n->cfg.allowed_origins, origin)) {
+        log_debug("client %s: WebSocket refused for origin %.200s", req->peer_addr, origin);
+        http_respond_error(req, 403, "WebSocket handshake refused: origin %.200s is not in "
+                           "this node's --allowed-origins; open the chat from an allowed "
+                           "page, or ask the operator to add it", origin);
+        return 0;
+    }
     if (cs->closing) {
         http_respond_error(req, 503, "node is shutting down; connect to another node");
         return 0;

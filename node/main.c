@@ -13,6 +13,7 @@
 #include "common/http_client.h"
 #include "common/log.h"
 #include "common/msgbuf.h"
+#include "common/origins.h"
 #include "common/outq.h"
 #include "common/secret.h"
 #include "common/tls.h"
@@ -41,7 +42,7 @@ enum {
     OPT_DISCOVERY, OPT_LISTEN, OPT_CLIENT_PORT, OPT_SYNC_PORT, OPT_ADVERTISE,
     OPT_DATA_DIR, OPT_MAX_MESSAGE, OPT_MAX_QUEUE, OPT_MAX_QUEUE_HARD, OPT_WRITE_DEADLINE,
     OPT_MAX_CLIENTS, OPT_HEARTBEAT, OPT_PING,
-    OPT_HANDSHAKE, OPT_FSYNC, OPT_SYNC_INTERVAL, OPT_SYNC_LIMIT, OPT_LOG_LEVEL,
+    OPT_HANDSHAKE, OPT_ALLOWED_ORIGINS, OPT_FSYNC, OPT_SYNC_INTERVAL, OPT_SYNC_LIMIT, OPT_LOG_LEVEL,
     OPT_SECRET_FILE, OPT_INSECURE, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_ONLY, OPT_PEER_TLS,
     OPT_TEST_DROP, OPT_TEST_HOOKS,
 };
@@ -80,7 +81,12 @@ static const struct cli_option node_options[] = {
     [OPT_PING] = { "ping-interval-ms", 0, "MS", "NODE_PING_INTERVAL_MS",
                    "WebSocket ping period; clients that do not answer are dropped, 0 = off (default 10000)" },
     [OPT_HANDSHAKE] = { "handshake-timeout-ms", 0, "MS", "NODE_HANDSHAKE_TIMEOUT_MS",
-                        "time allowed for an HTTP request or WebSocket handshake (default 10000)" },
+                        "time allowed for an HTTP request or WebSocket handshake, the first "
+                        "counted from connecting (default 10000)" },
+    [OPT_ALLOWED_ORIGINS] = { "allowed-origins", 0, "LIST", "NODE_ALLOWED_ORIGINS",
+                              "web origins (scheme://host[:port], comma-separated) that may "
+                              "open a WebSocket; another Origin gets 403, none is always "
+                              "accepted (default: any)" },
     [OPT_FSYNC] = { "fsync", 0, "MODE", "NODE_FSYNC",
                     "history durability: always (fsync each batch before sending it), batch "
                     "(commit before sending, fsync at checkpoints), off (default batch)" },
@@ -187,6 +193,14 @@ static int set_option(int index, const char *v, void *ud, char *err, size_t errl
             return -1;
         *(index == OPT_HEARTBEAT ? &c->heartbeat_ms : &c->handshake_ms) = (unsigned)l;
         return 0;
+    case OPT_ALLOWED_ORIGINS: {
+        origins *list = origins_parse(v, err, errlen);
+        if (list == NULL)
+            return -1;
+        origins_free(c->allowed_origins); /* the command line over the environment */
+        c->allowed_origins = list;
+        return 0;
+    }
     case OPT_PING:
         if (cli_long(v, 0, 3600000, "milliseconds", &l, err, errlen) != 0)
             return -1;
@@ -466,6 +480,10 @@ int main(int argc, char **argv)
     fflush(stdout);
     log_info("clients on %s:%d, peers on %s:%d, discovery %s", c->listen_host,
              n.client_port, c->listen_host, n.sync_port, c->discovery_url);
+    if (c->allowed_origins != NULL)
+        log_info("WebSocket handshakes with an Origin header must come from %s "
+                 "(--allowed-origins); those without are accepted",
+                 origins_describe(c->allowed_origins));
 
     membership_start(&n);
 
@@ -495,6 +513,7 @@ int main(int argc, char **argv)
     flow_free(&n);
     tls_ctx_free(n.tls_server);
     tls_ctx_free(n.tls_peer_client);
+    origins_free(c->allowed_origins);
     uv_loop_close(n.loop);
     msgbuf_trim();
     return 0;

@@ -21,6 +21,7 @@ struct clients;
 struct relay;
 struct store;
 struct flow;
+struct origins;
 
 struct node_config {
     char secret_file[512];  /* --cluster-secret-file, or empty */
@@ -39,7 +40,9 @@ struct node_config {
     size_t max_clients;     /* WebSocket clients at most (503 beyond) */
     unsigned heartbeat_ms;  /* discovery heartbeat period */
     unsigned ping_ms;       /* WebSocket ping period to clients */
-    unsigned handshake_ms;  /* HTTP request / WebSocket handshake limit */
+    unsigned handshake_ms;  /* HTTP request / WebSocket handshake limit,
+                               the first request's from accept */
+    struct origins *allowed_origins; /* --allowed-origins; NULL: any */
     unsigned test_drop_every; /* test only: drop every Nth relayed delivery */
     bool test_hooks;        /* test only: POST /api/test/cut-link */
     int fsync_mode;         /* enum store_fsync */

@@ -661,10 +661,10 @@ def test_error_answers_keep_the_connection(disc):
         for req, want in [
             (raw_post("/api/nodes/register", b"{"), 400),
             (raw_post("/api/nodes/active/login", b'{"id":1,"password":"pw"} '), 401),
-            (b"POST /api/nodes/register HTTP/1.1\r\nContent-Length: 1\r\n\r\n{", 401),
-            (b"GET /nope HTTP/1.1\r\n\r\n", 404),
-            (b"PUT /healthz HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 405),
-            (b"GET /healthz HTTP/1.1\r\n\r\n", 200),
+            (b"POST /api/nodes/register HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n{", 401),
+            (b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", 404),
+            (b"PUT /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 405),
+            (b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 200),
         ]:
             s.sendall(req)
             status, headers, body = r.response()
@@ -677,7 +677,7 @@ def test_error_answers_keep_the_connection(disc):
 def test_request_then_half_close_gets_every_answer(disc):
     s = connect(disc)
     try:
-        s.sendall(b"GET /healthz HTTP/1.1\r\n\r\n" * 20
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 20
                   + raw_post("/api/nodes/register", b'{"password":"pw"}'))
         s.shutdown(socket.SHUT_WR)
         r = Reader(s)
@@ -717,9 +717,10 @@ def test_connection_close_and_http10_close_after_answer(disc):
     b"\x00\x01\x02garbage\xff\xfe\r\n\r\n",
     b"HELLO THERE\r\n\r\n",
     b"GET /healthz HTTP/9.9\r\n\r\n",
-    b"GET /healthz HTTP/1.1\r\nBad Header Without Colon\r\n\r\n",
-    b"POST /api/nodes/register HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
-    b"POST /api/nodes/register HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+    b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header Without Colon\r\n\r\n",
+    b"POST /api/nodes/register HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+    b"POST /api/nodes/register HTTP/1.1\r\nHost: x\r\n"
+    b"Content-Length: 99999999999999999999999\r\n\r\n",
 ])
 def test_garbage_gets_400_closes_and_others_are_served(disc, data):
     other = connect(disc)  # opened before, used after
@@ -799,7 +800,7 @@ def test_long_url_is_431(disc):
 def test_headers_just_under_the_limit_are_fine(disc):
     s = connect(disc)
     try:
-        s.sendall(b"GET /healthz HTTP/1.1\r\nX-Pad: " + b"p" * 7000 + b"\r\n\r\n")
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"p" * 7000 + b"\r\n\r\n")
         assert Reader(s).response()[::2] == (200, {"status": "ok"})
     finally:
         s.close()
@@ -856,6 +857,33 @@ def test_chunked_body_is_refused_with_411(disc):
     assert register(disc) == 1
 
 
+def test_request_without_host_is_400(shared):
+    """RFC 9112 3.2; HTTP/1.0 may go without."""
+    for req, needle in [
+        (b"GET /healthz HTTP/1.1\r\n\r\n", "no Host header"),
+        (raw_post("/api/nodes/register", b'{"password":"pw"}').replace(b"Host: x\r\n", b""),
+         "no Host header"),
+        (b"GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "more than one Host"),
+        (b"GET /healthz HTTP/1.1\r\nHost: a/b\r\n\r\n", "not a host and port"),
+    ]:
+        s = connect(shared)
+        try:
+            s.sendall(req)
+            r = Reader(s)
+            status, headers, body = r.response()
+            assert_error(status, body, 400, needle)
+            assert headers.get("connection") == "close"
+            assert r.at_eof()
+        finally:
+            s.close()
+    s = connect(shared)
+    try:
+        s.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+        assert Reader(s).response()[::2] == (200, {"status": "ok"})
+    finally:
+        s.close()
+
+
 def test_upgrade_is_refused(disc):
     s = connect(disc)
     try:
@@ -874,10 +902,12 @@ def test_upgrade_is_refused(disc):
 @pytest.mark.parametrize("partial", [
     b"GET /healthz HTTP/1.1\r\nHost: x\r\n",
     b"GET /heal",
-    b'POST /api/nodes/register HTTP/1.1\r\nContent-Length: 30\r\n\r\n{"password":',
+    b'POST /api/nodes/register HTTP/1.1\r\nHost: x\r\nContent-Length: 30\r\n\r\n{"password":',
 ])
 def test_half_sent_request_is_408(logdir, procs, partial):
-    d = start(logdir, procs, extra=("--request-timeout-ms", "200"))
+    # The first request's time counts from accept: long enough that what is
+    # sent right after connecting is read before it runs out.
+    d = start(logdir, procs, extra=("--request-timeout-ms", "500"))
     s = connect(d)
     try:
         s.sendall(partial)
@@ -891,9 +921,26 @@ def test_half_sent_request_is_408(logdir, procs, partial):
     assert register(d) == 1  # the half-sent register stored nothing
 
 
+def test_silent_connection_is_closed_after_the_request_timeout(logdir, procs):
+    """Counted from accept: a connection that sends nothing is closed,
+    without an answer, after --request-timeout-ms, not kept for the 60 s
+    idle timeout (HANG, 10 s, ends the wait long before that)."""
+    d = start(logdir, procs, extra=("--request-timeout-ms", "300"))
+    s = connect(d)
+    try:
+        try:
+            data = s.recv(1)
+        except socket.timeout:
+            raise AssertionError(f"a silent connection was still open after {HANG} s")
+        assert data == b"", f"discovery answered a connection that asked nothing: {data!r}"
+    finally:
+        s.close()
+    assert http_json(d.url + "/healthz")[0] == 200
+
+
 def test_trickled_request_still_gets_408(logdir, procs):
     """The limit is for the whole request, not between bytes (slowloris)."""
-    d = start(logdir, procs, extra=("--request-timeout-ms", "200"))
+    d = start(logdir, procs, extra=("--request-timeout-ms", "500"))
     s = connect(d)
     try:
         s.sendall(b"GET /healthz HTTP/1.1\r\nX-Slow: ")
@@ -917,7 +964,7 @@ def test_trickled_request_still_gets_408(logdir, procs):
 
 
 def test_request_timeout_does_not_count_idle_time(logdir, procs):
-    d = start(logdir, procs, extra=("--request-timeout-ms", "100"))
+    d = start(logdir, procs, extra=("--request-timeout-ms", "300"))
     s = connect(d)
     try:
         r = Reader(s)
@@ -925,7 +972,7 @@ def test_request_timeout_does_not_count_idle_time(logdir, procs):
         assert r.response()[0] == 200
         # idle longer than the request limit: the idle limit (60 s) applies,
         # not the request one (a passage of time, not a synchronization)
-        time.sleep(0.4)
+        time.sleep(0.8)
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         assert r.response()[0] == 200
     finally:
@@ -1046,7 +1093,10 @@ def test_concurrent_clients_get_distinct_ids(logdir, procs):
         assert x["clientport"] == 20000 + by_id[x["id"]]
 
 
-def test_idle_sockets_do_not_block_others(disc):
+def test_idle_sockets_do_not_block_others(logdir, procs):
+    # Connections that send nothing are closed after the request timeout
+    # (counted from accept): make it longer than any run of this test.
+    disc = start(logdir, procs, extra=("--request-timeout-ms", "600000"))
     idle = []
     try:
         for i in range(300):
@@ -1094,7 +1144,7 @@ def test_answers_to_a_client_that_does_not_read_are_bounded(logdir, procs):
         # answers. A bounded server reads ~1 MiB worth of answers' requests
         # (plus one read buffer, 64 KiB) and then stops reading this client.
         s.setblocking(False)
-        data = b"GET /api/nodes/active HTTP/1.1\r\n\r\n" * 12000
+        data = b"GET /api/nodes/active HTTP/1.1\r\nHost: x\r\n\r\n" * 12000
         total = len(data)
         sent = 0
 
@@ -1125,7 +1175,8 @@ def test_sigterm_with_open_connections_exits_cleanly(disc):
     socks = [connect(disc) for _ in range(20)]
     try:
         socks[0].sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # mid-request
-        socks[1].sendall(b"POST /api/nodes/register HTTP/1.1\r\nContent-Length: 100\r\n\r\n{")
+        socks[1].sendall(b"POST /api/nodes/register HTTP/1.1\r\nHost: x\r\n"
+                         b"Content-Length: 100\r\n\r\n{")
         socks[2].sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         assert Reader(socks[2]).response()[0] == 200
         disc.stop()  # checks exit status 0 and the sanitizer log

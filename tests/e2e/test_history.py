@@ -40,7 +40,7 @@ def wait_converged(nodes, want=None):
         ok = all(d == ds[0] for d in ds) and (want is None or ds[0] == want) and \
             not any(h["pending"] for h in hs)
         return ds[0] if ok else None
-    return wait_until(same, HANG, "the nodes' histories to converge")
+    return wait_until(same, HANG, "the nodes' histories to converge and be committed")
 
 
 def history(node, origin):

@@ -95,8 +95,10 @@ def test_the_seed_bench_runs_over_wss_with_tls_peer_links(logdir, procs, cert):
 def test_wss_and_plain_dsatter_clients_share_a_cluster(logdir, procs, cert):
     """A wss:// client verifying the certificate and a DSatter-style plain
     client (no Origin, no secret, 'Client connected' first) on two nodes
-    of a secured cluster see each other's messages."""
-    d, (a, b) = tls_cluster(logdir, procs, cert, 2, "--peer-tls")
+    of a secured cluster (cluster secret, TLS peer links, an origin list)
+    see each other's messages."""
+    d, (a, b) = tls_cluster(logdir, procs, cert, 2, "--peer-tls",
+                            "--allowed-origins", "https://chat.example.com")
     wait_mesh([a, b])
 
     async def go():

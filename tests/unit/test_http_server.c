@@ -809,7 +809,7 @@ static void test_oversized_headers(void **state)
     /* Just under the limit is fine. */
     memset(big, 'v', 900);
     big[900] = '\0';
-    snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nX-Big: %s\r\n\r\n", big);
+    snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nHost: x\r\nX-Big: %s\r\n\r\n", big);
     c = client_connect(fx->port);
     send_str(c, req);
     struct response r;
@@ -824,7 +824,7 @@ static void test_too_many_headers(void **state)
     struct fixture *fx = *state;
     fixture_start(fx);
     char req[8192];
-    size_t n = (size_t)snprintf(req, sizeof(req), "GET / HTTP/1.1\r\n");
+    size_t n = (size_t)snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nHost: x\r\n");
     for (int i = 0; i < 70; i++)
         n += (size_t)snprintf(req + n, sizeof(req) - n, "H%d: v\r\n", i);
     snprintf(req + n, sizeof(req) - n, "\r\n");
@@ -868,7 +868,9 @@ static void test_chunked_body_refused(void **state)
 static void test_request_timeout(void **state)
 {
     struct fixture *fx = *state;
-    fx->cfg.request_timeout_ms = 200;
+    /* Counted from accept: long enough that the bytes sent right after
+     * connecting are read before it runs out, however busy the machine. */
+    fx->cfg.request_timeout_ms = 500;
     fixture_start(fx);
     /* Headers never finished. */
     struct client *c = client_connect(fx->port);
@@ -882,17 +884,37 @@ static void test_request_timeout(void **state)
     client_close(c);
 }
 
+/* A connection that sends nothing is closed after the request timeout,
+ * counted from accept, without an answer: not kept for the idle timeout
+ * (60 s here, beyond the client's IO_TIMEOUT_S, so wait_closed would fail
+ * if that were what closed it). */
+static void test_silent_connection_closes_after_request_timeout(void **state)
+{
+    struct fixture *fx = *state;
+    fx->cfg.request_timeout_ms = 200;
+    fx->cfg.idle_timeout_ms = 60000;
+    fixture_start(fx);
+    struct client *c = client_connect(fx->port);
+    assert_true(wait_closed(c)); /* false on a timeout or on any byte */
+    client_close(c);
+    /* The server goes on serving. */
+    c = client_connect(fx->port);
+    send_str(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    struct response r;
+    assert_int_equal(read_response(c, &r), 0);
+    assert_int_equal(r.status, 200);
+    response_free(&r);
+    client_close(c);
+}
+
+/* Between requests, the idle timeout applies: after a complete exchange an
+ * idle connection is closed without an answer. */
 static void test_idle_timeout_closes(void **state)
 {
     struct fixture *fx = *state;
     fx->cfg.idle_timeout_ms = 100;
     fixture_start(fx);
     struct client *c = client_connect(fx->port);
-    /* Nothing sent at all: closed without an answer. */
-    assert_true(wait_closed(c));
-    client_close(c);
-    /* After a complete exchange, idle again: closed. */
-    c = client_connect(fx->port);
     send_str(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     struct response r;
     assert_int_equal(read_response(c, &r), 0);
@@ -900,6 +922,87 @@ static void test_idle_timeout_closes(void **state)
     response_free(&r);
     assert_true(wait_closed(c));
     client_close(c);
+}
+
+/* RFC 9112 3.2: an HTTP/1.1 request without Host, with two, or with one
+ * that is not a host and port is answered 400, and the connection closes;
+ * HTTP/1.0 may go without. */
+static void test_host_required(void **state)
+{
+    struct fixture *fx = *state;
+    fixture_start(fx);
+    static const struct {
+        const char *req;
+        const char *needle;
+    } bad[] = {
+        { "GET /x HTTP/1.1\r\n\r\n", "no Host header" },
+        { "GET /x HTTP/1.1\r\nX-Host: x\r\n\r\n", "no Host header" },
+        { "POST /x HTTP/1.1\r\nContent-Length: 2\r\n\r\nok", "no Host header" },
+        { "GET /x HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", "more than one Host" },
+        { "GET /x HTTP/1.0\r\nHost: a\r\nhost: b\r\n\r\n", "more than one Host" },
+        { "GET /x HTTP/1.1\r\nHost: a/b\r\n\r\n", "not a host and port" },
+        { "GET /x HTTP/1.1\r\nHost: a b\r\n\r\n", "not a host and port" },
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct client *c = client_connect(fx->port);
+        send_str(c, bad[i].req);
+        expect_error_and_close(c, 400, bad[i].needle);
+        client_close(c);
+    }
+    /* A HEAD request gets the answer's header section only. */
+    struct client *c = client_connect(fx->port);
+    send_str(c, "HEAD /x HTTP/1.1\r\n\r\n");
+    struct response r;
+    assert_true(read_head_only(c, &r) > 0);
+    assert_int_equal(r.status, 400);
+    assert_true(wait_closed(c));
+    client_close(c);
+    /* Accepted: HTTP/1.0 without Host, an empty Host (RFC 9112 3.2 allows
+     * it for a target without authority), names, addresses and ports. */
+    static const char *const good[] = {
+        "GET /ok HTTP/1.0\r\n\r\n",
+        "GET /ok HTTP/1.1\r\nHost:\r\n\r\n",
+        "GET /ok HTTP/1.1\r\nhost: chat.example.com\r\n\r\n",
+        "GET /ok HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n",
+        "GET /ok HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        c = client_connect(fx->port);
+        send_str(c, good[i]);
+        assert_int_equal(read_response(c, &r), 0);
+        if (r.status != 200)
+            fail_msg("\"%s\" got %d: %s", good[i], r.status, r.body);
+        assert_string_equal(jstr(&r, "path"), "/ok");
+        response_free(&r);
+        client_close(c);
+    }
+    /* A refused request ends the connection: a good one behind it in the
+     * same write is not answered. */
+    c = client_connect(fx->port);
+    send_str(c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\n\r\n"
+                "GET /c HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(read_response(c, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(jstr(&r, "path"), "/a");
+    response_free(&r);
+    expect_error_and_close(c, 400, "Host");
+    client_close(c);
+}
+
+/* An upgrade request without Host is refused before the upgrade callback
+ * sees it. */
+static void test_host_required_for_upgrades(void **state)
+{
+    struct fixture *fx = *state;
+    fx->cfg.on_upgrade = upgrade_handler;
+    fixture_start(fx);
+    struct client *c = client_connect(fx->port);
+    send_str(c, "GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n");
+    expect_error_and_close(c, 400, "no Host header");
+    client_close(c);
+    fixture_stop(fx);
+    assert_int_equal(fx->upgrades, 0);
 }
 
 static const char UPGRADE_REQ[] =
@@ -993,14 +1096,15 @@ static void test_header_lookup(void **state)
     response_free(&r);
     /* Leading/trailing blanks (OWS, RFC 9110 5.5) are not part of the value;
      * inner ones are. */
-    send_str(c, "GET /h HTTP/1.1\r\nX-Test:    padded \t value \t \r\nX-After: a\t\r\n\r\n");
+    send_str(c, "GET /h HTTP/1.1\r\nHost: x\r\nX-Test:    padded \t value \t \r\n"
+                "X-After: a\t\r\n\r\n");
     assert_int_equal(read_response(c, &r), 0);
     assert_string_equal(jstr(&r, "x_test"), "padded \t value");
     assert_string_equal(jstr(&r, "x_after"), "a");
     response_free(&r);
     /* Trailing blanks that arrive in separate reads are trimmed too, and a
      * value of blanks only is empty. */
-    send_str(c, "GET /h HTTP/1.1\r\nX-Test: split  ");
+    send_str(c, "GET /h HTTP/1.1\r\nHost: x\r\nX-Test: split  ");
     sched_yield();
     send_str(c, "  \r\nX-Empty: \t \r\n\r\n");
     assert_int_equal(read_response(c, &r), 0);
@@ -1015,7 +1119,7 @@ static void test_header_empty_value(void **state)
     struct fixture *fx = *state;
     fixture_start(fx);
     struct client *c = client_connect(fx->port);
-    send_str(c, "GET /h HTTP/1.1\r\nX-Empty:\r\nX-After: v\r\n\r\n");
+    send_str(c, "GET /h HTTP/1.1\r\nHost: x\r\nX-Empty:\r\nX-After: v\r\n\r\n");
     struct response r;
     assert_int_equal(read_response(c, &r), 0);
     assert_int_equal(r.status, 200);
@@ -1641,7 +1745,7 @@ static void test_probe(void **state)
 {
     (void)state;
     static const char in[] = "GET /a HTTP/1.1\r\nHost: h\r\n\r\n"
-                             "POST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz"
+                             "POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nxyz"
                              "BAD\x01 / HTTP/1.1\r\n\r\n";
     uv_loop_t loop;
     assert_int_equal(uv_loop_init(&loop), 0);
@@ -1673,6 +1777,51 @@ static void test_probe(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* The Host rule holds in every chunking: each input cut in two at every
+ * point, and fed byte by byte, gives the answers it gives whole. */
+static void test_probe_host_in_every_chunking(void **state)
+{
+    (void)state;
+    static const char in[] = "GET /a HTTP/1.1\r\nHost: h\r\n\r\n"
+                             "GET /b HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+                             "POST /c HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz"
+                             "GET /never HTTP/1.1\r\nHost: h\r\n\r\n";
+    const size_t len = sizeof(in) - 1;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct http_server_config cfg = { .handler = probe_handler };
+    char *whole = NULL;
+    for (size_t cut = 0; cut <= len + 1; cut++) {
+        http_probe *p = http_probe_new(&loop, &cfg);
+        int rc = 0;
+        if (cut == len + 1) { /* byte by byte */
+            for (size_t i = 0; i < len && rc == 0; i++)
+                rc = http_probe_feed(p, in + i, 1);
+        } else {
+            rc = http_probe_feed(p, in, cut);
+            if (rc == 0)
+                rc = http_probe_feed(p, in + cut, len - cut);
+        }
+        assert_int_equal(rc, 1);
+        size_t olen, last;
+        const char *out = http_probe_output(p, &olen, &last);
+        if (whole == NULL) {
+            assert_non_null(strstr(out, "GET /a 0"));
+            assert_non_null(strstr(out, "GET /b 0"));
+            assert_null(strstr(out, "POST /c"));
+            assert_null(strstr(out, "/never"));
+            assert_memory_equal(out + last, "HTTP/1.1 400 ", 13);
+            assert_non_null(strstr(out + last, "no Host header"));
+            whole = strdup(out);
+        } else {
+            assert_string_equal(out, whole);
+        }
+        http_probe_free(p);
+    }
+    free(whole);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1691,7 +1840,10 @@ int main(void)
         T(test_body_too_large),
         T(test_chunked_body_refused),
         T(test_request_timeout),
+        T(test_silent_connection_closes_after_request_timeout),
         T(test_idle_timeout_closes),
+        T(test_host_required),
+        T(test_host_required_for_upgrades),
         T(test_upgrade_without_callback),
         T(test_upgrade_taken),
         T(test_upgrade_refused),
@@ -1715,6 +1867,7 @@ int main(void)
         cmocka_unit_test(test_start_errors),
         cmocka_unit_test(test_ipv6_listener),
         cmocka_unit_test(test_probe),
+        cmocka_unit_test(test_probe_host_in_every_chunking),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

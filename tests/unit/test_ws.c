@@ -1180,6 +1180,16 @@ static void test_check_upgrade(void **state)
     assert_int_equal(check(&req, &status, &key), -1);
     assert_int_equal(status, 400);
 
+    /* Host missing (an HTTP/1.0 request gets this far without one) */
+    good_handshake(&h, &req);
+    set_header(&h, "Host", NULL);
+    assert_int_equal(check(&req, &status, &key), -1);
+    assert_int_equal(status, 400);
+    assert_null(key);
+    good_handshake(&h, &req);
+    set_header(&h, "Host", "");
+    assert_int_equal(check(&req, &status, &key), 0);
+
     /* Upgrade missing or wrong */
     good_handshake(&h, &req);
     set_header(&h, "Upgrade", NULL);

@@ -84,6 +84,7 @@ struct fx {
     bool refuse_upgrade;
     bool small_sndbuf;        /* server sockets get a 4 KiB send buffer */
     int accept_failures;
+    char host_seen[64];       /* the Host header of the last upgrade request */
     struct ep sep[MAX_EP];    /* server ends, in accept order */
     int nsrv;
     struct ep cli[MAX_EP];    /* client ends, in connect order */
@@ -141,6 +142,8 @@ static int on_upgrade(http_request *req, uv_tcp_t *tcp, const char *rest,
                       size_t rest_len, void *ud)
 {
     struct fx *fx = ud;
+    const char *host = http_request_header(req, "Host");
+    snprintf(fx->host_seen, sizeof(fx->host_seen), "%s", host ? host : "(none)");
     if (fx->refuse_upgrade || fx->nsrv == MAX_EP) {
         http_respond_error(req, 403, "no");
         return 0;
@@ -535,6 +538,9 @@ static void test_open_and_small_text(void **state)
     snprintf(want, sizeof(want), "127.0.0.1:%d", fx->port);
     assert_string_equal(ws_conn_peer_addr(cli->conn), want);
     assert_memory_equal(ws_conn_peer_addr(srv->conn), "127.0.0.1:", 10);
+    /* the client's handshake names the server as Host: host:port (RFC
+     * 6455 4.1; the HTTP server refuses an HTTP/1.1 request without) */
+    assert_string_equal(fx->host_seen, want);
 
     assert_int_equal(ws_conn_send_text(cli->conn, "hello", 5), 0);
     RUN_UNTIL(fx, srv->nmsgs == 1);
