@@ -401,3 +401,26 @@ def test_connections_without_hello_beyond_the_cap_are_closed_at_once(logdir, pro
     finally:
         for s in socks:
             s.close()
+
+
+def test_empty_fragments_and_the_new_close_codes_reach_a_live_node(one_node):
+    """Issue 11's crash: a text frame with FIN=0 and no payload killed the
+    node (memcpy from NULL). Empty first, middle and last fragments now
+    make the message they belong to; and a close with 1012-1014 (valid in
+    RFC 6455's registry) is echoed, not answered with 1002."""
+    s = raw_ws(one_node.client_port)
+    body = new_message("after an empty fragment").encode()
+    s.sendall(masked_frame(1, b"", fin=False))
+    s.sendall(masked_frame(0, body, fin=False))
+    s.sendall(masked_frame(0, b"", fin=False))
+    s.sendall(masked_frame(0, b""))
+    op, payload = read_frame(s)
+    assert op == 1
+    assert json.loads(payload)["payload"][0]["text"] == "after an empty fragment"
+    s.close()
+    for code in (1012, 1013, 1014):
+        s = raw_ws(one_node.client_port)
+        s.sendall(masked_frame(8, struct.pack("!H", code)))
+        assert read_close_code(s) == code
+        s.close()
+    assert one_node.alive()
