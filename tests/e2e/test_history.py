@@ -383,11 +383,21 @@ def test_a_node_registered_anew_numbers_its_new_origin_from_1(logdir, procs):
     wait_mesh([a, b])
     run(send_accepted(a, ["old0", "old1", "old2"]))
     old_id = a.id
-    d.kill()
-    shutil.rmtree(d.data_dir)
-    d.start()
-    for i in range(5):   # take the old ids, so that the new ones are new
-        http_json(d.url + "/api/nodes/register", "POST", {"password": f"x{i}"})
+    # The nodes are held still while discovery comes back and the test
+    # takes the old ids, so that the ids they get are new: otherwise their
+    # next heartbeat may race the test and get 1 and 2 again.
+    for nd in (a, b):
+        nd.p.send_signal(signal.SIGSTOP)
+    try:
+        d.kill()
+        shutil.rmtree(d.data_dir)
+        d.start()
+        for i in range(5):
+            status, _ = http_json(d.url + "/api/nodes/register", "POST", {"password": f"x{i}"})
+            assert status == 200, status
+    finally:
+        for nd in (a, b):
+            nd.p.send_signal(signal.SIGCONT)
     wait_until(lambda: a.status()["id"] > 5 and b.status()["id"] > 5, HANG, "new ids")
     a.id, b.id = a.status()["id"], b.status()["id"]
     wait_mesh([a, b])

@@ -124,7 +124,7 @@ def test_wss_and_plain_dsatter_clients_share_a_cluster(logdir, procs, cert):
     seen = asyncio.run(go())
     assert seen == {"sec": {"over TLS", "in the clear"}, "plain": {"over TLS", "in the clear"}}
     # Status over https too.
-    with urllib.request.urlopen(f"https://localhost:{a.client_port}/healthz",
+    with urllib.request.urlopen(f"https://127.0.0.1:{a.client_port}/healthz",
                                 context=client_ctx(cert), timeout=HANG) as r:
         assert json.loads(r.read()) == {"status": "ok"}
 
@@ -146,7 +146,7 @@ def test_tls_only_refuses_plain_clients_with_a_reason(logdir, procs, cert):
             m = json.loads(await asyncio.wait_for(ws.recv(), HANG))
             assert m["payload"][0]["text"] == "only over TLS"
     asyncio.run(go())
-    with urllib.request.urlopen(f"https://localhost:{a.client_port}/api/status",
+    with urllib.request.urlopen(f"https://127.0.0.1:{a.client_port}/api/status",
                                 context=client_ctx(cert), timeout=HANG) as r:
         assert json.loads(r.read())["id"] == a.id
 
