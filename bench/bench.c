@@ -1,18 +1,20 @@
-/* bench: the fan-out benchmark's run: discovery, sockets, rounds (see
- * bench.h). Everything runs on one libuv loop in one thread. */
+/* bench: the fan-out benchmark's engine: sockets, rounds, pacing, checks
+ * (see bench.h). What depends on the system measured (finding the servers,
+ * the messages on the wire) is behind a side (side.h). Everything runs on
+ * one libuv loop in one thread. */
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include <jansson.h>
 #include <uv.h>
 
 #include "bench/bench.h"
 #include "bench/scan.h"
+#include "bench/side.h"
 #include "bench/tally.h"
-#include "common/http_client.h"
 #include "common/log.h"
 #include "common/outq.h"
 #include "common/tls.h"
@@ -21,30 +23,29 @@
 
 #define MAX_ROUNDS 64
 #define BURST 128          /* messages handed to the sockets per loop turn */
-#define TEXT_MAX 70000
+#define PROBE_ROUND UINT32_MAX /* the marker's round of warm-up probes */
+#define PROBE_MS 10        /* one probe this often while warming up */
 
-struct endpoint {
-    char host[256];
-    int port;
-};
-
-struct bench;
-
-struct sock {
+struct bench_sock {
     struct bench *b;
     ws_conn *c;            /* NULL once closed */
-    int sender;            /* 1: a sender (and receiver) on the target node */
-    unsigned num;          /* sender 1..S, or node 1..N in discovery's order */
-    struct endpoint *ep;
-    long node_id;          /* from the frames' "source", -1 until seen */
+    int sender;            /* 1: a sender (and receiver) on the target server */
+    unsigned num;          /* sender 1..S, or server 1..N in the side's order */
+    struct bench_server *ep;
+    long node_id;          /* the server's own id, -1 until known */
+    void *state;           /* the side's, side->sock_size bytes */
+    int ready;             /* the side's handshake is done */
+    int warm;              /* got a warm-up probe */
     int done;              /* received all of the current round */
     struct tally t;
 };
 
-enum phase { PH_DISCOVER, PH_CONNECT, PH_ROUND, PH_FENCE, PH_STOPPING };
+enum phase { PH_DISCOVER, PH_CONNECT, PH_WARMUP, PH_ROUND, PH_FENCE, PH_STOPPING };
 
 struct bench {
     const struct bench_config *cfg;
+    const struct bench_side *side;
+    void *side_ctx;
     uv_loop_t *loop;
     tls_ctx *tls;           /* --tls: every socket speaks wss:// */
     uint32_t token;
@@ -52,12 +53,14 @@ struct bench {
     int status;
     char error[2048];
 
-    struct endpoint *nodes;
-    unsigned nnodes;
-    struct endpoint target;
+    struct bench_server *servers;
+    unsigned nservers;
+    struct bench_server target;
 
-    struct sock *socks;    /* senders first, then one receiver per node */
-    unsigned nsocks, opened, closed;
+    struct bench_sock *socks; /* senders first, then one receiver per server */
+    unsigned nsocks, opened, ready, warm, closed;
+    uv_timer_t probe;      /* warm-up: sends sender 1's next probe */
+    uint32_t probes;
 
     uv_timer_t timer;      /* the current phase's deadline */
     uv_idle_t pump;        /* hands messages to the senders */
@@ -73,11 +76,12 @@ struct bench {
     uint64_t cpu_start_us;  /* the bench's own CPU time at the round's start */
     uint64_t strays;       /* frames of an earlier round that came again */
     struct samples lat;
-    char *frame;           /* scratch for one outgoing message */
 };
 
 static void finish(struct bench *b, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+static void vfinish(struct bench *b, int status, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 /* User plus system CPU time of this process, in microseconds. */
 static uint64_t cpu_time_us(void)
@@ -89,16 +93,15 @@ static uint64_t cpu_time_us(void)
            (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
 }
 
-static void sock_name(const struct sock *s, char *out, size_t cap)
+static void sock_name(const struct bench_sock *s, char *out, size_t cap)
 {
-    char node[32] = "node ?";
+    char node[40] = "";
     if (s->node_id >= 0)
-        snprintf(node, sizeof(node), "node %ld", s->node_id);
+        snprintf(node, sizeof(node), "on node %ld ", s->node_id);
     if (s->sender)
-        snprintf(out, cap, "sender %u (on %s at %s:%d)", s->num, node, s->ep->host,
-                 s->ep->port);
+        snprintf(out, cap, "sender %u (%sat %s:%d)", s->num, node, s->ep->host, s->ep->port);
     else
-        snprintf(out, cap, "receiver on %s at %s:%d", node, s->ep->host, s->ep->port);
+        snprintf(out, cap, "receiver %sat %s:%d", node, s->ep->host, s->ep->port);
 }
 
 unsigned bench_auto_window(unsigned size)
@@ -137,26 +140,32 @@ static void stop_pump(struct bench *b)
     }
 }
 
-static void finish(struct bench *b, int status, const char *fmt, ...)
+static void vfinish(struct bench *b, int status, const char *fmt, va_list ap)
 {
     if (b->phase == PH_STOPPING)
         return;
     b->phase = PH_STOPPING;
     b->status = status;
-    if (fmt != NULL) {
-        va_list ap;
-        va_start(ap, fmt);
+    if (fmt != NULL)
         vsnprintf(b->error, sizeof(b->error), fmt, ap);
-        va_end(ap);
-    }
     stop_pump(b);
     uv_timer_stop(&b->timer);
+    uv_timer_stop(&b->probe);
     for (unsigned i = 0; i < b->nsocks; i++)
         if (b->socks[i].c != NULL)
             ws_conn_close(b->socks[i].c, 1000, "bench done");
     uv_close((uv_handle_t *)&b->timer, NULL);
     uv_close((uv_handle_t *)&b->pump, NULL);
     uv_close((uv_handle_t *)&b->drain, NULL);
+    uv_close((uv_handle_t *)&b->probe, NULL);
+}
+
+static void finish(struct bench *b, int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfinish(b, status, fmt, ap);
+    va_end(ap);
 }
 
 /* ---- rounds ------------------------------------------------------------ */
@@ -173,9 +182,9 @@ static uint32_t min_unique(const struct bench *b)
 }
 
 /* The sender of the next message, when its queue is full. */
-static const struct sock *next_sender_full(const struct bench *b)
+static const struct bench_sock *next_sender_full(const struct bench *b)
 {
-    const struct sock *s = &b->socks[b->sent % b->cfg->senders];
+    const struct bench_sock *s = &b->socks[b->sent % b->cfg->senders];
     return s->c != NULL && ws_conn_queued_mem(s->c) >= BENCH_SEND_QUEUE ? s : NULL;
 }
 
@@ -240,7 +249,6 @@ static void pump_cb(uv_idle_t *h)
     struct bench *b = h->data;
     const struct bench_config *cfg = b->cfg;
     uint32_t floor = min_unique(b);
-    char text[TEXT_MAX];
     for (unsigned k = 0; k < BURST && b->sent < b->n; k++) {
         if (b->window > 0 && b->sent - floor >= b->window) {
             stop_pump(b); /* on_text restarts it as deliveries come in */
@@ -254,21 +262,12 @@ static void pump_cb(uv_idle_t *h)
             return;
         }
         uint32_t i = b->sent;
-        unsigned s = i % cfg->senders;
+        struct bench_sock *so = &b->socks[i % cfg->senders];
         struct scan_marker m = { b->token, b->phase == PH_FENCE ? 0 : b->n, i };
-        int tl = scan_format_text(&m, cfg->size, text, sizeof(text));
-        int fl = tl < 0 ? -1
-                        : snprintf(b->frame, TEXT_MAX + 256,
-                                   "{\"type\":\"newMessageFromClient\",\"payload\":"
-                                   "{\"text\":\"%s\",\"sender\":\"bench-%u\",\"chatId\":%u}}",
-                                   text, s + 1, cfg->chat_id);
-        if (fl < 0 || fl >= TEXT_MAX + 256) {
-            finish(b, BENCH_FAILED, "cannot build message %u: --size too large", i);
-            return;
-        }
-        struct sock *so = &b->socks[s];
         b->t_sent[i] = uv_hrtime();
-        int rc = ws_conn_send_text(so->c, b->frame, (size_t)fl);
+        int rc = b->side->send(so, &m);
+        if (b->phase == PH_STOPPING)
+            return; /* the side failed the run */
         if (rc != 0) {
             char name[400];
             sock_name(so, name, sizeof(name));
@@ -320,7 +319,7 @@ static void end_round(struct bench *b)
         char msg[sizeof(b->error)];
         size_t off = (size_t)snprintf(msg, sizeof(msg), "round of %u messages:", b->n);
         for (unsigned i = 0; i < b->nsocks && off < sizeof(msg); i++) {
-            const struct sock *s = &b->socks[i];
+            const struct bench_sock *s = &b->socks[i];
             if (!s->t.dups && !s->t.reordered)
                 continue;
             char name[400];
@@ -352,8 +351,29 @@ static void timeout_cb(uv_timer_t *t)
 {
     struct bench *b = t->data;
     if (b->phase == PH_CONNECT) {
-        finish(b, BENCH_NO_CLUSTER, "only %u of %u WebSocket connections opened within %u s",
-               b->opened, b->nsocks, b->cfg->timeout_s);
+        if (b->opened < b->nsocks)
+            finish(b, BENCH_NO_CLUSTER, "only %u of %u WebSocket connections opened within "
+                   "%u s; are the servers running?", b->opened, b->nsocks, b->cfg->timeout_s);
+        else
+            finish(b, BENCH_NO_CLUSTER, "only %u of %u %s connections were ready within %u s "
+                   "(the protocol's handshake did not finish); are these %s servers?",
+                   b->ready, b->nsocks, b->side->name, b->cfg->timeout_s, b->side->name);
+        return;
+    }
+    if (b->phase == PH_WARMUP) {
+        char msg[sizeof(b->error)];
+        size_t off = (size_t)snprintf(msg, sizeof(msg), "sender 1's probes did not reach every "
+                                      "socket within %u s; are the servers linked to each "
+                                      "other (cluster routes)? No probe reached:",
+                                      b->cfg->timeout_s);
+        for (unsigned i = 0; i < b->nsocks && off < sizeof(msg); i++) {
+            if (b->socks[i].warm)
+                continue;
+            char name[400];
+            sock_name(&b->socks[i], name, sizeof(name));
+            off += (size_t)snprintf(msg + off, sizeof(msg) - off, " %s;", name);
+        }
+        finish(b, BENCH_FAILED, "%s", msg);
         return;
     }
     char msg[sizeof(b->error)];
@@ -361,7 +381,7 @@ static void timeout_cb(uv_timer_t *t)
                                   "round of %u messages not complete after %u s (%u sent):",
                                   b->n, b->cfg->timeout_s, b->sent);
     for (unsigned i = 0; i < b->nsocks && off < sizeof(msg); i++) {
-        const struct sock *s = &b->socks[i];
+        const struct bench_sock *s = &b->socks[i];
         if (s->t.unique == b->n)
             continue;
         char name[400], missing[400];
@@ -372,56 +392,102 @@ static void timeout_cb(uv_timer_t *t)
     finish(b, BENCH_FAILED, "%s", msg);
 }
 
-/* ---- sockets ----------------------------------------------------------- */
+/* ---- warm-up ----------------------------------------------------------- */
 
-static void on_open(ws_conn *c, void *ud)
+static void begin_rounds(struct bench *b)
 {
-    struct sock *s = ud;
-    struct bench *b = s->b;
-    (void)c;
-    if (++b->opened == b->nsocks && b->phase == PH_CONNECT) {
-        uv_timer_stop(&b->timer);
-        struct report_run run = { .senders = b->cfg->senders, .nodes = b->nnodes,
-                                  .size = b->cfg->size, .window = b->window };
-        char target[300];
-        snprintf(target, sizeof(target), "%s:%d", b->target.host, b->target.port);
-        run.target = target;
-        report_begin(stdout, b->cfg->format, &run);
-        run_next(b);
-    }
+    struct report_run run = { .proto = b->side->name, .senders = b->cfg->senders,
+                              .nodes = b->nsocks - b->cfg->senders, .size = b->cfg->size,
+                              .window = b->window };
+    char target[300];
+    snprintf(target, sizeof(target), "%s:%d", b->target.host, b->target.port);
+    run.target = target;
+    report_begin(stdout, b->cfg->format, &run);
+    run_next(b);
 }
 
-static void on_text(ws_conn *c, const char *data, size_t len, void *ud)
+static void probe_cb(uv_timer_t *t)
 {
-    struct sock *s = ud;
-    struct bench *b = s->b;
-    struct scan_marker m;
-    long source;
-    (void)c;
-    enum scan_result r = scan_frame(data, len, &m, &source);
-    if (source >= 0)
-        s->node_id = source;
-    if (r == SCAN_NOT_MESSAGE) {
-        if (len > 200)
-            len = 200;
-        char name[400];
-        sock_name(s, name, sizeof(name));
-        if (memmem(data, len, "\"type\":\"error\"", 14) != NULL)
-            finish(b, BENCH_FAILED, "%s answered with an error: %.*s", name, (int)len, data);
+    struct bench *b = t->data;
+    struct scan_marker m = { b->token, PROBE_ROUND, b->probes++ };
+    int rc = b->side->send(&b->socks[0], &m);
+    if (rc != 0 && b->phase == PH_WARMUP)
+        finish(b, BENCH_FAILED, "sender 1: cannot send a warm-up probe: %s", uv_strerror(rc));
+}
+
+/* Every socket is ready. Where a side asks for it, sender 1 sends a probe
+ * every PROBE_MS until every socket has received one: then every server's
+ * subscriptions have reached the senders' server, and round one loses
+ * nothing to a subscription still on its way. Late probes are ignored. */
+static void all_ready(struct bench *b)
+{
+    uv_timer_stop(&b->timer);
+    if (!b->side->warm_up) {
+        begin_rounds(b);
         return;
     }
-    if (r != SCAN_OK || m.token != b->token)
+    b->phase = PH_WARMUP;
+    uv_timer_start(&b->timer, timeout_cb, (uint64_t)b->cfg->timeout_s * 1000, 0);
+    uv_timer_start(&b->probe, probe_cb, 0, PROBE_MS);
+}
+
+/* ---- what the sides call -------------------------------------------------- */
+
+const struct bench_config *bench_config(const bench *b) { return b->cfg; }
+uv_loop_t *bench_loop(const bench *b) { return b->loop; }
+void *bench_side_ctx(const bench *b) { return b->side_ctx; }
+uint32_t bench_token(const bench *b) { return b->token; }
+bench *bench_sock_bench(const bench_sock *s) { return s->b; }
+ws_conn *bench_sock_conn(const bench_sock *s) { return s->c; }
+void *bench_sock_state(const bench_sock *s) { return s->state; }
+unsigned bench_sock_sender(const bench_sock *s) { return s->sender ? s->num : 0; }
+void bench_sock_name(const bench_sock *s, char *out, size_t cap) { sock_name(s, out, cap); }
+void bench_sock_set_server_id(bench_sock *s, long id) { s->node_id = id; }
+
+void bench_fail(bench *b, int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfinish(b, status, fmt, ap);
+    va_end(ap);
+}
+
+void bench_sock_ready(bench_sock *s)
+{
+    struct bench *b = s->b;
+    if (s->ready || b->phase != PH_CONNECT)
+        return;
+    s->ready = 1;
+    if (++b->ready == b->nsocks)
+        all_ready(b);
+}
+
+void bench_sock_deliver(bench_sock *s, const struct scan_marker *m)
+{
+    struct bench *b = s->b;
+    if (m->token != b->token)
         return; /* someone else's traffic */
+    if (m->round == PROBE_ROUND) {
+        if (b->phase == PH_WARMUP && !s->warm) {
+            s->warm = 1;
+            if (++b->warm == b->nsocks) {
+                uv_timer_stop(&b->probe);
+                uv_timer_stop(&b->timer);
+                begin_rounds(b);
+            }
+        }
+        return;
+    }
     if (b->phase != PH_ROUND && b->phase != PH_FENCE)
         return;
     uint32_t want = b->phase == PH_FENCE ? 0 : b->n;
-    if (m.round != want) {
+    if (m->round != want) {
         b->strays++;
         return;
     }
     uint64_t now = uv_hrtime();
-    if (tally_add(&s->t, m.index) == 1) {
-        samples_add(&b->lat, (uint32_t)UTIL_MIN((now - b->t_sent[m.index]) / 1000, UINT32_MAX));
+    if (tally_add(&s->t, m->index) == 1) {
+        samples_add(&b->lat, (uint32_t)UTIL_MIN((now - b->t_sent[m->index]) / 1000, UINT32_MAX));
         b->t_last = now;
         if (s->t.unique == b->n && !s->done) {
             s->done = 1;
@@ -434,38 +500,84 @@ static void on_text(ws_conn *c, const char *data, size_t len, void *ud)
     start_pump(b);
 }
 
+/* ---- sockets ----------------------------------------------------------- */
+
+static void on_open(ws_conn *c, void *ud)
+{
+    struct bench_sock *s = ud;
+    struct bench *b = s->b;
+    (void)c;
+    b->opened++;
+    if (b->phase == PH_CONNECT)
+        b->side->open(s);
+}
+
+static void on_text(ws_conn *c, const char *data, size_t len, void *ud)
+{
+    struct bench_sock *s = ud;
+    (void)c;
+    if (s->b->phase != PH_STOPPING)
+        s->b->side->receive(s, (const uint8_t *)data, len, false);
+}
+
+static void on_binary(ws_conn *c, const uint8_t *data, size_t len, void *ud)
+{
+    struct bench_sock *s = ud;
+    (void)c;
+    if (s->b->phase != PH_STOPPING)
+        s->b->side->receive(s, data, len, true);
+}
+
 static void on_close(ws_conn *c, int code, void *ud)
 {
-    struct sock *s = ud;
+    struct bench_sock *s = ud;
     struct bench *b = s->b;
     (void)c;
     s->c = NULL;
     b->closed++;
+    if (b->side->close != NULL)
+        b->side->close(s);
     if (b->phase != PH_STOPPING) {
         char name[400];
         sock_name(s, name, sizeof(name));
         if (b->phase == PH_CONNECT)
             finish(b, BENCH_NO_CLUSTER, "%s: cannot open a WebSocket connection (code %d); "
-                   "is the node running?", name, code);
+                   "is the server running?", name, code);
         else
             finish(b, BENCH_FAILED, "%s: connection closed with code %d during the round of "
                    "%u messages%s", name, code, b->n,
-                   code == 1008 ? " (the node found it too slow: lower --window, or raise "
-                                  "the node's --max-queue)" : "");
+                   code == 1008 ? " (the server found it too slow: lower --window, or raise "
+                                  "the server's limit, --max-queue on a dchat node)" : "");
     }
 }
 
 static const struct ws_conn_callbacks sock_cb = {
-    .on_open = on_open, .on_text = on_text, .on_close = on_close,
+    .on_open = on_open, .on_text = on_text, .on_binary = on_binary, .on_close = on_close,
 };
 
-static void connect_all(struct bench *b)
+void bench_servers_found(bench *b, const struct bench_server *servers, unsigned n)
 {
     const struct bench_config *cfg = b->cfg;
-    b->nsocks = cfg->senders + b->nnodes;
+    if (b->phase != PH_DISCOVER)
+        return;
+    b->servers = xcalloc(n, sizeof(*b->servers));
+    memcpy(b->servers, servers, n * sizeof(*servers));
+    b->nservers = n;
+    if (cfg->target[0] != '\0') {
+        b->target = servers[0]; /* for the path */
+        if (util_parse_hostport(cfg->target, "127.0.0.1", b->target.host,
+                                sizeof(b->target.host), &b->target.port) != 0) {
+            finish(b, BENCH_FAILED, "--target %s: expected ADDR:PORT", cfg->target);
+            return;
+        }
+    } else {
+        b->target = servers[(unsigned)rand() % n];
+    }
+
+    b->nsocks = cfg->senders + n;
     b->socks = xcalloc(b->nsocks, sizeof(*b->socks));
     struct ws_conn_config wc = {
-        .max_message = 1 << 20,
+        .max_message = b->side->max_message,
         /* the pump keeps a sender's queue under BENCH_SEND_QUEUE plus one
          * message; a receiver only queues pongs */
         .max_queue = 4 * BENCH_SEND_QUEUE,
@@ -475,13 +587,17 @@ static void connect_all(struct bench *b)
     b->phase = PH_CONNECT;
     uv_timer_start(&b->timer, timeout_cb, (uint64_t)cfg->timeout_s * 1000, 0);
     for (unsigned i = 0; i < b->nsocks; i++) {
-        struct sock *s = &b->socks[i];
+        struct bench_sock *s = &b->socks[i];
         s->b = b;
         s->node_id = -1;
         s->sender = i < cfg->senders;
         s->num = s->sender ? i + 1 : i - cfg->senders + 1;
-        s->ep = s->sender ? &b->target : &b->nodes[i - cfg->senders];
-        if (ws_conn_connect(b->loop, s->ep->host, s->ep->port, "/", &wc, &sock_cb, s,
+        s->ep = s->sender ? &b->target : &b->servers[i - cfg->senders];
+        s->state = b->side->sock_size ? xcalloc(1, b->side->sock_size) : NULL;
+    }
+    for (unsigned i = 0; i < b->nsocks; i++) {
+        struct bench_sock *s = &b->socks[i];
+        if (ws_conn_connect(b->loop, s->ep->host, s->ep->port, s->ep->path, &wc, &sock_cb, s,
                             &s->c) != 0) {
             s->c = NULL;
             finish(b, BENCH_NO_CLUSTER, "cannot connect to %s:%d: not an IP address",
@@ -491,59 +607,10 @@ static void connect_all(struct bench *b)
     }
 }
 
-/* ---- discovery --------------------------------------------------------- */
-
-static void clients_cb(int status, const char *body, size_t len, void *ud)
-{
-    struct bench *b = ud;
-    if (status < 0) {
-        finish(b, BENCH_NO_CLUSTER, "cannot ask discovery at %s: %s; start it, or pass "
-               "--discovery", b->cfg->discovery, uv_strerror(status));
-        return;
-    }
-    json_error_t jerr;
-    json_t *doc = status == 200 ? json_loadb(body, len, 0, &jerr) : NULL;
-    json_t *list = json_object_get(doc, "activeNodes");
-    if (!json_is_array(list)) {
-        json_decref(doc);
-        finish(b, BENCH_NO_CLUSTER, "discovery at %s answered GET /api/clients with %d and "
-               "no activeNodes list", b->cfg->discovery, status);
-        return;
-    }
-    b->nodes = xcalloc(json_array_size(list) + 1, sizeof(*b->nodes));
-    size_t i;
-    json_t *e;
-    json_array_foreach(list, i, e) {
-        const char *addr = json_string_value(json_object_get(e, "address"));
-        json_int_t port = json_integer_value(json_object_get(e, "clientport"));
-        if (addr == NULL || port <= 0 || port > 65535 || strlen(addr) >= sizeof(b->nodes->host))
-            continue;
-        strcpy(b->nodes[b->nnodes].host, addr);
-        b->nodes[b->nnodes].port = (int)port;
-        b->nnodes++;
-    }
-    json_decref(doc);
-    if (b->nnodes < 2) {
-        finish(b, BENCH_NO_CLUSTER, "discovery at %s lists %u active node%s; the bench needs "
-               "at least 2 (start more nodes)", b->cfg->discovery, b->nnodes,
-               b->nnodes == 1 ? "" : "s");
-        return;
-    }
-    if (b->cfg->target[0] != '\0') {
-        if (util_parse_hostport(b->cfg->target, "127.0.0.1", b->target.host,
-                                sizeof(b->target.host), &b->target.port) != 0) {
-            finish(b, BENCH_FAILED, "--target %s: expected ADDR:PORT", b->cfg->target);
-            return;
-        }
-    } else {
-        b->target = b->nodes[(unsigned)rand() % b->nnodes];
-    }
-    connect_all(b);
-}
-
 int bench_run(const struct bench_config *cfg)
 {
     struct bench b = { .cfg = cfg, .phase = PH_DISCOVER };
+    b.side = cfg->proto == BENCH_PROTO_NATS ? &bench_nats_side : &bench_dchat_side;
     uv_loop_t loop;
     int rc = uv_loop_init(&loop);
     if (rc != 0) {
@@ -552,38 +619,28 @@ int bench_run(const struct bench_config *cfg)
     }
     b.loop = &loop;
     b.token = (uint32_t)(util_now_ns() ^ ((uint64_t)getpid() << 16));
-    b.frame = xmalloc(TEXT_MAX + 256);
     b.nrounds = bench_rounds(cfg->max, b.rounds, MAX_ROUNDS);
     b.window = cfg->window == BENCH_WINDOW_AUTO ? bench_auto_window(cfg->size) : cfg->window;
-    uv_timer_init(&loop, &b.timer);
-    b.timer.data = &b;
     if (cfg->tls) {
         char err[600];
         b.tls = tls_ctx_client(cfg->tls_ca[0] ? cfg->tls_ca : NULL, err, sizeof(err));
         if (b.tls == NULL) {
             log_error("%s", err);
-            uv_close((uv_handle_t *)&b.timer, NULL);
-            uv_run(&loop, UV_RUN_DEFAULT);
             uv_loop_close(&loop);
-            free(b.frame);
             return BENCH_NO_CLUSTER;
         }
     }
+    b.side_ctx = b.side->ctx_size ? xcalloc(1, b.side->ctx_size) : NULL;
+    uv_timer_init(&loop, &b.timer);
+    b.timer.data = &b;
     uv_timer_init(&loop, &b.drain);
     b.drain.data = &b;
+    uv_timer_init(&loop, &b.probe);
+    b.probe.data = &b;
     uv_idle_init(&loop, &b.pump);
     b.pump.data = &b;
 
-    rc = http_client_request(&loop, cfg->discovery, "GET", "/api/clients", NULL,
-                             cfg->timeout_s * 1000, clients_cb, &b, NULL);
-    if (rc != 0) {
-        log_error("--discovery %s: expected http://HOST:PORT", cfg->discovery);
-        uv_close((uv_handle_t *)&b.timer, NULL);
-        uv_close((uv_handle_t *)&b.pump, NULL);
-        uv_close((uv_handle_t *)&b.drain, NULL);
-        b.phase = PH_STOPPING;
-        b.status = BENCH_NO_CLUSTER;
-    }
+    b.side->find_servers(&b);
     uv_run(&loop, UV_RUN_DEFAULT);
     outq_shutdown(&loop);
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -594,13 +651,17 @@ int bench_run(const struct bench_config *cfg)
     rc = uv_loop_close(&loop);
     if (rc != 0)
         log_warn("event loop closed with handles open: %s", uv_strerror(rc));
-    for (unsigned i = 0; i < b.nsocks; i++)
+    if (b.side->finish != NULL)
+        b.side->finish(&b);
+    for (unsigned i = 0; i < b.nsocks; i++) {
         tally_free(&b.socks[i].t);
+        free(b.socks[i].state);
+    }
     samples_free(&b.lat);
     free(b.socks);
-    free(b.nodes);
+    free(b.servers);
     free(b.t_sent);
-    free(b.frame);
+    free(b.side_ctx);
     tls_ctx_free(b.tls);
     return b.status;
 }

@@ -1,5 +1,6 @@
-/* bench: the fan-out benchmark. It asks discovery for the active nodes,
- * opens sender sockets to one node and one receiver per node, then runs
+/* bench: the fan-out benchmark. It finds the servers (a dchat cluster's
+ * nodes from discovery, or the NATS servers named by --nats: side.h),
+ * opens sender sockets to one server and one receiver per server, then runs
  * rounds of n messages (10, 100, 1000, then doubling up to max): the
  * messages go round-robin over the senders, at most `window` of them
  * unacknowledged (not yet received by every socket) at a time so that no
@@ -23,7 +24,12 @@
 /* bench_config.window: pick one from the text size (bench_auto_window). */
 #define BENCH_WINDOW_AUTO UINT_MAX
 
+/* The system measured. */
+enum bench_proto { BENCH_PROTO_DCHAT, BENCH_PROTO_NATS };
+
 struct bench_config {
+    enum bench_proto proto;
+    char nats[2048];       /* --proto nats: ws://HOST:PORT[/PATH],... */
     char discovery[512];   /* http://HOST:PORT */
     char target[300];      /* ADDR:PORT, or "" for a random node */
     unsigned senders;

@@ -1,12 +1,14 @@
-/* bench: measures the fan-out of a running dchat cluster and proves that
- * every message reached every socket exactly once, in order. This file
- * reads the options; bench.c runs the rounds. Exit status: 0 all delivered,
+/* bench: measures the fan-out of a running dchat cluster (or, for
+ * comparison, of a NATS cluster: --proto nats) and proves that every
+ * message reached every socket exactly once, in order. This file reads the
+ * options; bench.c runs the rounds. Exit status: 0 all delivered,
  * 1 something lost, duplicated, reordered or late, 2 no cluster to measure,
  * 64 bad usage. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sysexits.h>
 #include <unistd.h>
 
 #include "bench/bench.h"
@@ -14,14 +16,21 @@
 #include "common/log.h"
 #include "common/util.h"
 
-enum { OPT_DISCOVERY, OPT_TARGET, OPT_SENDERS, OPT_MAX, OPT_SIZE, OPT_TIMEOUT, OPT_WINDOW,
+enum { OPT_PROTO, OPT_NATS, OPT_DISCOVERY, OPT_TARGET, OPT_SENDERS, OPT_MAX, OPT_SIZE, OPT_TIMEOUT, OPT_WINDOW,
        OPT_CHAT, OPT_FORMAT, OPT_TLS, OPT_TLS_CA, OPT_LOG_LEVEL };
 
 static const struct cli_option options[] = {
+    [OPT_PROTO] = { "proto", 0, "PROTO", "BENCH_PROTO",
+                    "dchat (default) or nats: the system measured, with the same rounds, "
+                    "checks and report" },
+    [OPT_NATS] = { "nats", 0, "URL[,URL...]", "BENCH_NATS",
+                   "--proto nats: the NATS servers' WebSocket listeners, ws://HOST:PORT "
+                   "(wss:// with --tls); one receiver on each, the senders on --target or a "
+                   "random one" },
     [OPT_DISCOVERY] = { "discovery", 'd', "URL", "BENCH_DISCOVERY",
                         "discovery daemon to ask for the nodes (default http://127.0.0.1:8080)" },
     [OPT_TARGET] = { "target", 't', "ADDR:PORT", "BENCH_TARGET",
-                     "node the senders connect to (default: a random active node)" },
+                     "node (or NATS server) the senders connect to (default: a random one)" },
     [OPT_SENDERS] = { "senders", 's', "N", "BENCH_SENDERS",
                       "sender connections (default 3)" },
     [OPT_MAX] = { "max", 'm', "N", "BENCH_MAX",
@@ -59,6 +68,23 @@ static int set_option(int index, const char *v, void *ud, char *err, size_t errl
 {
     struct bench_config *c = ud;
     switch (index) {
+    case OPT_PROTO:
+        if (strcmp(v, "dchat") == 0)
+            c->proto = BENCH_PROTO_DCHAT;
+        else if (strcmp(v, "nats") == 0)
+            c->proto = BENCH_PROTO_NATS;
+        else {
+            snprintf(err, errlen, "expected dchat or nats");
+            return -1;
+        }
+        return 0;
+    case OPT_NATS:
+        if (strlen(v) >= sizeof(c->nats)) {
+            snprintf(err, errlen, "too long");
+            return -1;
+        }
+        strcpy(c->nats, v);
+        return 0;
     case OPT_DISCOVERY:
     case OPT_TARGET: {
         char *dst = index == OPT_DISCOVERY ? c->discovery : c->target;
@@ -116,9 +142,20 @@ int main(int argc, char **argv)
     cli_parse(argc, argv, "bench", "[OPTIONS]",
               "Measures the fan-out of a running dchat cluster: senders on one node, one\n"
               "receiver on every node, rounds of 10, 100, 1000, 2000 ... messages. Every\n"
-              "socket must get every message once and in each sender's order.\n"
+              "socket must get every message once and in each sender's order. With\n"
+              "--proto nats it does the same to a NATS cluster over its WebSocket listeners.\n"
               "Exit status: 0 all delivered, 1 lost/duplicated/reordered/late, 2 no cluster.",
               options, (int)ARRAY_SIZE(options), set_option, &c);
+    if (c.proto == BENCH_PROTO_NATS && c.nats[0] == '\0') {
+        fprintf(stderr, "bench: --proto nats needs --nats ws://HOST:PORT[,...] (the NATS "
+                        "servers' WebSocket listeners)\n");
+        return EX_USAGE;
+    }
+    if (c.proto != BENCH_PROTO_NATS && c.nats[0] != '\0') {
+        fprintf(stderr, "bench: --nats is for --proto nats; add --proto nats to measure "
+                        "NATS\n");
+        return EX_USAGE;
+    }
     signal(SIGPIPE, SIG_IGN);
     srand((unsigned)(util_now_ns() ^ (uint64_t)getpid()));
     return bench_run(&c);

@@ -25,8 +25,13 @@ void report_begin(FILE *f, enum report_format fmt, const struct report_run *run)
         char window[32] = "no window (flat out)";
         if (run->window > 0)
             snprintf(window, sizeof(window), "window %u", run->window);
-        fprintf(f, "# %u senders to %s, one receiver on each of %u nodes, %u-byte texts, %s\n",
-                run->senders, run->target, run->nodes, run->size, window);
+        if (run->proto == NULL || strcmp(run->proto, "dchat") == 0)
+            fprintf(f, "# %u senders to %s, one receiver on each of %u nodes, %u-byte texts, "
+                       "%s\n", run->senders, run->target, run->nodes, run->size, window);
+        else
+            fprintf(f, "# %s: %u senders to %s, one receiver on each of %u servers, %u-byte "
+                       "texts, %s\n", run->proto, run->senders, run->target, run->nodes,
+                    run->size, window);
         fprintf(f, "%9s %11s %11s %9s %9s %13s %8s %8s %8s %6s %6s %7s %6s\n", "messages",
                 "expected", "received", "total s", "send s", "deliveries/s", "p50 ms",
                 "p99 ms", "max ms", "lost", "dup", "reorder", "cpu %");
@@ -38,7 +43,8 @@ void report_begin(FILE *f, enum report_format fmt, const struct report_run *run)
         break;
     case REPORT_JSON:
         json_decref(json_doc);
-        json_doc = json_pack("{s:s, s:I, s:I, s:I, s:I, s:[]}", "target", run->target,
+        json_doc = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:[]}", "proto",
+                             run->proto ? run->proto : "dchat", "target", run->target,
                              "senders", (json_int_t)run->senders, "nodes",
                              (json_int_t)run->nodes, "size", (json_int_t)run->size,
                              "window", (json_int_t)run->window, "rounds");

@@ -24,6 +24,7 @@ struct report_row {
 };
 
 struct report_run {
+    const char *proto;      /* "dchat" (NULL counts as that) or "nats" */
     const char *target;     /* ADDR:PORT of the senders' node */
     unsigned senders;
     unsigned nodes;

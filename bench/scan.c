@@ -74,18 +74,24 @@ enum scan_result scan_frame(const char *data, size_t len, struct scan_marker *m,
     if (t == NULL)
         return SCAN_FOREIGN;
     t += sizeof(TEXT_KEY) - 1;
-    if (end - t < 10 || t[0] != 'b' || t[9] != '.')
-        return SCAN_FOREIGN;
+    return scan_marker_parse(t, (size_t)(end - t), m) == 0 ? SCAN_OK : SCAN_FOREIGN;
+}
+
+int scan_marker_parse(const char *text, size_t len, struct scan_marker *m)
+{
+    const char *t = text, *end = text + len;
+    if (len < 10 || t[0] != 'b' || t[9] != '.')
+        return -1;
     uint32_t token = 0;
     for (int i = 1; i <= 8; i++) {
         int h = hexval(t[i]);
         if (h < 0)
-            return SCAN_FOREIGN;
+            return -1;
         token = token << 4 | (uint32_t)h;
     }
     t += 10;
     if (parse_u32(&t, end, '.', &m->round) != 0 || parse_u32(&t, end, '.', &m->index) != 0)
-        return SCAN_FOREIGN;
+        return -1;
     m->token = token;
-    return SCAN_OK;
+    return 0;
 }

@@ -3,7 +3,9 @@
  * bench's own marker at the start of the message text. The node writes its
  * frames by hand in a fixed key order, but the scan does not rely on it: it
  * looks for the keys anywhere in the frame. Frames that are not the bench's
- * (other clients' traffic, error frames) are told apart and skipped. */
+ * (other clients' traffic, error frames) are told apart and skipped. The
+ * NATS side of the bench puts the same marker at the start of its payloads
+ * and reads it with scan_marker_parse. */
 #ifndef DCHAT_BENCH_SCAN_H
 #define DCHAT_BENCH_SCAN_H
 
@@ -23,6 +25,11 @@ struct scan_marker {
  * out (cap bytes, NUL-terminated). Returns its length, or -1 if cap is too
  * small. */
 int scan_format_text(const struct scan_marker *m, size_t size, char *out, size_t cap);
+
+/* Reads the marker at the start of a message text (len bytes, not
+ * necessarily NUL-terminated; what follows the marker does not matter).
+ * Returns 0 with *m set, or -1 when text does not start with one. */
+int scan_marker_parse(const char *text, size_t len, struct scan_marker *m);
 
 enum scan_result {
     SCAN_OK,         /* a bench message: *m and *source are set */

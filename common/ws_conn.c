@@ -149,14 +149,24 @@ int ws_conn_send_frame(ws_conn *c, msgbuf *frame)
     return rc;
 }
 
-int ws_conn_send_text(ws_conn *c, const char *data, size_t len)
+static int send_data(ws_conn *c, unsigned opcode, const void *data, size_t len)
 {
     if (c->state != WS_OPEN)
         return UV_EPIPE;
-    msgbuf *b = build_frame(c, WS_OP_TEXT, data, len);
+    msgbuf *b = build_frame(c, opcode, data, len);
     int rc = ws_conn_send_frame(c, b);
     msgbuf_unref(b);
     return rc;
+}
+
+int ws_conn_send_text(ws_conn *c, const char *data, size_t len)
+{
+    return send_data(c, WS_OP_TEXT, data, len);
+}
+
+int ws_conn_send_binary(ws_conn *c, const void *data, size_t len)
+{
+    return send_data(c, WS_OP_BINARY, data, len);
 }
 
 /* --- closing ---------------------------------------------------------------- */

@@ -77,6 +77,10 @@ int ws_conn_send_frame(ws_conn *c, msgbuf *frame);
 /* Frames data as one text message (masked in client role) and queues it. */
 int ws_conn_send_text(ws_conn *c, const char *data, size_t len);
 
+/* Frames data as one binary message (masked in client role) and queues it;
+ * returns as ws_conn_send_frame. */
+int ws_conn_send_binary(ws_conn *c, const void *data, size_t len);
+
 /* Starts the close handshake with code and reason; incoming messages are
  * no longer delivered. */
 void ws_conn_close(ws_conn *c, int code, const char *reason);

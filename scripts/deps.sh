@@ -4,6 +4,8 @@
 #   scripts/deps.sh build   compile the programs (make, make install)
 #   scripts/deps.sh run     build, plus what make run's scripts call
 #   scripts/deps.sh test    run, plus the test tools (make test)
+#   scripts/deps.sh compare run, plus NATS and the plotting library
+#                           (scripts/compare-nats.sh)
 #   scripts/deps.sh fuzz    build, plus clang and its libFuzzer (make fuzz)
 # Run as root (CI is); otherwise it uses sudo, or says what to install.
 set -eu
@@ -11,8 +13,11 @@ set -eu
 BUILD_PKGS="gcc libc6-dev make pkg-config libuv1-dev libwslay-dev libjansson-dev \
 node-llhttp libssl-dev libsqlite3-dev"
 RUN_PKGS="$BUILD_PKGS curl"
+# nats-server and python3-matplotlib: the comparison with NATS
+# (scripts/compare-nats.sh), which tests/e2e/test_compare.py runs.
+COMPARE_PKGS="$RUN_PKGS nats-server python3 python3-matplotlib procps"
 TEST_PKGS="$RUN_PKGS sqlite3 libcmocka-dev python3 python3-pytest python3-websockets \
-python3-requests procps openssl"
+python3-requests procps openssl nats-server python3-matplotlib"
 # libclang-rt-dev holds libFuzzer and the sanitizer runtimes for clang.
 FUZZ_PKGS="$BUILD_PKGS clang libclang-rt-dev"
 
@@ -20,8 +25,9 @@ case "${1:-build}" in
     build) PKGS=$BUILD_PKGS ;;
     run) PKGS=$RUN_PKGS ;;
     test) PKGS=$TEST_PKGS ;;
+    compare) PKGS=$COMPARE_PKGS ;;
     fuzz) PKGS=$FUZZ_PKGS ;;
-    *) echo "usage: $0 build|run|test|fuzz" >&2; exit 64 ;;
+    *) echo "usage: $0 build|run|test|compare|fuzz" >&2; exit 64 ;;
 esac
 
 missing=""

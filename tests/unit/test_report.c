@@ -247,6 +247,43 @@ static void test_table_title_without_window(void **state)
     free(buf);
 }
 
+/* The NATS side says so in the title, and JSON names the proto; the CSV
+ * columns stay the same so that the two sides compare row by row. */
+static void test_nats_title_and_json_proto(void **state)
+{
+    (void)state;
+    struct report_run run = RUN;
+    run.proto = "nats";
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_non_null(f);
+    report_begin(f, REPORT_TABLE, &run);
+    report_begin(f, REPORT_JSON, &run);
+    report_end(f, REPORT_JSON, 1, NULL);
+    assert_int_equal(fclose(f), 0);
+    char *nl = strchr(buf, '\n');
+    assert_non_null(nl);
+    *nl = '\0';
+    assert_string_equal(buf, "# nats: 4 senders to 127.0.0.1:9001, one receiver on each of "
+                             "3 servers, 64-byte texts, window 500");
+    char *json = strchr(nl + 1, '{');
+    assert_non_null(json);
+    json_error_t err;
+    json_t *doc = json_loads(json, 0, &err);
+    assert_non_null(doc);
+    assert_string_equal(json_string_value(json_object_get(doc, "proto")), "nats");
+    json_decref(doc);
+    free(buf);
+    /* dchat's JSON says dchat when the run names no proto */
+    char *out = capture(REPORT_JSON, NULL, 0, 1, NULL);
+    doc = json_loads(out, 0, &err);
+    assert_non_null(doc);
+    assert_string_equal(json_string_value(json_object_get(doc, "proto")), "dchat");
+    json_decref(doc);
+    free(out);
+}
+
 static void test_json_ok_no_rounds(void **state)
 {
     (void)state;
@@ -301,6 +338,7 @@ int main(void)
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_csv),
         cmocka_unit_test(test_json),
+        cmocka_unit_test(test_nats_title_and_json_proto),
         cmocka_unit_test(test_json_ok_no_rounds),
         cmocka_unit_test(test_table_title_without_window),
         cmocka_unit_test(test_json_fresh_document),

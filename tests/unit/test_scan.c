@@ -1,5 +1,6 @@
 /* Unit tests for bench/scan.c: the bench's message text marker
- * (scan_format_text) and the cheap frame reader (scan_frame), including
+ * (scan_format_text), its reader for bare payloads (scan_marker_parse) and
+ * the cheap frame reader (scan_frame), including
  * foreign and malformed frames and truncation at every length. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -128,6 +129,40 @@ static void test_round_trip(void **state)
             assert_int_equal(got.index, cases[c].index);
         }
     }
+}
+
+/* scan_marker_parse: the marker at the start of a bare payload (the NATS
+ * side's), whatever follows it; text that does not start with one is
+ * refused, read on an exact-size copy at every truncation. */
+static void test_marker_parse(void **state)
+{
+    (void)state;
+    const struct scan_marker m = { 0x0badf00d, 256000, 255999 };
+    char text[200];
+    int tl = scan_format_text(&m, 188, text, sizeof(text));
+    assert_int_equal(tl, 188);
+    for (size_t len = 0; len <= (size_t)tl; len++) {
+        char *copy = malloc(len ? len : 1);
+        assert_non_null(copy);
+        memcpy(copy, text, len);
+        struct scan_marker got = { 0, 0, 0 };
+        int rc = scan_marker_parse(copy, len, &got);
+        free(copy);
+        /* "b0badf00d.256000.255999." is 24 bytes: complete from there on */
+        if (len < 24) {
+            assert_int_equal(rc, -1);
+        } else {
+            assert_int_equal(rc, 0);
+            assert_int_equal(got.token, m.token);
+            assert_int_equal(got.round, m.round);
+            assert_int_equal(got.index, m.index);
+        }
+    }
+    struct scan_marker got;
+    assert_int_equal(scan_marker_parse("hello world", 11, &got), -1);
+    assert_int_equal(scan_marker_parse("b0badf00g.1.2.", 14, &got), -1);
+    assert_int_equal(scan_marker_parse("b0badf00d.1.x.", 14, &got), -1);
+    assert_int_equal(scan_marker_parse("b0badf00d.4294967296.1.", 23, &got), -1);
 }
 
 static void test_not_message(void **state)
@@ -326,6 +361,7 @@ int main(void)
         cmocka_unit_test(test_format_padding_large),
         cmocka_unit_test(test_format_cap),
         cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_marker_parse),
         cmocka_unit_test(test_not_message),
         cmocka_unit_test(test_foreign_texts),
         cmocka_unit_test(test_number_limits),

@@ -9,7 +9,8 @@
  * behind the upgrade request, a prebuilt frame shared by two connections
  * (its references dropped after the writes), the close handshake from
  * either side (each on_close exactly once, with the code), 1009 for a
- * message over max_message, 1003 for binary without on_binary, 1008 and
+ * message over max_message, 1003 for binary without on_binary, binary
+ * both ways (ws_conn_send_binary), 1008 and
  * UV_ENOBUFS for a peer that does not read, pings (answered: stays open;
  * unanswered: dropped with 1006), and 1006 without on_open for a refused
  * connection, a refused upgrade and a handshake that never gets an answer.
@@ -854,6 +855,32 @@ static void test_binary_with_handler(void **state)
     assert_int_equal(srv->closes + cli->closes, 0);
 }
 
+/* ws_conn_send_binary in both roles: the client's frame is masked, the
+ * server's is not, and either arrives as one binary message, bytes intact. */
+static void test_send_binary_both_ways(void **state)
+{
+    struct fx *fx = *state;
+    fx->server_binary = true;
+    struct ep *cli, *srv;
+    open_pair(fx, &cli, &srv);
+    uint8_t bin[60000]; /* a 16-bit length header */
+    for (size_t i = 0; i < sizeof(bin); i++)
+        bin[i] = (uint8_t)(i * 7 + 3);
+    assert_int_equal(ws_conn_send_binary(cli->conn, bin, 200), 0);
+    assert_int_equal(ws_conn_send_binary(srv->conn, bin, sizeof(bin)), 0);
+    assert_int_equal(ws_conn_send_binary(cli->conn, "", 0), 0);
+    RUN_UNTIL(fx, srv->nmsgs == 2 && cli->nmsgs == 1);
+    assert_true(srv->msgs[0].binary);
+    assert_int_equal(srv->msgs[0].len, 200);
+    assert_memory_equal(srv->msgs[0].data, bin, 200);
+    assert_true(srv->msgs[1].binary);
+    assert_int_equal(srv->msgs[1].len, 0);
+    assert_true(cli->msgs[0].binary);
+    assert_int_equal(cli->msgs[0].len, sizeof(bin));
+    assert_memory_equal(cli->msgs[0].data, bin, sizeof(bin));
+    assert_int_equal(srv->closes + cli->closes, 0);
+}
+
 static void test_slow_consumer_1008(void **state)
 {
     struct fx *fx = *state;
@@ -1089,6 +1116,7 @@ int main(void)
         T(test_protocol_error_close_finishes_without_timer),
         T(test_binary_without_handler_1003),
         T(test_binary_with_handler),
+        T(test_send_binary_both_ways),
         T(test_slow_consumer_1008),
         T(test_ping_answered_stays_open),
         T(test_ping_unanswered_drops_1006),
@@ -1104,6 +1132,7 @@ int main(void)
         TLS(test_close_from_client),
         TLS(test_close_from_server),
         TLS(test_max_message_1009),
+        TLS(test_send_binary_both_ways),
         TLS(test_ping_answered_stays_open),
         TLS(test_plain_client_of_a_tls_server),
         TLS(test_tls_client_of_a_plain_server_fails),

@@ -1,0 +1,132 @@
+/* dchat: the bench's dchat side (see dchat.h): discovery's active list,
+ * newMessageFromClient out, newMessagesForClient in. */
+#include "bench/dchat.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "common/http_client.h"
+#include "common/util.h"
+
+#define TEXT_MAX 70000
+#define FRAME_MAX (TEXT_MAX + 256)
+
+struct dchat_ctx {
+    char text[TEXT_MAX];
+    char frame[FRAME_MAX];
+};
+
+static void clients_cb(int status, const char *body, size_t len, void *ud)
+{
+    bench *b = ud;
+    const struct bench_config *cfg = bench_config(b);
+    if (status < 0) {
+        bench_fail(b, BENCH_NO_CLUSTER, "cannot ask discovery at %s: %s; start it, or pass "
+                   "--discovery", cfg->discovery, uv_strerror(status));
+        return;
+    }
+    json_error_t jerr;
+    json_t *doc = status == 200 ? json_loadb(body, len, 0, &jerr) : NULL;
+    json_t *list = json_object_get(doc, "activeNodes");
+    if (!json_is_array(list)) {
+        json_decref(doc);
+        bench_fail(b, BENCH_NO_CLUSTER, "discovery at %s answered GET /api/clients with %d and "
+                   "no activeNodes list", cfg->discovery, status);
+        return;
+    }
+    struct bench_server *nodes = xcalloc(json_array_size(list) + 1, sizeof(*nodes));
+    unsigned n = 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(list, i, e) {
+        const char *addr = json_string_value(json_object_get(e, "address"));
+        json_int_t port = json_integer_value(json_object_get(e, "clientport"));
+        if (addr == NULL || port <= 0 || port > 65535 || strlen(addr) >= sizeof(nodes->host))
+            continue;
+        strcpy(nodes[n].host, addr);
+        nodes[n].port = (int)port;
+        strcpy(nodes[n].path, "/");
+        n++;
+    }
+    json_decref(doc);
+    if (n < 2)
+        bench_fail(b, BENCH_NO_CLUSTER, "discovery at %s lists %u active node%s; the bench "
+                   "needs at least 2 (start more nodes)", cfg->discovery, n, n == 1 ? "" : "s");
+    else
+        bench_servers_found(b, nodes, n);
+    free(nodes);
+}
+
+static void dchat_find_servers(bench *b)
+{
+    const struct bench_config *cfg = bench_config(b);
+    if (http_client_request(bench_loop(b), cfg->discovery, "GET", "/api/clients", NULL,
+                            cfg->timeout_s * 1000, clients_cb, b, NULL) != 0)
+        bench_fail(b, BENCH_NO_CLUSTER, "--discovery %s: expected http://HOST:PORT",
+                   cfg->discovery);
+}
+
+static void dchat_open(bench_sock *s)
+{
+    bench_sock_ready(s); /* a node takes messages as soon as the socket is open */
+}
+
+static int dchat_send(bench_sock *s, const struct scan_marker *m)
+{
+    bench *b = bench_sock_bench(s);
+    const struct bench_config *cfg = bench_config(b);
+    struct dchat_ctx *x = bench_side_ctx(b);
+    int tl = scan_format_text(m, cfg->size, x->text, sizeof(x->text));
+    int fl = tl < 0 ? -1
+                    : snprintf(x->frame, sizeof(x->frame),
+                               "{\"type\":\"newMessageFromClient\",\"payload\":"
+                               "{\"text\":\"%s\",\"sender\":\"bench-%u\",\"chatId\":%u}}",
+                               x->text, bench_sock_sender(s), cfg->chat_id);
+    if (fl < 0 || (size_t)fl >= sizeof(x->frame)) {
+        bench_fail(b, BENCH_FAILED, "cannot build message %u: --size %u is too large (at most "
+                   "%d)", m->index, cfg->size, TEXT_MAX - 1);
+        return UV_EINVAL;
+    }
+    return ws_conn_send_text(bench_sock_conn(s), x->frame, (size_t)fl);
+}
+
+static void dchat_receive(bench_sock *s, const uint8_t *data, size_t len, bool binary)
+{
+    bench *b = bench_sock_bench(s);
+    char name[400];
+    if (binary) {
+        bench_sock_name(s, name, sizeof(name));
+        bench_fail(b, BENCH_FAILED, "%s sent a binary message; a dchat node sends text "
+                   "(is this a dchat node? for NATS use --proto nats)", name);
+        return;
+    }
+    const char *text = (const char *)data;
+    struct scan_marker m;
+    long source;
+    enum scan_result r = scan_frame(text, len, &m, &source);
+    if (source >= 0)
+        bench_sock_set_server_id(s, source);
+    if (r == SCAN_NOT_MESSAGE) {
+        if (memmem(text, UTIL_MIN(len, 200), "\"type\":\"error\"", 14) != NULL) {
+            bench_sock_name(s, name, sizeof(name));
+            bench_fail(b, BENCH_FAILED, "%s answered with an error: %.*s", name,
+                       (int)UTIL_MIN(len, 200), text);
+        }
+        return;
+    }
+    if (r == SCAN_OK)
+        bench_sock_deliver(s, &m);
+}
+
+const struct bench_side bench_dchat_side = {
+    .name = "dchat",
+    .ctx_size = sizeof(struct dchat_ctx),
+    .max_message = 1 << 20,
+    .find_servers = dchat_find_servers,
+    .open = dchat_open,
+    .send = dchat_send,
+    .receive = dchat_receive,
+};
