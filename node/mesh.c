@@ -342,7 +342,9 @@ static void link_send_marks(struct link *l)
                 i++;
             rc = peer_proto_marks_add(&w, direct[d++], PEER_MARK_DIRECT);
         } else {
-            rc = peer_proto_marks_add(&w, o[i].origin, o[i].highest);
+            /* Only what is committed: a batch still being written may
+             * fail, and the peer must not take its rows as ours. */
+            rc = peer_proto_marks_add(&w, o[i].origin, o[i].committed);
             i++;
         }
     }
