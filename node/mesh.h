@@ -3,7 +3,8 @@
  * dials cross, the link dialled by the lower id is kept on both sides, so
  * two nodes never flap. A lost link to a node that is still
  * active is re-dialled with exponential backoff; a node that leaves the
- * active list is dropped. Frames go out through each link's write queue. */
+ * active list is dropped. Each link is a peer (peer.h) with its
+ * anti-entropy state (sync.h); frames go out through its write queue. */
 #ifndef DCHAT_MESH_H
 #define DCHAT_MESH_H
 

@@ -2,9 +2,10 @@
  * Data path: client (WebSocket) -> relay (assign seq, serialize once,
  * store) -> every local client and every peer link; peer link -> relay
  * (store) -> local clients only. store keeps the history; history answers
- * clients' catch-up requests; mesh repairs peers' gaps from the store. membership keeps the node registered and logged in with
- * discovery and feeds the active list to mesh, which keeps exactly one
- * link per active peer. status answers /healthz and /api/status. */
+ * clients' catch-up requests; sync repairs peers' gaps from the store.
+ * membership keeps the node registered and logged in with discovery and
+ * feeds the active list to mesh, which keeps exactly one link (peer) per
+ * active node. status answers /healthz and /api/status. */
 #ifndef DCHAT_NODE_H
 #define DCHAT_NODE_H
 
