@@ -568,6 +568,8 @@ uint64_t mesh_links_unauthenticated(const struct mesh *m) { return m->auth_faile
 
 uint64_t mesh_forged_dropped(const struct mesh *m) { return m->forged; }
 
+uint64_t mesh_caught_up(const struct mesh *m) { return sync_caught_up(m->sync); }
+
 int mesh_test_cut(struct mesh *m, uint32_t peer_id, unsigned ms)
 {
     struct member *mb = member_find(m, peer_id);

@@ -51,6 +51,9 @@ uint64_t mesh_links_refused(const struct mesh *m);
 uint64_t mesh_links_unauthenticated(const struct mesh *m);
 uint64_t mesh_forged_dropped(const struct mesh *m);
 
+/* Messages sent to peers by anti-entropy since start (sync.h). */
+uint64_t mesh_caught_up(const struct mesh *m);
+
 /* A JSON array describing each known peer and its link, for /api/status.
  * New reference. */
 json_t *mesh_status(const struct mesh *m);

@@ -55,17 +55,6 @@ struct node_config {
     bool peer_tls;          /* --peer-tls: peer links run on TLS */
 };
 
-struct node_counters {
-    uint64_t client_msgs_in;   /* accepted from local clients */
-    uint64_t peer_msgs_in;     /* received from peers */
-    uint64_t peer_msgs_out;    /* frames queued to peers */
-    uint64_t client_frames_out;/* frames queued to local clients */
-    uint64_t client_errors;    /* error frames sent to clients */
-    uint64_t dropped_dup;      /* peer messages ignored as already seen */
-    uint64_t dropped_gap;      /* peer messages ignored for coming after a gap */
-    uint64_t caught_up;        /* messages sent to peers by anti-entropy */
-};
-
 typedef struct node {
     uv_loop_t *loop;
     struct node_config cfg;
@@ -84,7 +73,6 @@ typedef struct node {
     struct tls_ctx *tls_server;      /* --tls-cert/--tls-key: client port and
                                         accepted peer links; NULL = no TLS */
     struct tls_ctx *tls_peer_client; /* --peer-tls: dialled peer links */
-    struct node_counters counters;
     bool stopping;
     uint64_t started_ms;
 } node;

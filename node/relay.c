@@ -37,6 +37,7 @@ struct relay {
     size_t held_cost;        /* outq_cost of the held client frames */
     uint64_t remote_count;   /* for --test-drop-every */
     struct relay_sinks sinks;
+    struct relay_counters counters;
 };
 
 uint64_t relay_delivered(node *n, uint32_t origin)
@@ -53,8 +54,8 @@ static void send_out(node *n, uint32_t origin, uint64_t seq, msgbuf *pf, msgbuf 
     /* Peers first: their copy leaves the node on this loop turn too, and
      * the order of the two queues does not matter to anyone. */
     struct relay *r = n->relay;
-    n->counters.peer_msgs_out += r->sinks.to_peers(pf, origin, seq, r->sinks.ud);
-    n->counters.client_frames_out += r->sinks.to_clients(cf, r->sinks.ud);
+    r->counters.peer_msgs_out += r->sinks.to_peers(pf, origin, seq, r->sinks.ud);
+    r->counters.client_frames_out += r->sinks.to_clients(cf, r->sinks.ud);
     if (origin == r->seq_origin)
         r->sent = seq;
 }
@@ -122,7 +123,7 @@ int relay_local(node *n, struct chat_message *m)
     /* Our messages' times never go backwards, not even across a restart
      * after the clock stepped back: catch-up replies sort by time. */
     m->time_ms = UTIL_MAX(util_wall_ms(), store_last_time(n->store, n->id));
-    n->counters.client_msgs_in++;
+    r->counters.client_msgs_in++;
 
     msgbuf *pf = peer_proto_msg(m);
     msgbuf *cf = message_client_frame(n->id, m);
@@ -140,16 +141,16 @@ int relay_local(node *n, struct chat_message *m)
 enum relay_result relay_remote(node *n, const struct chat_message *m)
 {
     struct relay *r = n->relay;
-    n->counters.peer_msgs_in++;
+    r->counters.peer_msgs_in++;
     if (m->origin == n->id) {
         /* Our own message back from a peer's repair: we stored it before it
          * ever left (or, with --fsync off, accepted that risk). */
-        n->counters.dropped_dup++;
+        r->counters.dropped_dup++;
         return RELAY_DUP;
     }
     uint64_t mark = store_highest(n->store, m->origin);
     if (m->seq <= mark) {
-        n->counters.dropped_dup++;
+        r->counters.dropped_dup++;
         log_debug("ignoring message %" PRIu32 "/%" PRIu64 " from a peer: already had it",
                   m->origin, m->seq);
         return RELAY_DUP;
@@ -157,11 +158,11 @@ enum relay_result relay_remote(node *n, const struct chat_message *m)
     if (m->seq == mark + 1 && !store_accepting(n->store)) {
         /* The disk is behind (or the node is stopping): not accepted now;
          * the peer's repair brings it again later. */
-        n->counters.dropped_gap++;
+        r->counters.dropped_gap++;
         return RELAY_GAP;
     }
     if (m->seq != mark + 1) {
-        n->counters.dropped_gap++;
+        r->counters.dropped_gap++;
         log_debug("ignoring message %" PRIu32 "/%" PRIu64 ": %" PRIu64 " is the last one "
                   "had from that origin", m->origin, m->seq, mark);
         return RELAY_GAP;
@@ -181,9 +182,14 @@ enum relay_result relay_remote(node *n, const struct chat_message *m)
                  "frame, over the limit of %zu: stored, shown to clients as withheld",
                  m->origin, m->seq, message_client_frame_len(n->id, m), limit);
     msgbuf *cf = message_client_frame(n->id, &shown);
-    n->counters.client_frames_out += r->sinks.to_clients(cf, r->sinks.ud);
+    r->counters.client_frames_out += r->sinks.to_clients(cf, r->sinks.ud);
     msgbuf_unref(cf);
     return RELAY_NEW;
+}
+
+const struct relay_counters *relay_counters(const node *n)
+{
+    return &n->relay->counters;
 }
 
 size_t relay_held(const node *n)

@@ -55,6 +55,18 @@ enum relay_result { RELAY_NEW, RELAY_DUP, RELAY_GAP };
  * peer again). */
 enum relay_result relay_remote(node *n, const struct chat_message *m);
 
+/* The relay's counters, since start (status.c shows them). */
+struct relay_counters {
+    uint64_t client_msgs_in;   /* accepted from local clients */
+    uint64_t peer_msgs_in;     /* received from peers */
+    uint64_t peer_msgs_out;    /* frames queued to peers */
+    uint64_t client_frames_out;/* frames queued to local clients */
+    uint64_t dropped_dup;      /* peer messages ignored as already seen */
+    uint64_t dropped_gap;      /* peer messages ignored for coming after a gap */
+};
+/* Owned by the relay; valid until relay_free. */
+const struct relay_counters *relay_counters(const node *n);
+
 /* The highest sequence of origin delivered to local clients (for the own
  * origin: sent out), 0 when none. */
 uint64_t relay_delivered(node *n, uint32_t origin);

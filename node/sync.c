@@ -30,6 +30,7 @@ struct sync {
     size_t nactive, capactive;
     void (*closed)(void *ud);
     void *closed_ud;
+    uint64_t caught_up;       /* MSG frames queued by catch-up */
 };
 
 struct sync_link {
@@ -76,6 +77,11 @@ void sync_close(struct sync *y, void (*done)(void *ud), void *ud)
     y->closed = done;
     y->closed_ud = ud;
     uv_close((uv_handle_t *)&y->pump, sync_closed_cb);
+}
+
+uint64_t sync_caught_up(const struct sync *y)
+{
+    return y->caught_up;
 }
 
 sync_link *sync_link_new(struct sync *y, peer *p)
@@ -235,7 +241,7 @@ static void sync_pump(sync_link *s)
             if (!peer_is_up(p))
                 break;
             catchup_queued(s->cu, origin, rows.msgs[i].seq);
-            n->counters.caught_up++;
+            s->y->caught_up++;
         }
         if (i < rows.n)
             done = false; /* the rest on the next pump */

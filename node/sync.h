@@ -33,6 +33,9 @@ struct sync *sync_new(node *n, sync_direct_fn direct, void *ud);
  * then done(ud). Every sync_link must be freed by then or later not used. */
 void sync_close(struct sync *y, void (*done)(void *ud), void *ud);
 
+/* Messages sent to peers by catch-up since start. */
+uint64_t sync_caught_up(const struct sync *y);
+
 typedef struct sync_link sync_link;
 
 /* The anti-entropy state of link p, empty (a new link starts from the
