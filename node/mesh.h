@@ -1,10 +1,9 @@
-/* mesh: exactly one TCP link to every other active node. The active list
- * comes from discovery (through membership); both sides may dial, and when
- * dials cross, the link dialled by the lower id is kept on both sides, so
- * two nodes never flap. A lost link to a node that is still
- * active is re-dialled with exponential backoff; a node that leaves the
- * active list is dropped. Each link is a peer (peer.h) with its
- * anti-entropy state (sync.h); frames go out through its write queue. */
+/* mesh: exactly one link to every other active node. The active list comes
+ * from discovery (through membership); both sides may dial, crossed dials
+ * keep the lower id's (so two nodes never flap), a lost link to a node still
+ * active is re-dialled with backoff, a node that leaves the list is dropped.
+ * Each link is a peer (peer.h: connection, handshake, queue) with its
+ * anti-entropy state (sync.h); broadcast queues a frame on every link up. */
 #ifndef DCHAT_MESH_H
 #define DCHAT_MESH_H
 

@@ -1,11 +1,9 @@
-/* sync: anti-entropy between linked nodes (docs/PROTOCOL.md 2.4). When a
- * link comes up, every --sync-interval after, and soon after a message was
- * refused, each side sends MARKS: its highest committed seq per origin,
- * "direct" for the nodes it has a link to (they send it their own). The
- * other side answers with MSG frames of what it has beyond those marks and
- * beyond what it already queued on the link (catchup.h: the cursors), read
- * from the store in origin order while the link's queue is short. One
- * sync_link per peer link, owned by the mesh; the pump timer is sync's. */
+/* sync: anti-entropy between linked nodes (docs/PROTOCOL.md 2.4). Each side
+ * sends MARKS (its highest committed seq per origin, "direct" for the nodes
+ * it links to) when a link comes up, every --sync-interval and soon after a
+ * refusal; the other answers with the MSG frames the peer lacks (catchup.h),
+ * read from the store while the link's queue is short. Owns the pump timer;
+ * one sync_link per peer link, held by the mesh. */
 #ifndef DCHAT_SYNC_H
 #define DCHAT_SYNC_H
 
