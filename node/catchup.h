@@ -1,4 +1,4 @@
-/* catchup: one peer link's anti-entropy state, owned by mesh.c (one per
+/* catchup: one peer link's anti-entropy state, owned by sync.c (one per
  * link, freed with it, so a new link starts from the peer's marks alone):
  * per origin, what the peer has as far as this node knows (its MARKS, plus
  * the MSG frames queued to it on this link since, live or catch-up), and

@@ -40,6 +40,7 @@ struct clients {
     size_t count, cap;
     bool closing;
     void (*closed_done)(node *n);
+    uint64_t errors;          /* error frames sent to clients */
 };
 
 struct clients *clients_new(node *n)
@@ -52,7 +53,7 @@ struct clients *clients_new(node *n)
 static void send_error(struct client *c, const char *error)
 {
     node *n = c->set->n;
-    n->counters.client_errors++;
+    c->set->errors++;
     msgbuf *f = message_error_frame(n->id, error);
     ws_conn_send_frame(c->conn, f);
     msgbuf_unref(f);
@@ -227,6 +228,11 @@ size_t clients_broadcast(struct clients *cs, msgbuf *frame)
     for (size_t i = 0; i < cs->count; i++)
         ws_conn_send_frame(cs->all[i]->conn, frame);
     return cs->count;
+}
+
+uint64_t clients_errors(const struct clients *cs)
+{
+    return cs->errors;
 }
 
 size_t clients_count(const struct clients *cs) { return cs->count; }

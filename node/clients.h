@@ -25,6 +25,9 @@ size_t clients_broadcast(struct clients *cs, msgbuf *frame);
 
 size_t clients_count(const struct clients *cs);
 
+/* Error frames sent to clients since start. */
+uint64_t clients_errors(const struct clients *cs);
+
 /* Closes every client with code (1001 on shutdown); done(n) runs once the
  * last one is gone. */
 void clients_close_all(struct clients *cs, int code, void (*done)(node *n));

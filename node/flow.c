@@ -31,7 +31,7 @@
 #define FLOW_STALL_MS 200
 #define FLOW_TICK_MS 5
 /* Peer links: room for a catch-up batch plus two frames of the largest
- * size (see mesh.c), and congested at a few MiB. */
+ * size (see sync.c), and congested at a few MiB. */
 #define FLOW_LINK_SOFT_MIN ((size_t)(1u << 20) + 2 * PEER_PROTO_MAX_FRAME)
 #define FLOW_LINK_HIGH (4u << 20)
 #define FLOW_LINK_LOW (1u << 20)

@@ -324,6 +324,40 @@ static int tls_setup(node *n)
     return 0;
 }
 
+/* --- the relay's sinks: where its frames go ------------------------------ */
+
+static size_t sink_clients(msgbuf *frame, void *ud)
+{
+    node *n = ud;
+    return clients_broadcast(n->clients, frame);
+}
+
+/* While the node stops, the store's last commit may come after the links
+ * are gone (the mesh is freed and n->mesh cleared). */
+static size_t sink_peers(msgbuf *frame, uint32_t origin, uint64_t seq, void *ud)
+{
+    node *n = ud;
+    return n->mesh != NULL ? mesh_broadcast(n->mesh, frame, origin, seq) : 0;
+}
+
+/* Opens the history in the data dir (the node owns it; closed at
+ * shutdown, before the links) with the relay as its commit callback, and
+ * starts the relay on it with the sinks above. Returns 0, or -1 after
+ * logging why. */
+static int node_open_store(node *n)
+{
+    char err[1400];
+    n->store = store_open(n->loop, n->cfg.data_dir, (enum store_fsync)n->cfg.fsync_mode,
+                          relay_on_commit, n, err, sizeof(err));
+    if (n->store == NULL) {
+        log_error("%s; pass a writable --data-dir", err);
+        return -1;
+    }
+    struct relay_sinks sinks = { .to_clients = sink_clients, .to_peers = sink_peers, .ud = n };
+    relay_init(n, &sinks);
+    return 0;
+}
+
 /* --- shutdown: clients and discovery first, then links and ports -------- */
 
 static uv_signal_t sig_int, sig_term;
@@ -443,7 +477,7 @@ int main(int argc, char **argv)
     if (trc != 0)
         return trc;
     unsigned http_cap = descriptor_budget(c);
-    if (membership_load(&n) != 0 || relay_init(&n) != 0)
+    if (membership_load(&n) != 0 || node_open_store(&n) != 0)
         return EX_CANTCREAT;
     flow_init(&n);
     n.clients = clients_new(&n);

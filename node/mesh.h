@@ -1,9 +1,9 @@
-/* mesh: exactly one TCP link to every other active node. The active list
- * comes from discovery (through membership); both sides may dial, and when
- * dials cross, the link dialled by the lower id is kept on both sides, so
- * two nodes never flap. A lost link to a node that is still
- * active is re-dialled with exponential backoff; a node that leaves the
- * active list is dropped. Frames go out through each link's write queue. */
+/* mesh: exactly one link to every other active node. The active list comes
+ * from discovery (through membership); both sides may dial, crossed dials
+ * keep the lower id's (so two nodes never flap), a lost link to a node still
+ * active is re-dialled with backoff, a node that leaves the list is dropped.
+ * Each link is a peer (peer.h: connection, handshake, queue) with its
+ * anti-entropy state (sync.h); broadcast queues a frame on every link up. */
 #ifndef DCHAT_MESH_H
 #define DCHAT_MESH_H
 
@@ -49,6 +49,9 @@ uint64_t mesh_links_refused(const struct mesh *m);
  * speak for (link_may_relay in mesh.c). */
 uint64_t mesh_links_unauthenticated(const struct mesh *m);
 uint64_t mesh_forged_dropped(const struct mesh *m);
+
+/* Messages sent to peers by anti-entropy since start (sync.h). */
+uint64_t mesh_caught_up(const struct mesh *m);
 
 /* A JSON array describing each known peer and its link, for /api/status.
  * New reference. */

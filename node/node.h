@@ -2,9 +2,10 @@
  * Data path: client (WebSocket) -> relay (assign seq, serialize once,
  * store) -> every local client and every peer link; peer link -> relay
  * (store) -> local clients only. store keeps the history; history answers
- * clients' catch-up requests; mesh repairs peers' gaps from the store. membership keeps the node registered and logged in with
- * discovery and feeds the active list to mesh, which keeps exactly one
- * link per active peer. status answers /healthz and /api/status. */
+ * clients' catch-up requests; sync repairs peers' gaps from the store.
+ * membership keeps the node registered and logged in with discovery and
+ * feeds the active list to mesh, which keeps exactly one link (peer) per
+ * active node. status answers /healthz and /api/status. */
 #ifndef DCHAT_NODE_H
 #define DCHAT_NODE_H
 
@@ -54,17 +55,6 @@ struct node_config {
     bool peer_tls;          /* --peer-tls: peer links run on TLS */
 };
 
-struct node_counters {
-    uint64_t client_msgs_in;   /* accepted from local clients */
-    uint64_t peer_msgs_in;     /* received from peers */
-    uint64_t peer_msgs_out;    /* frames queued to peers */
-    uint64_t client_frames_out;/* frames queued to local clients */
-    uint64_t client_errors;    /* error frames sent to clients */
-    uint64_t dropped_dup;      /* peer messages ignored as already seen */
-    uint64_t dropped_gap;      /* peer messages ignored for coming after a gap */
-    uint64_t caught_up;        /* messages sent to peers by anti-entropy */
-};
-
 typedef struct node {
     uv_loop_t *loop;
     struct node_config cfg;
@@ -83,7 +73,6 @@ typedef struct node {
     struct tls_ctx *tls_server;      /* --tls-cert/--tls-key: client port and
                                         accepted peer links; NULL = no TLS */
     struct tls_ctx *tls_peer_client; /* --peer-tls: dialled peer links */
-    struct node_counters counters;
     bool stopping;
     uint64_t started_ms;
 } node;

@@ -16,8 +16,6 @@
 #include "common/msgbuf.h"
 #include "common/outq.h"
 #include "common/util.h"
-#include "node/clients.h"
-#include "node/mesh.h"
 #include "node/peer_proto.h"
 #include "node/store.h"
 
@@ -38,6 +36,8 @@ struct relay {
     size_t head, nheld, capheld;
     size_t held_cost;        /* outq_cost of the held client frames */
     uint64_t remote_count;   /* for --test-drop-every */
+    struct relay_sinks sinks;
+    struct relay_counters counters;
 };
 
 uint64_t relay_delivered(node *n, uint32_t origin)
@@ -52,17 +52,16 @@ uint64_t relay_delivered(node *n, uint32_t origin)
 static void send_out(node *n, uint32_t origin, uint64_t seq, msgbuf *pf, msgbuf *cf)
 {
     /* Peers first: their copy leaves the node on this loop turn too, and
-     * the order of the two queues does not matter to anyone. (While the
-     * node stops, the store's last commit may come after the links.) */
-    if (n->mesh != NULL)
-        n->counters.peer_msgs_out += mesh_broadcast(n->mesh, pf, origin, seq);
-    n->counters.client_frames_out += clients_broadcast(n->clients, cf);
-    if (origin == n->relay->seq_origin)
-        n->relay->sent = seq;
+     * the order of the two queues does not matter to anyone. */
+    struct relay *r = n->relay;
+    r->counters.peer_msgs_out += r->sinks.to_peers(pf, origin, seq, r->sinks.ud);
+    r->counters.client_frames_out += r->sinks.to_clients(cf, r->sinks.ud);
+    if (origin == r->seq_origin)
+        r->sent = seq;
 }
 
 /* The store committed every batch up to gen: what waited for it goes. */
-static void on_commit(uint64_t gen, int ok, void *ud)
+void relay_on_commit(uint64_t gen, int ok, void *ud)
 {
     node *n = ud;
     struct relay *r = n->relay;
@@ -97,20 +96,13 @@ static void hold(struct relay *r, uint64_t gen, uint32_t origin, uint64_t seq, m
     r->held_cost += outq_cost(cf);
 }
 
-int relay_init(node *n)
+void relay_init(node *n, const struct relay_sinks *sinks)
 {
-    char err[1400];
     n->relay = xcalloc(1, sizeof(*n->relay));
+    n->relay->sinks = *sinks;
     /* What message_parse_request refuses from clients, and above which a
      * peer's message is withheld from them (relay_remote). */
     message_set_frame_limit(message_frame_limit_of(n->cfg.max_message, n->cfg.max_queue));
-    n->store = store_open(n->loop, n->cfg.data_dir, (enum store_fsync)n->cfg.fsync_mode,
-                          on_commit, n, err, sizeof(err));
-    if (n->store == NULL) {
-        log_error("%s; pass a writable --data-dir", err);
-        return -1;
-    }
-    return 0;
 }
 
 int relay_local(node *n, struct chat_message *m)
@@ -131,7 +123,7 @@ int relay_local(node *n, struct chat_message *m)
     /* Our messages' times never go backwards, not even across a restart
      * after the clock stepped back: catch-up replies sort by time. */
     m->time_ms = UTIL_MAX(util_wall_ms(), store_last_time(n->store, n->id));
-    n->counters.client_msgs_in++;
+    r->counters.client_msgs_in++;
 
     msgbuf *pf = peer_proto_msg(m);
     msgbuf *cf = message_client_frame(n->id, m);
@@ -141,7 +133,7 @@ int relay_local(node *n, struct chat_message *m)
         msgbuf_unref(pf);
         msgbuf_unref(cf);
     } else {
-        hold(r, gen, m->origin, m->seq, pf, cf); /* on_commit sends them */
+        hold(r, gen, m->origin, m->seq, pf, cf); /* relay_on_commit sends them */
     }
     return 0;
 }
@@ -149,16 +141,16 @@ int relay_local(node *n, struct chat_message *m)
 enum relay_result relay_remote(node *n, const struct chat_message *m)
 {
     struct relay *r = n->relay;
-    n->counters.peer_msgs_in++;
+    r->counters.peer_msgs_in++;
     if (m->origin == n->id) {
         /* Our own message back from a peer's repair: we stored it before it
          * ever left (or, with --fsync off, accepted that risk). */
-        n->counters.dropped_dup++;
+        r->counters.dropped_dup++;
         return RELAY_DUP;
     }
     uint64_t mark = store_highest(n->store, m->origin);
     if (m->seq <= mark) {
-        n->counters.dropped_dup++;
+        r->counters.dropped_dup++;
         log_debug("ignoring message %" PRIu32 "/%" PRIu64 " from a peer: already had it",
                   m->origin, m->seq);
         return RELAY_DUP;
@@ -166,11 +158,11 @@ enum relay_result relay_remote(node *n, const struct chat_message *m)
     if (m->seq == mark + 1 && !store_accepting(n->store)) {
         /* The disk is behind (or the node is stopping): not accepted now;
          * the peer's repair brings it again later. */
-        n->counters.dropped_gap++;
+        r->counters.dropped_gap++;
         return RELAY_GAP;
     }
     if (m->seq != mark + 1) {
-        n->counters.dropped_gap++;
+        r->counters.dropped_gap++;
         log_debug("ignoring message %" PRIu32 "/%" PRIu64 ": %" PRIu64 " is the last one "
                   "had from that origin", m->origin, m->seq, mark);
         return RELAY_GAP;
@@ -190,9 +182,14 @@ enum relay_result relay_remote(node *n, const struct chat_message *m)
                  "frame, over the limit of %zu: stored, shown to clients as withheld",
                  m->origin, m->seq, message_client_frame_len(n->id, m), limit);
     msgbuf *cf = message_client_frame(n->id, &shown);
-    n->counters.client_frames_out += clients_broadcast(n->clients, cf);
+    r->counters.client_frames_out += r->sinks.to_clients(cf, r->sinks.ud);
     msgbuf_unref(cf);
     return RELAY_NEW;
+}
+
+const struct relay_counters *relay_counters(const node *n)
+{
+    return &n->relay->counters;
 }
 
 size_t relay_held(const node *n)

@@ -7,18 +7,38 @@
  * sequence number of). A message from a peer is delivered to the local
  * clients only, never forwarded, stored, and accepted only as the next of
  * its origin: a duplicate is ignored, one after a gap too (the gap is
- * repaired by anti-entropy, see mesh.h, which delivers in order). */
+ * repaired by anti-entropy, see sync.h, which delivers in order).
+ * The relay knows its recipients only as the sinks main hands it at
+ * start: it calls nothing of clients or the mesh, which call into it. */
 #ifndef DCHAT_RELAY_H
 #define DCHAT_RELAY_H
 
+#include <stddef.h>
 #include <stdint.h>
 
+#include "common/msgbuf.h"
 #include "node/message.h"
 #include "node/node.h"
 
-/* Opens the history store in the data dir and learns the highest sequence
- * of every origin from it. Returns 0, or -1 after logging why. */
-int relay_init(node *n);
+/* Where the relay's frames go, given by main at start. Each sink takes a
+ * reference per recipient (the caller keeps its own) and returns how many
+ * recipients it was queued to. */
+struct relay_sinks {
+    /* A complete WebSocket frame, to every local client. */
+    size_t (*to_clients)(msgbuf *frame, void *ud);
+    /* A complete MSG frame of origin and seq, to every peer link up. */
+    size_t (*to_peers)(msgbuf *frame, uint32_t origin, uint64_t seq, void *ud);
+    void *ud;
+};
+
+/* Starts the relay on n->store, which main has opened with relay_on_commit
+ * as its commit callback (and the node as its ud) and closes itself; the
+ * sinks are copied. Sets the client frame limit from the options. */
+void relay_init(node *n, const struct relay_sinks *sinks);
+
+/* The store's commit callback (store_commit_fn, ud the node): sends what
+ * waited for the batches up to gen. */
+void relay_on_commit(uint64_t gen, int ok, void *ud);
 
 /* Accepts a message from a local client: assigns origin, seq and time,
  * stores it and (once stored, see above) sends it to every local client
@@ -35,16 +55,28 @@ enum relay_result { RELAY_NEW, RELAY_DUP, RELAY_GAP };
  * peer again). */
 enum relay_result relay_remote(node *n, const struct chat_message *m);
 
+/* The relay's counters, since start (status.c shows them). */
+struct relay_counters {
+    uint64_t client_msgs_in;   /* accepted from local clients */
+    uint64_t peer_msgs_in;     /* received from peers */
+    uint64_t peer_msgs_out;    /* frames queued to peers */
+    uint64_t client_frames_out;/* frames queued to local clients */
+    uint64_t dropped_dup;      /* peer messages ignored as already seen */
+    uint64_t dropped_gap;      /* peer messages ignored for coming after a gap */
+};
+/* Owned by the relay; valid until relay_free. */
+const struct relay_counters *relay_counters(const node *n);
+
 /* The highest sequence of origin delivered to local clients (for the own
  * origin: sent out), 0 when none. */
 uint64_t relay_delivered(node *n, uint32_t origin);
 
-/* Frees the relay's state; held messages are dropped (the store has
- * them). Call after the store is closed. */
 /* What the node's own messages waiting for their commit cost each client
  * queue once they go (outq_cost of their client frames): back-pressure. */
 size_t relay_held(const node *n);
 
+/* Frees the relay's state; held messages are dropped (the store has
+ * them). Call after the store is closed. */
 void relay_free(node *n);
 
 #endif

@@ -12,10 +12,13 @@
 #include "node/membership.h"
 #include "node/mesh.h"
 #include "node/node.h"
+#include "node/relay.h"
 
 static json_t *status_json(const node *n)
 {
-    const struct node_counters *c = &n->counters;
+    /* Each module counts its own: the relay the messages, clients their
+     * errors, the mesh (its sync) what catch-up sent. */
+    const struct relay_counters *c = relay_counters(n);
     json_t *o = json_pack(
         "{s:I, s:i, s:i, s:{s:s, s:b}, s:o, s:I, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, "
         "s:o, s:{s:I, s:I, s:I, s:I}, s:I}",
@@ -30,10 +33,10 @@ static json_t *status_json(const node *n)
         "fromPeers", (json_int_t)c->peer_msgs_in,
         "toPeers", (json_int_t)c->peer_msgs_out,
         "toClients", (json_int_t)c->client_frames_out,
-        "clientErrors", (json_int_t)c->client_errors,
+        "clientErrors", (json_int_t)clients_errors(n->clients),
         "duplicatesDropped", (json_int_t)c->dropped_dup,
         "gapsDropped", (json_int_t)c->dropped_gap,
-        "caughtUpToPeers", (json_int_t)c->caught_up,
+        "caughtUpToPeers", (json_int_t)(n->mesh ? mesh_caught_up(n->mesh) : 0),
         "history", history_digest((node *)n),
         "flow",
         "pausedClients", (json_int_t)flow_paused(n, FLOW_CLIENT),

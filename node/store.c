@@ -140,6 +140,12 @@ uint64_t store_highest(const store *s, uint32_t origin)
     return o ? o->highest : 0;
 }
 
+uint64_t store_committed(const store *s, uint32_t origin)
+{
+    const struct store_origin *o = find_origin(s, origin, NULL);
+    return o ? o->committed : 0;
+}
+
 uint64_t store_last_time(const store *s, uint32_t origin)
 {
     const struct store_origin *o = find_origin(s, origin, NULL);
@@ -173,7 +179,7 @@ static int load_origins(store *s, char *err, size_t errlen)
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         struct store_origin *o = get_origin(s, (uint32_t)sqlite3_column_int64(st, 0));
         o->count = (uint64_t)sqlite3_column_int64(st, 1);
-        o->highest = (uint64_t)sqlite3_column_int64(st, 2);
+        o->highest = o->committed = (uint64_t)sqlite3_column_int64(st, 2);
         o->last_time_ms = (uint64_t)sqlite3_column_int64(st, 3);
     }
     sqlite3_finalize(st);
@@ -372,6 +378,21 @@ fail:
 
 static void finish_close(store *s);
 
+/* The batch b committed: its rows are in the history, so its origins'
+ * committed marks rise. (Every origin of b has its entry: appending made it.) */
+static void raise_committed(store *s, const struct batch *b)
+{
+    struct store_origin *o = NULL;
+    for (size_t off = 0, i = 0; i < b->n; i++) {
+        const struct rec *r = (const struct rec *)(b->arena + off);
+        if (o == NULL || o->origin != r->origin)
+            o = find_origin(s, r->origin, NULL);
+        if (o != NULL && r->seq > o->committed)
+            o->committed = r->seq;
+        off += REC_ALIGN(sizeof(*r) + r->sender_len + r->text_len);
+    }
+}
+
 static void commit_done(uv_work_t *w, int status)
 {
     store *s = w->data;
@@ -381,6 +402,8 @@ static void commit_done(uv_work_t *w, int status)
         log_error("history: cannot store a batch of %zu messages: %s; they were delivered "
                   "but are not in this node's history (check the disk under the data dir)",
                   b->n, status != 0 ? uv_strerror(status) : s->work_err);
+    else
+        raise_committed(s, b);
     s->working = 0;
     s->committed_gen = b->gen;
     b->n = 0;

@@ -61,17 +61,23 @@ int store_accepting(const store *s);
  * committed; at once (before returning) when nothing is pending. */
 void store_when_committed(store *s, void (*cb)(void *ud), void *ud);
 
-/* Per origin: how many messages and the highest seq appended (stored or
- * about to be), in ascending origin order. */
+/* Per origin, in ascending origin order: how many messages and the
+ * highest seq appended (stored or about to be: what the node has, for
+ * telling duplicates and gaps), and the highest seq written by a batch that
+ * committed (what the node may claim to hold, in its MARKS). A failed batch
+ * raises `highest` but never `committed`. */
 struct store_origin {
     uint32_t origin;
     uint64_t count;
-    uint64_t highest;
+    uint64_t highest;       /* appended */
+    uint64_t committed;     /* in a committed batch (or in the history at open) */
     uint64_t last_time_ms;  /* the latest time_ms among them */
 };
 const struct store_origin *store_origins(const store *s, size_t *n);
 /* The highest seq appended for origin, 0 when none. */
 uint64_t store_highest(const store *s, uint32_t origin);
+/* The highest seq of origin in a batch that committed, 0 when none. */
+uint64_t store_committed(const store *s, uint32_t origin);
 /* The latest time_ms appended for origin, 0 when none. */
 uint64_t store_last_time(const store *s, uint32_t origin);
 

@@ -1,8 +1,10 @@
 /* Tests node/store.c: messages appended on the loop are committed by the
  * worker in batches, read back in origin order, survive a reopen (with the
  * per-origin counts, highest seq and latest time), empty senders and texts
- * are stored as '' and read back as empty strings, never NULL, and waiters
- * run only once what was appended before them is committed. */
+ * are stored as '' and read back as empty strings, never NULL, waiters
+ * run only once what was appended before them is committed, and the
+ * highest committed seq per origin is told apart from the highest appended
+ * (a pending or failed batch raises only the latter). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -22,13 +24,19 @@ struct fixture {
     char dir[64];
     uint64_t committed_gen;
     int commits;
+    int failed;          /* batches that failed to commit */
+    int expect_failure;  /* a test made the next commits fail */
     int closed;
 };
 
 static void on_commit(uint64_t gen, int ok, void *ud)
 {
     struct fixture *f = ud;
-    assert_true(ok);
+    if (!ok) {
+        assert_true(f->expect_failure);
+        f->failed++;
+    }
+    assert_true(ok || f->expect_failure);
     assert_true(gen > f->committed_gen); /* generations only go up */
     f->committed_gen = gen;
     f->commits++;
@@ -305,6 +313,64 @@ static void test_parse_fsync_and_bad_dir(void **state)
     assert_non_null(strstr(err, "history.db"));
 }
 
+/* Runs sql on a connection of our own to f's history.db. */
+static void exec_sql(struct fixture *f, const char *sql)
+{
+    char path[128];
+    sqlite3 *db;
+    snprintf(path, sizeof(path), "%s/history.db", f->dir);
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+static void test_committed_apart_from_appended(void **state)
+{
+    struct fixture *f = *state;
+    store *s = open_store(f);
+    for (uint64_t i = 1; i <= 5; i++) {
+        struct chat_message m = msg(3, i, "kept");
+        store_append(s, &m);
+    }
+    /* Appended, not committed yet: had (for duplicates), not claimed. */
+    assert_int_equal(store_highest(s, 3), 5);
+    assert_int_equal(store_committed(s, 3), 0);
+    size_t n;
+    const struct store_origin *o = store_origins(s, &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(o[0].highest, 5);
+    assert_int_equal(o[0].committed, 0);
+    wait_idle(f, s);
+    assert_int_equal(store_committed(s, 3), 5);
+
+    /* A batch that fails (a trigger refuses its rows): appended, never
+     * committed, so the committed mark stays where the history is. */
+    exec_sql(f, "CREATE TRIGGER refuse BEFORE INSERT ON messages WHEN NEW.origin = 3 "
+                "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;");
+    f->expect_failure = 1;
+    for (uint64_t i = 6; i <= 8; i++) {
+        struct chat_message m = msg(3, i, "lost");
+        store_append(s, &m);
+    }
+    wait_idle(f, s);
+    assert_true(f->failed >= 1);
+    assert_int_equal(count_rows(f, "origin = 3"), 5);
+    assert_int_equal(store_highest(s, 3), 8);
+    assert_int_equal(store_committed(s, 3), 5);
+    o = store_origins(s, &n);
+    assert_int_equal(o[0].highest, 8);
+    assert_int_equal(o[0].committed, 5);
+    close_store(f, s);
+
+    /* Reopened: both marks are what the history holds. */
+    f->expect_failure = 0;
+    s = open_store(f);
+    assert_int_equal(store_highest(s, 3), 5);
+    assert_int_equal(store_committed(s, 3), 5);
+    close_store(f, s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -313,6 +379,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reopen_keeps_history, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_strings_read_back_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parse_fsync_and_bad_dir, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_committed_apart_from_appended, setup, teardown),
     };
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }

@@ -1,0 +1,305 @@
+/* sync: see sync.h. The cursors themselves, and what counts as already
+ * sent, are catchup.c's pure logic; this file sends and reads MARKS, reads
+ * the store for the cursors and queues the frames on the link. While any
+ * link has cursors a 2 ms timer pumps them (also the tick and the peer's
+ * next MARKS do): a link's queue drains in well under a tick, and the tick
+ * alone would cap catch-up at a few tens of thousands of messages a second. */
+#include "node/sync.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "node/catchup.h"
+#include "node/relay.h"
+#include "node/store.h"
+
+#define SYNC_CATCHUP_ROWS 256          /* messages per store read */
+#define SYNC_CATCHUP_QUEUE (1u << 20)  /* catch-up waits while more is queued */
+#define SYNC_CATCHUP_READS 64          /* store reads per pump, at most */
+#define SYNC_PUMP_MS 2                 /* pump period while catching up */
+#define SYNC_GAP_MARKS_MS 200          /* marks after a refusal, at most this often */
+
+struct sync {
+    node *n;
+    sync_direct_fn direct;
+    void *ud;
+    uv_timer_t pump;          /* runs while a link has a cursor */
+    sync_link **active;       /* links that may have cursors, for the timer */
+    size_t nactive, capactive;
+    void (*closed)(void *ud);
+    void *closed_ud;
+    uint64_t caught_up;       /* MSG frames queued by catch-up */
+};
+
+struct sync_link {
+    struct sync *y;
+    peer *p;
+    catchup *cu;              /* the cursors, see catchup.h */
+    uint64_t next_marks_ms;   /* the periodic marks are due */
+    uint64_t marks_sent_ms;
+    bool marks_wanted;        /* a frame was refused: send marks soon */
+    bool refused;             /* we refused a frame of the peer's since our
+                                 last marks: flag the next ones */
+    uint32_t *direct;         /* origins marked direct in our last marks */
+    size_t ndirect;
+    size_t active_index;      /* in y->active, when active */
+    bool active;
+};
+
+struct sync *sync_new(node *n, sync_direct_fn direct, void *ud)
+{
+    struct sync *y = xcalloc(1, sizeof(*y));
+    y->n = n;
+    y->direct = direct;
+    y->ud = ud;
+    uv_timer_init(n->loop, &y->pump);
+    y->pump.data = y;
+    return y;
+}
+
+static void sync_closed_cb(uv_handle_t *h)
+{
+    struct sync *y = h->data;
+    void (*done)(void *) = y->closed;
+    void *ud = y->closed_ud;
+    for (size_t i = 0; i < y->nactive; i++)
+        y->active[i]->active = false; /* links freed later must not look here */
+    free(y->active);
+    free(y);
+    if (done)
+        done(ud);
+}
+
+void sync_close(struct sync *y, void (*done)(void *ud), void *ud)
+{
+    y->closed = done;
+    y->closed_ud = ud;
+    uv_close((uv_handle_t *)&y->pump, sync_closed_cb);
+}
+
+uint64_t sync_caught_up(const struct sync *y)
+{
+    return y->caught_up;
+}
+
+sync_link *sync_link_new(struct sync *y, peer *p)
+{
+    sync_link *s = xcalloc(1, sizeof(*s));
+    s->y = y;
+    s->p = p;
+    s->cu = catchup_new();
+    return s;
+}
+
+static void active_remove(sync_link *s)
+{
+    struct sync *y = s->y;
+    if (!s->active)
+        return;
+    sync_link *last = y->active[--y->nactive];
+    y->active[s->active_index] = last;
+    last->active_index = s->active_index;
+    s->active = false;
+}
+
+void sync_link_free(sync_link *s)
+{
+    if (s == NULL)
+        return;
+    active_remove(s);
+    catchup_free(s->cu);
+    free(s->direct);
+    free(s);
+}
+
+/* --- marks out ----------------------------------------------------------- */
+
+static int id_cmp(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Our marks for the link's peer: our highest committed seq per origin,
+ * except for the nodes we have a link up to (other than that peer):
+ * PEER_MARK_DIRECT, since their messages come to us from them, live or by
+ * their own catch-up; a third node sending them too would only make
+ * duplicates. Flagged when we refused a frame of the peer's since our
+ * previous marks to it. */
+static void sync_send_marks(sync_link *s)
+{
+    node *n = s->y->n;
+    size_t count;
+    const struct store_origin *o = store_origins(n->store, &count);
+    size_t ndirect;
+    uint32_t *direct = s->y->direct(peer_id(s->p), &ndirect, s->y->ud);
+    qsort(direct, ndirect, sizeof(*direct), id_cmp);
+    peer_marks_writer w;
+    peer_proto_marks_begin(&w, n->id, s->refused ? PEER_MARKS_REFUSED : 0, count + ndirect);
+    /* Both lists ascending: one merge. Past the frame bound, the highest
+     * origins are left out (docs/PROTOCOL.md 2.4). */
+    size_t i = 0, d = 0;
+    int rc = 0;
+    while (rc == 0 && (i < count || d < ndirect)) {
+        if (d < ndirect && (i == count || direct[d] <= o[i].origin)) {
+            if (i < count && o[i].origin == direct[d])
+                i++;
+            rc = peer_proto_marks_add(&w, direct[d++], PEER_MARK_DIRECT);
+        } else {
+            /* Only what is committed: a batch still being written may
+             * fail, and the peer must not take its rows as ours. */
+            rc = peer_proto_marks_add(&w, o[i].origin, o[i].committed);
+            i++;
+        }
+    }
+    free(s->direct); /* what the peer may send us of other origins */
+    s->direct = direct;
+    s->ndirect = ndirect;
+    msgbuf *b = peer_proto_marks_end(&w);
+    peer_send(s->p, b);
+    msgbuf_unref(b);
+    s->refused = false;
+    uint64_t now = util_now_ms();
+    s->marks_sent_ms = now;
+    s->next_marks_ms = now + n->cfg.sync_interval_ms;
+    s->marks_wanted = false;
+}
+
+void sync_link_up(sync_link *s)
+{
+    sync_send_marks(s); /* what did we miss of each other? */
+}
+
+void sync_probe(sync_link *s)
+{
+    if (peer_is_up(s->p) && util_now_ms() - s->marks_sent_ms >= SYNC_GAP_MARKS_MS)
+        sync_send_marks(s);
+}
+
+void sync_after_msg(sync_link *s, bool refused)
+{
+    if (refused)
+        s->refused = true; /* the peer may count it as had: tell it */
+    if (s->refused && !s->marks_wanted) {
+        s->marks_wanted = true;
+        if (util_now_ms() - s->marks_sent_ms >= SYNC_GAP_MARKS_MS)
+            sync_send_marks(s);
+    }
+}
+
+bool sync_marked_direct(const sync_link *s, uint32_t origin)
+{
+    for (size_t lo = 0, hi = s->ndirect; lo < hi;) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->direct[mid] == origin)
+            return true;
+        if (s->direct[mid] < origin)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
+/* --- catch-up ------------------------------------------------------------ */
+
+void sync_queued(sync_link *s, uint32_t origin, uint64_t seq)
+{
+    catchup_queued(s->cu, origin, seq);
+}
+
+/* Sends what the cursors say the peer lacks, while its queue is short. */
+static void sync_pump(sync_link *s)
+{
+    node *n = s->y->n;
+    peer *p = s->p;
+    uint32_t origin;
+    uint64_t after;
+    for (int reads = 0; reads < SYNC_CATCHUP_READS && peer_is_up(p) &&
+                        peer_queued(p) < SYNC_CATCHUP_QUEUE &&
+                        catchup_next(s->cu, &origin, &after);
+         reads++) {
+        struct store_rows rows = { 0 };
+        /* Up to what went out live: our own messages committed but still
+         * held for the commit callback go out live, so not here too. */
+        if (store_read(n->store, origin, after, relay_delivered(n, origin), SYNC_CATCHUP_ROWS,
+                       &rows) != 0) {
+            catchup_clear(s->cu); /* logged; the next marks start over */
+            store_rows_free(&rows);
+            return;
+        }
+        bool done = rows.n < SYNC_CATCHUP_ROWS;
+        size_t i = 0;
+        /* Checked per message: a few big ones could pass the link's bound
+         * within one read, and the link would close and start over. */
+        for (; i < rows.n && peer_is_up(p) && peer_queued(p) < SYNC_CATCHUP_QUEUE; i++) {
+            msgbuf *b = peer_proto_msg(&rows.msgs[i]);
+            peer_send(p, b);
+            msgbuf_unref(b);
+            if (!peer_is_up(p))
+                break;
+            catchup_queued(s->cu, origin, rows.msgs[i].seq);
+            s->y->caught_up++;
+        }
+        if (i < rows.n)
+            done = false; /* the rest on the next pump */
+        store_rows_free(&rows);
+        if (!peer_is_up(p))
+            return;
+        if (done) {
+            log_debug("node %u caught up on origin %u", peer_id(p), origin);
+            catchup_done(s->cu);
+        }
+    }
+}
+
+static void sync_pump_cb(uv_timer_t *t)
+{
+    struct sync *y = t->data;
+    /* Backwards: a link that leaves swaps the last one into its slot,
+     * which has already been served. */
+    for (size_t i = y->nactive; i-- > 0;) {
+        if (i >= y->nactive)
+            continue;
+        sync_link *s = y->active[i];
+        if (catchup_pending(s->cu) > 0)
+            sync_pump(s);
+        if (!peer_is_up(s->p) || catchup_pending(s->cu) == 0)
+            active_remove(s);
+    }
+    if (y->nactive == 0)
+        uv_timer_stop(t);
+}
+
+void sync_on_marks(sync_link *s, const struct peer_frame *f)
+{
+    struct sync *y = s->y;
+    size_t count;
+    const struct store_origin *o = store_origins(y->n->store, &count);
+    catchup_marks(s->cu, f, o, count, peer_id(s->p));
+    sync_pump(s);
+    if (!peer_is_up(s->p) || catchup_pending(s->cu) == 0)
+        return;
+    if (!s->active) {
+        if (y->nactive == y->capactive) {
+            y->capactive = y->capactive ? 2 * y->capactive : 8;
+            y->active = xrealloc(y->active, y->capactive * sizeof(*y->active));
+        }
+        s->active_index = y->nactive;
+        y->active[y->nactive++] = s;
+        s->active = true;
+    }
+    if (!uv_is_active((uv_handle_t *)&y->pump))
+        uv_timer_start(&y->pump, sync_pump_cb, SYNC_PUMP_MS, SYNC_PUMP_MS);
+}
+
+void sync_tick(sync_link *s, uint64_t now)
+{
+    if (now >= s->next_marks_ms ||
+        (s->marks_wanted && now - s->marks_sent_ms >= SYNC_GAP_MARKS_MS))
+        sync_send_marks(s);
+    if (peer_is_up(s->p))
+        sync_pump(s);
+}
