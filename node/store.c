@@ -2,7 +2,11 @@
  * `pending` while the worker commits `inflight`; when the worker is done the
  * loop swaps them and starts the next commit at once if anything waits.
  * A batch keeps its records packed in one growing arena, so appending costs
- * a copy, not a malloc. */
+ * a copy, not a malloc. WAL checkpoints (which copy the WAL into the
+ * database file and, but for --fsync off, fsync it) never run inside a
+ * commit: SQLite's automatic checkpoint is off, and once a commit leaves
+ * the WAL past STORE_CHECKPOINT_PAGES a checkpoint runs on a connection of
+ * its own in another worker, while the next commits go on. */
 #include "node/store.h"
 
 #include <inttypes.h>
@@ -14,6 +18,10 @@
 
 #include "common/log.h"
 #include "common/util.h"
+
+/* WAL pages (of 4 KiB) after which a checkpoint starts: SQLite's own
+ * automatic threshold. */
+#define STORE_CHECKPOINT_PAGES 1000
 
 struct rec {
     uint32_t origin;
@@ -44,6 +52,7 @@ struct store {
     uv_loop_t *loop;
     sqlite3 *wdb;              /* the worker's connection */
     sqlite3 *rdb;              /* the loop's connection, for reads */
+    sqlite3 *cdb;              /* the checkpointer's connection */
     sqlite3_stmt *insert;      /* on wdb */
     sqlite3_stmt *select;      /* on rdb */
     enum store_fsync mode;
@@ -64,6 +73,14 @@ struct store {
 
     struct store_origin *origins;
     size_t norigins, caporigins;
+
+    int wal_pages;             /* in the WAL after the last commit (its worker) */
+    int checkpoint_pages;      /* the threshold */
+    int checkpointing;         /* a checkpoint is running in a worker */
+    uv_work_t ckpt_work;
+    int ckpt_rc;
+    char ckpt_err[256];
+    uint64_t checkpoints;      /* completed */
 
     int closing;
     int finished;              /* closing and nothing left: no more appends */
@@ -197,11 +214,22 @@ static void free_all(store *s)
     sqlite3_finalize(s->insert);
     sqlite3_finalize(s->select);
     sqlite3_close(s->rdb);
-    sqlite3_close(s->wdb);
+    sqlite3_close(s->cdb);
+    sqlite3_close(s->wdb); /* last: it runs the final checkpoint */
     free(s->pending.arena);
     free(s->inflight.arena);
     free(s->origins);
     free(s);
+}
+
+/* After each commit on wdb, in the commit's worker: how big the WAL is.
+ * Read by the loop in commit_done, which runs after the worker is done. */
+static int wal_hook(void *ud, sqlite3 *db, const char *name, int pages)
+{
+    (void)db;
+    (void)name;
+    ((store *)ud)->wal_pages = pages;
+    return SQLITE_OK;
 }
 
 store *store_open(uv_loop_t *loop, const char *dir, enum store_fsync mode,
@@ -228,6 +256,18 @@ store *store_open(uv_loop_t *loop, const char *dir, enum store_fsync mode,
     }
     sqlite3_busy_timeout(s->wdb, 5000);
     if (exec(s->wdb, SCHEMA, why, sizeof(why)) != 0 || exec(s->wdb, sync, why, sizeof(why)) != 0)
+        goto fail;
+    /* Checkpoints are ours to run (wal_hook, maybe_checkpoint). */
+    s->checkpoint_pages = STORE_CHECKPOINT_PAGES;
+    if (exec(s->wdb, "PRAGMA wal_autocheckpoint=0;", why, sizeof(why)) != 0)
+        goto fail;
+    sqlite3_wal_hook(s->wdb, wal_hook, s);
+    if (sqlite3_open_v2(path, &s->cdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        snprintf(why, sizeof(why), "%s", s->cdb ? sqlite3_errmsg(s->cdb) : "out of memory");
+        goto fail;
+    }
+    if (exec(s->cdb, sync, why, sizeof(why)) != 0)
         goto fail;
     if (sqlite3_prepare_v2(s->wdb,
                            "INSERT OR IGNORE INTO messages (origin, seq, time_ms, chat_id, "
@@ -378,6 +418,56 @@ fail:
 
 static void finish_close(store *s);
 
+/* ---- checkpoints -------------------------------------------------------- */
+
+/* A worker: a PASSIVE checkpoint copies what the WAL holds into the
+ * database file as far as readers allow, without waiting for anyone and
+ * without stopping the commits that go on meanwhile on wdb. */
+static void checkpoint_work(uv_work_t *w)
+{
+    store *s = w->data;
+    int log_frames = 0, done_frames = 0;
+    s->ckpt_rc = sqlite3_wal_checkpoint_v2(s->cdb, NULL, SQLITE_CHECKPOINT_PASSIVE,
+                                           &log_frames, &done_frames);
+    if (s->ckpt_rc != SQLITE_OK)
+        snprintf(s->ckpt_err, sizeof(s->ckpt_err), "%s", sqlite3_errmsg(s->cdb));
+}
+
+static void checkpoint_done(uv_work_t *w, int status)
+{
+    store *s = w->data;
+    s->checkpointing = 0;
+    if (status == 0 && s->ckpt_rc == SQLITE_OK)
+        s->checkpoints++;
+    else if (status != 0 || s->ckpt_rc != SQLITE_BUSY)
+        log_warn("history: a checkpoint of the WAL failed: %s; the WAL grows until one "
+                 "succeeds (check the disk under the data dir)",
+                 status != 0 ? uv_strerror(status) : s->ckpt_err);
+    if (s->closing && !store_busy(s))
+        finish_close(s);
+}
+
+/* On the loop, after a commit: starts a checkpoint if the WAL has grown
+ * past the threshold and none is running. */
+static void maybe_checkpoint(store *s)
+{
+    if (s->checkpointing || s->closing || s->wal_pages < s->checkpoint_pages)
+        return;
+    s->ckpt_work.data = s;
+    if (uv_queue_work(s->loop, &s->ckpt_work, checkpoint_work, checkpoint_done) == 0)
+        s->checkpointing = 1;
+}
+
+void store_set_checkpoint_pages(store *s, int pages)
+{
+    s->checkpoint_pages = pages > 0 ? pages : 1;
+}
+
+uint64_t store_checkpoints(const store *s)
+{
+    return s->checkpoints;
+}
+
 /* The batch b committed: its rows are in the history, so its origins'
  * committed marks rise. (Every origin of b has its entry: appending made it.) */
 static void raise_committed(store *s, const struct batch *b)
@@ -424,7 +514,8 @@ static void commit_done(uv_work_t *w, int status)
         wt->cb(wt->ud);
         free(wt);
     }
-    if (s->closing && !store_busy(s))
+    maybe_checkpoint(s);
+    if (s->closing && !store_busy(s) && !s->checkpointing)
         finish_close(s);
 }
 
@@ -571,6 +662,6 @@ void store_close(store *s, void (*done)(void *ud), void *ud)
         return; /* commit_done goes on once the last batch is in */
     if (s->pending.n > 0)
         start_commit(s);
-    else
+    else if (!s->checkpointing) /* else checkpoint_done finishes */
         finish_close(s);
 }

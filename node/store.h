@@ -101,4 +101,10 @@ int store_read(store *s, uint32_t origin, uint64_t after, uint64_t upto, size_t 
  * runs on the loop when everything is released. */
 void store_close(store *s, void (*done)(void *ud), void *ud);
 
+/* Checkpoints run outside the commits (store.c's head comment): how many
+ * completed, and the WAL size in 4 KiB pages that starts one (tests use a
+ * small one; the default is 1000). */
+uint64_t store_checkpoints(const store *s);
+void store_set_checkpoint_pages(store *s, int pages);
+
 #endif

@@ -4,7 +4,10 @@
  * are stored as '' and read back as empty strings, never NULL, waiters
  * run only once what was appended before them is committed, and the
  * highest committed seq per origin is told apart from the highest appended
- * (a pending or failed batch raises only the latter). */
+ * (a pending or failed batch raises only the latter), and WAL checkpoints
+ * run outside the commits, on the store's own schedule: none inside a
+ * commit (SQLite's automatic one is off), one in a worker once the WAL
+ * passes the threshold, and closing waits for it. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -13,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -371,6 +375,60 @@ static void test_committed_apart_from_appended(void **state)
     close_store(f, s);
 }
 
+static off_t wal_size(struct fixture *f)
+{
+    char path[128];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/history.db-wal", f->dir);
+    return stat(path, &st) == 0 ? st.st_size : 0;
+}
+
+/* Appends n messages of about 1 KiB for origin 5 from seq first, one
+ * commit per 100, and waits for each commit. */
+static void append_kib(struct fixture *f, store *s, uint64_t first, int n)
+{
+    static char text[1025];
+    memset(text, 'k', 1024);
+    for (int i = 0; i < n; i++) {
+        struct chat_message m = msg(5, first + (uint64_t)i, text);
+        store_append(s, &m);
+        if (i % 100 == 99)
+            wait_idle(f, s);
+    }
+    wait_idle(f, s);
+}
+
+static void test_checkpoints_run_outside_the_commits(void **state)
+{
+    struct fixture *f = *state;
+    store *s = open_store(f);
+    /* A threshold never reached: no checkpoint at all, and the WAL grows
+     * past SQLite's own automatic threshold (1000 pages, 4 MiB), which
+     * would have reset it from within a commit. */
+    store_set_checkpoint_pages(s, 1000000);
+    append_kib(f, s, 1, 6000);
+    assert_int_equal(store_checkpoints(s), 0);
+    assert_true(wal_size(f) > 5 * 1024 * 1024);
+
+    /* A small threshold: the next commit starts one, in a worker; the
+     * commits go on meanwhile; every row is there. */
+    store_set_checkpoint_pages(s, 50);
+    append_kib(f, s, 6001, 1000);
+    while (store_checkpoints(s) == 0)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_int_equal(count_rows(f, "origin = 5"), 7000);
+    assert_int_equal(store_committed(s, 5), 7000);
+
+    /* Closing while one may be running waits for it; the history is whole
+     * on reopen. */
+    append_kib(f, s, 7001, 200);
+    close_store(f, s);
+    s = open_store(f);
+    assert_int_equal(store_highest(s, 5), 7200);
+    close_store(f, s);
+    assert_int_equal(count_rows(f, "origin = 5"), 7200);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -380,6 +438,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_empty_strings_read_back_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parse_fsync_and_bad_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_committed_apart_from_appended, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkpoints_run_outside_the_commits, setup, teardown),
     };
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }
