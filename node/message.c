@@ -386,10 +386,60 @@ enum message_kind message_parse_request(const char *data, size_t len,
     return k == MESSAGE_NEW ? check_frame(req, err, errlen) : k;
 }
 
+/* --- writing numbers: every message frame has five, so no printf ---------- */
+
+/* v in decimal at o; returns the end. */
+static char *put_dec(char *o, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    while (n > 0)
+        *o++ = tmp[--n];
+    return o;
+}
+
+static char *put_dec_signed(char *o, int64_t v)
+{
+    if (v >= 0)
+        return put_dec(o, (uint64_t)v);
+    *o++ = '-';
+    return put_dec(o, -(uint64_t)v);
+}
+
+/* v in exactly width decimal digits, zeros in front. */
+static char *put_dec_width(char *o, uint64_t v, int width)
+{
+    for (int i = width - 1; i >= 0; i--) {
+        o[i] = (char)('0' + v % 10);
+        v /= 10;
+    }
+    return o + width;
+}
+
+static char *put_bytes(char *o, const char *s, size_t len)
+{
+    memcpy(o, s, len);
+    return o + len;
+}
+
+#define PUT_LIT(o, s) put_bytes((o), (s), sizeof(s) - 1)
+
+/* messageId: the origin's digits, then seq in 12 digits. */
+static char *put_message_id(char *o, uint32_t origin, uint64_t seq)
+{
+    o = put_dec(o, origin);
+    return put_dec_width(o, seq % MESSAGE_SEQ_LIMIT, 12);
+}
+
 int message_id_format(uint32_t origin, uint64_t seq, char *out)
 {
-    return snprintf(out, MESSAGE_ID_MAX, "%" PRIu32 "%012" PRIu64, origin,
-                    (uint64_t)(seq % MESSAGE_SEQ_LIMIT));
+    char *end = put_message_id(out, origin, seq);
+    *end = '\0';
+    return (int)(end - out);
 }
 
 size_t message_json_escape(char *out, const char *s, size_t len)
@@ -517,17 +567,25 @@ size_t message_object_len(const struct chat_message *m)
 
 size_t message_object_write(char *o, const struct chat_message *m)
 {
-    char id[MESSAGE_ID_MAX], when[UTIL_ISO8601_LEN + 1];
+    char when[UTIL_ISO8601_LEN + 1];
     char *start = o;
-    message_id_format(m->origin, m->seq, id);
-    util_format_iso8601(m->time_ms, when);
-    o += sprintf(o, OBJ_ORIGIN "%" PRIu32 OBJ_SEQ "%" PRIu64 OBJ_ID "%s" OBJ_TEXT, m->origin,
-                 m->seq, id);
+    o = PUT_LIT(o, OBJ_ORIGIN);
+    o = put_dec(o, m->origin);
+    o = PUT_LIT(o, OBJ_SEQ);
+    o = put_dec(o, m->seq);
+    o = PUT_LIT(o, OBJ_ID);
+    o = put_message_id(o, m->origin, m->seq);
+    o = PUT_LIT(o, OBJ_TEXT);
     o += message_json_escape(o, m->text, m->text_len);
-    memcpy(o, OBJ_SENDER, LIT_LEN(OBJ_SENDER));
-    o += LIT_LEN(OBJ_SENDER);
+    o = PUT_LIT(o, OBJ_SENDER);
     o += message_json_escape(o, m->sender, m->sender_len);
-    o += sprintf(o, OBJ_CHAT "%" PRId64 OBJ_TIME "%s" OBJ_END, m->chat_id, when);
+    o = PUT_LIT(o, OBJ_CHAT);
+    o = put_dec_signed(o, m->chat_id);
+    o = PUT_LIT(o, OBJ_TIME);
+    util_format_iso8601(m->time_ms, when);
+    o = put_bytes(o, when, UTIL_ISO8601_LEN);
+    o = PUT_LIT(o, OBJ_END);
+    *o = '\0'; /* the contract (message.h); callers write over it */
     return (size_t)(o - start);
 }
 
@@ -562,11 +620,12 @@ size_t message_client_frame_len(uint32_t source, const struct chat_message *m)
 msgbuf *message_client_frame(uint32_t source, const struct chat_message *m)
 {
     size_t json = client_json_len(source, m);
-    /* + 1: sprintf's NUL after the last piece */
-    msgbuf *b = msgbuf_new(SERVER_HEADER_MAX + json + 1);
+    msgbuf *b = msgbuf_new(SERVER_HEADER_MAX + json);
     char *o = b->data + SERVER_HEADER_MAX;
     char *start = o;
-    o += sprintf(o, CLIENT_HEAD "%" PRIu32 CLIENT_PAYLOAD, source);
+    o = PUT_LIT(o, CLIENT_HEAD);
+    o = put_dec(o, source);
+    o = PUT_LIT(o, CLIENT_PAYLOAD);
     o += message_object_write(o, m);
     memcpy(o, CLIENT_END, LIT_LEN(CLIENT_END));
     o += LIT_LEN(CLIENT_END);
