@@ -3,7 +3,8 @@
  * into a msgbuf; every recipient's write queue holds a reference and drops
  * it when the write completes. No per-recipient copy. Single-threaded: the
  * count is not atomic. Small buffers come from a free list, so the hot path
- * does not call malloc per message in steady state. */
+ * does not call malloc per message in steady state: four size classes,
+ * 256 bytes to 2 KiB, each with a bounded cache. */
 #ifndef DCHAT_MSGBUF_H
 #define DCHAT_MSGBUF_H
 
@@ -26,6 +27,10 @@ static inline msgbuf *msgbuf_ref(msgbuf *b) { b->refs++; return b; }
 
 /* Drops one reference; the last one returns the buffer to the free list. */
 void msgbuf_unref(msgbuf *b);
+
+/* Data bytes of the free buffers kept for reuse (at most 2 MiB per size
+ * class, msgbuf.c). */
+size_t msgbuf_cached_bytes(void);
 
 /* Returns every cached free buffer to the system (at exit, for leak
  * checkers). */

@@ -4,6 +4,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/msgbuf.h"
@@ -76,6 +77,34 @@ static void test_msgbuf_refs(void **state)
     assert_true(big->cap >= 100000);
     msgbuf_unref(big);
     msgbuf_unref(b);
+    msgbuf_trim();
+    assert_int_equal(msgbuf_cached_bytes(), 0);
+
+    /* Rounded up to the smallest class that holds it: a 220-byte frame
+     * costs 256, a 300-byte one 512; beyond 2 KiB, the size asked. */
+    size_t asks[] = { 1, 220, 256, 257, 300, 1024, 1025, 2048, 2049 };
+    size_t caps[] = { 256, 256, 256, 512, 512, 1024, 2048, 2048, 2049 };
+    for (size_t i = 0; i < sizeof(asks) / sizeof(asks[0]); i++) {
+        msgbuf *m = msgbuf_new(asks[i]);
+        assert_int_equal(m->cap, caps[i]);
+        msgbuf_unref(m);
+    }
+    /* A burst of 20000 live 256-byte buffers: once freed, 2 MiB of them
+     * stay cached (8192), the rest go back to malloc; the cached ones are
+     * reused first. */
+    msgbuf_trim();
+    enum { BURST = 20000 };
+    msgbuf **live = malloc(BURST * sizeof(*live));
+    for (int i = 0; i < BURST; i++)
+        live[i] = msgbuf_new(200);
+    for (int i = 0; i < BURST; i++)
+        msgbuf_unref(live[i]);
+    assert_int_equal(msgbuf_cached_bytes(), 2u << 20);
+    msgbuf *again = msgbuf_new(100);
+    assert_int_equal(msgbuf_cached_bytes(), (2u << 20) - 256);
+    assert_ptr_equal(again, live[8191]); /* the last one cached, first out */
+    msgbuf_unref(again);
+    free(live);
     msgbuf_trim();
 }
 
