@@ -1,5 +1,5 @@
-/* bench: the fan-out benchmark's engine: sockets, rounds, pacing, checks
- * (see bench.h). What depends on the system measured (finding the servers,
+/* bench: the fan-out benchmark's engine: sockets, rounds or one paced run,
+ * checks (see bench.h). What depends on the system measured (finding the servers,
  * the messages on the wire) is behind a side (side.h). Everything runs on
  * one libuv loop in one thread. */
 #include <inttypes.h>
@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "bench/bench.h"
+#include "bench/pace.h"
 #include "bench/scan.h"
 #include "bench/side.h"
 #include "bench/tally.h"
@@ -67,11 +68,18 @@ struct bench {
     int pumping;
     uv_timer_t drain;      /* while a sender's queue is full: checks it */
     int draining;
+    uv_timer_t tick;       /* the paced run: hands over what has come due */
+    int ticking;
+
+    struct pace pace;      /* --rate: the paced run's schedule; rate 0 = rounds */
+    uint64_t late;         /* paced messages handed over more than BENCH_LATE_NS late */
+    uint64_t late_max_ns;  /* the most any was */
 
     unsigned rounds[MAX_ROUNDS], nrounds, ri;
     uint32_t window;       /* messages in flight at most, 0 = no limit */
     uint32_t n, sent, socks_done;
-    uint64_t *t_sent;      /* per message: uv_hrtime() when handed over */
+    uint64_t *t_sent;      /* per message: uv_hrtime() when handed over (the
+                              paced run computes due times instead) */
     uint64_t t_start, t_send_done, t_last;
     uint64_t cpu_start_us;  /* the bench's own CPU time at the round's start */
     uint64_t strays;       /* frames of an earlier round that came again */
@@ -130,6 +138,10 @@ unsigned bench_rounds(unsigned max, unsigned *out, unsigned cap)
 
 static void stop_pump(struct bench *b)
 {
+    if (b->ticking) {
+        uv_timer_stop(&b->tick);
+        b->ticking = 0;
+    }
     if (b->pumping) {
         uv_idle_stop(&b->pump);
         b->pumping = 0;
@@ -157,6 +169,7 @@ static void vfinish(struct bench *b, int status, const char *fmt, va_list ap)
     uv_close((uv_handle_t *)&b->timer, NULL);
     uv_close((uv_handle_t *)&b->pump, NULL);
     uv_close((uv_handle_t *)&b->drain, NULL);
+    uv_close((uv_handle_t *)&b->tick, NULL);
     uv_close((uv_handle_t *)&b->probe, NULL);
 }
 
@@ -172,6 +185,22 @@ static void finish(struct bench *b, int status, const char *fmt, ...)
 
 static void timeout_cb(uv_timer_t *t);
 static void pump_cb(uv_idle_t *h);
+static void tick_cb(uv_timer_t *t);
+
+/* Whether the current round is the paced run (its messages go out on the
+ * tick, as they come due; the fence after it is sent as fast as any). */
+static int pacing(const struct bench *b)
+{
+    return b->pace.rate > 0 && b->phase == PH_ROUND;
+}
+
+/* When message i was sent, for its latency: handed over (rounds) or due
+ * (the paced run: so that a late generator shows as latency, instead of
+ * hiding the wait it caused, the "coordinated omission" of closed loops). */
+static uint64_t sent_at(const struct bench *b, uint32_t i)
+{
+    return pacing(b) ? b->t_start + pace_time_ns(&b->pace, i) : b->t_sent[i];
+}
 
 static uint32_t min_unique(const struct bench *b)
 {
@@ -202,7 +231,7 @@ static void drain_cb(uv_timer_t *t);
  * last delivery. */
 static void start_pump(struct bench *b)
 {
-    if (b->pumping || b->sent >= b->n || !window_open(b))
+    if (pacing(b) || b->pumping || b->sent >= b->n || !window_open(b))
         return;
     if (next_sender_full(b)) {
         if (!b->draining) {
@@ -231,8 +260,10 @@ static void start_round(struct bench *b, uint32_t n, enum phase ph)
     b->sent = 0;
     b->socks_done = 0;
     b->strays = 0;
-    b->t_sent = xrealloc(b->t_sent, (size_t)n * sizeof(*b->t_sent));
+    if (!pacing(b))
+        b->t_sent = xrealloc(b->t_sent, (size_t)n * sizeof(*b->t_sent));
     samples_reset(&b->lat);
+    b->late = b->late_max_ns = 0;
     for (unsigned i = 0; i < b->nsocks; i++) {
         tally_reset(&b->socks[i].t, n, b->cfg->senders);
         b->socks[i].done = 0;
@@ -240,14 +271,67 @@ static void start_round(struct bench *b, uint32_t n, enum phase ph)
     b->cpu_start_us = cpu_time_us();
     b->t_start = uv_hrtime();
     b->t_send_done = b->t_last = b->t_start;
+    if (pacing(b)) {
+        /* the last message is due after duration_s; then the timeout */
+        uv_timer_start(&b->timer, timeout_cb,
+                       ((uint64_t)b->cfg->duration_s + b->cfg->timeout_s) * 1000, 0);
+        b->ticking = 1;
+        uv_timer_start(&b->tick, tick_cb, 0, BENCH_TICK_MS);
+        return;
+    }
     uv_timer_start(&b->timer, timeout_cb, (uint64_t)b->cfg->timeout_s * 1000, 0);
     start_pump(b);
+}
+
+/* Hands message i over to its sender. Returns 0, or -1 when the run is
+ * over (the side failed it, or the send did). */
+static int send_one(struct bench *b, uint32_t i)
+{
+    struct bench_sock *so = &b->socks[i % b->cfg->senders];
+    struct scan_marker m = { b->token, b->phase == PH_FENCE ? 0 : b->n, i };
+    int rc = b->side->send(so, &m);
+    if (b->phase == PH_STOPPING)
+        return -1; /* the side failed the run */
+    if (rc != 0) {
+        char name[400];
+        sock_name(so, name, sizeof(name));
+        finish(b, BENCH_FAILED, "%s: cannot send message %u: %s", name, i, uv_strerror(rc));
+        return -1;
+    }
+    b->sent++;
+    return 0;
+}
+
+/* The paced run's timer: hands over every message that has come due, in
+ * order, whatever has been delivered (open loop). When the next one's
+ * sender has BENCH_SEND_QUEUE waiting, it and those after it wait for a
+ * later tick and count as late if they miss their time by more than
+ * BENCH_LATE_NS: the generator falls behind, visibly, and the bench's
+ * memory stays bounded. */
+static void tick_cb(uv_timer_t *t)
+{
+    struct bench *b = t->data;
+    uint64_t now = uv_hrtime();
+    uint64_t due = pace_due(&b->pace, now - b->t_start);
+    while (b->sent < due) {
+        if (next_sender_full(b))
+            return;
+        uint64_t behind = now - (b->t_start + pace_time_ns(&b->pace, b->sent));
+        if (behind > BENCH_LATE_NS)
+            b->late++;
+        b->late_max_ns = UTIL_MAX(b->late_max_ns, behind);
+        if (send_one(b, b->sent) != 0)
+            return;
+    }
+    if (b->sent == b->n) {
+        b->t_send_done = now;
+        stop_pump(b);
+    }
 }
 
 static void pump_cb(uv_idle_t *h)
 {
     struct bench *b = h->data;
-    const struct bench_config *cfg = b->cfg;
     uint32_t floor = min_unique(b);
     for (unsigned k = 0; k < BURST && b->sent < b->n; k++) {
         if (b->window > 0 && b->sent - floor >= b->window) {
@@ -261,20 +345,9 @@ static void pump_cb(uv_idle_t *h)
             start_pump(b); /* which waits for the queue */
             return;
         }
-        uint32_t i = b->sent;
-        struct bench_sock *so = &b->socks[i % cfg->senders];
-        struct scan_marker m = { b->token, b->phase == PH_FENCE ? 0 : b->n, i };
-        b->t_sent[i] = uv_hrtime();
-        int rc = b->side->send(so, &m);
-        if (b->phase == PH_STOPPING)
-            return; /* the side failed the run */
-        if (rc != 0) {
-            char name[400];
-            sock_name(so, name, sizeof(name));
-            finish(b, BENCH_FAILED, "%s: cannot send message %u: %s", name, i, uv_strerror(rc));
+        b->t_sent[b->sent] = uv_hrtime();
+        if (send_one(b, b->sent) != 0)
             return;
-        }
-        b->sent++;
     }
     if (b->sent == b->n) {
         b->t_send_done = uv_hrtime();
@@ -283,6 +356,37 @@ static void pump_cb(uv_idle_t *h)
 }
 
 static void run_next(struct bench *b);
+
+/* The paced run's row; a generator that fell behind is also said on
+ * stderr, since then the rate asked for was not the rate offered. */
+static void report_paced_run(struct bench *b, uint64_t expected, uint64_t received,
+                             uint64_t dups, uint64_t reordered, double total_s, double cpu_pct)
+{
+    struct report_paced r = {
+        .offered_msgs = b->pace.rate,
+        .offered_deliveries = (double)b->pace.rate * b->nsocks,
+        /* over the run's duration at least: the last message is due 1/rate
+         * before its end, which would flatter a short run */
+        .achieved = (double)received / UTIL_MAX(total_s, (double)b->cfg->duration_s),
+        .messages = b->n, .expected = expected, .received = received, .total_s = total_s,
+        .p50_ms = samples_quantile(&b->lat, 0.50) / 1000.0,
+        .p90_ms = samples_quantile(&b->lat, 0.90) / 1000.0,
+        .p99_ms = samples_quantile(&b->lat, 0.99) / 1000.0,
+        .p999_ms = samples_quantile(&b->lat, 0.999) / 1000.0,
+        .max_ms = samples_quantile(&b->lat, 1.0) / 1000.0,
+        .lost = expected - received, .dups = dups, .reordered = reordered,
+        .late = b->late, .late_bound_ms = BENCH_LATE_NS / 1e6,
+        .late_max_ms = (double)b->late_max_ns / 1e6,
+        .samples = b->lat.len, .sampled_from = b->lat.count, .cpu_pct = cpu_pct,
+    };
+    report_paced(stdout, b->cfg->format, &r);
+    if (b->late > 0)
+        log_warn("the generator fell behind: %" PRIu64 " of %u messages were handed over more "
+                 "than %.0f ms after their due time (at most %.1f ms), so less than %u msgs/s "
+                 "was offered at times; their latency counts from the due time. Lower --rate, "
+                 "or give the bench a core of its own", b->late, b->n, BENCH_LATE_NS / 1e6,
+                 r.late_max_ms, b->pace.rate);
+}
 
 static void end_round(struct bench *b)
 {
@@ -295,27 +399,34 @@ static void end_round(struct bench *b)
             finish(b, BENCH_OK, NULL);
         return;
     }
-    struct report_row r = { .messages = b->n };
-    r.expected = (uint64_t)b->n * b->nsocks;
+    uint64_t expected = (uint64_t)b->n * b->nsocks, received = 0, dups = b->strays;
+    uint64_t reordered = 0;
     for (unsigned i = 0; i < b->nsocks; i++) {
-        r.received += b->socks[i].t.unique;
-        r.dups += b->socks[i].t.dups;
-        r.reordered += b->socks[i].t.reordered;
+        received += b->socks[i].t.unique;
+        dups += b->socks[i].t.dups;
+        reordered += b->socks[i].t.reordered;
     }
-    r.dups += b->strays;
-    r.lost = r.expected - r.received;
-    r.total_s = (double)(b->t_last - b->t_start) / 1e9;
-    r.send_s = (double)(b->t_send_done - b->t_start) / 1e9;
-    r.rate = r.total_s > 0 ? (double)r.received / r.total_s : 0;
-    r.cpu_pct = r.total_s > 0
-                    ? (double)(cpu_time_us() - b->cpu_start_us) / 1e6 / r.total_s * 100.0
-                    : 0;
-    r.p50_ms = samples_quantile(&b->lat, 0.50) / 1000.0;
-    r.p99_ms = samples_quantile(&b->lat, 0.99) / 1000.0;
-    r.max_ms = samples_quantile(&b->lat, 1.0) / 1000.0;
-    report_row(stdout, b->cfg->format, &r);
+    double total_s = (double)(b->t_last - b->t_start) / 1e9;
+    double cpu_pct = total_s > 0
+                         ? (double)(cpu_time_us() - b->cpu_start_us) / 1e6 / total_s * 100.0
+                         : 0;
+    if (pacing(b))
+        report_paced_run(b, expected, received, dups, reordered, total_s, cpu_pct);
+    else {
+        struct report_row r = {
+            .messages = b->n, .expected = expected, .received = received,
+            .total_s = total_s, .send_s = (double)(b->t_send_done - b->t_start) / 1e9,
+            .rate = total_s > 0 ? (double)received / total_s : 0,
+            .p50_ms = samples_quantile(&b->lat, 0.50) / 1000.0,
+            .p99_ms = samples_quantile(&b->lat, 0.99) / 1000.0,
+            .max_ms = samples_quantile(&b->lat, 1.0) / 1000.0,
+            .lost = expected - received, .dups = dups, .reordered = reordered,
+            .cpu_pct = cpu_pct,
+        };
+        report_row(stdout, b->cfg->format, &r);
+    }
 
-    if (r.dups || r.reordered) {
+    if (dups || reordered) {
         char msg[sizeof(b->error)];
         size_t off = (size_t)snprintf(msg, sizeof(msg), "round of %u messages:", b->n);
         for (unsigned i = 0; i < b->nsocks && off < sizeof(msg); i++) {
@@ -377,9 +488,14 @@ static void timeout_cb(uv_timer_t *t)
         return;
     }
     char msg[sizeof(b->error)];
-    size_t off = (size_t)snprintf(msg, sizeof(msg),
-                                  "round of %u messages not complete after %u s (%u sent):",
-                                  b->n, b->cfg->timeout_s, b->sent);
+    size_t off = pacing(b)
+                     ? (size_t)snprintf(msg, sizeof(msg),
+                                        "paced run of %u messages not complete %u s after the "
+                                        "last was due (%u sent):", b->n, b->cfg->timeout_s,
+                                        b->sent)
+                     : (size_t)snprintf(msg, sizeof(msg),
+                                        "round of %u messages not complete after %u s (%u sent):",
+                                        b->n, b->cfg->timeout_s, b->sent);
     for (unsigned i = 0; i < b->nsocks && off < sizeof(msg); i++) {
         const struct bench_sock *s = &b->socks[i];
         if (s->t.unique == b->n)
@@ -398,7 +514,8 @@ static void begin_rounds(struct bench *b)
 {
     struct report_run run = { .proto = b->side->name, .senders = b->cfg->senders,
                               .nodes = b->nsocks - b->cfg->senders, .size = b->cfg->size,
-                              .window = b->window };
+                              .window = b->window, .rate = b->pace.rate,
+                              .duration_s = b->cfg->duration_s };
     char target[300];
     snprintf(target, sizeof(target), "%s:%d", b->target.host, b->target.port);
     run.target = target;
@@ -487,7 +604,8 @@ void bench_sock_deliver(bench_sock *s, const struct scan_marker *m)
     }
     uint64_t now = uv_hrtime();
     if (tally_add(&s->t, m->index) == 1) {
-        samples_add(&b->lat, (uint32_t)UTIL_MIN((now - b->t_sent[m->index]) / 1000, UINT32_MAX));
+        uint64_t at = sent_at(b, m->index);
+        samples_add(&b->lat, (uint32_t)UTIL_MIN((now > at ? now - at : 0) / 1000, UINT32_MAX));
         b->t_last = now;
         if (s->t.unique == b->n && !s->done) {
             s->done = 1;
@@ -619,7 +737,14 @@ int bench_run(const struct bench_config *cfg)
     }
     b.loop = &loop;
     b.token = (uint32_t)(util_now_ns() ^ ((uint64_t)getpid() << 16));
-    b.nrounds = bench_rounds(cfg->max, b.rounds, MAX_ROUNDS);
+    if (cfg->rate > 0) {
+        /* one "round": the paced run (bench_main checked it fits) */
+        b.pace = (struct pace){ cfg->rate, cfg->senders, (uint64_t)cfg->rate * cfg->duration_s };
+        b.rounds[0] = (unsigned)b.pace.total;
+        b.nrounds = 1;
+    } else {
+        b.nrounds = bench_rounds(cfg->max, b.rounds, MAX_ROUNDS);
+    }
     b.window = cfg->window == BENCH_WINDOW_AUTO ? bench_auto_window(cfg->size) : cfg->window;
     if (cfg->tls) {
         char err[600];
@@ -635,6 +760,8 @@ int bench_run(const struct bench_config *cfg)
     b.timer.data = &b;
     uv_timer_init(&loop, &b.drain);
     b.drain.data = &b;
+    uv_timer_init(&loop, &b.tick);
+    b.tick.data = &b;
     uv_timer_init(&loop, &b.probe);
     b.probe.data = &b;
     uv_idle_init(&loop, &b.pump);

@@ -9,7 +9,15 @@
  * outbound queue holds less than BENCH_SEND_QUEUE, so the bench's memory
  * stays bounded. A round ends when every socket has received all n. Each
  * socket's deliveries are checked one by one (tally.h) and each round
- * becomes a row of the report (report.h). */
+ * becomes a row of the report (report.h).
+ *
+ * With a rate (bench --rate) there is one paced, open-loop run instead of
+ * the rounds: rate messages per second for duration seconds, handed over
+ * on a 1 ms timer as they come due (pace.h), whatever has been delivered.
+ * A message that cannot be handed over in time (its sender's queue over
+ * BENCH_SEND_QUEUE, or the bench's loop busy) waits and is counted as late:
+ * the generator fell behind, which the report says rather than quietly
+ * offering less. Latency counts from each message's due time. */
 #ifndef DCHAT_BENCH_BENCH_H
 #define DCHAT_BENCH_BENCH_H
 
@@ -23,6 +31,15 @@
 #define BENCH_SEND_QUEUE (1u << 20)
 /* bench_config.window: pick one from the text size (bench_auto_window). */
 #define BENCH_WINDOW_AUTO UINT_MAX
+/* The paced run's timer, and how late a message may be handed over before
+ * it counts as late: a 1 ms timer in a loop whose clock has 1 ms steps
+ * hands a message over up to about 2 ms after its due time. */
+#define BENCH_TICK_MS 1
+#define BENCH_LATE_NS 2000000u
+/* --duration when --rate is given without it. */
+#define BENCH_DURATION_DEFAULT 10
+/* Messages in one paced run at most (rate x duration). */
+#define BENCH_PACED_MAX 100000000u
 
 /* The system measured. */
 enum bench_proto { BENCH_PROTO_DCHAT, BENCH_PROTO_NATS };
@@ -39,6 +56,8 @@ struct bench_config {
     unsigned window;       /* messages in flight at most; 0 = no window
                               (flat out), BENCH_WINDOW_AUTO = by --size */
     unsigned chat_id;
+    unsigned rate;         /* > 0: one paced run of rate msgs/s instead of rounds */
+    unsigned duration_s;   /* its length */
     enum report_format format;
     bool tls;              /* wss:// to every node */
     char tls_ca[512];      /* verify the nodes' certificates against it; "" = not */

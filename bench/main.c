@@ -12,12 +12,13 @@
 #include <unistd.h>
 
 #include "bench/bench.h"
+#include "bench/pace.h"
 #include "common/cli.h"
 #include "common/log.h"
 #include "common/util.h"
 
 enum { OPT_PROTO, OPT_NATS, OPT_DISCOVERY, OPT_TARGET, OPT_SENDERS, OPT_MAX, OPT_SIZE, OPT_TIMEOUT, OPT_WINDOW,
-       OPT_CHAT, OPT_FORMAT, OPT_TLS, OPT_TLS_CA, OPT_LOG_LEVEL };
+       OPT_CHAT, OPT_RATE, OPT_DURATION, OPT_FORMAT, OPT_TLS, OPT_TLS_CA, OPT_LOG_LEVEL };
 
 static const struct cli_option options[] = {
     [OPT_PROTO] = { "proto", 0, "PROTO", "BENCH_PROTO",
@@ -43,6 +44,13 @@ static const struct cli_option options[] = {
                      "messages sent but not yet received by every socket, at most; 0 = no "
                      "window, send flat out as fast as TCP takes them (default: 4000, fewer "
                      "for big --size, so that about 1 MiB waits per socket)" },
+    [OPT_RATE] = { "rate", 'r', "MSGS_PER_S", "BENCH_RATE",
+                   "instead of the rounds, one paced, open-loop run: this many messages per "
+                   "second over all senders, handed over every 1 ms as they come due whatever "
+                   "has been delivered; latency from each message's due time (p50 to p99.9); "
+                   "messages handed over late are counted and reported" },
+    [OPT_DURATION] = { "duration", 0, "SECONDS", "BENCH_DURATION",
+                       "--rate: how long the paced run sends (default 10)" },
     [OPT_CHAT] = { "chat-id", 0, "N", "BENCH_CHAT_ID", "chatId of the messages (default 11)" },
     [OPT_FORMAT] = { "format", 'f', "FMT", "BENCH_FORMAT",
                      "table (default), csv or json" },
@@ -64,9 +72,16 @@ static int set_count(const char *v, long min, long max, unsigned *out, char *err
     return 0;
 }
 
+/* What main checks after parsing: which options were given. */
+struct parsed {
+    struct bench_config c;
+    bool max, window, duration;
+};
+
 static int set_option(int index, const char *v, void *ud, char *err, size_t errlen)
 {
-    struct bench_config *c = ud;
+    struct parsed *pa = ud;
+    struct bench_config *c = &pa->c;
     switch (index) {
     case OPT_PROTO:
         if (strcmp(v, "dchat") == 0)
@@ -97,10 +112,18 @@ static int set_option(int index, const char *v, void *ud, char *err, size_t errl
         return 0;
     }
     case OPT_SENDERS: return set_count(v, 1, 1000, &c->senders, err, errlen);
-    case OPT_MAX: return set_count(v, 1, 100000000, &c->max, err, errlen);
+    case OPT_MAX:
+        pa->max = true;
+        return set_count(v, 1, 100000000, &c->max, err, errlen);
     case OPT_SIZE: return set_count(v, 1, 60000, &c->size, err, errlen);
     case OPT_TIMEOUT: return set_count(v, 1, 86400, &c->timeout_s, err, errlen);
-    case OPT_WINDOW: return set_count(v, 0, 100000000, &c->window, err, errlen);
+    case OPT_WINDOW:
+        pa->window = true;
+        return set_count(v, 0, 100000000, &c->window, err, errlen);
+    case OPT_RATE: return set_count(v, 1, PACE_RATE_MAX, &c->rate, err, errlen);
+    case OPT_DURATION:
+        pa->duration = true;
+        return set_count(v, 1, 86400, &c->duration_s, err, errlen);
     case OPT_CHAT: return set_count(v, 0, 2147483647, &c->chat_id, err, errlen);
     case OPT_FORMAT:
         if (report_parse_format(v, &c->format) != 0) {
@@ -127,7 +150,7 @@ static int set_option(int index, const char *v, void *ud, char *err, size_t errl
 
 int main(int argc, char **argv)
 {
-    struct bench_config c = {
+    struct parsed pa = { .c = {
         .discovery = "http://127.0.0.1:8080",
         .senders = 3,
         .max = 8000,
@@ -135,8 +158,10 @@ int main(int argc, char **argv)
         .timeout_s = 30,
         .window = BENCH_WINDOW_AUTO,
         .chat_id = 11,
+        .duration_s = BENCH_DURATION_DEFAULT,
         .format = REPORT_TABLE,
-    };
+    } };
+    struct bench_config c;
     log_init("bench");
     log_set_level(LOG_WARN);
     cli_parse(argc, argv, "bench", "[OPTIONS]",
@@ -144,8 +169,26 @@ int main(int argc, char **argv)
               "receiver on every node, rounds of 10, 100, 1000, 2000 ... messages. Every\n"
               "socket must get every message once and in each sender's order. With\n"
               "--proto nats it does the same to a NATS cluster over its WebSocket listeners.\n"
+              "With --rate, one paced run at that many messages per second instead.\n"
               "Exit status: 0 all delivered, 1 lost/duplicated/reordered/late, 2 no cluster.",
-              options, (int)ARRAY_SIZE(options), set_option, &c);
+              options, (int)ARRAY_SIZE(options), set_option, &pa);
+    c = pa.c;
+    if (c.rate > 0 && (pa.max || pa.window)) {
+        fprintf(stderr, "bench: --rate runs one paced run instead of the rounds; --%s is for "
+                        "the rounds: drop it, or drop --rate\n", pa.max ? "max" : "window");
+        return EX_USAGE;
+    }
+    if (c.rate == 0 && pa.duration) {
+        fprintf(stderr, "bench: --duration is the length of a paced run; add --rate "
+                        "MSGS_PER_S\n");
+        return EX_USAGE;
+    }
+    if ((uint64_t)c.rate * c.duration_s > BENCH_PACED_MAX) {
+        fprintf(stderr, "bench: --rate %u for %u s is %llu messages, more than the %u one run "
+                        "may send; lower --rate or --duration\n", c.rate, c.duration_s,
+                (unsigned long long)c.rate * c.duration_s, BENCH_PACED_MAX);
+        return EX_USAGE;
+    }
     if (c.proto == BENCH_PROTO_NATS && c.nats[0] == '\0') {
         fprintf(stderr, "bench: --proto nats needs --nats ws://HOST:PORT[,...] (the NATS "
                         "servers' WebSocket listeners)\n");

@@ -1,4 +1,5 @@
 /* tally: per-socket delivery accounting and latency samples (see tally.h). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,15 +71,49 @@ void tally_free(struct tally *t)
 void samples_reset(struct samples *s)
 {
     s->len = 0;
+    s->count = 0;
+    s->max = 0;
+    s->rng = 0x9e3779b97f4a7c15ull; /* a fixed seed: repeatable runs */
+    s->sorted = 1;
+}
+
+void samples_set_limit(struct samples *s, size_t limit)
+{
+    s->limit = limit > 0 ? limit : 1;
+}
+
+/* xorshift64*: fast, and good enough to pick reservoir slots. */
+static uint64_t next_random(struct samples *s)
+{
+    if (s->rng == 0)
+        s->rng = 0x9e3779b97f4a7c15ull;
+    s->rng ^= s->rng >> 12;
+    s->rng ^= s->rng << 25;
+    s->rng ^= s->rng >> 27;
+    return s->rng * 0x2545f4914f6cdd1dull;
 }
 
 void samples_add(struct samples *s, uint32_t us)
 {
-    if (s->len == s->cap) {
-        s->cap = s->cap ? s->cap * 2 : 4096;
-        s->v = xrealloc(s->v, s->cap * sizeof(*s->v));
+    size_t limit = s->limit ? s->limit : SAMPLES_LIMIT;
+    s->count++;
+    if (us > s->max)
+        s->max = us;
+    s->sorted = 0;
+    if (s->len < limit) {
+        if (s->len == s->cap) {
+            s->cap = s->cap ? UTIL_MIN(s->cap * 2, limit) : UTIL_MIN((size_t)4096, limit);
+            s->v = xrealloc(s->v, s->cap * sizeof(*s->v));
+        }
+        s->v[s->len++] = us;
+        return;
     }
-    s->v[s->len++] = us;
+    /* Algorithm R: the count-th value replaces a random sample with
+     * probability limit / count, which keeps every value added so far
+     * equally likely to be in the set. */
+    uint64_t j = next_random(s) % s->count;
+    if (j < s->len)
+        s->v[j] = us;
 }
 
 static int cmp_u32(const void *a, const void *b)
@@ -91,13 +126,27 @@ uint32_t samples_quantile(struct samples *s, double q)
 {
     if (s->len == 0)
         return 0;
-    qsort(s->v, s->len, sizeof(*s->v), cmp_u32);
-    size_t rank = (size_t)(q * (double)s->len + 0.999999);
+    if (q >= 1.0)
+        return s->max;
+    if (!s->sorted) {
+        qsort(s->v, s->len, sizeof(*s->v), cmp_u32);
+        s->sorted = 1;
+    }
+    /* In integers, so that q * len landing a hair above a whole number in
+     * floating point (0.07 * 100 = 7.000000000000001) does not move the
+     * rank up by one. */
+    uint64_t ppm = q <= 0 ? 0 : (uint64_t)llround(q * 1e6);
+    uint64_t rank = (ppm * (uint64_t)s->len + 999999) / 1000000;
     if (rank < 1)
         rank = 1;
     if (rank > s->len)
         rank = s->len;
     return s->v[rank - 1];
+}
+
+int samples_sampled(const struct samples *s)
+{
+    return s->count > s->len;
 }
 
 void samples_free(struct samples *s)

@@ -36,17 +36,36 @@ void tally_describe_missing(const struct tally *t, char *out, size_t cap);
 
 void tally_free(struct tally *t);
 
-/* Latency samples of a round, in microseconds. */
+/* Latency samples of a round (or of a paced run), in microseconds. Up to
+ * `limit` samples are all kept; beyond that the set is a uniform random
+ * sample of every value added (reservoir sampling, algorithm R, with a
+ * fixed seed so that runs are repeatable), so memory stays bounded while
+ * the quantiles still describe every delivery. The largest value is kept
+ * exactly either way. */
+#define SAMPLES_LIMIT (4u << 20) /* 4 Mi samples, 16 MiB: the default limit */
+
 struct samples {
     uint32_t *v;
     size_t len, cap;
+    size_t limit;        /* samples kept at most; 0 = SAMPLES_LIMIT */
+    uint64_t count;      /* values added since the reset */
+    uint32_t max;        /* the largest of them */
+    uint64_t rng;        /* the reservoir's random state */
+    int sorted;          /* v is in order (quantiles sort it once) */
 };
 
+/* Forgets the values (keeps the memory and the limit). */
 void samples_reset(struct samples *s);
+/* Keeps at most limit samples (>= 1) from now on; call before adding. */
+void samples_set_limit(struct samples *s, size_t limit);
 void samples_add(struct samples *s, uint32_t us);
-/* The q-quantile (0..1) in microseconds, by nearest rank; sorts s. 0 when
- * there are no samples. */
+/* The q-quantile (0..1) in microseconds, by nearest rank (the
+ * ceil(q * len)-th smallest sample, q taken to six decimals, so p99.9 of
+ * 1000 samples is the 999th); q = 1 gives the exact maximum of every value
+ * added. Sorts s on first use after an add. 0 when there are no samples. */
 uint32_t samples_quantile(struct samples *s, double q);
+/* Whether values were left out: count > samples kept. */
+int samples_sampled(const struct samples *s);
 void samples_free(struct samples *s);
 
 #endif

@@ -4,8 +4,10 @@
 #   scripts/deps.sh build   compile the programs (make, make install)
 #   scripts/deps.sh run     build, plus what make run's scripts call
 #   scripts/deps.sh test    run, plus the test tools (make test)
+#   scripts/deps.sh plot    run, plus the plotting library
+#                           (scripts/latency-curve.sh)
 #   scripts/deps.sh compare run, plus NATS and the plotting library
-#                           (scripts/compare-nats.sh)
+#                           (scripts/compare-nats.sh, PROTO=nats latency-curve.sh)
 #   scripts/deps.sh fuzz    build, plus clang and its libFuzzer (make fuzz)
 # Run as root (CI is); otherwise it uses sudo, or says what to install.
 set -eu
@@ -16,6 +18,8 @@ RUN_PKGS="$BUILD_PKGS curl"
 # nats-server and python3-matplotlib: the comparison with NATS
 # (scripts/compare-nats.sh), which tests/e2e/test_compare.py runs.
 COMPARE_PKGS="$RUN_PKGS nats-server python3 python3-matplotlib procps"
+# python3-matplotlib: the plot of scripts/latency-curve.sh.
+PLOT_PKGS="$RUN_PKGS python3 python3-matplotlib procps"
 TEST_PKGS="$RUN_PKGS sqlite3 libcmocka-dev python3 python3-pytest python3-websockets \
 python3-requests procps openssl nats-server python3-matplotlib"
 # libclang-rt-dev holds libFuzzer and the sanitizer runtimes for clang.
@@ -26,8 +30,9 @@ case "${1:-build}" in
     run) PKGS=$RUN_PKGS ;;
     test) PKGS=$TEST_PKGS ;;
     compare) PKGS=$COMPARE_PKGS ;;
+    plot) PKGS=$PLOT_PKGS ;;
     fuzz) PKGS=$FUZZ_PKGS ;;
-    *) echo "usage: $0 build|run|test|compare|fuzz" >&2; exit 64 ;;
+    *) echo "usage: $0 build|run|test|plot|compare|fuzz" >&2; exit 64 ;;
 esac
 
 missing=""

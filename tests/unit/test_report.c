@@ -331,6 +331,109 @@ static void test_json_fresh_document(void **state)
     free(buf);
 }
 
+static const struct report_paced PACED = {
+    .offered_msgs = 2000, .offered_deliveries = 12000, .achieved = 11989.5,
+    .messages = 2000, .expected = 12000, .received = 11999, .total_s = 1.0009,
+    .p50_ms = 0.8, .p90_ms = 1.41, .p99_ms = 2.2, .p999_ms = 8.31, .max_ms = 9.02,
+    .lost = 1, .dups = 2, .reordered = 3, .late = 4, .late_bound_ms = 2, .late_max_ms = 2.5,
+    .samples = 11999, .sampled_from = 11999, .cpu_pct = 8.04,
+};
+
+/* A paced run prints a title with its rate and duration, then its one row,
+ * in every format: the CSV header names every field in the row's order,
+ * JSON holds the row as "paced" beside the rate; a sampled latency set is
+ * said under the table. */
+static void test_paced(void **state)
+{
+    (void)state;
+    struct report_run run = RUN;
+    run.proto = "nats";
+    run.rate = 2000;
+    run.duration_s = 1;
+    static const char *const names[] = {
+        "offered_msgs_per_s", "offered_deliveries_per_s", "achieved_deliveries_per_s",
+        "messages", "expected", "received", "total_s", "p50_ms", "p90_ms", "p99_ms", "p999_ms",
+        "max_ms", "lost", "duplicated", "reordered", "late_sends", "late_bound_ms",
+        "late_max_ms", "latency_samples", "deliveries_sampled", "bench_cpu_pct",
+    };
+    const size_t nf = sizeof(names) / sizeof(names[0]);
+    char *buf = NULL;
+    size_t len = 0;
+
+    /* CSV */
+    FILE *f = open_memstream(&buf, &len);
+    assert_non_null(f);
+    report_begin(f, REPORT_CSV, &run);
+    report_paced(f, REPORT_CSV, &PACED);
+    report_end(f, REPORT_CSV, 1, NULL);
+    assert_int_equal(fclose(f), 0);
+    char *lines[8];
+    assert_int_equal(split(buf, '\n', lines, 7), 3);
+    char *head[32], *row[32];
+    assert_int_equal(split(lines[0], ',', head, 31), nf);
+    assert_int_equal(split(lines[1], ',', row, 31), nf);
+    for (size_t i = 0; i < nf; i++)
+        assert_string_equal(head[i], names[i]);
+    assert_string_equal(row[0], "2000");
+    assert_string_equal(row[1], "12000");
+    assert_string_equal(row[3], "2000");
+    assert_string_equal(row[4], "12000");
+    assert_string_equal(row[5], "11999");
+    assert_string_equal(row[10], "8.310");
+    assert_string_equal(row[15], "4");
+    assert_string_equal(row[17], "2.500");
+    free(buf);
+
+    /* table: title, header, row, and no sampling note */
+    buf = NULL;
+    f = open_memstream(&buf, &len);
+    assert_non_null(f);
+    report_begin(f, REPORT_TABLE, &run);
+    report_paced(f, REPORT_TABLE, &PACED);
+    struct report_paced sampled = PACED;
+    sampled.samples = 100;
+    report_paced(f, REPORT_TABLE, &sampled);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(split(buf, '\n', lines, 7), 6);
+    assert_string_equal(lines[0], "# nats, paced: 2000 msgs/s for 1 s over 4 senders to "
+                                  "127.0.0.1:9001, one receiver on each of 3 servers, 64-byte "
+                                  "texts; latency from each message's due time");
+    assert_true(strstr(lines[1], "p99.9 ms") != NULL);
+    size_t ncols = 0;
+    for (char *tok = strtok(lines[2], " "); tok != NULL; tok = strtok(NULL, " "))
+        ncols++;
+    assert_int_equal(ncols, 17);   /* every column of the header has a value */
+    assert_true(lines[3][0] != '#');
+    assert_string_equal(lines[4], "# latency quantiles from a uniform random sample of 100 of "
+                                  "the 11999 deliveries (max exact)");
+    free(buf);
+
+    /* JSON */
+    buf = NULL;
+    f = open_memstream(&buf, &len);
+    assert_non_null(f);
+    report_begin(f, REPORT_JSON, &run);
+    report_paced(f, REPORT_JSON, &PACED);
+    report_end(f, REPORT_JSON, 1, NULL);
+    assert_int_equal(fclose(f), 0);
+    json_error_t err;
+    json_t *doc = json_loads(buf, 0, &err);
+    assert_non_null(doc);
+    assert_int_equal(json_integer_value(json_object_get(doc, "rate")), 2000);
+    assert_int_equal(json_integer_value(json_object_get(doc, "duration_s")), 1);
+    assert_null(json_object_get(doc, "rounds"));
+    json_t *o = json_object_get(doc, "paced");
+    assert_int_equal(json_object_size(o), nf);
+    for (size_t i = 0; i < nf; i++)
+        if (json_object_get(o, names[i]) == NULL)
+            fail_msg("JSON lacks %s", names[i]);
+    assert_float_equal(json_number_value(json_object_get(o, "p999_ms")), 8.31, 1e-9);
+    assert_int_equal(json_integer_value(json_object_get(o, "late_sends")), 4);
+    assert_int_equal(json_integer_value(json_object_get(o, "received")), 11999);
+    json_decref(doc);
+    free(buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -342,6 +445,7 @@ int main(void)
         cmocka_unit_test(test_json_ok_no_rounds),
         cmocka_unit_test(test_table_title_without_window),
         cmocka_unit_test(test_json_fresh_document),
+        cmocka_unit_test(test_paced),
     };
     return cmocka_run_group_tests_name("report", tests, NULL, NULL);
 }

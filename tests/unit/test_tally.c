@@ -362,6 +362,76 @@ static void test_samples_grow(void **state)
     samples_free(&s);
 }
 
+/* p90, p99 and p99.9 by nearest rank at the sizes a paced run gives:
+ * 1..n in scrambled order, so the q-quantile is ceil(q * n) exactly; and
+ * quantiles whose q * n lands a hair above a whole number in floating
+ * point (0.07 * 100 = 7.000000000000001) keep their rank. */
+static void test_quantiles_tail(void **state)
+{
+    (void)state;
+    const uint32_t sizes[] = { 1000, 12000, 100000, 1234567 };
+    for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+        uint32_t n = sizes[k];
+        struct samples s = { 0 };
+        for (uint32_t i = 0; i < n; i++)
+            samples_add(&s, (uint32_t)(((uint64_t)i * 7919) % n) + 1); /* 7919: prime */
+        assert_int_equal(s.len, n);
+        assert_false(samples_sampled(&s));
+        assert_int_equal(samples_quantile(&s, 0.90), (n * 9 + 9) / 10);
+        assert_int_equal(samples_quantile(&s, 0.99), (n * 99ull + 99) / 100);
+        assert_int_equal(samples_quantile(&s, 0.999), (n * 999ull + 999) / 1000);
+        assert_int_equal(samples_quantile(&s, 1.0), n);
+        samples_free(&s);
+    }
+    struct samples s = { 0 };
+    for (uint32_t i = 1; i <= 100; i++)
+        samples_add(&s, i);
+    assert_int_equal(samples_quantile(&s, 0.07), 7);
+    assert_int_equal(samples_quantile(&s, 0.29), 29);
+    assert_int_equal(samples_quantile(&s, 0.57), 57);
+    /* a sample added after a quantile was asked for is not lost to the sort */
+    samples_add(&s, 1000);
+    assert_int_equal(samples_quantile(&s, 1.0), 1000);
+    assert_int_equal(samples_quantile(&s, 0.999), 1000);
+    assert_int_equal(samples_quantile(&s, 0.99), 100);
+    samples_free(&s);
+}
+
+/* Beyond the limit the samples are a uniform random sample of every value
+ * added: memory stays at the limit, the maximum stays exact, and the
+ * quantiles of 0..999999 (added in order, the worst case for a biased
+ * sample) come out within a few tenths of a percent of the true ones. */
+static void test_samples_reservoir(void **state)
+{
+    (void)state;
+    struct samples s = { 0 };
+    samples_set_limit(&s, 20000);
+    const uint32_t n = 1000000;
+    for (uint32_t i = 0; i < n; i++)
+        samples_add(&s, i);
+    assert_int_equal(s.len, 20000);
+    assert_true(s.cap <= 20000);
+    assert_int_equal(s.count, n);
+    assert_true(samples_sampled(&s));
+    assert_int_equal(samples_quantile(&s, 1.0), n - 1);     /* exact */
+    const double qs[] = { 0.10, 0.50, 0.90, 0.99 };
+    for (size_t k = 0; k < sizeof(qs) / sizeof(qs[0]); k++) {
+        double got = samples_quantile(&s, qs[k]);
+        double want = qs[k] * n;
+        if (got < want - 0.01 * n || got > want + 0.01 * n)
+            fail_msg("q %.2f: %.0f, expected about %.0f", qs[k], got, want);
+    }
+    /* a reset keeps the limit and starts a fresh reservoir */
+    samples_reset(&s);
+    assert_int_equal(s.count, 0);
+    for (uint32_t i = 0; i < 100; i++)
+        samples_add(&s, 5);
+    assert_false(samples_sampled(&s));
+    assert_int_equal(samples_quantile(&s, 0.5), 5);
+    assert_int_equal(samples_quantile(&s, 1.0), 5);
+    samples_free(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -376,6 +446,8 @@ int main(void)
         cmocka_unit_test(test_describe_missing_small_buffers),
         cmocka_unit_test(test_quantiles),
         cmocka_unit_test(test_samples_grow),
+        cmocka_unit_test(test_quantiles_tail),
+        cmocka_unit_test(test_samples_reservoir),
     };
     return cmocka_run_group_tests_name("tally", tests, NULL, NULL);
 }
