@@ -123,7 +123,11 @@ class Proc:
                                      f"log:\n{self.log()}")
             with open(self.out_path) as f:
                 return re.search(self.ready_pattern, f.read())
-        self.match = wait_until(ready, 15, f"{self.name} to print its ports")
+        try:
+            self.match = wait_until(ready, 15, f"{self.name} to print its ports")
+        except BaseException:
+            self.kill()  # not in any test's procs yet: nobody else would stop it
+            raise
 
     def log(self):
         with open(self.err_path, errors="replace") as f:
@@ -190,7 +194,11 @@ class Node(Proc):
                           "--heartbeat-ms", "200", *secret_args(logdir, secret), *extra],
                          logdir, r"listening clients on [^ ]*:(\d+) sync on [^ ]*:(\d+)",
                          preexec)
-        self._learn_ports()
+        try:
+            self._learn_ports()
+        except BaseException:
+            self.kill()  # as in Proc.start: not in any test's procs yet
+            raise
 
     def _learn_ports(self):
         self.client_port = int(self.match.group(1))
