@@ -119,3 +119,24 @@ peak_rss_kib() {
         awk '/^VmHWM:/ { print $2 }' "/proc/$l_p/status"
     done | awk '$1 > m { m = $1 } END { print m + 0 }'
 }
+
+# both_sides_setup HERE: free loopback ports for a 3-server NATS cluster
+# (client, route and WebSocket ports) and for discovery (DISCOVERY_PORT,
+# unless set), and traps that stop both clusters on exit, Ctrl-C or TERM.
+# HERE is the scripts folder (cluster.sh's).
+both_sides_setup() {
+    BOTH_SIDES_HERE=$1
+    ports=$(free_ports 10) || die "cannot find free ports on 127.0.0.1"
+    # shellcheck disable=SC2086
+    set -- $ports
+    nats_set_ports "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$8" "$9"
+    export DISCOVERY_PORT="${DISCOVERY_PORT:-${10}}"
+    trap both_sides_stop EXIT
+    trap 'both_sides_stop; exit 130' INT
+    trap 'both_sides_stop; exit 143' TERM
+}
+
+both_sides_stop() {
+    nats_stop
+    sh "$BOTH_SIDES_HERE/cluster.sh" stop >/dev/null 2>&1 || true
+}

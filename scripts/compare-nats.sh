@@ -52,21 +52,7 @@ export DCHAT_RUN_DIR="$results/dchat"
 LIB_WHO=compare
 NATS_DIR=$natsdir
 
-# 3 NATS client ports, 3 route ports, 3 WebSocket ports, discovery.
-ports=$(free_ports 10) || die "cannot find free ports on 127.0.0.1"
-read -r client1 client2 client3 route1 route2 route3 ws1 ws2 ws3 dport <<EOF
-$ports
-EOF
-nats_set_ports "$client1" "$client2" "$client3" "$route1" "$route2" "$route3" "$ws1" "$ws2" "$ws3"
-export DISCOVERY_PORT="${DISCOVERY_PORT:-$dport}"
-
-cleanup() {
-    nats_stop
-    sh "$here/cluster.sh" stop >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-trap 'cleanup; exit 130' INT
-trap 'cleanup; exit 143' TERM
+both_sides_setup "$here"
 
 tck=$(getconf CLK_TCK)
 
