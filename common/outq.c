@@ -401,6 +401,7 @@ static int write_batch(outq *q)
         niov = 1;
         w->mem += clen;
         q->mem += clen;
+        lists_update(q);
     }
     if (rc == 0)
         rc = uv_write(&w->req, q->stream, out, (unsigned)niov, write_cb);
