@@ -7,6 +7,10 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/fuzz/record.h"
 
 #define CHUNKS_HEADER 4
 
@@ -37,6 +41,17 @@ static inline size_t chunks_next(chunks *c, size_t left)
     uint8_t b = c->sizes[c->next++ % CHUNKS_HEADER];
     size_t n = b == 0xff ? left : b < 0x80 ? (size_t)b + 1 : (size_t)(b - 0x7f) * 256;
     return n < left ? n : left;
+}
+
+/* A heap copy of exactly the n bytes at src (one byte allocated for an
+ * empty chunk), so that ASan sees a read past the chunk; free it. */
+static inline void *chunks_copy(const void *src, size_t n)
+{
+    void *chunk = malloc(n ? n : 1);
+    FUZZ_CHECK(chunk != NULL);
+    if (n > 0)
+        memcpy(chunk, src, n);
+    return chunk;
 }
 
 #endif

@@ -81,10 +81,7 @@ static void serve(const struct http_server_config *cfg, const uint8_t *data, siz
     int rc = 0;
     do {
         size_t n = ch ? chunks_next(ch, len - off) : len;
-        char *chunk = malloc(n ? n : 1);
-        FUZZ_CHECK(chunk != NULL);
-        if (n > 0)
-            memcpy(chunk, data + off, n);
+        char *chunk = chunks_copy(data + off, n);
         rc = http_probe_feed(p, chunk, n);
         free(chunk);
         off += n;

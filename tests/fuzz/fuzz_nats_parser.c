@@ -75,10 +75,7 @@ static void parse(struct run *run, const uint8_t *data, size_t len, chunks *ch)
     size_t off = 0;
     do {
         size_t n = ch ? chunks_next(ch, len - off) : len;
-        uint8_t *chunk = malloc(n ? n : 1);
-        FUZZ_CHECK(chunk != NULL);
-        if (n > 0)
-            memcpy(chunk, data + off, n);
+        uint8_t *chunk = chunks_copy(data + off, n);
         unsigned before = run->n;
         rc = nats_parser_feed(p, chunk, n, event_cb, run);
         free(chunk);

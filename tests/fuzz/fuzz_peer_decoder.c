@@ -142,10 +142,7 @@ static int decode(struct run *run, size_t max_frame, const uint8_t *data, size_t
     size_t off = 0;
     do {
         size_t n = ch ? chunks_next(ch, len - off) : len;
-        char *chunk = malloc(n ? n : 1);
-        FUZZ_CHECK(chunk != NULL);
-        if (n > 0)
-            memcpy(chunk, data + off, n);
+        char *chunk = chunks_copy(data + off, n);
         rc = peer_decoder_feed(&d, chunk, n, frame_cb, run, err, sizeof(err));
         free(chunk);
         off += n;

@@ -37,10 +37,7 @@ static int open_stream(const uint8_t *data, size_t len, chunks *ch, record *r)
     size_t off = 0;
     do {
         size_t n = ch ? chunks_next(ch, len - off) : len;
-        char *chunk = malloc(n ? n : 1);
-        FUZZ_CHECK(chunk != NULL);
-        if (n > 0)
-            memcpy(chunk, data + off, n);
+        char *chunk = chunks_copy(data + off, n);
         rc = peer_opener_feed(&o, chunk, n, keep_cb, r, err, sizeof(err));
         free(chunk);
         off += n;
