@@ -291,26 +291,22 @@ size_t tls_conn_output_len(const tls_conn *t)
     return BIO_ctrl_pending(t->out);
 }
 
-char *tls_conn_take_output(tls_conn *t, size_t *len)
-{
-    size_t n = BIO_ctrl_pending(t->out);
-    *len = 0;
-    if (n == 0)
-        return NULL;
-    char *buf = xmalloc(n);
-    int got = BIO_read(t->out, buf, (int)n);
-    if (got <= 0) {
-        free(buf);
-        return NULL;
-    }
-    *len = (size_t)got;
-    return buf;
-}
-
 size_t tls_conn_read_output(tls_conn *t, char *buf, size_t cap)
 {
     int got = cap > 0 ? BIO_read(t->out, buf, (int)UTIL_MIN(cap, (size_t)INT32_MAX)) : 0;
     return got > 0 ? (size_t)got : 0;
+}
+
+char *tls_conn_take_output(tls_conn *t, size_t *len)
+{
+    size_t n = BIO_ctrl_pending(t->out);
+    char *buf = n > 0 ? xmalloc(n) : NULL;
+    *len = n > 0 ? tls_conn_read_output(t, buf, n) : 0;
+    if (*len == 0) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
 }
 
 void tls_conn_shutdown(tls_conn *t)
