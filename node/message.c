@@ -442,13 +442,44 @@ int message_id_format(uint32_t origin, uint64_t seq, char *out)
     return (int)(end - out);
 }
 
+/* Whether none of the 8 bytes at p needs an escape: each is printable
+ * ASCII other than '"' and '\\' (the usual tests for a byte below a value
+ * or equal to one in a word; only whether the word has such a byte is
+ * used, which they answer exactly). */
+static int plain_word(const char *p)
+{
+    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+    uint64_t w, q, b;
+    memcpy(&w, p, 8);
+    q = w ^ (ones * '"');
+    b = w ^ (ones * '\\');
+    return !((((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((b - ones) & ~b) | w) & highs);
+}
+
+/* The length of s's leading whole 8-byte words in which every byte is
+ * printable ASCII other than '"' and '\\': bytes that go out as they are.
+ * Most chat text is all such bytes, so the escaper and its length skip them
+ * a word at a time and look at bytes one by one only from the first word
+ * that needs it. The returned length is all of s when every byte is
+ * plain and s has at least 8. */
+static size_t plain_words_len(const char *s, size_t len)
+{
+    size_t i = 0;
+    while (i + 8 <= len && plain_word(s + i))
+        i += 8;
+    /* the last bytes, as the word that ends the string (it overlaps) */
+    if (i < len && i + 8 > len && len >= 8 && plain_word(s + len - 8))
+        i = len;
+    return i;
+}
+
 size_t message_json_escape(char *out, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
     char *o = out;
     *o++ = '"';
-    size_t run = 0;
-    for (size_t i = 0; i < len; i++) {
+    size_t run = plain_words_len(s, len); /* copied with the next run */
+    for (size_t i = run; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         const char *esc = NULL;
         char ubuf[7];
@@ -509,7 +540,7 @@ size_t message_json_escaped_len(const char *s, size_t len)
 {
     const unsigned char *u = (const unsigned char *)s;
     size_t n = len + 2;
-    for (size_t i = 0; i < len; i++) {
+    for (size_t i = plain_words_len(s, len); i < len; i++) {
         n += escape_extra[u[i]];
         if (u[i] == 0xE2 && i + 2 < len && u[i + 1] == 0x80 &&
             (u[i + 2] == 0xA8 || u[i + 2] == 0xA9)) {

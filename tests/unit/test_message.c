@@ -540,6 +540,46 @@ static void test_json_escape(void **state)
     free(out);
 }
 
+/* The escaper skips plain 8-byte words at once: a byte that needs an
+ * escape must be found in every position of a word and after it, and the
+ * words before it copied as they are. */
+static void test_json_escape_at_every_offset(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *out;
+    } specials[] = {
+        { "\"", "\\\"" },  { "\\", "\\\\" }, { "\n", "\\n" },
+        { "\x01", "\\u0001" }, { "\x1f", "\\u001f" }, { "\xe2\x80\xa8", "\\u2028" },
+        { "\xc3\xa9", "\xc3\xa9" }, { "\x7f", "\x7f" }, { " ", " " }, { "~", "~" },
+    };
+    enum { LEN = 43 }; /* five words and an overlapping tail */
+    for (size_t k = 0; k < sizeof(specials) / sizeof(specials[0]); k++) {
+        size_t sl = strlen(specials[k].in);
+        for (size_t pos = 0; pos + sl <= LEN; pos++) {
+            char *in = malloc(LEN); /* exact size: ASan checks reads */
+            char want[6 * LEN + 2], *w = want;
+            memset(in, 'a', LEN);
+            memcpy(in + pos, specials[k].in, sl);
+            *w++ = '"';
+            memset(w, 'a', pos);
+            w += pos;
+            memcpy(w, specials[k].out, strlen(specials[k].out));
+            w += strlen(specials[k].out);
+            memset(w, 'a', LEN - pos - sl);
+            w += LEN - pos - sl;
+            *w++ = '"';
+            char *out = malloc(6 * LEN + 2);
+            size_t n = message_json_escape(out, in, LEN);
+            assert_int_equal(n, (size_t)(w - want));
+            assert_memory_equal(out, want, n);
+            assert_int_equal(message_json_escaped_len(in, LEN), n);
+            free(in);
+            free(out);
+        }
+    }
+}
+
 static void test_error_frame(void **state)
 {
     (void)state;
@@ -962,6 +1002,7 @@ int main(void)
         cmocka_unit_test(test_frame_lengths),
         cmocka_unit_test(test_escaping_round_trip),
         cmocka_unit_test(test_json_escape),
+        cmocka_unit_test(test_json_escape_at_every_offset),
         cmocka_unit_test(test_error_frame),
         cmocka_unit_test(test_sync_reply_frame),
         cmocka_unit_test(test_escaped_len),
