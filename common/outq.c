@@ -301,6 +301,8 @@ static void write_cb(uv_write_t *req, int status)
     }
     if (q->inflight == 0 && has_work(q))
         outq_flush(q); /* what waited behind this write */
+    if (q->on_written != NULL && !q->dead)
+        q->on_written(q, q->ud); /* last: it may close the stream */
 }
 
 static void unlink_dirty(outq *q)
@@ -450,6 +452,11 @@ void outq_set_tls(outq *q, tls_conn *t)
 {
     q->tls = t;
     outq_poke(q);
+}
+
+void outq_set_on_written(outq *q, outq_written_fn fn)
+{
+    q->on_written = fn;
 }
 
 void outq_poke(outq *q)

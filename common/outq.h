@@ -32,6 +32,11 @@ typedef struct outq outq;
  * called for UV_ECANCELED after the owner closed it. */
 typedef void (*outq_error_fn)(outq *q, int status, void *ud);
 
+/* Called after each write completes without error, once the queue has
+ * handed on what waited behind it: the owner may push more (outq_bytes
+ * says how much is still on its way). See outq_set_on_written. */
+typedef void (*outq_written_fn)(outq *q, void *ud);
+
 struct outq_limits {
     size_t hard;            /* accounted bytes never held past this */
     size_t soft;            /* past this, the deadline applies */
@@ -101,6 +106,7 @@ struct outq {
     void *seal_ud;
     size_t unsealed;           /* pending entries at the front that go out bare */
     tls_conn *tls;             /* see outq_set_tls */
+    outq_written_fn on_written; /* see outq_set_on_written */
 };
 
 /* Prepares q for stream with the limits of cls (which q points to, not
@@ -118,6 +124,11 @@ void outq_set_seal(outq *q, outq_seal_fn seal, void *ud);
  * handshake) goes out too, and nothing pending goes before the handshake
  * is done. Call outq_poke after feeding t, so its answers are written. */
 void outq_set_tls(outq *q, tls_conn *t);
+
+/* From now on fn(q, q's ud) runs after every write that completes without
+ * error (NULL: none): producers that fill the queue in steps (a peer link's
+ * catch-up) go on as it drains, not on a timer. */
+void outq_set_on_written(outq *q, outq_written_fn fn);
 
 /* Schedules a flush at the end of the loop turn if anything can go out now
  * (after a TLS feed produced handshake bytes or completed the handshake). */

@@ -314,11 +314,19 @@ static void link_frame_cb(peer *p, const struct peer_frame *f, void *ud)
     sync_after_msg(l->sync, relay_remote(n, &f->msg) == RELAY_GAP);
 }
 
+static void link_written_cb(peer *p, void *ud)
+{
+    struct link *l = ud;
+    (void)p;
+    sync_link_written(l->sync);
+}
+
 static const struct peer_events link_events = {
     .hello = link_hello_cb,
     .adopt = link_adopt_cb,
     .up = link_up_cb,
     .frame = link_frame_cb,
+    .written = link_written_cb,
     .refused = link_refused_cb,
     .down = link_down_cb,
     .freed = link_freed_cb,

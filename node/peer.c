@@ -107,6 +107,14 @@ static void peer_write_error_cb(outq *q, int status, void *ud)
                                            "write deadline)" : uv_strerror(status));
 }
 
+static void peer_written_cb(outq *q, void *ud)
+{
+    peer *p = ud;
+    (void)q;
+    if (p->state == PEER_UP)
+        p->ev->written(p, p->ud);
+}
+
 /* Refused before it was up: the owner counts and logs it. */
 static void peer_refuse(peer *p, const char *why)
 {
@@ -401,6 +409,7 @@ peer *peer_new(node *n, bool outbound, const struct peer_events *events, void *u
     /* The links' limits (flow.c) leave room for live traffic, and always
      * for a catch-up batch plus a frame of the largest size. */
     outq_init(&p->q, (uv_stream_t *)p->tcp, flow_links_class(n), peer_write_error_cb, p);
+    outq_set_on_written(&p->q, peer_written_cb);
     peer_decoder_init(&p->dec, PEER_PROTO_MAX_FRAME);
     p->flow.kind = FLOW_PEER;
     p->flow.set_paused = peer_set_paused;

@@ -40,6 +40,9 @@ struct peer_events {
     /* The link did not prove the secret or broke the handshake (why says
      * how, with its address); it is closed right after. */
     void (*refused)(peer *p, const char *why, void *ud);
+    /* A write on a link up completed: what is still queued (peer_queued)
+     * has shrunk, so a producer that waits for room may go on. */
+    void (*written)(peer *p, void *ud);
     /* The link starts closing (once; peer_state still says what it was). */
     void (*down)(peer *p, void *ud);
     /* Its handle is closed: p is freed when this returns. */

@@ -1,9 +1,12 @@
 /* sync: see sync.h. The cursors themselves, and what counts as already
  * sent, are catchup.c's pure logic; this file sends and reads MARKS, reads
- * the store for the cursors and queues the frames on the link. While any
- * link has cursors a 2 ms timer pumps them (also the tick and the peer's
- * next MARKS do): a link's queue drains in well under a tick, and the tick
- * alone would cap catch-up at a few tens of thousands of messages a second. */
+ * the store for the cursors and queues the frames on the link. Catch-up is
+ * driven by the link's queue: the peer's MARKS start a pump, which fills
+ * the queue up to SYNC_CATCHUP_QUEUE, and every completed write on the
+ * link pumps again while cursors are left, so catch-up runs as fast as the
+ * link drains. A pump that stops at its bound on store reads with nothing
+ * on its way to the peer (no write to wake it) goes on at the next loop
+ * turn, through a zero timer; the tick pumps too. */
 #include "node/sync.h"
 
 #include <stdlib.h>
@@ -18,15 +21,14 @@
 #define SYNC_CATCHUP_ROWS 256          /* messages per store read */
 #define SYNC_CATCHUP_QUEUE (1u << 20)  /* catch-up waits while more is queued */
 #define SYNC_CATCHUP_READS 64          /* store reads per pump, at most */
-#define SYNC_PUMP_MS 2                 /* pump period while catching up */
 #define SYNC_GAP_MARKS_MS 200          /* marks after a refusal, at most this often */
 
 struct sync {
     node *n;
     sync_direct_fn direct;
     void *ud;
-    uv_timer_t pump;          /* runs while a link has a cursor */
-    sync_link **active;       /* links that may have cursors, for the timer */
+    uv_timer_t later;         /* a zero timer: pumps that must go on */
+    sync_link **active;       /* links waiting for it */
     size_t nactive, capactive;
     void (*closed)(void *ud);
     void *closed_ud;
@@ -44,7 +46,7 @@ struct sync_link {
                                  last marks: flag the next ones */
     uint32_t *direct;         /* origins marked direct in our last marks */
     size_t ndirect;
-    size_t active_index;      /* in y->active, when active */
+    size_t active_index;      /* in y->active, when waiting for the timer */
     bool active;
 };
 
@@ -54,8 +56,8 @@ struct sync *sync_new(node *n, sync_direct_fn direct, void *ud)
     y->n = n;
     y->direct = direct;
     y->ud = ud;
-    uv_timer_init(n->loop, &y->pump);
-    y->pump.data = y;
+    uv_timer_init(n->loop, &y->later);
+    y->later.data = y;
     return y;
 }
 
@@ -76,7 +78,7 @@ void sync_close(struct sync *y, void (*done)(void *ud), void *ud)
 {
     y->closed = done;
     y->closed_ud = ud;
-    uv_close((uv_handle_t *)&y->pump, sync_closed_cb);
+    uv_close((uv_handle_t *)&y->later, sync_closed_cb);
 }
 
 uint64_t sync_caught_up(const struct sync *y)
@@ -210,16 +212,18 @@ void sync_queued(sync_link *s, uint32_t origin, uint64_t seq)
     catchup_queued(s->cu, origin, seq);
 }
 
-/* Sends what the cursors say the peer lacks, while its queue is short. */
-static void sync_pump(sync_link *s)
+/* Sends what the cursors say the peer lacks, while its queue is short.
+ * Returns whether it stopped at its bound on store reads with cursors left
+ * (rather than at a full queue, the end, or a link down). */
+static bool sync_pump_some(sync_link *s)
 {
     node *n = s->y->n;
     peer *p = s->p;
     uint32_t origin;
     uint64_t after;
-    for (int reads = 0; reads < SYNC_CATCHUP_READS && peer_is_up(p) &&
-                        peer_queued(p) < SYNC_CATCHUP_QUEUE &&
-                        catchup_next(s->cu, &origin, &after);
+    int reads = 0;
+    for (; reads < SYNC_CATCHUP_READS && peer_is_up(p) && peer_queued(p) < SYNC_CATCHUP_QUEUE &&
+           catchup_next(s->cu, &origin, &after);
          reads++) {
         struct store_rows rows = { 0 };
         /* Up to what went out live: our own messages committed but still
@@ -228,7 +232,7 @@ static void sync_pump(sync_link *s)
                        &rows) != 0) {
             catchup_clear(s->cu); /* logged; the next marks start over */
             store_rows_free(&rows);
-            return;
+            return false;
         }
         bool done = rows.n < SYNC_CATCHUP_ROWS;
         size_t i = 0;
@@ -247,30 +251,54 @@ static void sync_pump(sync_link *s)
             done = false; /* the rest on the next pump */
         store_rows_free(&rows);
         if (!peer_is_up(p))
-            return;
+            return false;
         if (done) {
             log_debug("node %u caught up on origin %u", peer_id(p), origin);
             catchup_done(s->cu);
         }
     }
+    return reads == SYNC_CATCHUP_READS && peer_is_up(p) && catchup_pending(s->cu) > 0;
 }
 
-static void sync_pump_cb(uv_timer_t *t)
+static void sync_later_cb(uv_timer_t *t);
+
+/* A pump, and what makes sure it goes on: the next completed write when
+ * something is on its way to the peer, else the zero timer. */
+static void sync_pump(sync_link *s)
+{
+    struct sync *y = s->y;
+    if (!sync_pump_some(s) || peer_queued(s->p) > 0 || s->active)
+        return;
+    if (y->nactive == y->capactive) {
+        y->capactive = y->capactive ? 2 * y->capactive : 8;
+        y->active = xrealloc(y->active, y->capactive * sizeof(*y->active));
+    }
+    s->active_index = y->nactive;
+    y->active[y->nactive++] = s;
+    s->active = true;
+    if (!uv_is_active((uv_handle_t *)&y->later))
+        uv_timer_start(&y->later, sync_later_cb, 0, 0);
+}
+
+static void sync_later_cb(uv_timer_t *t)
 {
     struct sync *y = t->data;
-    /* Backwards: a link that leaves swaps the last one into its slot,
-     * which has already been served. */
-    for (size_t i = y->nactive; i-- > 0;) {
-        if (i >= y->nactive)
-            continue;
-        sync_link *s = y->active[i];
-        if (catchup_pending(s->cu) > 0)
-            sync_pump(s);
-        if (!peer_is_up(s->p) || catchup_pending(s->cu) == 0)
-            active_remove(s);
-    }
-    if (y->nactive == 0)
-        uv_timer_stop(t);
+    /* Each waiting link leaves the list before its pump, which may put it
+     * back (and restart the timer for the next turn). */
+    size_t n = y->nactive;
+    sync_link **batch = xmalloc((n ? n : 1) * sizeof(*batch));
+    memcpy(batch, y->active, n * sizeof(*batch));
+    for (size_t i = 0; i < n; i++)
+        active_remove(batch[i]);
+    for (size_t i = 0; i < n; i++)
+        sync_pump(batch[i]);
+    free(batch);
+}
+
+void sync_link_written(sync_link *s)
+{
+    if (catchup_pending(s->cu) > 0 && peer_queued(s->p) < SYNC_CATCHUP_QUEUE)
+        sync_pump(s);
 }
 
 void sync_on_marks(sync_link *s, const struct peer_frame *f)
@@ -280,19 +308,6 @@ void sync_on_marks(sync_link *s, const struct peer_frame *f)
     const struct store_origin *o = store_origins(y->n->store, &count);
     catchup_marks(s->cu, f, o, count, peer_id(s->p));
     sync_pump(s);
-    if (!peer_is_up(s->p) || catchup_pending(s->cu) == 0)
-        return;
-    if (!s->active) {
-        if (y->nactive == y->capactive) {
-            y->capactive = y->capactive ? 2 * y->capactive : 8;
-            y->active = xrealloc(y->active, y->capactive * sizeof(*y->active));
-        }
-        s->active_index = y->nactive;
-        y->active[y->nactive++] = s;
-        s->active = true;
-    }
-    if (!uv_is_active((uv_handle_t *)&y->pump))
-        uv_timer_start(&y->pump, sync_pump_cb, SYNC_PUMP_MS, SYNC_PUMP_MS);
 }
 
 void sync_tick(sync_link *s, uint64_t now)

@@ -2,8 +2,9 @@
  * sends MARKS (its highest committed seq per origin, "direct" for the nodes
  * it links to) when a link comes up, every --sync-interval and soon after a
  * refusal; the other answers with the MSG frames the peer lacks (catchup.h),
- * read from the store while the link's queue is short. Owns the pump timer;
- * one sync_link per peer link, held by the mesh. */
+ * read from the store while the link's queue is short, and more each time a
+ * write on the link completes. Owns a zero timer for pumps that must go on
+ * with nothing on the wire; one sync_link per peer link, held by the mesh. */
 #ifndef DCHAT_SYNC_H
 #define DCHAT_SYNC_H
 
@@ -15,7 +16,7 @@
 #include "node/peer.h"
 #include "node/peer_proto.h"
 
-/* The node's anti-entropy: its pump timer and the links with cursors. Not
+/* The node's anti-entropy: its timer and the links waiting for it. Not
  * typedef'd: unistd.h declares a function sync(). */
 struct sync;
 
@@ -27,7 +28,7 @@ typedef uint32_t *(*sync_direct_fn)(uint32_t except, size_t *n, void *ud);
 /* direct and ud are kept. */
 struct sync *sync_new(node *n, sync_direct_fn direct, void *ud);
 
-/* Stops the pump timer and frees the state once its handle is closed;
+/* Stops the timer and frees the state once its handle is closed;
  * then done(ud). Every sync_link must be freed by then or later not used. */
 void sync_close(struct sync *y, void (*done)(void *ud), void *ud);
 
@@ -55,6 +56,10 @@ void sync_probe(sync_link *s);
 /* The peer's MARKS frame: cursors for every origin it lags behind on, and
  * catch-up starts. */
 void sync_on_marks(sync_link *s, const struct peer_frame *f);
+
+/* A write on the link completed (peer_events.written): catch-up goes on
+ * while the queue is short. */
+void sync_link_written(sync_link *s);
 
 /* A MSG frame of the peer's was taken (refused false) or refused for a gap
  * or a store behind (refused true): after a refusal, marks go out soon. */

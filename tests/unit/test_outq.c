@@ -5,8 +5,8 @@
  * bound (UV_ENOBUFS, counting bytes in flight), the soft bound and its
  * progress deadline and the congestion marks against an injected clock,
  * outq_clear/outq_discard dropping their references (ASan's leak check),
- * more than 1024 buffers going out in several vectored writes, and write
- * errors. */
+ * more than 1024 buffers going out in several vectored writes, write
+ * errors, and the written callback driving a producer. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -285,6 +285,68 @@ static void test_explicit_flush(void **state)
     run_until_drained(f);
     msgbuf_unref(a);
     msgbuf_unref(b);
+}
+
+/* A producer that fills the queue in steps, driven by on_written: each
+ * completed write lets it push the next buffer, until all are out. */
+struct stepper {
+    fixture *f;
+    int calls;
+    int pushed;
+    int total;
+};
+
+static struct stepper *the_stepper;
+
+static void step_written(outq *q, void *ud)
+{
+    fixture *f = ud;
+    struct stepper *st = the_stepper;
+    assert_ptr_equal(q, &f->q);
+    st->calls++;
+    /* called once the write is accounted for: nothing of it in flight */
+    assert_int_equal(q->inflight, 0);
+    if (st->pushed < st->total) {
+        msgbuf *b = make_buf(1000, (unsigned)st->pushed);
+        assert_int_equal(outq_push(q, b), 0);
+        msgbuf_unref(b);
+        st->pushed++;
+    }
+}
+
+static void test_on_written_drives_a_producer(void **state)
+{
+    fixture *f = *state;
+    struct stepper st = { .f = f, .total = 50 };
+    the_stepper = &st;
+    outq_set_on_written(&f->q, step_written);
+    msgbuf *b = make_buf(1000, 0);
+    assert_int_equal(outq_push(&f->q, b), 0);
+    msgbuf_unref(b);
+    st.pushed = 1;
+    run_until_received(f, 50 * 1000);
+    run_until_drained(f);
+    /* one call per completed write, and each pushed one more */
+    assert_int_equal(st.pushed, 50);
+    assert_int_equal((uint64_t)st.calls, f->q.writes);
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(f->got[i * 1000], 'A' + i % 26);
+    /* a failed write is reported as an error, not as written */
+    int before = st.calls;
+    uv_close((uv_handle_t *)&f->r, NULL);
+    f->r_open = false;
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    st.total = 0; /* push nothing more from the callback */
+    b = make_str("into the void");
+    assert_int_equal(outq_push(&f->q, b), 0);
+    msgbuf_unref(b);
+    uint64_t start = uv_hrtime();
+    while (f->errors == 0 && uv_hrtime() - start < 5000000000ull)
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(f->errors, 1);
+    assert_int_equal(st.calls, before);
+    outq_set_on_written(&f->q, NULL);
+    the_stepper = NULL;
 }
 
 static void test_byte_bound(void **state)
@@ -756,6 +818,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_order_and_end_of_turn_flush, setup, teardown),
         cmocka_unit_test_setup_teardown(test_explicit_flush, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_on_written_drives_a_producer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_seal_wraps_batches_pushed_after_it, setup, teardown),
         cmocka_unit_test_setup_teardown(test_byte_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bound_counts_bytes_in_flight, setup, teardown),
