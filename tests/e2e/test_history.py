@@ -13,7 +13,7 @@ import urllib.request
 
 import websockets
 
-from cluster import (BIN_DIR, Discovery, Node, free_port, http_json, new_message, start_cluster,
+from cluster import (BIN_DIR, REPO, Discovery, Node, free_port, http_json, new_message, start_cluster,
                      wait_mesh, wait_until)
 
 HANG = 30  # seconds: only a guard against hangs
@@ -586,3 +586,21 @@ def test_a_burst_is_not_sent_again_by_anti_entropy(logdir, procs):
         assert m["gapsDropped"] == 0, f"{node.name}: {m}"
     for node in (b, c):
         assert node.status()["messages"]["fromPeers"] == n   # once each, from a
+
+
+def test_the_catchup_script_reports_a_full_catchup_and_stops_everything(tmp_path):
+    # scripts/bench-catchup.sh, with a tiny bench: node 3 catches up on what
+    # node 1 has (the script waits for equal digests), never how fast.
+    run_dir = tmp_path / "catchup"
+    env = dict(os.environ, RUNS="1", MAX="100", DCHAT_BIN_DIR=BIN_DIR,
+               DCHAT_RUN_DIR=str(run_dir), DISCOVERY_PORT=str(free_port()))
+    p = subprocess.run(["sh", os.path.join(REPO, "scripts", "bench-catchup.sh")], cwd=REPO,
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    lines = [line for line in p.stdout.splitlines() if line.startswith("run 1:")]
+    assert len(lines) == 1, p.stdout
+    words = lines[0].split()
+    assert int(words[words.index("on") + 1]) >= 100   # at least the last round's messages
+    assert "seconds to catch up: min" in p.stdout
+    left = subprocess.run(["pgrep", "-af", str(run_dir)], capture_output=True, text=True)
+    assert left.stdout.strip() == ""
