@@ -263,7 +263,8 @@ json_t *history_digest(node *n)
                                                (json_int_t)o[i].origin, "count",
                                                (json_int_t)o[i].count, "highest",
                                                (json_int_t)o[i].highest));
-    return json_pack("{s:s, s:b, s:I, s:o}", "fsync", modes[store_mode(n->store)], "pending",
-                     store_busy(n->store), "checkpoints",
+    return json_pack("{s:s, s:b, s:I, s:I, s:o}", "fsync", modes[store_mode(n->store)],
+                     "pending", store_busy(n->store), "commits",
+                     (json_int_t)store_commits(n->store), "checkpoints",
                      (json_int_t)store_checkpoints(n->store), "origins", list);
 }

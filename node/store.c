@@ -81,6 +81,7 @@ struct store {
     int ckpt_rc;
     char ckpt_err[256];
     uint64_t checkpoints;      /* completed */
+    uint64_t commits;          /* batches committed */
 
     int closing;
     int finished;              /* closing and nothing left: no more appends */
@@ -479,6 +480,11 @@ void store_set_checkpoint_pages(store *s, int pages)
     s->checkpoint_pages = pages > 0 ? pages : 1;
 }
 
+uint64_t store_commits(const store *s)
+{
+    return s->commits;
+}
+
 uint64_t store_checkpoints(const store *s)
 {
     return s->checkpoints;
@@ -510,6 +516,8 @@ static void commit_done(uv_work_t *w, int status)
                   b->n, status != 0 ? uv_strerror(status) : s->work_err);
     else
         raise_committed(s, b);
+    if (ok)
+        s->commits++;
     s->working = 0;
     s->committed_gen = b->gen;
     b->n = 0;

@@ -107,4 +107,8 @@ void store_close(store *s, void (*done)(void *ud), void *ud);
 uint64_t store_checkpoints(const store *s);
 void store_set_checkpoint_pages(store *s, int pages);
 
+/* Batches (transactions) committed since open: the messages stored over
+ * this is the mean batch size. */
+uint64_t store_commits(const store *s);
+
 #endif
