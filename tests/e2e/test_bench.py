@@ -1,16 +1,20 @@
 """End-to-end tests of the bench against discovery and real nodes: the
 report has the expected rows and counts in every format, with a window and
 flat out (--window 0), a lossy node makes it fail and name the socket that
-missed messages, and it refuses to run without a cluster."""
+missed messages, and it refuses to run without a cluster; and the steps
+profile (scripts/profile-steps.sh) gives each node a table."""
 
 import csv
 import io
 import json
 import os
 import re
+import shutil
 import subprocess
 
-from cluster import BIN_DIR, Discovery, Node, start_cluster, wait_mesh
+import pytest
+
+from cluster import BIN_DIR, REPO, Discovery, Node, free_port, start_cluster, wait_mesh
 
 HANG = 120  # seconds: only a guard against hangs
 
@@ -177,3 +181,31 @@ def test_a_node_killed_mid_run_fails_the_run_and_is_named(logdir, procs):
     procs.remove(victim)
     assert p.returncode == 1, (out, err)
     assert f"receiver on node {victim.id} at 127.0.0.1:{victim.client_port}" in err, err
+
+
+def test_the_steps_profile_gives_every_node_a_table_that_adds_up(tmp_path):
+    # scripts/profile-steps.sh with a tiny bench: both profiled nodes get a
+    # column, and the steps' shares add up to the whole (never how fast).
+    if shutil.which("perf") is None:
+        pytest.skip("perf is not installed (apt-get install linux-perf); the script would install it")
+    out = tmp_path / "steps"
+    env = dict(os.environ, RUNS="1", MAX="8000", DCHAT_BIN_DIR=BIN_DIR, OUT=str(out),
+               DISCOVERY_PORT=str(free_port()))
+    p = subprocess.run(["sh", os.path.join(REPO, "scripts", "profile-steps.sh")], cwd=REPO,
+                       env=env, capture_output=True, text=True, timeout=300)
+    if p.returncode != 0 and "perf_event_paranoid" in p.stdout + p.stderr:
+        pytest.skip("perf may not sample here (kernel.perf_event_paranoid)")
+    assert p.returncode == 0, p.stdout + p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0].startswith("15110 messages"), p.stdout   # rounds 10 to 8000
+    # a step name in 52 columns, then a cell of 22 per node: "NS (SHARE%)"
+    for col in (slice(52, 74), slice(74, 96)):
+        cells = [line[col] for line in lines[2:-1]]
+        shares = [float(m.group(1)) for m in (re.search(r"\(\s*([\d.]+)%\)", c) for c in cells)
+                  if m]
+        assert shares, p.stdout
+        assert abs(sum(shares) - 100) < 1.5, p.stdout    # every sample in one step
+    last = lines[-1]
+    assert last.startswith("all (CPU time / messages)"), p.stdout
+    left = subprocess.run(["pgrep", "-af", str(out)], capture_output=True, text=True)
+    assert left.stdout.strip() == ""
