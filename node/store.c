@@ -23,15 +23,29 @@
  * automatic threshold. */
 #define STORE_CHECKPOINT_PAGES 1000
 
+/* A row's key is (slot << STORE_SEQ_BITS) | seq, the slot being the
+ * origin's small number in the file (docs/PROTOCOL.md 3.1): one integer,
+ * so an insert is a rowid B-tree search, not a record comparison. */
+#define STORE_SEQ_BITS 40
+#define STORE_SEQ_MASK ((1ull << STORE_SEQ_BITS) - 1)
+#define STORE_MAX_SLOT ((1u << (63 - STORE_SEQ_BITS)) - 1)
+_Static_assert(MESSAGE_SEQ_LIMIT <= (1ull << STORE_SEQ_BITS), "a seq must fit in its bits");
+
 struct rec {
     uint32_t origin;
     uint32_t sender_len;
     uint32_t text_len;
-    uint32_t pad;
+    uint32_t slot;
     uint64_t seq;
     uint64_t time_ms;
     int64_t chat_id;
     /* then sender and text bytes, the whole padded to 8 */
+};
+
+/* An origin's slot, written to the origins table by the batch that first
+ * uses it (and again by every later one until one commits). */
+struct slot_reg {
+    uint32_t slot, origin;
 };
 
 struct batch {
@@ -39,6 +53,17 @@ struct batch {
     char *arena;
     size_t used, cap;
     size_t n;
+    struct slot_reg *regs;     /* slots this batch registers */
+    size_t nregs, capregs;
+};
+
+/* origin -> slot, sorted by origin: every origin in the file, and those
+ * given a slot since open. */
+struct slot_of {
+    uint32_t origin;
+    uint32_t slot;
+    uint64_t reg_gen;          /* the batch that registers it, if not stored */
+    int stored;                /* in the origins table (a commit said so) */
 };
 
 struct waiter {
@@ -54,6 +79,7 @@ struct store {
     sqlite3 *rdb;              /* the loop's connection, for reads */
     sqlite3 *cdb;              /* the checkpointer's connection */
     sqlite3_stmt *insert;      /* on wdb */
+    sqlite3_stmt *reg;         /* on wdb: an origin's slot */
     sqlite3_stmt *select;      /* on rdb */
     enum store_fsync mode;
     store_commit_fn on_commit;
@@ -73,6 +99,10 @@ struct store {
 
     struct store_origin *origins;
     size_t norigins, caporigins;
+    struct slot_of *slots;     /* sorted by origin */
+    size_t nslots, capslots;
+    uint32_t max_slot;         /* the highest given */
+    int slots_full_logged;
 
     int wal_pages;             /* in the WAL after the last commit (its worker) */
     int checkpoint_pages;      /* the threshold */
@@ -90,17 +120,37 @@ struct store {
     void *closed_ud;
 };
 
+/* docs/PROTOCOL.md 3.1. `messages`, a view, shows the rows as (origin,
+ * seq, ...) for people and scripts; the node itself reads `history`. */
 static const char SCHEMA[] =
-    "PRAGMA journal_mode=WAL;"
-    "CREATE TABLE IF NOT EXISTS messages ("
-    "  origin  INTEGER NOT NULL,"  /* node that accepted it from a client */
-    "  seq     INTEGER NOT NULL,"  /* 1, 2, 3 ... at that origin */
-    "  time_ms INTEGER NOT NULL,"  /* Unix ms when the origin accepted it */
+    "CREATE TABLE IF NOT EXISTS origins ("
+    "  slot    INTEGER PRIMARY KEY,"      /* 1, 2, 3 ... in the order first stored */
+    "  origin  INTEGER NOT NULL UNIQUE"   /* node that accepted it from a client */
+    ");"
+    "CREATE TABLE IF NOT EXISTS history ("
+    "  key     INTEGER PRIMARY KEY,"      /* slot << 40 | seq */
+    "  time_ms INTEGER NOT NULL,"         /* Unix ms when the origin accepted it */
     "  chat_id INTEGER NOT NULL,"
     "  sender  TEXT NOT NULL,"
-    "  text    TEXT NOT NULL,"
-    "  PRIMARY KEY (origin, seq)"
-    ") WITHOUT ROWID;";
+    "  text    TEXT NOT NULL"
+    ");";
+
+static const char VIEW[] =
+    "CREATE VIEW IF NOT EXISTS messages AS"
+    "  SELECT o.origin AS origin, h.key & 1099511627775 AS seq, h.time_ms AS time_ms,"
+    "         h.chat_id AS chat_id, h.sender AS sender, h.text AS text"
+    "  FROM history h JOIN origins o ON o.slot = h.key >> 40;";
+
+/* The layout before the origins table (one WITHOUT ROWID table keyed by
+ * (origin, seq)) is converted once, in one transaction, when opened. */
+static const char CONVERT[] =
+    "BEGIN;"
+    "INSERT INTO origins (origin) SELECT DISTINCT origin FROM messages ORDER BY origin;"
+    "INSERT INTO history (key, time_ms, chat_id, sender, text)"
+    "  SELECT (o.slot << 40) | m.seq, m.time_ms, m.chat_id, m.sender, m.text"
+    "  FROM messages m JOIN origins o ON o.origin = m.origin;"
+    "DROP TABLE messages;"
+    "COMMIT;";
 
 int store_parse_fsync(const char *s, enum store_fsync *out)
 {
@@ -146,6 +196,41 @@ static struct store_origin *get_origin(store *s, uint32_t origin)
     return &s->origins[pos];
 }
 
+static struct slot_of *find_slot(const store *s, uint32_t origin, size_t *pos)
+{
+    size_t lo = 0, hi = s->nslots;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (s->slots[mid].origin < origin)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (pos)
+        *pos = lo;
+    return lo < s->nslots && s->slots[lo].origin == origin ? &s->slots[lo] : NULL;
+}
+
+/* origin's slot, a new one when it has none; NULL when every slot is
+ * taken (8 million origins). */
+static struct slot_of *get_slot(store *s, uint32_t origin)
+{
+    size_t pos;
+    struct slot_of *sl = find_slot(s, origin, &pos);
+    if (sl != NULL)
+        return sl;
+    if (s->max_slot == STORE_MAX_SLOT)
+        return NULL;
+    if (s->nslots == s->capslots) {
+        s->capslots = s->capslots ? 2 * s->capslots : 16;
+        s->slots = xrealloc(s->slots, s->capslots * sizeof(*s->slots));
+    }
+    memmove(&s->slots[pos + 1], &s->slots[pos], (s->nslots - pos) * sizeof(*s->slots));
+    s->nslots++;
+    s->slots[pos] = (struct slot_of){ .origin = origin, .slot = ++s->max_slot };
+    return &s->slots[pos];
+}
+
 const struct store_origin *store_origins(const store *s, size_t *n)
 {
     *n = s->norigins;
@@ -183,29 +268,96 @@ static int exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
     return 0;
 }
 
+/* The slots of the origins table, then per slot with rows: how many, the
+ * highest seq, the latest time. */
 static int load_origins(store *s, char *err, size_t errlen)
 {
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(s->rdb,
-                           "SELECT origin, COUNT(*), MAX(seq), MAX(time_ms) FROM messages "
-                           "GROUP BY origin",
-                           -1, &st, NULL) != SQLITE_OK) {
-        snprintf(err, errlen, "%s", sqlite3_errmsg(s->rdb));
-        return -1;
-    }
+    uint32_t *origin_of = NULL; /* by slot */
     int rc;
+    if (sqlite3_prepare_v2(s->rdb, "SELECT slot, origin FROM origins ORDER BY slot", -1, &st,
+                           NULL) != SQLITE_OK)
+        goto fail;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        struct store_origin *o = get_origin(s, (uint32_t)sqlite3_column_int64(st, 0));
+        sqlite3_int64 slot = sqlite3_column_int64(st, 0);
+        sqlite3_int64 origin = sqlite3_column_int64(st, 1);
+        size_t pos;
+        if (slot < 1 || slot > STORE_MAX_SLOT || origin < 1 || origin > UINT32_MAX ||
+            find_slot(s, (uint32_t)origin, &pos) != NULL) {
+            sqlite3_finalize(st);
+            snprintf(err, errlen, "the origins table has a bad row (slot %lld, origin %lld); "
+                     "the file was changed by hand or is damaged",
+                     (long long)slot, (long long)origin);
+            return -1;
+        }
+        s->max_slot = (uint32_t)slot - 1; /* ascending: get_slot gives this one */
+        struct slot_of *sl = get_slot(s, (uint32_t)origin);
+        sl->stored = 1;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        goto fail;
+    origin_of = xcalloc((size_t)s->max_slot + 1, sizeof(*origin_of));
+    for (size_t i = 0; i < s->nslots; i++)
+        origin_of[s->slots[i].slot] = s->slots[i].origin;
+    if (sqlite3_prepare_v2(s->rdb,
+                           "SELECT key >> 40, COUNT(*), MAX(key & 1099511627775), MAX(time_ms) "
+                           "FROM history GROUP BY key >> 40",
+                           -1, &st, NULL) != SQLITE_OK)
+        goto fail;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        sqlite3_int64 slot = sqlite3_column_int64(st, 0);
+        if (slot < 1 || slot > s->max_slot || origin_of[slot] == 0) {
+            sqlite3_finalize(st);
+            free(origin_of);
+            snprintf(err, errlen, "history rows of slot %lld, which the origins table does "
+                     "not have; the file was changed by hand or is damaged", (long long)slot);
+            return -1;
+        }
+        struct store_origin *o = get_origin(s, origin_of[slot]);
         o->count = (uint64_t)sqlite3_column_int64(st, 1);
         o->highest = o->committed = (uint64_t)sqlite3_column_int64(st, 2);
         o->last_time_ms = (uint64_t)sqlite3_column_int64(st, 3);
     }
     sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
-        snprintf(err, errlen, "%s", sqlite3_errmsg(s->rdb));
+    free(origin_of);
+    if (rc != SQLITE_DONE)
+        goto fail;
+    return 0;
+fail:
+    snprintf(err, errlen, "%s", sqlite3_errmsg(s->rdb));
+    return -1;
+}
+
+/* Creates the tables, converting the first layout if the file has it. */
+static int open_schema(sqlite3 *db, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    if (exec(db, "PRAGMA journal_mode=WAL;", err, errlen) != 0 ||
+        exec(db, SCHEMA, err, errlen) != 0)
+        return -1;
+    if (sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND "
+                               "name = 'messages'", -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s", sqlite3_errmsg(db));
         return -1;
     }
-    return 0;
+    int rc = sqlite3_step(st);
+    int old = rc == SQLITE_ROW && sqlite3_column_int(st, 0) > 0;
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW) {
+        snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+        return -1;
+    }
+    if (old) {
+        log_info("history: converting the file to the layout with an origins table (once; "
+                 "it takes a while for a big history)");
+        if (exec(db, CONVERT, err, errlen) != 0) {
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            return -1;
+        }
+        log_info("history: converted");
+    }
+    return exec(db, VIEW, err, errlen);
 }
 
 static void turn_end_cb(uv_check_t *h);
@@ -213,13 +365,17 @@ static void turn_end_cb(uv_check_t *h);
 static void free_all(store *s)
 {
     sqlite3_finalize(s->insert);
+    sqlite3_finalize(s->reg);
     sqlite3_finalize(s->select);
     sqlite3_close(s->rdb);
     sqlite3_close(s->cdb);
     sqlite3_close(s->wdb); /* last: it runs the final checkpoint */
     free(s->pending.arena);
     free(s->inflight.arena);
+    free(s->pending.regs);
+    free(s->inflight.regs);
     free(s->origins);
+    free(s->slots);
     free(s);
 }
 
@@ -272,7 +428,7 @@ store *store_open(uv_loop_t *loop, const char *dir, enum store_fsync mode,
         goto fail;
     }
     sqlite3_busy_timeout(s->wdb, 5000);
-    if (exec(s->wdb, SCHEMA, why, sizeof(why)) != 0 || exec(s->wdb, sync, why, sizeof(why)) != 0)
+    if (open_schema(s->wdb, why, sizeof(why)) != 0 || exec(s->wdb, sync, why, sizeof(why)) != 0)
         goto fail;
     /* Checkpoints are ours to run (wal_hook, maybe_checkpoint). */
     s->checkpoint_pages = STORE_CHECKPOINT_PAGES;
@@ -287,9 +443,11 @@ store *store_open(uv_loop_t *loop, const char *dir, enum store_fsync mode,
     if (exec(s->cdb, sync, why, sizeof(why)) != 0)
         goto fail;
     if (sqlite3_prepare_v2(s->wdb,
-                           "INSERT OR IGNORE INTO messages (origin, seq, time_ms, chat_id, "
-                           "sender, text) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                           -1, &s->insert, NULL) != SQLITE_OK) {
+                           "INSERT OR IGNORE INTO history (key, time_ms, chat_id, sender, text) "
+                           "VALUES (?1, ?2, ?3, ?4, ?5)",
+                           -1, &s->insert, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->wdb, "INSERT OR IGNORE INTO origins (slot, origin) VALUES (?1, ?2)",
+                           -1, &s->reg, NULL) != SQLITE_OK) {
         snprintf(why, sizeof(why), "%s", sqlite3_errmsg(s->wdb));
         goto fail;
     }
@@ -300,8 +458,8 @@ store *store_open(uv_loop_t *loop, const char *dir, enum store_fsync mode,
     }
     sqlite3_busy_timeout(s->rdb, 5000);
     if (sqlite3_prepare_v2(s->rdb,
-                           "SELECT seq, time_ms, chat_id, sender, text FROM messages "
-                           "WHERE origin = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
+                           "SELECT key & 1099511627775, time_ms, chat_id, sender, text "
+                           "FROM history WHERE key > ?1 AND key <= ?2 ORDER BY key LIMIT ?3",
                            -1, &s->select, NULL) != SQLITE_OK) {
         snprintf(why, sizeof(why), "%s", sqlite3_errmsg(s->rdb));
         goto fail;
@@ -349,6 +507,24 @@ static void turn_end_cb(uv_check_t *h)
 uint64_t store_append(store *s, const struct chat_message *m)
 {
     struct batch *b = &s->pending;
+    struct slot_of *sl = get_slot(s, m->origin);
+    if (sl == NULL) {
+        if (!s->slots_full_logged)
+            log_error("history: %u origins already, no room for origin %" PRIu32 "; its "
+                      "messages are delivered but not stored (start this node on an empty "
+                      "--data-dir)", STORE_MAX_SLOT, m->origin);
+        s->slots_full_logged = 1;
+        return b->gen;
+    }
+    if (!sl->stored && sl->reg_gen != b->gen) {
+        /* written with this batch; again with the next until one commits */
+        if (b->nregs == b->capregs) {
+            b->capregs = b->capregs ? 2 * b->capregs : 8;
+            b->regs = xrealloc(b->regs, b->capregs * sizeof(*b->regs));
+        }
+        b->regs[b->nregs++] = (struct slot_reg){ .slot = sl->slot, .origin = m->origin };
+        sl->reg_gen = b->gen;
+    }
     size_t need = REC_ALIGN(sizeof(struct rec) + m->sender_len + m->text_len);
     if (b->used + need > b->cap) {
         b->cap = UTIL_MAX(b->cap * 2, b->used + need + 64 * 1024);
@@ -356,8 +532,8 @@ uint64_t store_append(store *s, const struct chat_message *m)
     }
     struct rec *r = (struct rec *)(b->arena + b->used);
     *r = (struct rec){ .origin = m->origin, .sender_len = m->sender_len,
-                       .text_len = m->text_len, .seq = m->seq, .time_ms = m->time_ms,
-                       .chat_id = m->chat_id };
+                       .text_len = m->text_len, .slot = sl->slot, .seq = m->seq,
+                       .time_ms = m->time_ms, .chat_id = m->chat_id };
     char *p = (char *)(r + 1);
     memcpy(p, m->sender, m->sender_len);
     memcpy(p + m->sender_len, m->text, m->text_len);
@@ -400,18 +576,30 @@ static void commit_work(uv_work_t *w)
     s->work_ok = 0;
     if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
         goto fail;
+    for (size_t i = 0; i < b->nregs; i++) {
+        sqlite3_bind_int64(s->reg, 1, b->regs[i].slot);
+        sqlite3_bind_int64(s->reg, 2, b->regs[i].origin);
+        int rc = sqlite3_step(s->reg);
+        if (rc != SQLITE_DONE)
+            snprintf(s->work_err, sizeof(s->work_err), "%s", sqlite3_errmsg(db));
+        sqlite3_reset(s->reg);
+        if (rc != SQLITE_DONE) {
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            return;
+        }
+    }
     for (size_t off = 0, i = 0; i < b->n; i++) {
         const struct rec *r = (const struct rec *)(b->arena + off);
         const char *p = (const char *)(r + 1);
-        sqlite3_bind_int64(s->insert, 1, r->origin);
-        sqlite3_bind_int64(s->insert, 2, (sqlite3_int64)r->seq);
-        sqlite3_bind_int64(s->insert, 3, (sqlite3_int64)r->time_ms);
-        sqlite3_bind_int64(s->insert, 4, r->chat_id);
+        sqlite3_bind_int64(s->insert, 1, (sqlite3_int64)(((uint64_t)r->slot << STORE_SEQ_BITS) |
+                                                          r->seq));
+        sqlite3_bind_int64(s->insert, 2, (sqlite3_int64)r->time_ms);
+        sqlite3_bind_int64(s->insert, 3, r->chat_id);
         /* p is never NULL (it follows the record's header), so an empty
          * sender or text binds as '': a NULL pointer would bind SQL NULL,
          * which NOT NULL and INSERT OR IGNORE would drop without a word. */
-        sqlite3_bind_text(s->insert, 5, p, (int)r->sender_len, SQLITE_STATIC);
-        sqlite3_bind_text(s->insert, 6, p + r->sender_len, (int)r->text_len, SQLITE_STATIC);
+        sqlite3_bind_text(s->insert, 4, p, (int)r->sender_len, SQLITE_STATIC);
+        sqlite3_bind_text(s->insert, 5, p + r->sender_len, (int)r->text_len, SQLITE_STATIC);
         int rc = sqlite3_step(s->insert);
         if (rc != SQLITE_DONE)
             snprintf(s->work_err, sizeof(s->work_err), "%s", sqlite3_errmsg(db));
@@ -518,10 +706,13 @@ static void commit_done(uv_work_t *w, int status)
         raise_committed(s, b);
     if (ok)
         s->commits++;
+    for (size_t i = 0; ok && i < b->nregs; i++)
+        find_slot(s, b->regs[i].origin, NULL)->stored = 1;
     s->working = 0;
     s->committed_gen = b->gen;
     b->n = 0;
     b->used = 0;
+    b->nregs = 0;
     if (s->pending.n > 0) {
         if (s->closing)
             start_commit(s); /* the loop may have nothing else to run for */
@@ -553,6 +744,7 @@ static void start_commit(store *s)
     s->pending.gen = s->inflight.gen + 1;
     s->pending.n = 0;
     s->pending.used = 0;
+    s->pending.nregs = 0;
     s->working = 1;
     s->work.data = s;
     int rc = uv_queue_work(s->loop, &s->work, commit_work, commit_done);
@@ -610,12 +802,13 @@ int store_read(store *s, uint32_t origin, uint64_t after, uint64_t upto, size_t 
                struct store_rows *out)
 {
     sqlite3_stmt *st = s->select;
-    if (upto > INT64_MAX)
-        upto = INT64_MAX;
-    sqlite3_bind_int64(st, 1, origin);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)after);
-    sqlite3_bind_int64(st, 3, (sqlite3_int64)upto);
-    sqlite3_bind_int64(st, 4, (sqlite3_int64)UTIL_MIN(limit, (size_t)INT64_MAX));
+    const struct slot_of *sl = find_slot(s, origin, NULL);
+    if (sl == NULL || after >= STORE_SEQ_MASK)
+        return 0; /* nothing of it in the file */
+    uint64_t base = (uint64_t)sl->slot << STORE_SEQ_BITS;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)(base | after));
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)(base | UTIL_MIN(upto, STORE_SEQ_MASK)));
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)UTIL_MIN(limit, (size_t)INT64_MAX));
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (out->n == out->cap) {

@@ -25,6 +25,9 @@ import tempfile
 import threading
 import time
 
+# The first layout of the history (docs/PROTOCOL.md 3.1): simple to fill
+# from here, and a node converts it when it opens the file, before it
+# listens, so the conversion is not in what this measures.
 SCHEMA = """CREATE TABLE IF NOT EXISTS messages (
   origin  INTEGER NOT NULL, seq INTEGER NOT NULL, time_ms INTEGER NOT NULL,
   chat_id INTEGER NOT NULL, sender TEXT NOT NULL, text TEXT NOT NULL,

@@ -7,7 +7,9 @@
  * (a pending or failed batch raises only the latter), and WAL checkpoints
  * run outside the commits, on the store's own schedule: none inside a
  * commit (SQLite's automatic one is off), one in a worker once the WAL
- * passes the threshold, and closing waits for it. */
+ * passes the threshold, and closing waits for it; a file of the first
+ * layout is converted on open, and an origin's slot is written again after
+ * a failed batch. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -353,7 +355,8 @@ static void test_committed_apart_from_appended(void **state)
 
     /* A batch that fails (a trigger refuses its rows): appended, never
      * committed, so the committed mark stays where the history is. */
-    exec_sql(f, "CREATE TRIGGER refuse BEFORE INSERT ON messages WHEN NEW.origin = 3 "
+    exec_sql(f, "CREATE TRIGGER refuse BEFORE INSERT ON history WHEN NEW.key >> 40 = "
+                "(SELECT slot FROM origins WHERE origin = 3) "
                 "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;");
     f->expect_failure = 1;
     for (uint64_t i = 6; i <= 8; i++) {
@@ -433,6 +436,109 @@ static void test_checkpoints_run_outside_the_commits(void **state)
     assert_int_equal(count_rows(f, "origin = 5"), 7200);
 }
 
+/* The first layout: one WITHOUT ROWID table keyed by (origin, seq). A
+ * file of it, as an older node left it, is converted on open: every row
+ * is there, read back the same, and `messages` is a view of the new
+ * tables that still answers the documented queries. */
+static void test_the_first_layout_is_converted(void **state)
+{
+    struct fixture *f = *state;
+    char path[128];
+    sqlite3 *db;
+    snprintf(path, sizeof(path), "%s/history.db", f->dir);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+        "PRAGMA journal_mode=WAL;"
+        "CREATE TABLE messages (origin INTEGER NOT NULL, seq INTEGER NOT NULL,"
+        "  time_ms INTEGER NOT NULL, chat_id INTEGER NOT NULL, sender TEXT NOT NULL,"
+        "  text TEXT NOT NULL, PRIMARY KEY (origin, seq)) WITHOUT ROWID;"
+        "INSERT INTO messages VALUES (2147483647, 1, 1700000000001, 11, 'a', 'big origin');"
+        "INSERT INTO messages VALUES (4, 1, 1700000000002, 11, 'b', 'four one');"
+        "INSERT INTO messages VALUES (4, 2, 1700000000003, -5, '', '');"
+        "INSERT INTO messages VALUES (4, 999999999999, 1700000000004, 11, 'b', 'last seq');",
+        NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+
+    store *s = open_store(f);
+    size_t n;
+    const struct store_origin *o = store_origins(s, &n);
+    assert_int_equal(n, 2);
+    assert_int_equal(o[0].origin, 4);
+    assert_int_equal(o[0].count, 3);
+    assert_int_equal(o[0].highest, 999999999999ull);
+    assert_int_equal(o[0].committed, 999999999999ull);
+    assert_int_equal(o[0].last_time_ms, 1700000000004ull);
+    assert_int_equal(o[1].origin, 2147483647);
+    assert_int_equal(o[1].count, 1);
+    struct store_rows rows = { 0 };
+    assert_int_equal(store_read(s, 4, 0, UINT64_MAX, 10, &rows), 0);
+    assert_int_equal(rows.n, 3);
+    assert_int_equal(rows.msgs[1].seq, 2);
+    assert_int_equal(rows.msgs[1].chat_id, -5);
+    assert_int_equal(rows.msgs[1].text_len, 0);
+    assert_int_equal(rows.msgs[2].seq, 999999999999ull);
+    assert_memory_equal(rows.msgs[2].text, "last seq", 8);
+    store_rows_free(&rows);
+    assert_int_equal(store_read(s, 2147483647, 0, 1, 10, &rows), 0);
+    assert_int_equal(rows.n, 1);
+    assert_memory_equal(rows.msgs[0].text, "big origin", 10);
+    store_rows_free(&rows);
+    /* and it goes on in the new layout */
+    struct chat_message m = msg(4, 1000000, "after");
+    store_append(s, &m);
+    close_store(f, s);
+    assert_int_equal(count_rows(f, "origin = 4"), 4);
+    assert_int_equal(count_rows(f, "origin = 4 AND seq = 999999999999 AND text = 'last seq'"), 1);
+    assert_int_equal(count_rows(f, "origin = 2147483647 AND seq = 1"), 1);
+    s = open_store(f); /* converted once: opens as it is; 1000000 is below the highest */
+    assert_int_equal(store_highest(s, 4), 999999999999ull);
+    close_store(f, s);
+}
+
+/* An origin's slot is written by the batch that first stores it; when that
+ * batch fails, the next one writes it again, so no row is ever without
+ * its origin. Reads of an origin the file does not have find nothing. */
+static void test_a_new_origin_survives_a_failed_first_batch(void **state)
+{
+    struct fixture *f = *state;
+    store *s = open_store(f);
+    struct chat_message m = msg(8, 1, "first");
+    store_append(s, &m);
+    m = msg(6, 1, "first");
+    store_append(s, &m);
+    wait_idle(f, s);
+    exec_sql(f, "CREATE TRIGGER refuse BEFORE INSERT ON origins WHEN NEW.origin = 7 "
+                "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;");
+    f->expect_failure = 1;
+    m = msg(7, 1, "lost");
+    store_append(s, &m);
+    m = msg(8, 2, "lost too");   /* in the same, failed, batch */
+    store_append(s, &m);
+    wait_idle(f, s);
+    assert_int_equal(f->failed, 1);
+    exec_sql(f, "DROP TRIGGER refuse;");
+    f->expect_failure = 0;
+    m = msg(7, 2, "kept");
+    store_append(s, &m);
+    wait_idle(f, s);
+    struct store_rows rows = { 0 };
+    assert_int_equal(store_read(s, 7, 0, 10, 10, &rows), 0);
+    assert_int_equal(rows.n, 1);
+    assert_int_equal(rows.msgs[0].seq, 2);
+    store_rows_free(&rows);
+    assert_int_equal(store_read(s, 5, 0, 10, 10, &rows), 0); /* never seen */
+    assert_int_equal(rows.n, 0);
+    store_rows_free(&rows);
+    close_store(f, s);
+    assert_int_equal(count_rows(f, "origin = 7"), 1);
+    assert_int_equal(count_rows(f, "1"), 3);
+    s = open_store(f);
+    assert_int_equal(store_committed(s, 7), 2);
+    assert_int_equal(store_committed(s, 8), 1);
+    assert_int_equal(store_committed(s, 6), 1);
+    close_store(f, s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -443,6 +549,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_parse_fsync_and_bad_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_committed_apart_from_appended, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoints_run_outside_the_commits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_the_first_layout_is_converted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_new_origin_survives_a_failed_first_batch, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }
