@@ -196,8 +196,14 @@ static void test_reopen_keeps_history(void **state)
         struct chat_message m = msg(9, i, "persist");
         store_append(s, &m);
     }
+    /* the same key twice, in the same many-row INSERT (the 31st of 41
+     * rows): the first one stays */
     struct chat_message dup = msg(9, 7, "again");
-    store_append(s, &dup); /* the same key twice: the first one stays */
+    store_append(s, &dup);
+    for (uint64_t i = 31; i <= 40; i++) {
+        struct chat_message m = msg(9, i, "persist");
+        store_append(s, &m);
+    }
     close_store(f, s);     /* commits what is pending */
 
     s = open_store(f);
@@ -205,10 +211,10 @@ static void test_reopen_keeps_history(void **state)
     const struct store_origin *o = store_origins(s, &n);
     assert_int_equal(n, 1);
     assert_int_equal(o[0].origin, 9);
-    assert_int_equal(o[0].count, 30);
-    assert_int_equal(o[0].highest, 30);
-    assert_int_equal(o[0].last_time_ms, 1700000000030ull);
-    assert_int_equal(store_last_time(s, 9), 1700000000030ull);
+    assert_int_equal(o[0].count, 40);
+    assert_int_equal(o[0].highest, 40);
+    assert_int_equal(o[0].last_time_ms, 1700000000040ull);
+    assert_int_equal(store_last_time(s, 9), 1700000000040ull);
     struct store_rows rows = { 0 };
     assert_int_equal(store_read(s, 9, 6, 7, 10, &rows), 0);
     assert_int_equal(rows.n, 1);
@@ -299,6 +305,24 @@ static void test_empty_strings_read_back_empty(void **state)
         s = open_store(f);
         assert_int_equal(store_highest(s, 4), 3);
     }
+    close_store(f, s);
+}
+
+/* The same through the many-row INSERT (a batch of 40: 32 rows in one
+ * statement, then 8 one at a time). */
+static void test_empty_strings_in_a_many_row_insert(void **state)
+{
+    struct fixture *f = *state;
+    store *s = open_store(f);
+    for (uint64_t i = 1; i <= 40; i++) {
+        struct chat_message m = msg(4, i, "");
+        m.sender = "";
+        m.sender_len = 0;
+        store_append(s, &m);
+    }
+    wait_idle(f, s);
+    assert_int_equal(count_rows(f, "sender = '' AND text = '' AND typeof(sender) = 'text' "
+                                   "AND typeof(text) = 'text'"), 40);
     close_store(f, s);
 }
 
@@ -546,6 +570,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_when_committed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_keeps_history, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_strings_read_back_empty, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_empty_strings_in_a_many_row_insert, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parse_fsync_and_bad_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_committed_apart_from_appended, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoints_run_outside_the_commits, setup, teardown),
