@@ -8,8 +8,9 @@
  * run outside the commits, on the store's own schedule: none inside a
  * commit (SQLite's automatic one is off), one in a worker once the WAL
  * passes the threshold, and closing waits for it; a file of the first
- * layout is converted on open, and an origin's slot is written again after
- * a failed batch. */
+ * layout is converted on open, an origin's slot is written again after a
+ * failed batch, and the 32-row INSERT keeps a duplicate's first copy and
+ * stores empty strings as ''. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
