@@ -10,6 +10,7 @@
 #include "node/store.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,70 +172,85 @@ enum store_fsync store_mode(const store *s) { return s->mode; }
 
 /* ---- per-origin summary ------------------------------------------------- */
 
-static struct store_origin *find_origin(const store *s, uint32_t origin, size_t *pos)
+/* The origin summaries and the slots are both arrays sorted by origin, of
+ * structs that begin with their uint32_t origin: one search and one
+ * insertion serve both. */
+
+_Static_assert(offsetof(struct store_origin, origin) == 0, "origin_pos reads it first");
+_Static_assert(offsetof(struct slot_of, origin) == 0, "origin_pos reads it first");
+
+/* Where origin is, or would go, among the n structs of size bytes at base;
+ * *found says whether it is there. */
+static size_t origin_pos(const void *base, size_t n, size_t size, uint32_t origin, int *found)
 {
-    size_t lo = 0, hi = s->norigins;
+    const char *a = base;
+    size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (s->origins[mid].origin < origin)
+        if (*(const uint32_t *)(a + mid * size) < origin)
             lo = mid + 1;
         else
             hi = mid;
     }
-    if (pos)
-        *pos = lo;
-    return lo < s->norigins && s->origins[lo].origin == origin ? &s->origins[lo] : NULL;
+    *found = lo < n && *(const uint32_t *)(a + lo * size) == origin;
+    return lo;
+}
+
+/* Makes room at pos in the array *base of *n structs of size bytes (room
+ * for *cap), growing it, and returns the zeroed gap. */
+static void *origin_insert(void **base, size_t *n, size_t *cap, size_t size, size_t pos)
+{
+    if (*n == *cap) {
+        *cap = *cap ? 2 * *cap : 16;
+        *base = xrealloc(*base, *cap * size);
+    }
+    char *a = *base;
+    memmove(a + (pos + 1) * size, a + pos * size, (*n - pos) * size);
+    (*n)++;
+    return memset(a + pos * size, 0, size);
+}
+
+static struct store_origin *find_origin(const store *s, uint32_t origin)
+{
+    int found;
+    size_t pos = origin_pos(s->origins, s->norigins, sizeof(*s->origins), origin, &found);
+    return found ? &s->origins[pos] : NULL;
 }
 
 static struct store_origin *get_origin(store *s, uint32_t origin)
 {
-    size_t pos;
-    struct store_origin *o = find_origin(s, origin, &pos);
-    if (o != NULL)
-        return o;
-    if (s->norigins == s->caporigins) {
-        s->caporigins = s->caporigins ? 2 * s->caporigins : 16;
-        s->origins = xrealloc(s->origins, s->caporigins * sizeof(*s->origins));
-    }
-    memmove(&s->origins[pos + 1], &s->origins[pos], (s->norigins - pos) * sizeof(*s->origins));
-    s->norigins++;
-    s->origins[pos] = (struct store_origin){ .origin = origin };
-    return &s->origins[pos];
+    int found;
+    size_t pos = origin_pos(s->origins, s->norigins, sizeof(*s->origins), origin, &found);
+    if (found)
+        return &s->origins[pos];
+    struct store_origin *o = origin_insert((void **)&s->origins, &s->norigins, &s->caporigins,
+                                           sizeof(*o), pos);
+    o->origin = origin;
+    return o;
 }
 
-static struct slot_of *find_slot(const store *s, uint32_t origin, size_t *pos)
+static struct slot_of *find_slot(const store *s, uint32_t origin)
 {
-    size_t lo = 0, hi = s->nslots;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (s->slots[mid].origin < origin)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    if (pos)
-        *pos = lo;
-    return lo < s->nslots && s->slots[lo].origin == origin ? &s->slots[lo] : NULL;
+    int found;
+    size_t pos = origin_pos(s->slots, s->nslots, sizeof(*s->slots), origin, &found);
+    return found ? &s->slots[pos] : NULL;
 }
 
 /* origin's slot, a new one when it has none; NULL when every slot is
  * taken (8 million origins). */
 static struct slot_of *get_slot(store *s, uint32_t origin)
 {
-    size_t pos;
-    struct slot_of *sl = find_slot(s, origin, &pos);
-    if (sl != NULL)
-        return sl;
+    int found;
+    size_t pos = origin_pos(s->slots, s->nslots, sizeof(*s->slots), origin, &found);
+    if (found)
+        return &s->slots[pos];
     if (s->max_slot == STORE_MAX_SLOT)
         return NULL;
-    if (s->nslots == s->capslots) {
-        s->capslots = s->capslots ? 2 * s->capslots : 16;
-        s->slots = xrealloc(s->slots, s->capslots * sizeof(*s->slots));
-    }
-    memmove(&s->slots[pos + 1], &s->slots[pos], (s->nslots - pos) * sizeof(*s->slots));
-    s->nslots++;
-    s->slots[pos] = (struct slot_of){ .origin = origin, .slot = ++s->max_slot };
-    return &s->slots[pos];
+    struct slot_of *sl = origin_insert((void **)&s->slots, &s->nslots, &s->capslots,
+                                       sizeof(*sl), pos);
+    sl->origin = origin;
+    sl->slot = ++s->max_slot;
+    return sl;
 }
 
 const struct store_origin *store_origins(const store *s, size_t *n)
@@ -245,19 +261,19 @@ const struct store_origin *store_origins(const store *s, size_t *n)
 
 uint64_t store_highest(const store *s, uint32_t origin)
 {
-    const struct store_origin *o = find_origin(s, origin, NULL);
+    const struct store_origin *o = find_origin(s, origin);
     return o ? o->highest : 0;
 }
 
 uint64_t store_committed(const store *s, uint32_t origin)
 {
-    const struct store_origin *o = find_origin(s, origin, NULL);
+    const struct store_origin *o = find_origin(s, origin);
     return o ? o->committed : 0;
 }
 
 uint64_t store_last_time(const store *s, uint32_t origin)
 {
-    const struct store_origin *o = find_origin(s, origin, NULL);
+    const struct store_origin *o = find_origin(s, origin);
     return o ? o->last_time_ms : 0;
 }
 
@@ -287,9 +303,8 @@ static int load_origins(store *s, char *err, size_t errlen)
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         sqlite3_int64 slot = sqlite3_column_int64(st, 0);
         sqlite3_int64 origin = sqlite3_column_int64(st, 1);
-        size_t pos;
         if (slot < 1 || slot > STORE_MAX_SLOT || origin < 1 || origin > UINT32_MAX ||
-            find_slot(s, (uint32_t)origin, &pos) != NULL) {
+            find_slot(s, (uint32_t)origin) != NULL) {
             sqlite3_finalize(st);
             snprintf(err, errlen, "the origins table has a bad row (slot %lld, origin %lld); "
                      "the file was changed by hand or is damaged",
@@ -715,7 +730,7 @@ static void raise_committed(store *s, const struct batch *b)
     for (size_t off = 0, i = 0; i < b->n; i++) {
         const struct rec *r = (const struct rec *)(b->arena + off);
         if (o == NULL || o->origin != r->origin)
-            o = find_origin(s, r->origin, NULL);
+            o = find_origin(s, r->origin);
         if (o != NULL && r->seq > o->committed)
             o->committed = r->seq;
         off += REC_ALIGN(sizeof(*r) + r->sender_len + r->text_len);
@@ -736,7 +751,7 @@ static void commit_done(uv_work_t *w, int status)
     if (ok)
         s->commits++;
     for (size_t i = 0; ok && i < b->nregs; i++)
-        find_slot(s, b->regs[i].origin, NULL)->stored = 1;
+        find_slot(s, b->regs[i].origin)->stored = 1;
     s->working = 0;
     s->committed_gen = b->gen;
     b->n = 0;
@@ -831,7 +846,7 @@ int store_read(store *s, uint32_t origin, uint64_t after, uint64_t upto, size_t 
                struct store_rows *out)
 {
     sqlite3_stmt *st = s->select;
-    const struct slot_of *sl = find_slot(s, origin, NULL);
+    const struct slot_of *sl = find_slot(s, origin);
     if (sl == NULL || after >= STORE_SEQ_MASK)
         return 0; /* nothing of it in the file */
     uint64_t base = (uint64_t)sl->slot << STORE_SEQ_BITS;

@@ -67,7 +67,7 @@ void store_when_committed(store *s, void (*cb)(void *ud), void *ud);
  * committed (what the node may claim to hold, in its MARKS). A failed batch
  * raises `highest` but never `committed`. */
 struct store_origin {
-    uint32_t origin;
+    uint32_t origin;        /* first: store.c searches the array on it */
     uint64_t count;
     uint64_t highest;       /* appended */
     uint64_t committed;     /* in a committed batch (or in the history at open) */
