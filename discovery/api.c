@@ -15,6 +15,7 @@
 
 #include "common/json_util.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/netaddr.h"
 #include "common/reqauth.h"
 #include "common/util.h"
@@ -94,6 +95,7 @@ static void route_register(struct api *a, http_request *req, json_t *body)
         char secs[24];
         snprintf(secs, sizeof(secs), "%llu", (unsigned long long)((retry_ms + 999) / 1000));
         http_answer_add_header(req, "Retry-After", secs);
+        a->counts.rate_limited++;
         refusal_log(req, "registrations over the rate");
         http_respond_error(req, 429, "too many registrations from %s (at most %u at once, "
                            "then %u a second); retry after %s s", req->peer_addr,
@@ -105,6 +107,7 @@ static void route_register(struct api *a, http_request *req, json_t *body)
         http_respond_error(req, 500, "cannot store the node; see the discovery log");
         return;
     }
+    a->counts.registrations++;
     log_info("registered node %lld from %s", (long long)id, req->peer_addr);
     http_respond_json(req, 200, json_pack("{s:I, s:s}", "id", (json_int_t)id, "password", pw));
 }
@@ -134,6 +137,7 @@ static void route_login(struct api *a, http_request *req, json_t *body)
         return;
     }
     registry_login(a->reg, id, (int)sp, (int)cp, address, util_now_ms());
+    a->counts.logins++;
     log_info("node %lld logged in: %s sync %d client %d", (long long)id, address,
              (int)sp, (int)cp);
     http_respond_json(req, 200,
@@ -148,6 +152,7 @@ static void route_logout(struct api *a, http_request *req, json_t *body)
     if (credentials(a, req, body, &id) != 0)
         return;
     registry_logout(a->reg, id);
+    a->counts.logouts++;
     log_info("node %lld logged out", (long long)id);
     http_respond_json(req, 200, json_pack("{s:o}", "activeNodes", active_list(a, id)));
 }
@@ -162,6 +167,7 @@ static void route_heartbeat(struct api *a, http_request *req, json_t *body)
                            (long long)id);
         return;
     }
+    a->counts.heartbeats++;
     http_respond_json(req, 200, json_pack("{s:o}", "activeNodes", active_list(a, id)));
 }
 
@@ -198,6 +204,39 @@ static void route_clients(struct api *a, http_request *req, json_t *body)
     http_respond_json(req, 200, json_pack("{s:o}", "activeNodes", arr));
 }
 
+/* GET /metrics: docs/METRICS.md. */
+static void route_metrics(struct api *a, http_request *req, json_t *body)
+{
+    struct metrics_out m;
+    size_t count;
+    registry_expire(a->reg, util_now_ms(), a->ttl_ms);
+    registry_active(a->reg, &count);
+    metrics_init(&m);
+    metrics_gauge(&m, "dchat_discovery_active_nodes", "Nodes logged in and heartbeating now.",
+                  (double)count);
+    metrics_counter(&m, "dchat_discovery_registrations_total",
+                    "Nodes registered (POST /api/nodes/register answered 200).",
+                    a->counts.registrations);
+    metrics_counter(&m, "dchat_discovery_logins_total", "Logins answered 200.",
+                    a->counts.logins);
+    metrics_counter(&m, "dchat_discovery_logouts_total", "Logouts answered 200.",
+                    a->counts.logouts);
+    metrics_counter(&m, "dchat_discovery_heartbeats_total", "Heartbeats answered 200.",
+                    a->counts.heartbeats);
+    metrics_counter(&m, "dchat_discovery_expiries_total",
+                    "Nodes made inactive for want of a heartbeat within the TTL.",
+                    registry_expired_total(a->reg));
+    metrics_counter(&m, "dchat_discovery_refused_unsigned_total",
+                    "Requests refused with 401 for a missing, wrong, replayed or skewed proof "
+                    "of the cluster secret.", a->counts.refused_auth);
+    metrics_counter(&m, "dchat_discovery_rate_limited_total",
+                    "Registrations refused with 429 (over the per-address rate).",
+                    a->counts.rate_limited);
+    metrics_process(&m, a->started_wall_ms);
+    http_respond(req, 200, METRICS_CONTENT_TYPE, m.buf, m.len);
+    free(m.buf);
+}
+
 static void route_health(struct api *a, http_request *req, json_t *body)
 {
     http_respond_json(req, 200, json_pack("{s:s}", "status", "ok"));
@@ -217,6 +256,7 @@ static const struct route {
     { "/api/nodes/active", "GET", false, false, route_active },
     { "/api/clients", "GET", false, false, route_clients },
     { "/healthz", "GET", false, false, route_health },
+    { "/metrics", "GET", false, false, route_metrics },
 };
 
 /* Answers 401 {"error": text, "reason": reason} and logs who was refused. */
@@ -288,8 +328,10 @@ void api_handle(http_request *req, void *ud)
                                req->method, r->path, r->method);
             return;
         }
-        if (r->signed_only && check_signed(a, req) != 0)
+        if (r->signed_only && check_signed(a, req) != 0) {
+            a->counts.refused_auth++;
             return;
+        }
         json_t *body = NULL;
         if (r->has_body) {
             char err[256];

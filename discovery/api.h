@@ -23,6 +23,11 @@ struct api {
     replay *seen;           /* MACs already accepted */
     ratelimit *registrations;
     unsigned register_burst, register_per_second; /* for the 429 text */
+    uint64_t started_wall_ms;  /* for process_start_time_seconds */
+    struct {                   /* answered requests, for GET /metrics */
+        uint64_t registrations, logins, logouts, heartbeats;
+        uint64_t refused_auth, rate_limited;
+    } counts;
 };
 
 /* The http_handler_fn of discovery; ud is a struct api. */

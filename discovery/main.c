@@ -218,6 +218,7 @@ int main(int argc, char **argv)
                                        RATELIMIT_ADDRS),
         .register_burst = c.register_burst,
         .register_per_second = c.register_per_second,
+        .started_wall_ms = util_wall_ms(),
     };
     uv_loop_t *loop = uv_default_loop();
     struct http_server_config hc = {

@@ -26,6 +26,7 @@ struct registry {
     size_t count, cap;
     struct registry_node *active; /* scratch for registry_active */
     size_t active_cap;
+    uint64_t expired_total;       /* nodes expired since open */
 };
 
 registry *registry_open(const char *dir, char *err, size_t errlen)
@@ -183,6 +184,11 @@ void registry_logout(registry *r, int64_t id)
     r->count--;
 }
 
+uint64_t registry_expired_total(const registry *r)
+{
+    return r->expired_total;
+}
+
 size_t registry_expire(registry *r, uint64_t now_ms, uint64_t ttl_ms)
 {
     size_t expired = 0;
@@ -191,6 +197,7 @@ size_t registry_expire(registry *r, uint64_t now_ms, uint64_t ttl_ms)
         if (n->active && now_ms - n->last_seen_ms > ttl_ms) {
             n->active = false;
             expired++;
+            r->expired_total++;
             log_info("node %lld expired: no heartbeat for %llu ms", (long long)n->id,
                      (unsigned long long)(now_ms - n->last_seen_ms));
         }

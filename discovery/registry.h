@@ -47,6 +47,8 @@ void registry_logout(registry *r, int64_t id);
 
 /* Deactivates the nodes not seen for ttl_ms; returns how many. */
 size_t registry_expire(registry *r, uint64_t now_ms, uint64_t ttl_ms);
+/* Nodes registry_expire made inactive since open. */
+uint64_t registry_expired_total(const registry *r);
 
 /* The active nodes, in id order; *count set. Valid until the next call
  * that changes the registry. */

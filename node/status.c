@@ -1,10 +1,14 @@
 /* status: see status.h. Answers are built with jansson: they are rare and
- * small, unlike the message path. */
+ * small, unlike the message path. GET /metrics writes the same counters in
+ * the Prometheus text format (docs/METRICS.md). */
 #include "node/status.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "common/metrics.h"
 #include "common/util.h"
 #include "node/clients.h"
 #include "node/flow.h"
@@ -13,6 +17,7 @@
 #include "node/mesh.h"
 #include "node/node.h"
 #include "node/relay.h"
+#include "node/store.h"
 
 static json_t *status_json(const node *n)
 {
@@ -54,6 +59,113 @@ static json_t *status_json(const node *n)
     return o;
 }
 
+/* Bytes of DATA_DIR/history.db and its WAL; what stat cannot read counts 0. */
+static uint64_t history_file_bytes(const node *n)
+{
+    static const char *const suffix[] = { "", "-wal" };
+    uint64_t total = 0;
+    for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
+        char path[600];
+        struct stat st;
+        snprintf(path, sizeof(path), "%s/history.db%s", n->cfg.data_dir, suffix[i]);
+        if (stat(path, &st) == 0)
+            total += (uint64_t)st.st_size;
+    }
+    return total;
+}
+
+static void status_metrics(const node *n, struct metrics_out *m)
+{
+    const struct relay_counters *c = relay_counters(n);
+    metrics_counter(m, "dchat_messages_from_clients_total",
+                    "Messages accepted from this node's clients (newMessageFromClient).",
+                    c->client_msgs_in);
+    metrics_counter(m, "dchat_messages_from_peers_total",
+                    "Messages taken from peer links, live or by catch-up (duplicates and "
+                    "refusals not counted).", c->peer_msgs_in);
+    metrics_counter(m, "dchat_messages_to_peers_total",
+                    "Messages relayed live to peers, one per peer link.", c->peer_msgs_out);
+    metrics_counter(m, "dchat_deliveries_total",
+                    "Message frames queued to this node's clients, one per client.",
+                    c->client_frames_out);
+    metrics_counter(m, "dchat_duplicates_dropped_total",
+                    "Messages from peers already held, dropped.", c->dropped_dup);
+    metrics_counter(m, "dchat_gaps_dropped_total",
+                    "Messages from peers refused because an earlier one of their origin was "
+                    "missing (anti-entropy repairs it).", c->dropped_gap);
+    metrics_counter(m, "dchat_catchup_messages_sent_total",
+                    "Messages sent to peers by anti-entropy catch-up.",
+                    n->mesh ? mesh_caught_up(n->mesh) : 0);
+    metrics_counter(m, "dchat_client_errors_total",
+                    "Error frames sent to clients for requests that could not be taken.",
+                    clients_errors(n->clients));
+    metrics_gauge(m, "dchat_clients", "WebSocket clients connected now.",
+                  (double)clients_count(n->clients));
+
+    /* links by state: the mesh's own list, counted */
+    static const char *const states[] = { "up", "connecting", "closing", "down" };
+    unsigned by_state[4] = { 0 };
+    json_t *links = n->mesh ? mesh_status(n->mesh) : NULL;
+    size_t i;
+    json_t *e;
+    json_array_foreach(links, i, e) {
+        const char *st = json_string_value(json_object_get(e, "state"));
+        for (size_t k = 0; st != NULL && k < 4; k++)
+            if (strcmp(st, states[k]) == 0)
+                by_state[k]++;
+    }
+    json_decref(links);
+    metrics_family(m, "dchat_peer_links", "gauge",
+                   "Links to the other active nodes, by state (down: no link at all).");
+    for (size_t k = 0; k < 4; k++)
+        metrics_u64(m, "dchat_peer_links", "state", states[k], by_state[k]);
+    metrics_counter(m, "dchat_peer_links_refused_total",
+                    "Peer links refused (a hello for a node already linked, and the like).",
+                    n->mesh ? mesh_links_refused(n->mesh) : 0);
+    metrics_counter(m, "dchat_peer_links_unauthenticated_total",
+                    "Peer links that did not prove the cluster secret.",
+                    n->mesh ? mesh_links_unauthenticated(n->mesh) : 0);
+    metrics_counter(m, "dchat_forged_dropped_total",
+                    "Messages a peer sent for an origin it may not speak for, dropped.",
+                    n->mesh ? mesh_forged_dropped(n->mesh) : 0);
+
+    metrics_family(m, "dchat_paused_connections", "gauge",
+                   "Connections whose reading is paused by back-pressure now, by class.");
+    metrics_u64(m, "dchat_paused_connections", "class", "clients",
+                flow_paused(n, FLOW_CLIENT));
+    metrics_u64(m, "dchat_paused_connections", "class", "peers", flow_paused(n, FLOW_PEER));
+    metrics_family(m, "dchat_congested_connections", "gauge",
+                   "Connections whose send queue is above its high mark now, by class.");
+    metrics_u64(m, "dchat_congested_connections", "class", "clients",
+                n->flow ? flow_clients_class((node *)n)->ncongested : 0);
+    metrics_u64(m, "dchat_congested_connections", "class", "peers",
+                n->flow ? flow_links_class((node *)n)->ncongested : 0);
+
+    if (n->store != NULL) {
+        size_t count;
+        const struct store_origin *o = store_origins(n->store, &count);
+        uint64_t rows = 0;
+        for (size_t k = 0; k < count; k++)
+            rows += o[k].count;
+        metrics_gauge(m, "dchat_history_messages",
+                      "Messages in this node's history, stored or being stored.", (double)rows);
+        metrics_gauge(m, "dchat_history_origins", "Origins (nodes) the history has messages of.",
+                      (double)count);
+        metrics_counter(m, "dchat_history_commits_total",
+                        "Batches of messages committed to the history, one transaction each.",
+                        store_commits(n->store));
+        metrics_counter(m, "dchat_history_checkpoints_total",
+                        "WAL checkpoints completed.", store_checkpoints(n->store));
+        metrics_gauge(m, "dchat_history_pending_bytes",
+                      "Bytes of messages appended and not committed yet.",
+                      (double)store_backlog(n->store));
+        metrics_gauge(m, "dchat_history_file_bytes",
+                      "Size of history.db and its WAL, in bytes.",
+                      (double)history_file_bytes(n));
+    }
+    metrics_process(m, util_wall_ms() - (util_now_ms() - n->started_ms));
+}
+
 static void method_not_allowed(http_request *req, const char *allow, const char *msg)
 {
     http_answer_add_header(req, "Allow", allow);
@@ -70,6 +182,16 @@ void status_handle(http_request *req, void *ud)
             method_not_allowed(req, "GET, HEAD", "use GET on /healthz");
         else
             http_respond_json(req, 200, json_pack("{s:s}", "status", "ok"));
+    } else if (strcmp(req->path, "/metrics") == 0) {
+        if (!is_get) {
+            method_not_allowed(req, "GET, HEAD", "use GET on /metrics");
+        } else {
+            struct metrics_out m;
+            metrics_init(&m);
+            status_metrics(n, &m);
+            http_respond(req, 200, METRICS_CONTENT_TYPE, m.buf, m.len);
+            free(m.buf);
+        }
     } else if (strcmp(req->path, "/api/status") == 0) {
         if (!is_get)
             method_not_allowed(req, "GET, HEAD", "use GET on /api/status");
@@ -93,7 +215,8 @@ void status_handle(http_request *req, void *ud)
             history_http(n, req);
     } else {
         http_respond_error(req, 404, "no such path %s: this port serves WebSocket "
-                           "clients, GET /healthz, GET /api/status and GET /api/history",
+                           "clients, GET /healthz, GET /metrics, GET /api/status and "
+                           "GET /api/history",
                            req->path);
     }
 }

@@ -1,0 +1,45 @@
+/* metrics: the Prometheus text exposition format (version 0.0.4), written
+ * into a growing buffer for GET /metrics on a node and on discovery
+ * (docs/METRICS.md lists every metric). A family is announced once
+ * (metrics_family: # HELP and # TYPE), then its samples follow, with at
+ * most one label each here; label values are escaped. Also the standard
+ * process_* metrics of the running process, read from getrusage and
+ * /proc/self. */
+#ifndef DCHAT_METRICS_H
+#define DCHAT_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct metrics_out {
+    char *buf;
+    size_t len, cap;
+};
+
+/* buf is malloc'd as it grows; free it with free(m->buf). */
+void metrics_init(struct metrics_out *m);
+
+/* # HELP name help, # TYPE name type ("counter", "gauge"). */
+void metrics_family(struct metrics_out *m, const char *name, const char *type,
+                    const char *help);
+
+/* name value, or name{label="value"} value when label is not NULL. */
+void metrics_u64(struct metrics_out *m, const char *name, const char *label,
+                 const char *label_value, uint64_t v);
+void metrics_f64(struct metrics_out *m, const char *name, const char *label,
+                 const char *label_value, double v);
+
+/* A family with one unlabelled sample, in one call. */
+void metrics_counter(struct metrics_out *m, const char *name, const char *help, uint64_t v);
+void metrics_gauge(struct metrics_out *m, const char *name, const char *help, double v);
+
+/* process_cpu_seconds_total, process_resident_memory_bytes,
+ * process_open_fds, process_max_fds and process_start_time_seconds
+ * (start_wall_ms: the process's start, Unix ms). What cannot be read is
+ * left out (and the rest written). */
+void metrics_process(struct metrics_out *m, uint64_t start_wall_ms);
+
+/* The Content-Type of the format. */
+#define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+#endif

@@ -1,0 +1,145 @@
+"""End-to-end tests of GET /metrics on the nodes and on discovery: the
+Prometheus text format (checked by Debian's promtool where it is
+installed), values that agree with /api/status and with what the test did
+(bench traffic, an unsigned POST), the process metrics, and 405 for other
+methods. Never how fast."""
+
+import os
+import re
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+
+import pytest
+
+from cluster import BIN_DIR, start_cluster, wait_until
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-z_]+)="([^"]*)"\})? (\S+)$')
+
+
+def scrape(url):
+    """The body of GET url/metrics as text, after checking the answer."""
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
+        assert r.status == 200
+        assert r.headers["Content-Type"] == CONTENT_TYPE
+        return r.read().decode()
+
+
+def parse(text):
+    """{(name, label value or None): value}; every line is a comment or a
+    sample, and every sample's family was announced by # TYPE first."""
+    samples, typed = {}, set()
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            typed.add(line.split()[2])
+            continue
+        if line.startswith("# HELP "):
+            continue
+        m = SAMPLE.match(line)
+        assert m, f"not a sample line: {line!r}"
+        assert m.group(1) in typed, f"{m.group(1)} has no # TYPE before it"
+        key = (m.group(1), m.group(4))
+        assert key not in samples, f"{key} twice"
+        samples[key] = float(m.group(5))
+    return samples
+
+
+def promtool_check(text):
+    p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.strip() == "" and p.stderr.strip() == "", p.stdout + p.stderr
+
+
+def run_bench(d):
+    p = subprocess.run([os.path.join(BIN_DIR, "bench"), "--discovery", d.url, "--senders", "2",
+                        "--max", "100", "--format", "csv"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+
+
+def test_node_metrics_agree_with_status_and_traffic(logdir, procs):
+    d, nodes = start_cluster(logdir, procs, 3)
+    run_bench(d)
+    for n in nodes:
+        # what was delivered is committed before the bench ends; wait for
+        # nothing else: the counters below are read from one status each
+        st = n.status()
+        m = parse(scrape(n.url))
+        msgs = st["messages"]
+        assert m[("dchat_messages_from_clients_total", None)] == msgs["fromClients"]
+        assert m[("dchat_messages_from_peers_total", None)] == msgs["fromPeers"]
+        assert m[("dchat_messages_to_peers_total", None)] == msgs["toPeers"]
+        assert m[("dchat_deliveries_total", None)] == msgs["toClients"]
+        assert m[("dchat_peer_links", "up")] == 2
+        assert m[("dchat_peer_links", "down")] == 0
+        assert m[("dchat_history_origins", None)] == len(st["history"]["origins"])
+        assert m[("dchat_history_messages", None)] == \
+            sum(o["count"] for o in st["history"]["origins"])
+        assert m[("dchat_history_commits_total", None)] >= 1
+        assert m[("dchat_history_file_bytes", None)] > 0
+        assert m[("process_resident_memory_bytes", None)] > 1e6
+        assert m[("process_open_fds", None)] > 3
+        assert m[("process_cpu_seconds_total", None)] > 0
+        assert m[("process_start_time_seconds", None)] > 1.7e9
+    # every message of the bench came from one node's clients and reached
+    # every other node's history; the bench's sockets close
+    total = sum(parse(scrape(n.url))[("dchat_messages_from_clients_total", None)] for n in nodes)
+    assert total > 100
+    for n in nodes:
+        wait_until(lambda: parse(scrape(n.url))[("dchat_history_messages", None)] == total, 10,
+                   f"{n.name}'s history to hold all {total} messages")
+        wait_until(lambda: parse(scrape(n.url))[("dchat_clients", None)] == 0, 10,
+                   f"{n.name} to see the bench's sockets closed")
+
+
+def test_discovery_metrics_count_what_happened(logdir, procs):
+    d, nodes = start_cluster(logdir, procs, 3)
+    m = parse(scrape(d.url))
+    assert m[("dchat_discovery_active_nodes", None)] == 3
+    assert m[("dchat_discovery_registrations_total", None)] == 3   # fresh data dirs
+    assert m[("dchat_discovery_logins_total", None)] >= 3
+    assert m[("dchat_discovery_refused_unsigned_total", None)] == 0
+    beats = m[("dchat_discovery_heartbeats_total", None)]
+    # an unsigned login is refused and counted
+    req = urllib.request.Request(d.url + "/api/nodes/active/login", data=b"{}", method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=10)
+    assert e.value.code == 401
+    m = parse(scrape(d.url))
+    assert m[("dchat_discovery_refused_unsigned_total", None)] == 1
+    assert m[("dchat_discovery_heartbeats_total", None)] >= beats
+    # a node that stops logs out
+    nodes[2].stop()
+    wait_until(lambda: parse(scrape(d.url))[("dchat_discovery_logouts_total", None)] == 1, 10,
+               "discovery to count the stopped node's logout")
+    m = parse(scrape(d.url))
+    assert m[("dchat_discovery_active_nodes", None)] == 2
+    assert m[("process_start_time_seconds", None)] > 1.7e9
+
+
+def test_promtool_finds_both_endpoints_clean(logdir, procs):
+    if shutil.which("promtool") is None:
+        pytest.skip("promtool is not installed (Debian package prometheus; not in make "
+                    "test's dependencies because installing it starts a Prometheus service)")
+    d, nodes = start_cluster(logdir, procs, 2)
+    run_bench(d)
+    promtool_check(scrape(nodes[0].url))
+    promtool_check(scrape(nodes[1].url))
+    promtool_check(scrape(d.url))
+
+
+def test_metrics_take_only_get(logdir, procs):
+    d, nodes = start_cluster(logdir, procs, 2)
+    for url in (nodes[0].url, d.url):
+        req = urllib.request.Request(url + "/metrics", data=b"", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req, timeout=10)
+        assert e.value.code == 405
+        assert "GET" in e.value.headers["Allow"]
+        req = urllib.request.Request(url + "/metrics", method="HEAD")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert r.status == 200 and r.read() == b""

@@ -1,0 +1,81 @@
+/* Unit tests for common/metrics.c: the Prometheus text format as written
+ * (HELP and TYPE lines, samples with and without a label, escaping of
+ * help texts and label values, integer and floating values) and the
+ * process metrics of this very process. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/metrics.h"
+
+static void test_families_and_samples(void **state)
+{
+    (void)state;
+    struct metrics_out m;
+    metrics_init(&m);
+    metrics_counter(&m, "dchat_x_total", "Things done.", 18446744073709551615ull);
+    metrics_family(&m, "dchat_links", "gauge", "Links, by state.");
+    metrics_u64(&m, "dchat_links", "state", "up", 2);
+    metrics_f64(&m, "dchat_links", "state", "a\"b\\c\nd", 0.5);
+    metrics_gauge(&m, "dchat_g", "Back\\slash and\nnewline.", 1e21);
+    const char *want =
+        "# HELP dchat_x_total Things done.\n"
+        "# TYPE dchat_x_total counter\n"
+        "dchat_x_total 18446744073709551615\n"
+        "# HELP dchat_links Links, by state.\n"
+        "# TYPE dchat_links gauge\n"
+        "dchat_links{state=\"up\"} 2\n"
+        "dchat_links{state=\"a\\\"b\\\\c\\nd\"} 0.5\n"
+        "# HELP dchat_g Back\\\\slash and\\nnewline.\n"
+        "# TYPE dchat_g gauge\n"
+        "dchat_g 1e+21\n";
+    assert_string_equal(m.buf, want);
+    assert_int_equal(m.len, strlen(want));
+    free(m.buf);
+}
+
+static void test_grows_past_its_first_buffer(void **state)
+{
+    (void)state;
+    struct metrics_out m;
+    metrics_init(&m);
+    for (int i = 0; i < 2000; i++)
+        metrics_u64(&m, "dchat_many", NULL, NULL, (uint64_t)i);
+    assert_true(m.len > 20000);
+    assert_int_equal(strlen(m.buf), m.len);
+    assert_non_null(strstr(m.buf, "dchat_many 1999\n"));
+    free(m.buf);
+}
+
+static void test_process_metrics_of_this_process(void **state)
+{
+    (void)state;
+    struct metrics_out m;
+    metrics_init(&m);
+    metrics_process(&m, 1700000000123ull);
+    const char *names[] = { "process_cpu_seconds_total ", "process_resident_memory_bytes ",
+                            "process_open_fds ", "process_max_fds ",
+                            "process_start_time_seconds 1700000000.123\n" };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        char line[80];
+        snprintf(line, sizeof(line), "\n%s", names[i]);
+        assert_non_null(strstr(m.buf, line));
+    }
+    assert_non_null(strstr(m.buf, "# TYPE process_cpu_seconds_total counter\n"));
+    free(m.buf);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_families_and_samples),
+        cmocka_unit_test(test_grows_past_its_first_buffer),
+        cmocka_unit_test(test_process_metrics_of_this_process),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
