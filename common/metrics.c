@@ -123,6 +123,44 @@ void metrics_gauge(struct metrics_out *m, const char *name, const char *help, do
     metrics_f64(m, name, NULL, NULL, v);
 }
 
+void metrics_histogram_init(struct metrics_histogram *h, const double *bounds, size_t nbounds)
+{
+    memset(h, 0, sizeof(*h));
+    h->bounds = bounds;
+    h->nbounds = nbounds < METRICS_MAX_BUCKETS ? nbounds : METRICS_MAX_BUCKETS;
+}
+
+void metrics_histogram_observe(struct metrics_histogram *h, double v)
+{
+    for (size_t i = 0; i < h->nbounds; i++) {
+        if (v <= h->bounds[i]) {
+            h->counts[i]++;
+            break;
+        }
+    }
+    h->count++;
+    h->sum += v;
+}
+
+void metrics_histogram_write(struct metrics_out *m, const char *name, const char *help,
+                             const struct metrics_histogram *h)
+{
+    char sample[128], le[32];
+    uint64_t cumulative = 0;
+    metrics_family(m, name, "histogram", help);
+    snprintf(sample, sizeof(sample), "%s_bucket", name);
+    for (size_t i = 0; i < h->nbounds; i++) {
+        cumulative += h->counts[i];
+        snprintf(le, sizeof(le), "%.15g", h->bounds[i]);
+        metrics_u64(m, sample, "le", le, cumulative);
+    }
+    metrics_u64(m, sample, "le", "+Inf", h->count);
+    snprintf(sample, sizeof(sample), "%s_sum", name);
+    metrics_f64(m, sample, NULL, NULL, h->sum);
+    snprintf(sample, sizeof(sample), "%s_count", name);
+    metrics_u64(m, sample, NULL, NULL, h->count);
+}
+
 /* Resident pages from /proc/self/statm, in bytes; -1 when unreadable. */
 static double resident_bytes(void)
 {

@@ -33,6 +33,25 @@ void metrics_f64(struct metrics_out *m, const char *name, const char *label,
 void metrics_counter(struct metrics_out *m, const char *name, const char *help, uint64_t v);
 void metrics_gauge(struct metrics_out *m, const char *name, const char *help, double v);
 
+/* A histogram with fixed upper bounds (ascending; +Inf is implied), for
+ * the loop thread that fills it and writes it. */
+#define METRICS_MAX_BUCKETS 16
+struct metrics_histogram {
+    const double *bounds;
+    size_t nbounds;                         /* at most METRICS_MAX_BUCKETS */
+    uint64_t counts[METRICS_MAX_BUCKETS];   /* per bound, not cumulative */
+    uint64_t count;                         /* all observations (+Inf) */
+    double sum;
+};
+
+/* bounds (static, ascending) is kept; nbounds is cut to the maximum. */
+void metrics_histogram_init(struct metrics_histogram *h, const double *bounds, size_t nbounds);
+void metrics_histogram_observe(struct metrics_histogram *h, double v);
+
+/* The family: NAME_bucket{le="..."} cumulative, NAME_sum, NAME_count. */
+void metrics_histogram_write(struct metrics_out *m, const char *name, const char *help,
+                             const struct metrics_histogram *h);
+
 /* process_cpu_seconds_total, process_resident_memory_bytes,
  * process_open_fds, process_max_fds and process_start_time_seconds
  * (start_wall_ms: the process's start, Unix ms). What cannot be read is

@@ -154,6 +154,12 @@ static void status_metrics(const node *n, struct metrics_out *m)
         metrics_counter(m, "dchat_history_commits_total",
                         "Batches of messages committed to the history, one transaction each.",
                         store_commits(n->store));
+        metrics_histogram_write(m, "dchat_history_commit_seconds",
+                                "Time from handing a batch to the store's worker to its "
+                                "commit callback on the loop: what a held message waits.",
+                                store_commit_seconds(n->store));
+        metrics_histogram_write(m, "dchat_history_commit_messages",
+                                "Messages per committed batch.", store_commit_sizes(n->store));
         metrics_counter(m, "dchat_history_checkpoints_total",
                         "WAL checkpoints completed.", store_checkpoints(n->store));
         metrics_gauge(m, "dchat_history_pending_bytes",

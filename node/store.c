@@ -119,6 +119,9 @@ struct store {
     char ckpt_err[256];
     uint64_t checkpoints;      /* completed */
     uint64_t commits;          /* batches committed */
+    uint64_t commit_started_ns; /* uv_hrtime at start_commit */
+    struct metrics_histogram commit_seconds;  /* start_commit to commit_done */
+    struct metrics_histogram commit_sizes;    /* messages per committed batch */
 
     int closing;
     int finished;              /* closing and nothing left: no more appends */
@@ -453,6 +456,11 @@ store *store_open(uv_loop_t *loop, const char *dir, enum store_fsync mode,
     s->ud = ud;
     s->waiters_tail = &s->waiters;
     s->pending.gen = 1;
+    static const double seconds[] = { 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02,
+                                      0.05,   0.1,   0.25,  0.5,   1,    2.5 };
+    static const double sizes[] = { 1, 4, 16, 64, 256, 1024, 4096, 16384, 65536 };
+    metrics_histogram_init(&s->commit_seconds, seconds, sizeof(seconds) / sizeof(seconds[0]));
+    metrics_histogram_init(&s->commit_sizes, sizes, sizeof(sizes) / sizeof(sizes[0]));
 
     uv_once(&sqlite_setup_once, sqlite_setup);
     if (sqlite_setup_rc != SQLITE_OK)
@@ -717,6 +725,16 @@ uint64_t store_commits(const store *s)
     return s->commits;
 }
 
+const struct metrics_histogram *store_commit_seconds(const store *s)
+{
+    return &s->commit_seconds;
+}
+
+const struct metrics_histogram *store_commit_sizes(const store *s)
+{
+    return &s->commit_sizes;
+}
+
 uint64_t store_checkpoints(const store *s)
 {
     return s->checkpoints;
@@ -748,8 +766,12 @@ static void commit_done(uv_work_t *w, int status)
                   b->n, status != 0 ? uv_strerror(status) : s->work_err);
     else
         raise_committed(s, b);
-    if (ok)
+    if (ok) {
         s->commits++;
+        metrics_histogram_observe(&s->commit_seconds,
+                                  (double)(uv_hrtime() - s->commit_started_ns) / 1e9);
+        metrics_histogram_observe(&s->commit_sizes, (double)b->n);
+    }
     for (size_t i = 0; ok && i < b->nregs; i++)
         find_slot(s, b->regs[i].origin)->stored = 1;
     s->working = 0;
@@ -790,6 +812,7 @@ static void start_commit(store *s)
     s->pending.used = 0;
     s->pending.nregs = 0;
     s->working = 1;
+    s->commit_started_ns = uv_hrtime();
     s->work.data = s;
     int rc = uv_queue_work(s->loop, &s->work, commit_work, commit_done);
     if (rc != 0) {

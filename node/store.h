@@ -15,6 +15,7 @@
 #include <uv.h>
 #include <jansson.h>
 
+#include "common/metrics.h"
 #include "node/message.h"
 
 enum store_fsync {
@@ -110,5 +111,11 @@ void store_set_checkpoint_pages(store *s, int pages);
 /* Batches (transactions) committed since open: the messages stored over
  * this is the mean batch size. */
 uint64_t store_commits(const store *s);
+
+/* Of the committed batches: the seconds from handing each to the worker to
+ * its callback on the loop (what a held message waits for), and the
+ * messages in each. */
+const struct metrics_histogram *store_commit_seconds(const store *s);
+const struct metrics_histogram *store_commit_sizes(const store *s);
 
 #endif

@@ -29,7 +29,8 @@ def scrape(url):
 
 def parse(text):
     """{(name, label value or None): value}; every line is a comment or a
-    sample, and every sample's family was announced by # TYPE first."""
+    sample, and every sample's family was announced by # TYPE first (a
+    histogram's _bucket, _sum and _count by their family's)."""
     samples, typed = {}, set()
     for line in text.splitlines():
         if line.startswith("# TYPE "):
@@ -39,7 +40,8 @@ def parse(text):
             continue
         m = SAMPLE.match(line)
         assert m, f"not a sample line: {line!r}"
-        assert m.group(1) in typed, f"{m.group(1)} has no # TYPE before it"
+        family = re.sub(r"_(bucket|sum|count)$", "", m.group(1))
+        assert m.group(1) in typed or family in typed, f"{m.group(1)} has no # TYPE before it"
         key = (m.group(1), m.group(4))
         assert key not in samples, f"{key} twice"
         samples[key] = float(m.group(5))
@@ -79,6 +81,18 @@ def test_node_metrics_agree_with_status_and_traffic(logdir, procs):
         assert m[("dchat_history_messages", None)] == \
             sum(o["count"] for o in st["history"]["origins"])
         assert m[("dchat_history_commits_total", None)] >= 1
+        # the commit histograms: one observation per committed batch, the
+        # sizes adding up to the messages stored, buckets cumulative
+        wait_until(lambda: not n.status()["history"]["pending"], 10, "the commits to end")
+        m = parse(scrape(n.url))
+        for h in ("dchat_history_commit_seconds", "dchat_history_commit_messages"):
+            assert m[(h + "_count", None)] == m[("dchat_history_commits_total", None)]
+            buckets = sorted((float(le), v) for (name, le), v in m.items()
+                             if name == h + "_bucket")
+            assert buckets[-1] == (float("inf"), m[(h + "_count", None)])
+            assert [v for _, v in buckets] == sorted(v for _, v in buckets)
+        assert m[("dchat_history_commit_messages_sum", None)] == \
+            m[("dchat_history_messages", None)]
         assert m[("dchat_history_file_bytes", None)] > 0
         assert m[("process_resident_memory_bytes", None)] > 1e6
         assert m[("process_open_fds", None)] > 3

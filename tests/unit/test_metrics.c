@@ -1,6 +1,7 @@
 /* Unit tests for common/metrics.c: the Prometheus text format as written
  * (HELP and TYPE lines, samples with and without a label, escaping of
- * help texts and label values, integer and floating values) and the
+ * help texts and label values, integer and floating values), histograms
+ * (cumulative buckets, inclusive bounds, +Inf, sum and count) and the
  * process metrics of this very process. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -39,6 +40,31 @@ static void test_families_and_samples(void **state)
     free(m.buf);
 }
 
+static void test_histogram(void **state)
+{
+    (void)state;
+    static const double bounds[] = { 0.001, 0.01, 1 };
+    struct metrics_histogram h;
+    metrics_histogram_init(&h, bounds, 3);
+    double obs[] = { 0.0005, 0.001, 0.005, 0.5, 3, 7 };
+    for (size_t i = 0; i < sizeof(obs) / sizeof(obs[0]); i++)
+        metrics_histogram_observe(&h, obs[i]);
+    struct metrics_out m;
+    metrics_init(&m);
+    metrics_histogram_write(&m, "dchat_h_seconds", "Some times.", &h);
+    const char *want =
+        "# HELP dchat_h_seconds Some times.\n"
+        "# TYPE dchat_h_seconds histogram\n"
+        "dchat_h_seconds_bucket{le=\"0.001\"} 2\n"   /* a bound is inclusive */
+        "dchat_h_seconds_bucket{le=\"0.01\"} 3\n"
+        "dchat_h_seconds_bucket{le=\"1\"} 4\n"
+        "dchat_h_seconds_bucket{le=\"+Inf\"} 6\n"
+        "dchat_h_seconds_sum 10.5065\n"
+        "dchat_h_seconds_count 6\n";
+    assert_string_equal(m.buf, want);
+    free(m.buf);
+}
+
 static void test_grows_past_its_first_buffer(void **state)
 {
     (void)state;
@@ -74,6 +100,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_families_and_samples),
+        cmocka_unit_test(test_histogram),
         cmocka_unit_test(test_grows_past_its_first_buffer),
         cmocka_unit_test(test_process_metrics_of_this_process),
     };
