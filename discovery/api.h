@@ -3,7 +3,8 @@
  * POST routes, which change what discovery tells clients and nodes, take
  * only requests signed with the cluster secret (common/reqauth.h), each
  * once (discovery/replay.h); registrations are rate-limited per source
- * address (discovery/ratelimit.h). The lists stay open to anyone. */
+ * address (discovery/ratelimit.h). The lists and GET /metrics stay open to
+ * anyone. */
 #ifndef DCHAT_API_H
 #define DCHAT_API_H
 
