@@ -368,18 +368,8 @@ int nats_build_pub(char *out, size_t cap, const char *subject, const char *reply
     return (int)((size_t)h + len + 2);
 }
 
-static size_t dec_digits(uint64_t v)
-{
-    size_t n = 1;
-    while (v >= 10) {
-        v /= 10;
-        n++;
-    }
-    return n;
-}
-
 size_t nats_msg_overhead(const char *subject, uint64_t sid, size_t payload_len)
 {
     /* "MSG " subject " " sid " " size "\r\n" ... "\r\n" */
-    return 4 + strlen(subject) + 1 + dec_digits(sid) + 1 + dec_digits(payload_len) + 2 + 2;
+    return 4 + strlen(subject) + 1 + util_dec_len(sid) + 1 + util_dec_len(payload_len) + 2 + 2;
 }

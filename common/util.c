@@ -64,14 +64,6 @@ uint64_t util_now_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
 uint64_t util_now_ms(void) { return clock_ns(CLOCK_MONOTONIC) / 1000000u; }
 uint64_t util_wall_ms(void) { return clock_ns(CLOCK_REALTIME) / 1000000u; }
 
-static void put_digits(char *p, unsigned v, int n)
-{
-    while (n-- > 0) {
-        p[n] = (char)('0' + v % 10);
-        v /= 10;
-    }
-}
-
 int util_format_iso8601(uint64_t wall_ms, char *out)
 {
     /* Called for every message on the hot path: gmtime_r only when the
@@ -89,16 +81,16 @@ int util_format_iso8601(uint64_t wall_ms, char *out)
         if (year > 9999)
             year = 9999;
         memcpy(cached, "0000-00-00T00:00:00.000Z", UTIL_ISO8601_LEN + 1);
-        put_digits(cached, year, 4);
-        put_digits(cached + 5, (unsigned)tm.tm_mon + 1, 2);
-        put_digits(cached + 8, (unsigned)tm.tm_mday, 2);
-        put_digits(cached + 11, (unsigned)tm.tm_hour, 2);
-        put_digits(cached + 14, (unsigned)tm.tm_min, 2);
-        put_digits(cached + 17, (unsigned)tm.tm_sec, 2);
+        util_put_dec_width(cached, year, 4);
+        util_put_dec_width(cached + 5, (unsigned)tm.tm_mon + 1, 2);
+        util_put_dec_width(cached + 8, (unsigned)tm.tm_mday, 2);
+        util_put_dec_width(cached + 11, (unsigned)tm.tm_hour, 2);
+        util_put_dec_width(cached + 14, (unsigned)tm.tm_min, 2);
+        util_put_dec_width(cached + 17, (unsigned)tm.tm_sec, 2);
         cached_sec = sec;
     }
     memcpy(out, cached, UTIL_ISO8601_LEN + 1);
-    put_digits(out + 20, (unsigned)(wall_ms % 1000), 3);
+    util_put_dec_width(out + 20, (unsigned)(wall_ms % 1000), 3);
     return UTIL_ISO8601_LEN;
 }
 

@@ -23,6 +23,28 @@ void *xrealloc(void *p, size_t size);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 
+/* The number of decimal digits of v (1 for 0). */
+static inline unsigned util_dec_len(uint64_t v)
+{
+    unsigned n = 1;
+    while (v >= 10) {
+        v /= 10;
+        n++;
+    }
+    return n;
+}
+
+/* v in exactly width decimal digits at o, zeros in front (the lowest
+ * digits when v has more); returns o + width. */
+static inline char *util_put_dec_width(char *o, uint64_t v, int width)
+{
+    for (int i = width - 1; i >= 0; i--) {
+        o[i] = (char)('0' + v % 10);
+        v /= 10;
+    }
+    return o + width;
+}
+
 /* Monotonic clock in milliseconds / nanoseconds (CLOCK_MONOTONIC). */
 uint64_t util_now_ms(void);
 uint64_t util_now_ns(void);

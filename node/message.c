@@ -410,16 +410,6 @@ static char *put_dec_signed(char *o, int64_t v)
     return put_dec(o, -(uint64_t)v);
 }
 
-/* v in exactly width decimal digits, zeros in front. */
-static char *put_dec_width(char *o, uint64_t v, int width)
-{
-    for (int i = width - 1; i >= 0; i--) {
-        o[i] = (char)('0' + v % 10);
-        v /= 10;
-    }
-    return o + width;
-}
-
 static char *put_bytes(char *o, const char *s, size_t len)
 {
     memcpy(o, s, len);
@@ -432,7 +422,7 @@ static char *put_bytes(char *o, const char *s, size_t len)
 static char *put_message_id(char *o, uint32_t origin, uint64_t seq)
 {
     o = put_dec(o, origin);
-    return put_dec_width(o, seq % MESSAGE_SEQ_LIMIT, 12);
+    return util_put_dec_width(o, seq % MESSAGE_SEQ_LIMIT, 12);
 }
 
 int message_id_format(uint32_t origin, uint64_t seq, char *out)
@@ -551,19 +541,9 @@ size_t message_json_escaped_len(const char *s, size_t len)
     return n;
 }
 
-static unsigned dec_len(uint64_t v)
-{
-    unsigned n = 1;
-    while (v >= 10) {
-        v /= 10;
-        n++;
-    }
-    return n;
-}
-
 static unsigned dec_len_signed(int64_t v)
 {
-    return v < 0 ? 1 + dec_len(-(uint64_t)v) : dec_len((uint64_t)v);
+    return v < 0 ? 1 + util_dec_len(-(uint64_t)v) : util_dec_len((uint64_t)v);
 }
 
 #define LIT_LEN(s) (sizeof(s) - 1)
@@ -590,7 +570,7 @@ static unsigned dec_len_signed(int64_t v)
 size_t message_object_len(const struct chat_message *m)
 {
     /* messageId: the origin's digits, then seq in 12 digits */
-    return OBJ_LITERALS + 2 * (size_t)dec_len(m->origin) + dec_len(m->seq) + 12 +
+    return OBJ_LITERALS + 2 * (size_t)util_dec_len(m->origin) + util_dec_len(m->seq) + 12 +
            message_json_escaped_len(m->text, m->text_len) +
            message_json_escaped_len(m->sender, m->sender_len) + dec_len_signed(m->chat_id) +
            UTIL_ISO8601_LEN;
@@ -638,7 +618,7 @@ static size_t server_header_len(size_t payload_len)
 
 static size_t client_json_len(uint32_t source, const struct chat_message *m)
 {
-    return LIT_LEN(CLIENT_HEAD) + dec_len(source) + LIT_LEN(CLIENT_PAYLOAD) +
+    return LIT_LEN(CLIENT_HEAD) + util_dec_len(source) + LIT_LEN(CLIENT_PAYLOAD) +
            message_object_len(m) + LIT_LEN(CLIENT_END);
 }
 

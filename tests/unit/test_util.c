@@ -20,6 +20,25 @@ static void test_iso8601(void **state)
     assert_string_equal(buf, "2026-11-18T11:06:40.123Z");
 }
 
+static void test_decimal_digits(void **state)
+{
+    (void)state;
+    assert_int_equal(util_dec_len(0), 1);
+    assert_int_equal(util_dec_len(9), 1);
+    assert_int_equal(util_dec_len(10), 2);
+    assert_int_equal(util_dec_len(999999999999ull), 12);
+    assert_int_equal(util_dec_len(1000000000000ull), 13);
+    assert_int_equal(util_dec_len(UINT64_MAX), 20);
+    char out[24];
+    memset(out, 'x', sizeof(out));
+    assert_ptr_equal(util_put_dec_width(out, 42, 5), out + 5);
+    assert_memory_equal(out, "00042x", 6);
+    util_put_dec_width(out, 123456, 3); /* too many digits: the lowest ones */
+    assert_memory_equal(out, "456", 3);
+    util_put_dec_width(out, UINT64_MAX, 20);
+    assert_memory_equal(out, "18446744073709551615", 20);
+}
+
 static void test_parse_long(void **state)
 {
     (void)state;
@@ -112,6 +131,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_iso8601),
+        cmocka_unit_test(test_decimal_digits),
         cmocka_unit_test(test_parse_long),
         cmocka_unit_test(test_parse_hostport),
         cmocka_unit_test(test_msgbuf_refs),
