@@ -34,6 +34,21 @@ static inline void chunks_init(chunks *c, const uint8_t **data, size_t *len)
     *len -= CHUNKS_HEADER;
 }
 
+/* The layout of every chunked target's input: one byte of the target's
+ * own settings, then the chunk header (chunks_init), then the stream.
+ * Returns -1 for an empty input (nothing to run), else 0 with *settings
+ * set and *data, *len the stream. */
+static inline int chunks_start(chunks *c, const uint8_t **data, size_t *len, uint8_t *settings)
+{
+    if (*len < 1)
+        return -1;
+    *settings = (*data)[0];
+    (*data)++;
+    (*len)--;
+    chunks_init(c, data, len);
+    return 0;
+}
+
 /* The next chunk's size, at most left: a byte below 0x80 is 1..128 bytes,
  * one above is (b - 0x7f) * 256 bytes, and 0xff the rest of the input. */
 static inline size_t chunks_next(chunks *c, size_t left)

@@ -111,13 +111,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
         loop = malloc(sizeof(*loop));
         FUZZ_CHECK(loop != NULL && uv_loop_init(loop) == 0);
     }
-    if (len < 1)
-        return 0;
-    uint8_t settings = data[0];
-    data++;
-    len--;
+    uint8_t settings;
     chunks ch;
-    chunks_init(&ch, &data, &len);
+    if (chunks_start(&ch, &data, &len, &settings) != 0)
+        return 0;
     struct http_server_config cfg = {
         .handler = handler,
         .on_upgrade = on_upgrade,

@@ -96,13 +96,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 {
     static const size_t payloads[4] = { 0, 16, 1000, 1 << 20 };
     static const size_t controls[4] = { 8, 64, 4096, 0 };
-    if (len < 1)
-        return 0;
-    uint8_t settings = data[0];
-    data++;
-    len--;
+    uint8_t settings;
     chunks ch;
-    chunks_init(&ch, &data, &len);
+    if (chunks_start(&ch, &data, &len, &settings) != 0)
+        return 0;
     struct run whole = { .stop_at = settings >> 2, .max_payload = payloads[settings & 3],
                          .max_control = controls[settings & 3] ? controls[settings & 3]
                                                                : NATS_MAX_CONTROL };

@@ -162,13 +162,10 @@ static int decode(struct run *run, size_t max_frame, const uint8_t *data, size_t
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 {
     static const size_t limits[4] = { 16, 64, 4096, PEER_PROTO_MAX_FRAME };
-    if (len < 1)
-        return 0;
-    uint8_t settings = data[0];
-    data++;
-    len--;
+    uint8_t settings;
     chunks ch;
-    chunks_init(&ch, &data, &len);
+    if (chunks_start(&ch, &data, &len, &settings) != 0)
+        return 0;
     size_t max_frame = limits[settings & 3];
     struct run whole = { .stop_at = settings >> 2 };
     struct run split = whole;

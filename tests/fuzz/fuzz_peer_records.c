@@ -59,13 +59,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
         memset(hs.acceptor_nonce, 2, PEER_NONCE_LEN);
         keyed = true;
     }
-    if (len < 1)
-        return 0;
-    uint8_t mode = data[0];
-    data++;
-    len--;
+    uint8_t mode;
     chunks ch;
-    chunks_init(&ch, &data, &len);
+    if (chunks_start(&ch, &data, &len, &mode) != 0)
+        return 0;
     record whole = { 0 }, split = { 0 };
     if (mode % 2 == 0) {
         open_stream(data, len, NULL, &whole);

@@ -81,13 +81,10 @@ static int decode(struct run *run, bool masked, const uint8_t *data, size_t len,
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 {
     static const size_t bounds[4] = { 0, 1, 125, 70000 };
-    if (len < 1)
-        return 0;
-    uint8_t settings = data[0];
-    data++;
-    len--;
+    uint8_t settings;
     chunks ch;
-    chunks_init(&ch, &data, &len);
+    if (chunks_start(&ch, &data, &len, &settings) != 0)
+        return 0;
     bool masked = settings & 1;
     struct run whole = { .max = bounds[(settings >> 1) & 3], .stop_at = settings >> 3 };
     struct run split = whole;
