@@ -2,14 +2,36 @@
 # (SC2034, SC2154: the port variables are set here for the callers and read
 # back through eval.)
 # Shell functions shared by the benchmark scripts (compare-nats.sh,
-# latency-curve.sh): free loopback ports, a 3-server NATS cluster on
-# loopback, and the CPU time and peak RSS of processes from /proc. Sourced
+# latency-curve.sh): the programs and packages they need, free loopback
+# ports, a 3-server NATS cluster on loopback, and the CPU time and peak
+# RSS of processes from /proc. Sourced
 # (`. scripts/bench-lib.sh`), not run. The caller sets LIB_WHO (the prefix
 # of messages, e.g. "compare") and, before nats_start, NATS_DIR (where the
 # configuration files and logs go) and the ports (nats_set_ports).
 #
 # Shell functions share variables with their caller: the ones here carry a
-# prefix (n_, l_) so that they cannot clobber the caller's loop counters.
+# prefix (n_, l_, t_) so that they cannot clobber the caller's loop counters.
+# They report failures through the caller's die.
+
+# bench_tools HERE BIN PURPOSE: the programs under BIN are built, and the
+# Debian packages of `HERE/deps.sh PURPOSE` installed (plot: python3-matplotlib;
+# compare: that and nats-server, which must then be on the PATH). Sets
+# BENCH_BIN to BIN as an absolute path.
+bench_tools() {
+    for t_b in discovery node bench; do
+        [ -x "$2/$t_b" ] || die "$2/$t_b not found; run make first (or set DCHAT_BIN_DIR)"
+    done
+    BENCH_BIN=$(cd "$2" && pwd)
+    if [ "$3" = plot ]; then
+        sh "$1/deps.sh" plot ||
+            die "cannot install python3-matplotlib; install it (apt-get install python3-matplotlib) and run again"
+    else
+        sh "$1/deps.sh" compare ||
+            die "cannot install nats-server and python3-matplotlib; install them (apt-get install nats-server python3-matplotlib) and run again"
+        command -v nats-server >/dev/null 2>&1 ||
+            die "nats-server is not on the PATH after installing it; check the package (dpkg -L nats-server)"
+    fi
+}
 
 # free_ports N: N ports on 127.0.0.1 that are free right now.
 free_ports() {

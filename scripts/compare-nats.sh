@@ -31,14 +31,11 @@ die() { echo "compare: $*" >&2; exit 1; }
 case $runs in ''|*[!0-9]*) die "RUNS must be a number from 1 to 100, got '$runs'" ;; esac
 [ "$runs" -ge 1 ] && [ "$runs" -le 100 ] || die "RUNS must be a number from 1 to 100, got '$runs'"
 case $max in ''|*[!0-9]*) die "MAX must be a positive number of messages, got '$max'" ;; esac
-for b in discovery node bench; do
-    [ -x "$bin/$b" ] || die "$bin/$b not found; run make first (or set DCHAT_BIN_DIR)"
-done
-bin=$(cd "$bin" && pwd)
-
-sh "$here/deps.sh" compare ||
-    die "cannot install nats-server and python3-matplotlib; install them (apt-get install nats-server python3-matplotlib) and run again"
-command -v nats-server >/dev/null 2>&1 || die "nats-server is not on the PATH after installing it; check the package (dpkg -L nats-server)"
+# shellcheck source=scripts/bench-lib.sh
+. "$here/bench-lib.sh"
+LIB_WHO=compare
+bench_tools "$here" "$bin" compare
+bin=$BENCH_BIN
 
 mkdir -p "$results" || die "cannot create the results directory $results"
 results=$(cd "$results" && pwd)
@@ -46,10 +43,6 @@ raw="$results/runs.csv"
 natsdir="$results/nats"
 export DCHAT_BIN_DIR="$bin"
 export DCHAT_RUN_DIR="$results/dchat"
-
-# shellcheck source=scripts/bench-lib.sh
-. "$here/bench-lib.sh"
-LIB_WHO=compare
 NATS_DIR=$natsdir
 
 both_sides_setup "$here"

@@ -52,19 +52,15 @@ case $proto in
     both) sides="dchat nats" ;;
     *) die "PROTO must be dchat, nats or both, got '$proto'" ;;
 esac
-for b in discovery node bench; do
-    [ -x "$bin/$b" ] || die "$bin/$b not found; run make first (or set DCHAT_BIN_DIR)"
-done
-bin=$(cd "$bin" && pwd)
-
+# shellcheck source=scripts/bench-lib.sh
+. "$here/bench-lib.sh"
+LIB_WHO=latency
 if [ "$proto" = dchat ]; then
-    sh "$here/deps.sh" plot ||
-        die "cannot install python3-matplotlib; install it (apt-get install python3-matplotlib) and run again"
+    bench_tools "$here" "$bin" plot
 else
-    sh "$here/deps.sh" compare ||
-        die "cannot install nats-server and python3-matplotlib; install them (apt-get install nats-server python3-matplotlib) and run again"
-    command -v nats-server >/dev/null 2>&1 || die "nats-server is not on the PATH after installing it; check the package (dpkg -L nats-server)"
+    bench_tools "$here" "$bin" compare
 fi
+bin=$BENCH_BIN
 
 mkdir -p "$results" || die "cannot create the results directory $results"
 results=$(cd "$results" && pwd)
@@ -72,10 +68,6 @@ curve="$results/curve.csv"
 peaks="$results/peaks.csv"
 export DCHAT_BIN_DIR="$bin"
 export DCHAT_RUN_DIR="$results/dchat"
-
-# shellcheck source=scripts/bench-lib.sh
-. "$here/bench-lib.sh"
-LIB_WHO=latency
 NATS_DIR="$results/nats"
 
 both_sides_setup "$here"
