@@ -142,23 +142,41 @@ void metrics_histogram_observe(struct metrics_histogram *h, double v)
     h->sum += v;
 }
 
-void metrics_histogram_write(struct metrics_out *m, const char *name, const char *help,
-                             const struct metrics_histogram *h)
+/* NAME_bucket{[label="value",]le="bound"}: the extra label first. */
+static void bucket_sample(struct metrics_out *m, const char *name, const char *label,
+                          const char *label_value, const char *le, uint64_t v)
+{
+    printf_(m, "%s_bucket{", name);
+    if (label != NULL) {
+        printf_(m, "%s=\"", label);
+        put_escaped(m, label_value, 1);
+        puts_(m, "\",");
+    }
+    printf_(m, "le=\"%s\"} %" PRIu64 "\n", le, v);
+}
+
+void metrics_histogram_samples(struct metrics_out *m, const char *name, const char *label,
+                               const char *label_value, const struct metrics_histogram *h)
 {
     char sample[128], le[32];
     uint64_t cumulative = 0;
-    metrics_family(m, name, "histogram", help);
-    snprintf(sample, sizeof(sample), "%s_bucket", name);
     for (size_t i = 0; i < h->nbounds; i++) {
         cumulative += h->counts[i];
         snprintf(le, sizeof(le), "%.15g", h->bounds[i]);
-        metrics_u64(m, sample, "le", le, cumulative);
+        bucket_sample(m, name, label, label_value, le, cumulative);
     }
-    metrics_u64(m, sample, "le", "+Inf", h->count);
+    bucket_sample(m, name, label, label_value, "+Inf", h->count);
     snprintf(sample, sizeof(sample), "%s_sum", name);
-    metrics_f64(m, sample, NULL, NULL, h->sum);
+    metrics_f64(m, sample, label, label_value, h->sum);
     snprintf(sample, sizeof(sample), "%s_count", name);
-    metrics_u64(m, sample, NULL, NULL, h->count);
+    metrics_u64(m, sample, label, label_value, h->count);
+}
+
+void metrics_histogram_write(struct metrics_out *m, const char *name, const char *help,
+                             const struct metrics_histogram *h)
+{
+    metrics_family(m, name, "histogram", help);
+    metrics_histogram_samples(m, name, NULL, NULL, h);
 }
 
 /* Resident pages from /proc/self/statm, in bytes; -1 when unreadable. */

@@ -52,6 +52,13 @@ void metrics_histogram_observe(struct metrics_histogram *h, double v);
 void metrics_histogram_write(struct metrics_out *m, const char *name, const char *help,
                              const struct metrics_histogram *h);
 
+/* A labelled histogram: announce the family (metrics_family, type
+ * "histogram"), then one call per label value writes its samples,
+ * NAME_bucket{label="value",le="..."}, NAME_sum{label="value"} and
+ * NAME_count{label="value"}. */
+void metrics_histogram_samples(struct metrics_out *m, const char *name, const char *label,
+                               const char *label_value, const struct metrics_histogram *h);
+
 /* process_cpu_seconds_total, process_resident_memory_bytes,
  * process_open_fds, process_max_fds and process_start_time_seconds
  * (start_wall_ms: the process's start, Unix ms). What cannot be read is

@@ -37,6 +37,8 @@ static outq *dirty_head;
 static uv_check_t *flusher;
 static uv_idle_t *waker;
 static uint64_t (*clock_fn)(void) = util_now_ms;
+static void (*flushed_fn)(void *ud);
+static void *flushed_ud;
 
 void outq_set_clock(uint64_t (*now_ms)(void)) { clock_fn = now_ms ? now_ms : util_now_ms; }
 uint64_t outq_now_ms(void) { return clock_fn(); }
@@ -49,6 +51,7 @@ static void wake_cb(uv_idle_t *h)
 static void flush_all_cb(uv_check_t *h)
 {
     uv_idle_stop(waker);
+    bool any = dirty_head != NULL;
     while (dirty_head != NULL) {
         outq *q = dirty_head;
         dirty_head = q->next_dirty;
@@ -56,6 +59,14 @@ static void flush_all_cb(uv_check_t *h)
         q->dirty = 0;
         outq_flush(q);
     }
+    if (any && flushed_fn != NULL)
+        flushed_fn(flushed_ud);
+}
+
+void outq_set_flushed_hook(void (*fn)(void *ud), void *ud)
+{
+    flushed_fn = fn;
+    flushed_ud = ud;
 }
 
 static void ensure_flusher(uv_loop_t *loop)
@@ -130,12 +141,16 @@ static void lists_leave(outq *q)
 
 static void sweep_cb(uv_timer_t *t);
 
-/* After every change of q->mem. Congestion: enter above high, leave below
- * low. The sweep's list: past soft, when the class has a deadline. */
+/* After every change of q->mem. The class's total follows it, even for a
+ * discarded queue (its writes in flight complete later). Congestion: enter
+ * above high, leave below low. The sweep's list: past soft, when the class
+ * has a deadline. */
 static void lists_update(outq *q)
 {
     struct outq_class *c = q->cls;
     const struct outq_limits *l = &c->lim;
+    c->mem = c->mem - q->cls_mem + q->mem;
+    q->cls_mem = q->mem;
     if (q->dead)
         return;
     if (l->high != 0) {

@@ -52,6 +52,8 @@ struct outq_limits {
  * any queue of it, and closes the timer with the loop's other handles. */
 struct outq_class {
     struct outq_limits lim;
+    size_t mem;             /* accounted bytes of all its queues (GET /metrics) */
+    uint64_t slow_closes;   /* queues their owners closed as slow consumers */
     outq *congested;        /* doubly linked through cong_next/cong_prev */
     size_t ncongested;
     outq *oversoft;         /* doubly linked through soft_next/soft_prev */
@@ -90,6 +92,7 @@ struct outq {
     size_t pending_bytes;      /* payload bytes pending */
     size_t inflight_bytes;     /* payload bytes handed to uv_write, not completed */
     size_t mem;                /* accounted bytes, pending and in flight */
+    size_t cls_mem;            /* the part of mem counted in cls->mem */
     unsigned inflight;         /* writes not yet completed */
     uint64_t progress_ms;      /* last write completion, or when data began waiting */
     uint64_t pushed_total;     /* payload bytes ever pushed */
@@ -193,5 +196,11 @@ uint64_t outq_now_ms(void);
 
 /* Frees the per-loop flush handle (at exit, so leak checkers see nothing). */
 void outq_shutdown(uv_loop_t *loop);
+
+/* fn(ud) runs at the end of each loop turn that flushed queues, once what
+ * was pushed on that turn has been handed to the sockets (written, or
+ * queued in libuv behind earlier writes). One hook per process; fn NULL
+ * removes it. For metrics (the relay's time-in-node histogram). */
+void outq_set_flushed_hook(void (*fn)(void *ud), void *ud);
 
 #endif

@@ -113,6 +113,7 @@ static void close_slow(ws_conn *c, enum outq_verdict why)
     else
         log_info("ws: closing %s: slow consumer, %zu bytes queued and nothing written "
                  "for %llu ms", c->peer, c->q.mem, (unsigned long long)outq_stalled_ms(&c->q));
+    c->q.cls->slow_closes++;
     outq_clear(&c->q);
     ws_conn_close(c, WS_CLOSE_POLICY, "slow consumer: not reading fast enough");
 }

@@ -41,6 +41,14 @@ struct clients {
     bool closing;
     void (*closed_done)(node *n);
     uint64_t errors;          /* error frames sent to clients */
+    uint64_t connects;        /* handshakes accepted */
+    uint64_t closes[CLIENTS_CLOSE_CODES + 1]; /* by code; the last: any other */
+};
+
+const int clients_close_codes[CLIENTS_CLOSE_CODES] = {
+    WS_CLOSE_NORMAL, WS_CLOSE_GOING_AWAY, WS_CLOSE_PROTOCOL, WS_CLOSE_UNSUPPORTED,
+    WS_CLOSE_NO_STATUS, WS_CLOSE_ABNORMAL, WS_CLOSE_INVALID_DATA, WS_CLOSE_POLICY,
+    WS_CLOSE_TOO_BIG, WS_CLOSE_INTERNAL, WS_CLOSE_SERVICE_RESTART, WS_CLOSE_TRY_AGAIN,
 };
 
 struct clients *clients_new(node *n)
@@ -153,6 +161,10 @@ static void on_close(ws_conn *conn, int code, void *ud)
     last->index = c->index;
     log_debug("client %s closed (code %d), %zu left", ws_conn_peer_addr(conn), code,
               cs->count);
+    size_t k = 0;
+    while (k < CLIENTS_CLOSE_CODES && clients_close_codes[k] != code)
+        k++;
+    cs->closes[k]++;
     c->conn = NULL;
     flow_forget(cs->n, &c->flow);
     if (c->syncs_waiting == 0)
@@ -217,6 +229,7 @@ int clients_on_upgrade(http_request *req, uv_tcp_t *tcp, const char *rest,
     }
     c->index = cs->count;
     cs->all[cs->count++] = c;
+    cs->connects++;
     log_debug("client %s connected, %zu clients", req->peer_addr, cs->count);
     return 1;
 }
@@ -236,6 +249,13 @@ uint64_t clients_errors(const struct clients *cs)
 }
 
 size_t clients_count(const struct clients *cs) { return cs->count; }
+
+uint64_t clients_connects(const struct clients *cs) { return cs->connects; }
+
+uint64_t clients_disconnects(const struct clients *cs, size_t k)
+{
+    return k <= CLIENTS_CLOSE_CODES ? cs->closes[k] : 0;
+}
 
 void clients_close_all(struct clients *cs, int code, void (*done)(node *n))
 {

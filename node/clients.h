@@ -28,6 +28,19 @@ size_t clients_count(const struct clients *cs);
 /* Error frames sent to clients since start. */
 uint64_t clients_errors(const struct clients *cs);
 
+/* Clients accepted since start. */
+uint64_t clients_connects(const struct clients *cs);
+
+/* The close codes counted one by one (RFC 6455 7.4.1; 1005: a close frame
+ * without a code, 1006: the connection ended without a close frame);
+ * clients_disconnects(cs, k) is how many clients went with
+ * clients_close_codes[k], and with k == CLIENTS_CLOSE_CODES, with any
+ * other code. The code is the one the node sent, or the client's when the
+ * client closed first. */
+#define CLIENTS_CLOSE_CODES 12
+extern const int clients_close_codes[CLIENTS_CLOSE_CODES];
+uint64_t clients_disconnects(const struct clients *cs, size_t k);
+
 /* Closes every client with code (1001 on shutdown); done(n) runs once the
  * last one is gone. */
 void clients_close_all(struct clients *cs, int code, void (*done)(node *n));

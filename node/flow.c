@@ -43,6 +43,7 @@ struct flow {
     struct outq_class clients, links;
     struct flow_reader *noted, *paused;
     size_t npaused[2];
+    uint64_t pauses[2];         /* readers paused, ever */
     bool held_high, store_high; /* hysteresis states */
     bool queues[2];             /* the congested-queue part, as of queues_ms */
     uint64_t queues_ms;
@@ -118,6 +119,7 @@ static void pause_reader(struct flow *f, struct flow_reader *r)
     list_add(&f->paused, r);
     r->list = LIST_PAUSED;
     f->npaused[r->kind]++;
+    f->pauses[r->kind]++;
     r->set_paused(r, true);
     if (!uv_is_active((uv_handle_t *)&f->tick))
         uv_timer_start(&f->tick, tick_cb, FLOW_TICK_MS, FLOW_TICK_MS);
@@ -204,6 +206,11 @@ void flow_forget(node *n, struct flow_reader *r)
 size_t flow_paused(const node *n, enum flow_kind kind)
 {
     return n->flow ? n->flow->npaused[kind] : 0;
+}
+
+uint64_t flow_pauses(const node *n, enum flow_kind kind)
+{
+    return n->flow ? n->flow->pauses[kind] : 0;
 }
 
 void flow_free(node *n)

@@ -48,6 +48,9 @@ void flow_forget(node *n, struct flow_reader *r);
 /* How many readers are paused now (for /api/status). */
 size_t flow_paused(const node *n, enum flow_kind kind);
 
+/* How many times a reader of kind was paused since the start. */
+uint64_t flow_pauses(const node *n, enum flow_kind kind);
+
 /* Frees the state, at exit: after the loop has closed every handle (its
  * own and every connection's, whose queues point into it). */
 void flow_free(node *n);

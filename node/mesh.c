@@ -311,7 +311,7 @@ static void link_frame_cb(peer *p, const struct peer_frame *f, void *ud)
         return;
     }
     flow_note(n, peer_flow(p));
-    sync_after_msg(l->sync, relay_remote(n, &f->msg) == RELAY_GAP);
+    sync_after_msg(l->sync, relay_remote(n, &f->msg, f->flags & PEER_MSG_REPAIR) == RELAY_GAP);
 }
 
 static void link_written_cb(peer *p, void *ud)

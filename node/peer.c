@@ -103,6 +103,8 @@ void peer_close(peer *p, const char *why)
 static void peer_write_error_cb(outq *q, int status, void *ud)
 {
     peer *p = ud;
+    if (status == UV_ETIMEDOUT)
+        q->cls->slow_closes++;
     peer_close(p, status == UV_ETIMEDOUT ? "peer does not read (nothing written for the "
                                            "write deadline)" : uv_strerror(status));
 }
@@ -127,6 +129,8 @@ static void peer_refuse(peer *p, const char *why)
 void peer_send(peer *p, msgbuf *b)
 {
     int rc = outq_push(&p->q, b);
+    if (rc == UV_ENOBUFS)
+        p->q.cls->slow_closes++;
     if (rc != 0)
         peer_close(p, rc == UV_ENOBUFS ? "peer does not read fast enough (queue bound)"
                                        : uv_strerror(rc));

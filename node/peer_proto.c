@@ -72,10 +72,11 @@ msgbuf *peer_proto_auth(uint32_t node_id, const uint8_t mac[PEER_AUTH_LEN])
     return b;
 }
 
-msgbuf *peer_proto_msg(const struct chat_message *m)
+msgbuf *peer_proto_msg(const struct chat_message *m, uint16_t flags)
 {
     size_t payload = PEER_MSG_FIXED + m->sender_len + m->text_len;
     msgbuf *b = frame_new(PEER_MSG, m->origin, m->seq, payload);
+    put16(b->data + 6, flags);
     char *p = b->data + PEER_PROTO_HEADER;
     put64(p, m->time_ms);
     put64(p + 8, (uint64_t)m->chat_id);

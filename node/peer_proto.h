@@ -37,6 +37,11 @@ enum peer_frame_type {
     PEER_AUTH = 4,
 };
 
+/* MSG header flag: the message is sent by anti-entropy catch-up, not live
+ * (for the receiver's counters only; a receiver that does not know the
+ * flag ignores it). */
+#define PEER_MSG_REPAIR 0x0001u
+
 /* MARKS header flag: since its previous MARKS on this link, the sender
  * refused a MSG frame the receiver sent on it that was not a duplicate (it
  * came after a gap, or the sender's store could not take it). The receiver
@@ -89,8 +94,8 @@ msgbuf *peer_proto_hello(uint32_t node_id, const uint8_t nonce[PEER_NONCE_LEN]);
 /* Our proof of the secret. New reference. */
 msgbuf *peer_proto_auth(uint32_t node_id, const uint8_t mac[PEER_AUTH_LEN]);
 
-/* One chat message. New reference. */
-msgbuf *peer_proto_msg(const struct chat_message *m);
+/* One chat message; flags 0 or PEER_MSG_REPAIR. New reference. */
+msgbuf *peer_proto_msg(const struct chat_message *m, uint16_t flags);
 
 /* An incremental decoder for one link's byte stream. */
 typedef struct peer_decoder {

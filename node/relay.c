@@ -21,6 +21,7 @@
 
 /* A local message waiting for its batch to commit before it goes out. */
 struct held {
+    uint64_t read_ns;        /* when it was read, for the time in the node */
     uint64_t gen;
     uint32_t origin;
     uint64_t seq;
@@ -38,7 +39,18 @@ struct relay {
     uint64_t remote_count;   /* for --test-drop-every */
     struct relay_sinks sinks;
     struct relay_counters counters;
+    /* Messages handed to clients on this loop turn, observed in in_node
+     * once the turn's writes are done (outq's flushed hook). */
+    struct sent_at { uint64_t read_ns; enum relay_source src; } *turn;
+    size_t nturn, capturn;
+    struct metrics_histogram in_node[2];
 };
+
+/* 100 us to 2.5 s: a peer's message takes tens of microseconds, a client's
+ * waits for its commit (milliseconds), a congested node much longer. */
+static const double in_node_bounds[] = { 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                         0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
+                                         1,      2.5 };
 
 uint64_t relay_delivered(node *n, uint32_t origin)
 {
@@ -49,13 +61,41 @@ uint64_t relay_delivered(node *n, uint32_t origin)
     return store_highest(n->store, origin);
 }
 
-static void send_out(node *n, uint32_t origin, uint64_t seq, msgbuf *pf, msgbuf *cf)
+/* cf went to `to` clients on this turn: its time in the node is taken when
+ * the turn's writes are done. */
+static void note_sent(struct relay *r, size_t to, uint64_t read_ns, enum relay_source src)
+{
+    if (to == 0)
+        return;
+    if (r->nturn == r->capturn) {
+        r->capturn = r->capturn ? 2 * r->capturn : 256;
+        r->turn = xrealloc(r->turn, r->capturn * sizeof(*r->turn));
+    }
+    r->turn[r->nturn++] = (struct sent_at){ read_ns, src };
+}
+
+static void turn_flushed(void *ud)
+{
+    struct relay *r = ud;
+    if (r->nturn == 0)
+        return;
+    uint64_t now = util_now_ns();
+    for (size_t i = 0; i < r->nturn; i++)
+        metrics_histogram_observe(&r->in_node[r->turn[i].src],
+                                  (double)(now - r->turn[i].read_ns) / 1e9);
+    r->nturn = 0;
+}
+
+static void send_out(node *n, uint32_t origin, uint64_t seq, msgbuf *pf, msgbuf *cf,
+                     uint64_t read_ns)
 {
     /* Peers first: their copy leaves the node on this loop turn too, and
      * the order of the two queues does not matter to anyone. */
     struct relay *r = n->relay;
     r->counters.peer_msgs_out += r->sinks.to_peers(pf, origin, seq, r->sinks.ud);
-    r->counters.client_frames_out += r->sinks.to_clients(cf, r->sinks.ud);
+    size_t to = r->sinks.to_clients(cf, r->sinks.ud);
+    r->counters.client_frames_out += to;
+    note_sent(r, to, read_ns, RELAY_FROM_CLIENT);
     if (origin == r->seq_origin)
         r->sent = seq;
 }
@@ -69,7 +109,7 @@ void relay_on_commit(uint64_t gen, int ok, void *ud)
                  peers store them, and holding them forever helps no one */
     while (r->nheld > 0 && r->held[r->head].gen <= gen) {
         struct held *h = &r->held[r->head];
-        send_out(n, h->origin, h->seq, h->peer_frame, h->client_frame);
+        send_out(n, h->origin, h->seq, h->peer_frame, h->client_frame, h->read_ns);
         r->held_cost -= outq_cost(h->client_frame);
         msgbuf_unref(h->peer_frame);
         msgbuf_unref(h->client_frame);
@@ -78,8 +118,8 @@ void relay_on_commit(uint64_t gen, int ok, void *ud)
     }
 }
 
-static void hold(struct relay *r, uint64_t gen, uint32_t origin, uint64_t seq, msgbuf *pf,
-                 msgbuf *cf)
+static void hold(struct relay *r, uint64_t read_ns, uint64_t gen, uint32_t origin, uint64_t seq,
+                 msgbuf *pf, msgbuf *cf)
 {
     if (r->nheld == r->capheld) {
         size_t cap = r->capheld ? 2 * r->capheld : 1024;
@@ -91,7 +131,8 @@ static void hold(struct relay *r, uint64_t gen, uint32_t origin, uint64_t seq, m
         r->capheld = cap;
         r->head = 0;
     }
-    r->held[(r->head + r->nheld) % r->capheld] = (struct held){ gen, origin, seq, pf, cf };
+    r->held[(r->head + r->nheld) % r->capheld] =
+        (struct held){ read_ns, gen, origin, seq, pf, cf };
     r->nheld++;
     r->held_cost += outq_cost(cf);
 }
@@ -100,6 +141,10 @@ void relay_init(node *n, const struct relay_sinks *sinks)
 {
     n->relay = xcalloc(1, sizeof(*n->relay));
     n->relay->sinks = *sinks;
+    for (size_t i = 0; i < 2; i++)
+        metrics_histogram_init(&n->relay->in_node[i], in_node_bounds,
+                               sizeof(in_node_bounds) / sizeof(in_node_bounds[0]));
+    outq_set_flushed_hook(turn_flushed, n->relay);
     /* What message_parse_request refuses from clients, and above which a
      * peer's message is withheld from them (relay_remote). */
     message_set_frame_limit(message_frame_limit_of(n->cfg.max_message, n->cfg.max_queue));
@@ -108,6 +153,7 @@ void relay_init(node *n, const struct relay_sinks *sinks)
 int relay_local(node *n, struct chat_message *m)
 {
     struct relay *r = n->relay;
+    uint64_t read_ns = util_now_ns();
     if (n->id == 0 || !store_accepting(n->store))
         return -1;
     if (r->next_seq == 0 || r->seq_origin != n->id) {
@@ -125,23 +171,25 @@ int relay_local(node *n, struct chat_message *m)
     m->time_ms = UTIL_MAX(util_wall_ms(), store_last_time(n->store, n->id));
     r->counters.client_msgs_in++;
 
-    msgbuf *pf = peer_proto_msg(m);
+    msgbuf *pf = peer_proto_msg(m, 0);
     msgbuf *cf = message_client_frame(n->id, m);
     uint64_t gen = store_append(n->store, m);
     if (store_mode(n->store) == STORE_FSYNC_OFF) {
-        send_out(n, m->origin, m->seq, pf, cf);
+        send_out(n, m->origin, m->seq, pf, cf, read_ns);
         msgbuf_unref(pf);
         msgbuf_unref(cf);
     } else {
-        hold(r, gen, m->origin, m->seq, pf, cf); /* relay_on_commit sends them */
+        hold(r, read_ns, gen, m->origin, m->seq, pf, cf); /* relay_on_commit sends them */
     }
     return 0;
 }
 
-enum relay_result relay_remote(node *n, const struct chat_message *m)
+enum relay_result relay_remote(node *n, const struct chat_message *m, bool repair)
 {
     struct relay *r = n->relay;
+    uint64_t read_ns = util_now_ns();
     r->counters.peer_msgs_in++;
+    r->counters.repair_in += repair;
     if (m->origin == n->id) {
         /* Our own message back from a peer's repair: we stored it before it
          * ever left (or, with --fsync off, accepted that risk). */
@@ -168,6 +216,7 @@ enum relay_result relay_remote(node *n, const struct chat_message *m)
         return RELAY_GAP;
     }
     store_append(n->store, m); /* which makes it the origin's highest */
+    r->counters.repaired += repair;
     if (n->cfg.test_drop_every && ++r->remote_count % n->cfg.test_drop_every == 0)
         return RELAY_NEW; /* --test-drop-every: a deliberately lossy node for tests */
 
@@ -182,7 +231,9 @@ enum relay_result relay_remote(node *n, const struct chat_message *m)
                  "frame, over the limit of %zu: stored, shown to clients as withheld",
                  m->origin, m->seq, message_client_frame_len(n->id, m), limit);
     msgbuf *cf = message_client_frame(n->id, &shown);
-    r->counters.client_frames_out += r->sinks.to_clients(cf, r->sinks.ud);
+    size_t to = r->sinks.to_clients(cf, r->sinks.ud);
+    r->counters.client_frames_out += to;
+    note_sent(r, to, read_ns, RELAY_FROM_PEER);
     msgbuf_unref(cf);
     return RELAY_NEW;
 }
@@ -190,6 +241,11 @@ enum relay_result relay_remote(node *n, const struct chat_message *m)
 const struct relay_counters *relay_counters(const node *n)
 {
     return &n->relay->counters;
+}
+
+const struct metrics_histogram *relay_in_node_seconds(const node *n, enum relay_source src)
+{
+    return &n->relay->in_node[src];
 }
 
 size_t relay_held(const node *n)
@@ -208,6 +264,8 @@ void relay_free(node *n)
         msgbuf_unref(h->client_frame);
     }
     free(r->held);
+    free(r->turn);
+    outq_set_flushed_hook(NULL, NULL);
     free(r);
     n->relay = NULL;
 }

@@ -13,9 +13,11 @@
 #ifndef DCHAT_RELAY_H
 #define DCHAT_RELAY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/metrics.h"
 #include "common/msgbuf.h"
 #include "node/message.h"
 #include "node/node.h"
@@ -52,8 +54,9 @@ enum relay_result { RELAY_NEW, RELAY_DUP, RELAY_GAP };
  * and stored when it is the next one of its origin (RELAY_NEW); ignored
  * when already had (RELAY_DUP), or when messages before it are missing or
  * the store cannot take it now (RELAY_GAP: the caller should ask that
- * peer again). */
-enum relay_result relay_remote(node *n, const struct chat_message *m);
+ * peer again). repair: the peer sent it by anti-entropy catch-up
+ * (PEER_MSG_REPAIR), for the counters. */
+enum relay_result relay_remote(node *n, const struct chat_message *m, bool repair);
 
 /* The relay's counters, since start (status.c shows them). */
 struct relay_counters {
@@ -63,9 +66,20 @@ struct relay_counters {
     uint64_t client_frames_out;/* frames queued to local clients */
     uint64_t dropped_dup;      /* peer messages ignored as already seen */
     uint64_t dropped_gap;      /* peer messages ignored for coming after a gap */
+    uint64_t repair_in;        /* peer messages sent by catch-up, received */
+    uint64_t repaired;         /* of those, taken: missing here until then */
 };
 /* Owned by the relay; valid until relay_free. */
 const struct relay_counters *relay_counters(const node *n);
+
+/* Where a message came from, for relay_in_node_seconds. */
+enum relay_source { RELAY_FROM_CLIENT, RELAY_FROM_PEER };
+
+/* Per message delivered to at least one local client: the time from the
+ * read of the message (its frame decoded on the loop) to the end of the
+ * loop turn that handed its frame to the clients' sockets. A client's
+ * message includes the wait for its commit. */
+const struct metrics_histogram *relay_in_node_seconds(const node *n, enum relay_source src);
 
 /* The highest sequence of origin delivered to local clients (for the own
  * origin: sent out), 0 when none. */

@@ -81,8 +81,8 @@ static void status_metrics(const node *n, struct metrics_out *m)
                     "Messages accepted from this node's clients (newMessageFromClient).",
                     c->client_msgs_in);
     metrics_counter(m, "dchat_messages_from_peers_total",
-                    "Messages taken from peer links, live or by catch-up (duplicates and "
-                    "refusals not counted).", c->peer_msgs_in);
+                    "Messages received on peer links, live or by catch-up, duplicates and "
+                    "refusals included (forged ones not).", c->peer_msgs_in);
     metrics_counter(m, "dchat_messages_to_peers_total",
                     "Messages relayed live to peers, one per peer link.", c->peer_msgs_out);
     metrics_counter(m, "dchat_deliveries_total",
@@ -96,11 +96,37 @@ static void status_metrics(const node *n, struct metrics_out *m)
     metrics_counter(m, "dchat_catchup_messages_sent_total",
                     "Messages sent to peers by anti-entropy catch-up.",
                     n->mesh ? mesh_caught_up(n->mesh) : 0);
+    metrics_counter(m, "dchat_catchup_messages_received_total",
+                    "Messages peers sent this node by anti-entropy catch-up.", c->repair_in);
+    metrics_counter(m, "dchat_gaps_repaired_total",
+                    "Messages this node lacked and took from a peer's catch-up.", c->repaired);
+    static const char *const sources[] = { "client", "peer" };
+    metrics_family(m, "dchat_message_in_node_seconds", "histogram",
+                   "Per message delivered to local clients, by where it came from: the time "
+                   "from its read to the end of the loop turn that wrote it to the clients' "
+                   "sockets (a client's message includes its commit).");
+    for (int s = RELAY_FROM_CLIENT; s <= RELAY_FROM_PEER; s++)
+        metrics_histogram_samples(m, "dchat_message_in_node_seconds", "source", sources[s],
+                                  relay_in_node_seconds(n, (enum relay_source)s));
     metrics_counter(m, "dchat_client_errors_total",
                     "Error frames sent to clients for requests that could not be taken.",
                     clients_errors(n->clients));
     metrics_gauge(m, "dchat_clients", "WebSocket clients connected now.",
                   (double)clients_count(n->clients));
+    metrics_counter(m, "dchat_client_connects_total", "WebSocket clients accepted.",
+                    clients_connects(n->clients));
+    metrics_family(m, "dchat_client_disconnects_total", "counter",
+                   "WebSocket clients gone, by close code (the node's, or the client's when "
+                   "it closed first; 1006: no close frame).");
+    for (size_t k = 0; k <= CLIENTS_CLOSE_CODES; k++) {
+        char code[16];
+        if (k < CLIENTS_CLOSE_CODES)
+            snprintf(code, sizeof(code), "%d", clients_close_codes[k]);
+        else
+            snprintf(code, sizeof(code), "other");
+        metrics_u64(m, "dchat_client_disconnects_total", "code", code,
+                    clients_disconnects(n->clients, k));
+    }
 
     /* links by state: the mesh's own list, counted */
     static const char *const states[] = { "up", "connecting", "closing", "down" };
@@ -140,6 +166,25 @@ static void status_metrics(const node *n, struct metrics_out *m)
                 n->flow ? flow_clients_class((node *)n)->ncongested : 0);
     metrics_u64(m, "dchat_congested_connections", "class", "peers",
                 n->flow ? flow_links_class((node *)n)->ncongested : 0);
+    metrics_family(m, "dchat_backpressure_pauses_total", "counter",
+                   "Times a connection's reading was paused by back-pressure, by class.");
+    metrics_u64(m, "dchat_backpressure_pauses_total", "class", "clients",
+                flow_pauses(n, FLOW_CLIENT));
+    metrics_u64(m, "dchat_backpressure_pauses_total", "class", "peers",
+                flow_pauses(n, FLOW_PEER));
+    metrics_family(m, "dchat_slow_consumer_closes_total", "counter",
+                   "Connections closed for not reading their queue fast enough, by class.");
+    metrics_u64(m, "dchat_slow_consumer_closes_total", "class", "clients",
+                n->flow ? flow_clients_class((node *)n)->slow_closes : 0);
+    metrics_u64(m, "dchat_slow_consumer_closes_total", "class", "peers",
+                n->flow ? flow_links_class((node *)n)->slow_closes : 0);
+    metrics_family(m, "dchat_queued_bytes", "gauge",
+                   "Bytes waiting in or being written from the send queues, by class "
+                   "(accounted as the queue bounds count them).");
+    metrics_u64(m, "dchat_queued_bytes", "class", "clients",
+                n->flow ? flow_clients_class((node *)n)->mem : 0);
+    metrics_u64(m, "dchat_queued_bytes", "class", "peers",
+                n->flow ? flow_links_class((node *)n)->mem : 0);
 
     if (n->store != NULL) {
         size_t count;

@@ -239,7 +239,7 @@ static bool sync_pump_some(sync_link *s)
         /* Checked per message: a few big ones could pass the link's bound
          * within one read, and the link would close and start over. */
         for (; i < rows.n && peer_is_up(p) && peer_queued(p) < SYNC_CATCHUP_QUEUE; i++) {
-            msgbuf *b = peer_proto_msg(&rows.msgs[i]);
+            msgbuf *b = peer_proto_msg(&rows.msgs[i], PEER_MSG_REPAIR);
             peer_send(p, b);
             msgbuf_unref(b);
             if (!peer_is_up(p))

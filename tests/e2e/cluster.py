@@ -251,6 +251,57 @@ def free_port():
         return sock.getsockname()[1]
 
 
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+METRICS_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$')
+METRICS_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)')
+
+
+def scrape(url):
+    """The body of GET url/metrics as text, after checking the answer."""
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
+        assert r.status == 200
+        assert r.headers["Content-Type"] == METRICS_CONTENT_TYPE
+        return r.read().decode()
+
+
+def parse_metrics(text):
+    """{(name, labels): value} of a Prometheus text exposition: labels is
+    None without labels, the value of a single label, or the tuple of the
+    values in order (a labelled histogram's bucket: (label value, le)).
+    Every line is a comment or a sample, and every sample's family was
+    announced by # TYPE first (a histogram's _bucket, _sum and _count by
+    their family's)."""
+    samples, typed = {}, set()
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            typed.add(line.split()[2])
+            continue
+        if line.startswith("# HELP "):
+            continue
+        m = METRICS_SAMPLE.match(line)
+        assert m, f"not a sample line: {line!r}"
+        values = []
+        if m.group(3) is not None:
+            rest = m.group(3)
+            while rest:
+                lm = METRICS_LABEL.match(rest)
+                assert lm, f"bad labels in {line!r}"
+                values.append(lm.group(2))
+                rest = rest[lm.end():]
+        family = re.sub(r"_(bucket|sum|count)$", "", m.group(1))
+        assert m.group(1) in typed or family in typed, f"{m.group(1)} has no # TYPE before it"
+        labels = None if not values else values[0] if len(values) == 1 else tuple(values)
+        key = (m.group(1), labels)
+        assert key not in samples, f"{key} twice"
+        samples[key] = float(m.group(4))
+    return samples
+
+
+def metrics(url):
+    """The parsed /metrics of a node or of discovery."""
+    return parse_metrics(scrape(url))
+
+
 def new_message(text, sender="tester", chat=11):
     """A DSatter newMessageFromClient frame."""
     return json.dumps({"type": "newMessageFromClient",

@@ -15,8 +15,8 @@ import struct
 import threading
 import time
 
-from cluster import (Discovery, Node, http_json, masked_frame, raw_ws, start_cluster,
-                     wait_until, ws_request)
+from cluster import (Discovery, Node, http_json, masked_frame, metrics, raw_ws,
+                     start_cluster, wait_until, ws_request)
 
 HANG = 60  # seconds: only a guard against hangs, never a speed claim
 TEXT = re.compile(rb'"text":"(s\d+-\d+)')
@@ -193,6 +193,49 @@ def test_a_reader_that_stops_is_closed_with_1008_after_the_deadline(logdir, proc
     assert r.texts == [f"s0-{i}" for i in range(len(r.texts))]  # whole frames, in order
     assert len(r.texts) < count
     wait_until(lambda: nd.status()["clients"] == 1, HANG, "the stalled client to be gone")
+    m = metrics(nd.url)
+    assert m[("dchat_slow_consumer_closes_total", "clients")] == 1
+    assert m[("dchat_client_disconnects_total", "1008")] == 1
+    assert m[("dchat_slow_consumer_closes_total", "peers")] == 0
+    fast.close()
+
+
+def test_queued_bytes_and_close_codes_are_counted(logdir, procs):
+    """A reader that stops holds megabytes in its queue (the deadline is
+    far away), shown in /metrics by class; a client that vanishes is
+    counted under 1006, one that closes politely under its own code."""
+    d, nd = lone_node(logdir, procs, "--max-queue", "262144", "--write-deadline", "120")
+    stalled = raw_ws(nd.client_port, rcvbuf=4096, timeout=HANG)
+    fast = raw_ws(nd.client_port, timeout=HANG)
+    fast_reader = Reader(fast, "fast")
+    count = 3000
+    fast.sendall(b"".join(chat_frame(f"s0-{i}-" + "z" * 3000) for i in range(count)))
+    fast_reader.wait_for(count)
+    check_all(fast_reader, 1, count)
+    # 9 MB went to the stalled reader, whose kernel buffers take a few
+    wait_until(lambda: metrics(nd.url)[("dchat_queued_bytes", "clients")] > 1e6, HANG,
+               "the stalled reader's queue to show in dchat_queued_bytes")
+    m = metrics(nd.url)
+    assert m[("dchat_congested_connections", "clients")] == 1
+    assert m[("dchat_client_connects_total", None)] == 2
+    # gone without a close frame (the unread data makes the kernel reset it)
+    stalled.close()
+    wait_until(lambda: metrics(nd.url)[("dchat_client_disconnects_total", "1006")] == 1, HANG,
+               "the vanished reader to be counted under 1006")
+    wait_until(lambda: metrics(nd.url)[("dchat_queued_bytes", "clients")] == 0, HANG,
+               "its queue to be freed")
+    # a polite close with a code of the client's choosing
+    fast.sendall(masked_frame(8, struct.pack("!H", 1001) + b"bye"))
+    fast_reader.join()
+    assert fast_reader.close_code == 1001
+    wait_until(lambda: metrics(nd.url)[("dchat_client_disconnects_total", "1001")] == 1, HANG,
+               "the polite close to be counted under 1001")
+    m = metrics(nd.url)
+    gone = {lab: v for (name, lab), v in m.items()
+            if name == "dchat_client_disconnects_total" and v}
+    assert gone == {"1006": 1, "1001": 1}, gone
+    assert m[("dchat_slow_consumer_closes_total", "clients")] == 0
+    assert m[("dchat_clients", None)] == 0
     fast.close()
 
 

@@ -13,8 +13,8 @@ import urllib.request
 
 import websockets
 
-from cluster import (BIN_DIR, REPO, Discovery, Node, free_port, http_json, new_message, start_cluster,
-                     wait_mesh, wait_until)
+from cluster import (BIN_DIR, REPO, Discovery, Node, free_port, http_json, metrics, new_message,
+                     start_cluster, wait_mesh, wait_until)
 
 HANG = 30  # seconds: only a guard against hangs
 FAST_SYNC = ("--sync-interval", "0.3")
@@ -247,6 +247,13 @@ def test_a_cut_link_is_repaired_and_histories_converge(logdir, procs):
         assert sorted(m["text"] for m in got) == sorted(ta + tb)
         assert_origin_order(got)
     assert "cut by a test hook" in a.log()
+    # what the cut kept from b came by catch-up, and /metrics says so
+    m = {nd.name: metrics(nd.url) for nd in nodes}
+    repaired = sum(m[nd.name][("dchat_gaps_repaired_total", None)] for nd in nodes)
+    received = sum(m[nd.name][("dchat_catchup_messages_received_total", None)] for nd in nodes)
+    sent = sum(m[nd.name][("dchat_catchup_messages_sent_total", None)] for nd in nodes)
+    assert m[b.name][("dchat_gaps_repaired_total", None)] > 0
+    assert 0 < repaired <= received <= sent, (repaired, received, sent)
 
 
 def test_sigkill_mid_burst_loses_nothing_and_reuses_no_number(logdir, procs):

@@ -5,7 +5,6 @@ installed), values that agree with /api/status and with what the test did
 methods. Never how fast."""
 
 import os
-import re
 import shutil
 import subprocess
 import urllib.error
@@ -13,40 +12,7 @@ import urllib.request
 
 import pytest
 
-from cluster import BIN_DIR, start_cluster, wait_until
-
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-z_]+)="([^"]*)"\})? (\S+)$')
-
-
-def scrape(url):
-    """The body of GET url/metrics as text, after checking the answer."""
-    with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
-        assert r.status == 200
-        assert r.headers["Content-Type"] == CONTENT_TYPE
-        return r.read().decode()
-
-
-def parse(text):
-    """{(name, label value or None): value}; every line is a comment or a
-    sample, and every sample's family was announced by # TYPE first (a
-    histogram's _bucket, _sum and _count by their family's)."""
-    samples, typed = {}, set()
-    for line in text.splitlines():
-        if line.startswith("# TYPE "):
-            typed.add(line.split()[2])
-            continue
-        if line.startswith("# HELP "):
-            continue
-        m = SAMPLE.match(line)
-        assert m, f"not a sample line: {line!r}"
-        family = re.sub(r"_(bucket|sum|count)$", "", m.group(1))
-        assert m.group(1) in typed or family in typed, f"{m.group(1)} has no # TYPE before it"
-        key = (m.group(1), m.group(4))
-        assert key not in samples, f"{key} twice"
-        samples[key] = float(m.group(5))
-    return samples
-
+from cluster import BIN_DIR, parse_metrics as parse, scrape, start_cluster, wait_until
 
 def promtool_check(text):
     p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
@@ -107,6 +73,26 @@ def test_node_metrics_agree_with_status_and_traffic(logdir, procs):
                    f"{n.name}'s history to hold all {total} messages")
         wait_until(lambda: parse(scrape(n.url))[("dchat_clients", None)] == 0, 10,
                    f"{n.name} to see the bench's sockets closed")
+        m = parse(scrape(n.url))
+        # every socket the bench opened here was accepted and is gone, with
+        # a close code counted once
+        gone = sum(v for (name, _), v in m.items() if name == "dchat_client_disconnects_total")
+        assert m[("dchat_client_connects_total", None)] == gone > 0
+        # the bench has a reader on every node: each message reached a local
+        # client once, and was timed once, by where it came from
+        own = m[("dchat_messages_from_clients_total", None)]
+        h = "dchat_message_in_node_seconds"
+        assert m[(h + "_count", "client")] == own
+        assert m[(h + "_count", "peer")] == total - own
+        for src in ("client", "peer"):
+            buckets = sorted((float(lab[1]), v) for (name, lab), v in m.items()
+                             if name == h + "_bucket" and lab[0] == src)
+            assert len(buckets) > 10 and buckets[-1] == (float("inf"), m[(h + "_count", src)])
+            assert [v for _, v in buckets] == sorted(v for _, v in buckets)
+            assert m[(h + "_sum", src)] > 0 or m[(h + "_count", src)] == 0
+        # nothing was repaired: no link went down
+        assert m[("dchat_gaps_repaired_total", None)] == 0
+        assert m[("dchat_queued_bytes", "clients")] == 0
 
 
 def test_discovery_metrics_count_what_happened(logdir, procs):

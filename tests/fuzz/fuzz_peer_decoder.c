@@ -83,7 +83,8 @@ static void check_round_trip(const struct peer_frame *f)
         decode_one(peer_proto_auth(f->origin, f->mac), &got);
         break;
     case PEER_MSG:
-        decode_one(peer_proto_msg(&f->msg), &got);
+        g.flags = f->flags; /* the writer sends them as given */
+        decode_one(peer_proto_msg(&f->msg, f->flags), &got);
         break;
     case PEER_MARKS: {
         peer_marks_writer w;

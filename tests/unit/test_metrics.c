@@ -1,7 +1,8 @@
 /* Unit tests for common/metrics.c: the Prometheus text format as written
  * (HELP and TYPE lines, samples with and without a label, escaping of
  * help texts and label values, integer and floating values), histograms
- * (cumulative buckets, inclusive bounds, +Inf, sum and count) and the
+ * (cumulative buckets, inclusive bounds, +Inf, sum and count; with an
+ * extra label before le) and the
  * process metrics of this very process. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -65,6 +66,36 @@ static void test_histogram(void **state)
     free(m.buf);
 }
 
+static void test_labelled_histogram(void **state)
+{
+    (void)state;
+    static const double bounds[] = { 0.01 };
+    struct metrics_histogram a, b;
+    metrics_histogram_init(&a, bounds, 1);
+    metrics_histogram_init(&b, bounds, 1);
+    metrics_histogram_observe(&a, 0.005);
+    metrics_histogram_observe(&b, 0.5);
+    metrics_histogram_observe(&b, 0.25);
+    struct metrics_out m;
+    metrics_init(&m);
+    metrics_family(&m, "dchat_t_seconds", "histogram", "Times.");
+    metrics_histogram_samples(&m, "dchat_t_seconds", "source", "cl\"ient", &a);
+    metrics_histogram_samples(&m, "dchat_t_seconds", "source", "peer", &b);
+    const char *want =
+        "# HELP dchat_t_seconds Times.\n"
+        "# TYPE dchat_t_seconds histogram\n"
+        "dchat_t_seconds_bucket{source=\"cl\\\"ient\",le=\"0.01\"} 1\n"
+        "dchat_t_seconds_bucket{source=\"cl\\\"ient\",le=\"+Inf\"} 1\n"
+        "dchat_t_seconds_sum{source=\"cl\\\"ient\"} 0.005\n"
+        "dchat_t_seconds_count{source=\"cl\\\"ient\"} 1\n"
+        "dchat_t_seconds_bucket{source=\"peer\",le=\"0.01\"} 0\n"
+        "dchat_t_seconds_bucket{source=\"peer\",le=\"+Inf\"} 2\n"
+        "dchat_t_seconds_sum{source=\"peer\"} 0.75\n"
+        "dchat_t_seconds_count{source=\"peer\"} 2\n";
+    assert_string_equal(m.buf, want);
+    free(m.buf);
+}
+
 static void test_grows_past_its_first_buffer(void **state)
 {
     (void)state;
@@ -101,6 +132,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_families_and_samples),
         cmocka_unit_test(test_histogram),
+        cmocka_unit_test(test_labelled_histogram),
         cmocka_unit_test(test_grows_past_its_first_buffer),
         cmocka_unit_test(test_process_metrics_of_this_process),
     };

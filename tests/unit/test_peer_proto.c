@@ -274,7 +274,7 @@ static void test_msg_bytes(void **state)
     struct chat_message m = make_msg(7, 0x0102030405ull, "bob", "hi!", 3);
     m.time_ms = 0x1122334455667788ull;
     m.chat_id = -2;
-    msgbuf *b = peer_proto_msg(&m);
+    msgbuf *b = peer_proto_msg(&m, 0);
     size_t payload = 22 + 3 + 3;
     assert_int_equal(b->len, PEER_PROTO_HEADER + payload);
     assert_int_equal(get32(b->data), 16 + payload);
@@ -291,6 +291,15 @@ static void test_msg_bytes(void **state)
     assert_int_equal((uint8_t)p[17], 3);
     assert_int_equal(get32(p + 18), 3);
     assert_memory_equal(p + 22, "bobhi!", 6);
+
+    /* a repair's flag sits in the header and nowhere else */
+    msgbuf *r = peer_proto_msg(&m, PEER_MSG_REPAIR);
+    assert_int_equal(r->len, b->len);
+    assert_int_equal((uint8_t)r->data[6], 0);
+    assert_int_equal((uint8_t)r->data[7], PEER_MSG_REPAIR);
+    assert_memory_equal(r->data, b->data, 6);
+    assert_memory_equal(r->data + 8, b->data + 8, r->len - 8);
+    msgbuf_unref(r);
     msgbuf_unref(b);
 }
 
@@ -306,9 +315,9 @@ static void test_round_trip(void **state)
     m2.chat_id = INT64_MIN;
     m2.time_ms = UINT64_MAX;
     struct chat_message m3 = make_msg(3, 9, "z", "with\0nul", 8);
-    bytes_add_buf(&s, peer_proto_msg(&m1));
-    bytes_add_buf(&s, peer_proto_msg(&m2));
-    bytes_add_buf(&s, peer_proto_msg(&m3));
+    bytes_add_buf(&s, peer_proto_msg(&m1, 0));
+    bytes_add_buf(&s, peer_proto_msg(&m2, 0));
+    bytes_add_buf(&s, peer_proto_msg(&m3, 0));
 
     collector c = { 0 };
     char err[128] = "";
@@ -364,7 +373,7 @@ static void test_chunkings(void **state)
         if (i == 40)
             tl = 200000;
         struct chat_message m = make_msg(5, i, i == 30 ? sender : "node-5 user", big, tl);
-        bytes_add_buf(&s, peer_proto_msg(&m));
+        bytes_add_buf(&s, peer_proto_msg(&m, 0));
     }
     collector ref = { 0 };
     char err[128] = "";
@@ -394,7 +403,7 @@ static void test_chunkings(void **state)
     bytes small = { 0 };
     bytes_add_buf(&small, peer_proto_hello(9, NONCE));
     struct chat_message m = make_msg(9, 1, "x", "yz", 2);
-    bytes_add_buf(&small, peer_proto_msg(&m));
+    bytes_add_buf(&small, peer_proto_msg(&m, 0));
     bytes_add_buf(&small, peer_proto_hello(10, NONCE));
     for (size_t cut = 0; cut <= small.len; cut++) {
         peer_decoder d;
@@ -424,7 +433,7 @@ static void test_truncated_input(void **state)
     /* Every proper prefix of a frame is "need more", with no callback and
      * no read past the prefix (heap copies of exact size). */
     struct chat_message m = make_msg(1, 1, "abc", "defgh", 5);
-    msgbuf *b = peer_proto_msg(&m);
+    msgbuf *b = peer_proto_msg(&m, 0);
     for (size_t n = 0; n < b->len; n++) {
         bytes pre = { 0 };
         bytes_add(&pre, b->data, n);
@@ -566,7 +575,7 @@ static void test_bad_frames(void **state)
     /* ... and exactly the bound is fine */
     s.len = 0;
     struct chat_message m = make_msg(1, 1, "ab", "0123456789", 10);
-    msgbuf *b = peer_proto_msg(&m);
+    msgbuf *b = peer_proto_msg(&m, 0);
     bytes_add_buf(&s, b);
     size_t bound = s.len - 4;
     assert_int_equal(result_of(&s, bound, err, sizeof(err)), 0);
