@@ -589,6 +589,25 @@ int mesh_test_cut(struct mesh *m, uint32_t peer_id, unsigned ms)
     return 0;
 }
 
+static enum mesh_link_state member_state(const struct member *mb)
+{
+    const peer *p = mb->link != NULL ? mb->link->p : NULL;
+    return p == NULL                       ? MESH_LINK_DOWN
+           : peer_state(p) == PEER_UP      ? MESH_LINK_UP
+           : peer_state(p) == PEER_CLOSING ? MESH_LINK_CLOSING
+                                           : MESH_LINK_CONNECTING;
+}
+
+const char *const mesh_link_state_names[MESH_LINK_STATES] = { "up", "connecting", "closing",
+                                                              "down" };
+
+void mesh_link_states(const struct mesh *m, unsigned count[MESH_LINK_STATES])
+{
+    memset(count, 0, MESH_LINK_STATES * sizeof(*count));
+    for (size_t i = 0; i < m->nmembers; i++)
+        count[member_state(m->members[i])]++;
+}
+
 json_t *mesh_status(const struct mesh *m)
 {
     json_t *arr = json_array();
@@ -596,9 +615,7 @@ json_t *mesh_status(const struct mesh *m)
     for (size_t i = 0; i < m->nmembers; i++) {
         const struct member *mb = m->members[i];
         const peer *p = mb->link != NULL ? mb->link->p : NULL;
-        const char *state = p == NULL ? "down"
-                            : peer_state(p) == PEER_UP ? "up"
-                            : peer_state(p) == PEER_CLOSING ? "closing" : "connecting";
+        const char *state = mesh_link_state_names[member_state(mb)];
         json_t *e = json_pack("{s:I, s:s, s:i, s:i, s:s, s:b}",
                               "id", (json_int_t)mb->info.id,
                               "address", mb->info.address,

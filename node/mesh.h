@@ -57,6 +57,13 @@ uint64_t mesh_caught_up(const struct mesh *m);
  * New reference. */
 json_t *mesh_status(const struct mesh *m);
 
+/* The links to the other active nodes by state (down: no link at all),
+ * for GET /metrics; mesh_link_state_names gives each its label. */
+enum mesh_link_state { MESH_LINK_UP, MESH_LINK_CONNECTING, MESH_LINK_CLOSING, MESH_LINK_DOWN,
+                       MESH_LINK_STATES };
+extern const char *const mesh_link_state_names[MESH_LINK_STATES];
+void mesh_link_states(const struct mesh *m, unsigned count[MESH_LINK_STATES]);
+
 /* Tests only (--test-hooks): closes the link to peer_id and refuses a new
  * one, either way, for ms. Returns 0, or -1 when the peer is unknown. */
 int mesh_test_cut(struct mesh *m, uint32_t peer_id, unsigned ms);

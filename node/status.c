@@ -128,23 +128,13 @@ static void status_metrics(const node *n, struct metrics_out *m)
                     clients_disconnects(n->clients, k));
     }
 
-    /* links by state: the mesh's own list, counted */
-    static const char *const states[] = { "up", "connecting", "closing", "down" };
-    unsigned by_state[4] = { 0 };
-    json_t *links = n->mesh ? mesh_status(n->mesh) : NULL;
-    size_t i;
-    json_t *e;
-    json_array_foreach(links, i, e) {
-        const char *st = json_string_value(json_object_get(e, "state"));
-        for (size_t k = 0; st != NULL && k < 4; k++)
-            if (strcmp(st, states[k]) == 0)
-                by_state[k]++;
-    }
-    json_decref(links);
+    unsigned by_state[MESH_LINK_STATES] = { 0 };
+    if (n->mesh != NULL)
+        mesh_link_states(n->mesh, by_state);
     metrics_family(m, "dchat_peer_links", "gauge",
                    "Links to the other active nodes, by state (down: no link at all).");
-    for (size_t k = 0; k < 4; k++)
-        metrics_u64(m, "dchat_peer_links", "state", states[k], by_state[k]);
+    for (size_t k = 0; k < MESH_LINK_STATES; k++)
+        metrics_u64(m, "dchat_peer_links", "state", mesh_link_state_names[k], by_state[k]);
     metrics_counter(m, "dchat_peer_links_refused_total",
                     "Peer links refused (a hello for a node already linked, and the like).",
                     n->mesh ? mesh_links_refused(n->mesh) : 0);
