@@ -11,6 +11,7 @@ depends on how fast anything ran."""
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -21,10 +22,14 @@ import urllib.request
 import pytest
 import websockets
 
+import dashboard
 from cluster import free_port, new_message, start_cluster, wait_until
 
 PROMETHEUS = "/usr/bin/prometheus"
 HANG = 60  # seconds: only a guard against hangs
+# The job names of monitoring/prometheus/prometheus.yml, which the
+# dashboard selects on (test_dashboard.py checks that they agree).
+JOB_DISCOVERY, JOB_NODE = "dchat-discovery", "dchat-node"
 
 pytestmark = pytest.mark.skipif(
     not os.access(PROMETHEUS, os.X_OK),
@@ -130,8 +135,8 @@ class Prometheus:
 
 def start_prometheus(logdir, procs, d, nodes):
     prom = Prometheus(logdir, {
-        "discovery": [f"127.0.0.1:{d.port}"],
-        "node": [f"127.0.0.1:{n.client_port}" for n in nodes]})
+        JOB_DISCOVERY: [f"127.0.0.1:{d.port}"],
+        JOB_NODE: [f"127.0.0.1:{n.client_port}" for n in nodes]})
     procs.append(prom)
     # Prometheus listens where it was told, and there only.
     flags = prom.api("status/flags")
@@ -176,9 +181,9 @@ def test_prometheus_holds_exactly_the_traffic_sent(logdir, procs):
     prom = start_prometheus(logdir, procs, d, nodes)
     # The first scrape of every node, before any traffic: the counters are
     # 0, which is what lets increase() below start from the true zero.
-    assert prom.query('sum(dchat_deliveries_total{job="node"})') == [({}, 0.0)]
-    assert prom.scalar('sum(up{job="node"})') == 3
-    assert prom.scalar('up{job="discovery"}') == 1
+    assert prom.query('sum(dchat_deliveries_total{job="dchat-node"})') == [({}, 0.0)]
+    assert prom.scalar('sum(up{job="dchat-node"})') == 3
+    assert prom.scalar('up{job="dchat-discovery"}') == 1
 
     per_node, per_client = 2, 150
     clients = per_node * len(nodes)
@@ -190,19 +195,19 @@ def test_prometheus_holds_exactly_the_traffic_sent(logdir, procs):
     for n in nodes:
         wait_until(lambda: n.status()["clients"] == 0, HANG, f"{n.name} to see its clients go")
     traffic_end = time.time()
-    wait_until(lambda: prom.scraped_after('dchat_deliveries_total{job="node"}', traffic_end) and
+    wait_until(lambda: prom.scraped_after('dchat_deliveries_total{job="dchat-node"}', traffic_end) and
                prom.scraped_after('dchat_discovery_active_nodes', traffic_end), HANG,
                "a scrape of every target newer than the end of the traffic")
 
     # What the cluster counted, as Prometheus holds it: every message once
     # from a client, once from a peer on each other node, and delivered to
     # every client of the cluster.
-    assert prom.scalar('sum(dchat_messages_from_clients_total{job="node"})') == sent
-    assert prom.scalar('sum(dchat_messages_from_peers_total{job="node"})') == \
+    assert prom.scalar('sum(dchat_messages_from_clients_total{job="dchat-node"})') == sent
+    assert prom.scalar('sum(dchat_messages_from_peers_total{job="dchat-node"})') == \
         sent * (len(nodes) - 1)
-    assert prom.scalar('sum(dchat_deliveries_total{job="node"})') == sent * clients
-    assert prom.scalar('sum(dchat_clients{job="node"})') == 0
-    assert prom.scalar('sum(dchat_peer_links{job="node", state="up"})') == \
+    assert prom.scalar('sum(dchat_deliveries_total{job="dchat-node"})') == sent * clients
+    assert prom.scalar('sum(dchat_clients{job="dchat-node"})') == 0
+    assert prom.scalar('sum(dchat_peer_links{job="dchat-node", state="up"})') == \
         len(nodes) * (len(nodes) - 1)
     assert prom.scalar('dchat_discovery_active_nodes') == len(nodes)
     for n in nodes:
@@ -232,3 +237,46 @@ def test_prometheus_holds_exactly_the_traffic_sent(logdir, procs):
         total_rate += rate
     assert total_rate * 3600 == pytest.approx(sent * clients, rel=1e-9)
 
+
+def test_every_dashboard_expression_runs_in_prometheus(logdir, procs):
+    d, nodes = start_cluster(logdir, procs, 3)
+    prom = start_prometheus(logdir, procs, d, nodes)
+    # Some traffic and closed sockets, so that histograms and the counters
+    # with labels (close codes) have series; then two scrapes of every
+    # target after it, so that every rate() over the whole run has two
+    # samples whatever the timing.
+    asyncio.run(asyncio.wait_for(chat(nodes, 1, 5), HANG))
+    for n in nodes:
+        wait_until(lambda: n.status()["clients"] == 0, HANG, f"{n.name} to see its clients go")
+    traffic_end = time.time()
+    wait_until(lambda: prom.scraped_after("up", traffic_end), HANG,
+               "a scrape of every target newer than the end of the traffic")
+    wait_until(lambda: all(v >= 2 for _, v in prom.query("count_over_time(up[1h])")), HANG,
+               "two scrapes of every target")
+    # what the live targets export with samples now, as Prometheus has them
+    with_samples = {labels["__name__"] for labels, _ in
+                    prom.query('{job=~"dchat-.*"}')}
+    dash = dashboard.load()
+    exprs = dashboard.expressions(dash)
+    assert len(exprs) >= 20
+    empty = []
+    for where, expr in exprs:
+        if expr.startswith("label_values("):
+            # a Grafana function, not PromQL: the values it would offer
+            selector, label = re.fullmatch(r"label_values\((.*),\s*(\w+)\s*\)", expr).groups()
+            values = prom.api(f"label/{label}/values", **{"match[]": selector})
+            if label == "instance":
+                assert sorted(values) == sorted(f"127.0.0.1:{n.client_port}" for n in nodes)
+            continue
+        q = dashboard.substitute(expr, {"__rate_interval": "1h"})
+        # a parse error, an unknown function or a type error fails here
+        result = prom.query(q)
+        if not result:
+            empty.append((where, expr))
+    # A query may come back empty only when a metric it reads has no
+    # series yet (a labelled counter nothing has counted); a typo in a
+    # label value or a job name would leave a panel empty for ever.
+    for where, expr in empty:
+        assert dashboard.metric_names(expr) - with_samples, \
+            f"{where} is empty although every metric it reads has samples: {expr}"
+    assert len(empty) < len(exprs) // 2, empty
