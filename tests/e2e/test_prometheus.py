@@ -13,6 +13,8 @@ import json
 import os
 import re
 import signal
+import socket
+import struct
 import subprocess
 import time
 import urllib.error
@@ -113,6 +115,33 @@ class Prometheus:
         stamps = self.query(f"timestamp({metric})")
         return stamps and all(v > t for _, v in stamps)
 
+    def listening(self):
+        """[(address, port)] of the TCP sockets the process listens on, from
+        /proc: its descriptors' socket inodes, looked up in the tables."""
+        inodes = set()
+        fd_dir = f"/proc/{self.p.pid}/fd"
+        for fd in os.listdir(fd_dir):
+            try:
+                link = os.readlink(os.path.join(fd_dir, fd))
+            except OSError:
+                continue  # closed meanwhile
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+        found = []
+        for table, ipv6 in (("tcp", False), ("tcp6", True)):
+            with open(f"/proc/{self.p.pid}/net/{table}") as f:
+                for line in f.readlines()[1:]:
+                    fields = line.split()
+                    if fields[3] != "0A" or fields[9] not in inodes:   # 0A: LISTEN
+                        continue
+                    addr, port = fields[1].split(":")
+                    # the kernel prints the address as 32-bit words in host order
+                    words = [int(addr[i:i + 8], 16) for i in range(0, len(addr), 8)]
+                    raw = struct.pack(f"={len(words)}I", *words)
+                    found.append((socket.inet_ntop(socket.AF_INET6 if ipv6 else socket.AF_INET,
+                                                   raw), int(port, 16)))
+        return sorted(found)
+
     def alive(self):
         return self.p.poll() is None
 
@@ -141,6 +170,7 @@ def start_prometheus(logdir, procs, d, nodes):
     # Prometheus listens where it was told, and there only.
     flags = prom.api("status/flags")
     assert flags["web.listen-address"] == f"127.0.0.1:{prom.port}"
+    assert prom.listening() == [("127.0.0.1", prom.port)]
     wait_until(lambda: prom.targets_up(1 + len(nodes)), HANG,
                "Prometheus to scrape discovery and every node")
     return prom
