@@ -232,13 +232,25 @@ def test_prometheus_holds_exactly_the_traffic_sent(logdir, procs):
                "a scrape of every target newer than the end of the traffic")
 
     # What the cluster counted, as Prometheus holds it: every message once
-    # from a client, once from a peer on each other node, and delivered to
-    # every client of the cluster.
+    # from a client, taken once from a peer on each other node (what a link
+    # brought twice, or too early, is counted as received and dropped), and
+    # delivered to every client of the cluster.
     assert prom.scalar('sum(dchat_messages_from_clients_total{job="dchat-node"})') == sent
-    assert prom.scalar('sum(dchat_messages_from_peers_total{job="dchat-node"})') == \
+    assert prom.scalar('sum(dchat_messages_from_peers_total{job="dchat-node"})'
+                       ' - sum(dchat_duplicates_dropped_total{job="dchat-node"})'
+                       ' - sum(dchat_gaps_dropped_total{job="dchat-node"})') == \
         sent * (len(nodes) - 1)
     assert prom.scalar('sum(dchat_deliveries_total{job="dchat-node"})') == sent * clients
+    # each delivered message timed once on every node, by where it came from
+    timed = prom.query('sum by (source) (dchat_message_in_node_seconds_count{job="dchat-node"})')
+    assert {labels["source"]: v for labels, v in timed} == \
+        {"client": sent, "peer": sent * (len(nodes) - 1)}
+    # every client came and went, closing normally
     assert prom.scalar('sum(dchat_clients{job="dchat-node"})') == 0
+    assert prom.scalar('sum(dchat_client_connects_total{job="dchat-node"})') == clients
+    assert prom.scalar('sum(dchat_client_disconnects_total{job="dchat-node"})') == clients
+    assert prom.scalar('sum(dchat_client_disconnects_total{job="dchat-node", code="1000"})') == \
+        clients
     assert prom.scalar('sum(dchat_peer_links{job="dchat-node", state="up"})') == \
         len(nodes) * (len(nodes) - 1)
     assert prom.scalar('dchat_discovery_active_nodes') == len(nodes)
