@@ -20,8 +20,10 @@ RUN_PKGS="$BUILD_PKGS curl"
 COMPARE_PKGS="$RUN_PKGS nats-server python3 python3-matplotlib procps"
 # python3-matplotlib: the plot of scripts/latency-curve.sh.
 PLOT_PKGS="$RUN_PKGS python3 python3-matplotlib procps"
+# docker-compose: only its config check of compose.yaml (installed without
+# its recommended Docker engine, which nothing here starts).
 TEST_PKGS="$RUN_PKGS sqlite3 libcmocka-dev python3 python3-pytest python3-websockets \
-python3-requests python3-yaml procps openssl nats-server python3-matplotlib"
+python3-requests python3-yaml procps openssl nats-server python3-matplotlib docker-compose"
 # libclang-rt-dev holds libFuzzer and the sanitizer runtimes for clang.
 FUZZ_PKGS="$BUILD_PKGS clang libclang-rt-dev"
 
