@@ -74,6 +74,15 @@ static uint64_t history_file_bytes(const node *n)
     return total;
 }
 
+/* A family with one sample per connection class: clients, peers. */
+static void per_class(struct metrics_out *m, const char *name, const char *type,
+                      const char *help, uint64_t clients, uint64_t peers)
+{
+    metrics_family(m, name, type, help);
+    metrics_u64(m, name, "class", "clients", clients);
+    metrics_u64(m, name, "class", "peers", peers);
+}
+
 static void status_metrics(const node *n, struct metrics_out *m)
 {
     const struct relay_counters *c = relay_counters(n);
@@ -145,36 +154,26 @@ static void status_metrics(const node *n, struct metrics_out *m)
                     "Messages a peer sent for an origin it may not speak for, dropped.",
                     n->mesh ? mesh_forged_dropped(n->mesh) : 0);
 
-    metrics_family(m, "dchat_paused_connections", "gauge",
-                   "Connections whose reading is paused by back-pressure now, by class.");
-    metrics_u64(m, "dchat_paused_connections", "class", "clients",
-                flow_paused(n, FLOW_CLIENT));
-    metrics_u64(m, "dchat_paused_connections", "class", "peers", flow_paused(n, FLOW_PEER));
-    metrics_family(m, "dchat_congested_connections", "gauge",
-                   "Connections whose send queue is above its high mark now, by class.");
-    metrics_u64(m, "dchat_congested_connections", "class", "clients",
-                n->flow ? flow_clients_class((node *)n)->ncongested : 0);
-    metrics_u64(m, "dchat_congested_connections", "class", "peers",
-                n->flow ? flow_links_class((node *)n)->ncongested : 0);
-    metrics_family(m, "dchat_backpressure_pauses_total", "counter",
-                   "Times a connection's reading was paused by back-pressure, by class.");
-    metrics_u64(m, "dchat_backpressure_pauses_total", "class", "clients",
-                flow_pauses(n, FLOW_CLIENT));
-    metrics_u64(m, "dchat_backpressure_pauses_total", "class", "peers",
-                flow_pauses(n, FLOW_PEER));
-    metrics_family(m, "dchat_slow_consumer_closes_total", "counter",
-                   "Connections closed for not reading their queue fast enough, by class.");
-    metrics_u64(m, "dchat_slow_consumer_closes_total", "class", "clients",
-                n->flow ? flow_clients_class((node *)n)->slow_closes : 0);
-    metrics_u64(m, "dchat_slow_consumer_closes_total", "class", "peers",
-                n->flow ? flow_links_class((node *)n)->slow_closes : 0);
-    metrics_family(m, "dchat_queued_bytes", "gauge",
-                   "Bytes waiting in or being written from the send queues, by class "
-                   "(accounted as the queue bounds count them).");
-    metrics_u64(m, "dchat_queued_bytes", "class", "clients",
-                n->flow ? flow_clients_class((node *)n)->mem : 0);
-    metrics_u64(m, "dchat_queued_bytes", "class", "peers",
-                n->flow ? flow_links_class((node *)n)->mem : 0);
+    /* The queue classes' figures: none before flow exists (at start). */
+    static const struct outq_class none;
+    const struct outq_class *cq = n->flow ? flow_clients_class((node *)n) : &none;
+    const struct outq_class *lq = n->flow ? flow_links_class((node *)n) : &none;
+    per_class(m, "dchat_paused_connections", "gauge",
+              "Connections whose reading is paused by back-pressure now, by class.",
+              flow_paused(n, FLOW_CLIENT), flow_paused(n, FLOW_PEER));
+    per_class(m, "dchat_congested_connections", "gauge",
+              "Connections whose send queue is above its high mark now, by class.",
+              cq->ncongested, lq->ncongested);
+    per_class(m, "dchat_backpressure_pauses_total", "counter",
+              "Times a connection's reading was paused by back-pressure, by class.",
+              flow_pauses(n, FLOW_CLIENT), flow_pauses(n, FLOW_PEER));
+    per_class(m, "dchat_slow_consumer_closes_total", "counter",
+              "Connections closed for not reading their queue fast enough, by class.",
+              cq->slow_closes, lq->slow_closes);
+    per_class(m, "dchat_queued_bytes", "gauge",
+              "Bytes waiting in or being written from the send queues, by class "
+              "(accounted as the queue bounds count them).",
+              cq->mem, lq->mem);
 
     if (n->store != NULL) {
         size_t count;

@@ -174,8 +174,12 @@ def test_a_burst_of_big_messages_reaches_readers_on_other_nodes(logdir, procs):
         r.s.close()
 
 
-def test_a_reader_that_stops_is_closed_with_1008_after_the_deadline(logdir, procs):
-    d, nd = lone_node(logdir, procs, "--max-queue", "262144", "--write-deadline", "0.5")
+def stalled_and_fast(logdir, procs, deadline):
+    """A lone node with a 256 KiB --max-queue and --write-deadline deadline;
+    a client that reads nothing (a 4 KiB receive buffer), and a fast one
+    that sends 3000 messages of 3 KB (9 MB) and has read them all back.
+    Returns the node, the two sockets, the fast one's reader and the count."""
+    d, nd = lone_node(logdir, procs, "--max-queue", "262144", "--write-deadline", deadline)
     stalled = raw_ws(nd.client_port, rcvbuf=4096, timeout=HANG)
     fast = raw_ws(nd.client_port, timeout=HANG)
     fast_reader = Reader(fast, "fast")
@@ -183,6 +187,11 @@ def test_a_reader_that_stops_is_closed_with_1008_after_the_deadline(logdir, proc
     fast.sendall(b"".join(chat_frame(f"s0-{i}-" + "z" * 3000) for i in range(count)))
     fast_reader.wait_for(count)
     check_all(fast_reader, 1, count)
+    return nd, stalled, fast, fast_reader, count
+
+
+def test_a_reader_that_stops_is_closed_with_1008_after_the_deadline(logdir, procs):
+    nd, stalled, fast, fast_reader, count = stalled_and_fast(logdir, procs, "0.5")
     # 9 MB went out, the stalled reader's queue is past its soft bound and
     # has made no progress for longer than the deadline: it is closed...
     wait_until(lambda: "slow consumer" in nd.log(), HANG, "the node to close the stalled reader")
@@ -204,14 +213,7 @@ def test_queued_bytes_and_close_codes_are_counted(logdir, procs):
     """A reader that stops holds megabytes in its queue (the deadline is
     far away), shown in /metrics by class; a client that vanishes is
     counted under 1006, one that closes politely under its own code."""
-    d, nd = lone_node(logdir, procs, "--max-queue", "262144", "--write-deadline", "120")
-    stalled = raw_ws(nd.client_port, rcvbuf=4096, timeout=HANG)
-    fast = raw_ws(nd.client_port, timeout=HANG)
-    fast_reader = Reader(fast, "fast")
-    count = 3000
-    fast.sendall(b"".join(chat_frame(f"s0-{i}-" + "z" * 3000) for i in range(count)))
-    fast_reader.wait_for(count)
-    check_all(fast_reader, 1, count)
+    nd, stalled, fast, fast_reader, _ = stalled_and_fast(logdir, procs, "120")
     # 9 MB went to the stalled reader, whose kernel buffers take a few
     wait_until(lambda: metrics(nd.url)[("dchat_queued_bytes", "clients")] > 1e6, HANG,
                "the stalled reader's queue to show in dchat_queued_bytes")
