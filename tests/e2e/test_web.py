@@ -21,6 +21,7 @@ import asyncio
 import base64
 import http.client
 import json
+import math
 import os
 import re
 import shutil
@@ -96,12 +97,12 @@ async def dsatter_round_trip(node, text):
         assert frame["payload"][0]["text"] == text
 
 
-async def send_accepted(node, texts, sender):
+async def send_accepted(node, texts, sender, chat=11):
     """Sends texts from a websockets client and returns once all came back
     (a node echoes a message only once it has stored it)."""
     async with websockets.connect(node.ws_url) as ws:
         for t in texts:
-            await ws.send(new_message(t, sender=sender))
+            await ws.send(new_message(t, sender=sender, chat=chat))
         got = []
         while len(got) < len(texts):
             f = json.loads(await asyncio.wait_for(ws.recv(), HANG))
@@ -435,19 +436,42 @@ def test_status_view_and_screenshots(logdir, procs, browser):
     b = Node(d, logdir, name="b")
     procs.append(b)
     wait_mesh([a, b])
-    run(send_accepted(b, ["Morning! Is the cluster up?", "I see two nodes here."], "bob"))
+    run(send_accepted(b, ["Morning! Is the cluster up?", "Node b is, and linked."], "bob"))
     alice = ChatPage(browser(), a, "alice")
-    alice.wait_texts(["I see two nodes here."])
-    alice.send("Two here, both linked. Try the status view.")
-    run(send_accepted(b, ["Charts look fine."], "bob"))
-    alice.wait_texts(["Charts look fine."])
+    alice.wait_texts(["Node b is, and linked."])
+    alice.send("So is a. The status view is at /status.")
+    run(send_accepted(b, ["Charts without Grafana, nice.", "Quotes \"and\" <tags> stay text."],
+                      "bob"))
+    alice.wait_texts(["Quotes \"and\" <tags> stay text."])
+    # Another chat's message, then one of room 11 from the same origin: the
+    # page has had the first when it shows the second, and must not show it.
+    run(send_accepted(a, ["in chat 12"], "elsewhere", chat=12))
+    alice.send("Reconnects catch up too: stop my node and see.")
+    alice.wait_texts(["Reconnects catch up too: stop my node and see."])
+    assert "in chat 12" not in alice.texts()
+    shots = os.environ.get("DCHAT_SCREENSHOT_DIR") or logdir
+    os.makedirs(shots, exist_ok=True)
+    chat_png = os.path.join(shots, "web-chat.png")
+    assert alice.d.save_screenshot(chat_png) and png_ok(chat_png), chat_png
 
     view = browser()
     view.get(a.url + "/status")
 
     def shows(sel, text):
         return view.find_element(By.CSS_SELECTOR, sel).text == text
+
+    def points():
+        return int(view.find_element(By.ID, "c-rates").get_attribute("data-points") or 0)
     wait = WebDriverWait(view, HANG, poll_frequency=0.05)
+    if os.environ.get("DCHAT_SCREENSHOT_DIR"):
+        # For the picture: a minute of varying load, in chat 12 so that the
+        # chat page (room 11) does not show it, one batch per sample.
+        for i in range(60):
+            n = points()
+            count = int(40 + 35 * math.sin(i / 6))
+            run(send_accepted(a if i % 3 else b, [f"load {i}.{k}" for k in range(count)],
+                              "load", chat=12))
+            wait.until(lambda _: points() > n)
     wait.until(lambda _: shows("#f-id", str(a.id)))
     wait.until(lambda _: shows("#v-clients-0", "1"))             # alice's page
     wait.until(lambda _: shows("#v-peers-0", "1"))               # the link to b
@@ -463,9 +487,5 @@ def test_status_view_and_screenshots(logdir, procs, browser):
         "let n = 0; for (let i = 3; i < px.length; i += 4) if (px[i] !== 0) n++; return n;")
     assert drawn > 100, drawn
 
-    out = os.environ.get("DCHAT_SCREENSHOT_DIR") or logdir
-    os.makedirs(out, exist_ok=True)
-    for driver, name in ((alice.d, "web-chat.png"), (view, "web-status.png")):
-        path = os.path.join(out, name)
-        assert driver.save_screenshot(path), path
-        assert png_ok(path), path
+    status_png = os.path.join(shots, "web-status.png")
+    assert view.save_screenshot(status_png) and png_ok(status_png), status_png
