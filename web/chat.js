@@ -30,7 +30,7 @@
         retries: 0,
         retryTimer: null,
         syncing: false,
-        seen: new Map(),    // messageId -> message, every chat: what we hold
+        seen: new Set(),    // messageIds shown (this room's only: others need no dedupe)
         /* Per origin: contig, the highest id such that we hold every message
          * of the origin from where we started up to it (null until known),
          * and above, ids held beyond it. A reconnect asks for what follows
@@ -153,11 +153,10 @@
         if (!valid(m))
             return;
         track(m);
-        if (state.seen.has(m.messageId))
+        if (m.chatId !== room || state.seen.has(m.messageId))
             return;
-        state.seen.set(m.messageId, m);
-        if (m.chatId === room)
-            show(m);
+        state.seen.add(m.messageId);
+        show(m);
     }
 
     /* --- catch-up ------------------------------------------------------- */
