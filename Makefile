@@ -48,6 +48,10 @@ DISCOVERY_SRC := $(sort $(wildcard discovery/*.c))
 NODE_SRC      := $(sort $(wildcard node/*.c))
 BENCH_SRC     := $(sort $(wildcard bench/*.c))
 UNIT_SRC      := $(sort $(wildcard tests/unit/test_*.c))
+# The web pages, compiled into the node (node/web.h): scripts/embed-web.sh
+# writes them out as C under the build dir.
+WEB_SRC       := $(sort $(wildcard web/*))
+WEB_GEN       := $(BUILD)/gen/web_files.c
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 # Each program's modules (all but main.c) also go into a static library so
@@ -154,7 +158,7 @@ $(BUILD)/obj/llhttp/%.o: $(LLHTTP_SRC)/%.c | have-deps
 $(LIBLLHTTP): $(patsubst $(LLHTTP_SRC)/%.c,$(BUILD)/obj/llhttp/%.o,$(wildcard $(LLHTTP_SRC)/*.c))
 $(LIBCOMMON): $(call lib_of,$(COMMON_SRC))
 $(LIBDISCOVERY): $(call lib_of,$(DISCOVERY_SRC))
-$(LIBNODE): $(call lib_of,$(NODE_SRC))
+$(LIBNODE): $(call lib_of,$(NODE_SRC)) $(BUILD)/obj/gen/web_files.o
 $(LIBBENCH): $(call lib_of,$(BENCH_SRC))
 
 $(BUILD)/lib/%.a: | have-deps
@@ -163,6 +167,16 @@ $(BUILD)/lib/%.a: | have-deps
 	ar rcs $@ $^
 
 $(BUILD)/obj/%.o: %.c | have-deps
+	@mkdir -p $(dir $@)
+	$(CC) $(XCFLAGS) -c $< -o $@
+
+# The directory is a prerequisite too: adding or removing a file changes
+# its time, and the list of files with it.
+$(WEB_GEN): $(WEB_SRC) web scripts/embed-web.sh
+	@mkdir -p $(dir $@)
+	sh scripts/embed-web.sh $@ $(WEB_SRC)
+
+$(BUILD)/obj/gen/web_files.o: $(WEB_GEN) | have-deps
 	@mkdir -p $(dir $@)
 	$(CC) $(XCFLAGS) -c $< -o $@
 

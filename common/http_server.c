@@ -366,6 +366,12 @@ void http_respond_error(http_request *req, int status, const char *fmt, ...)
     http_respond_json(req, status, json_pack("{s:s}", "error", msg));
 }
 
+bool http_request_is_tls(const http_request *req)
+{
+    const struct hconn *c = req->priv;
+    return c->tls != NULL;
+}
+
 tls_conn *http_request_take_tls(http_request *req)
 {
     struct hconn *c = req->priv;

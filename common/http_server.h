@@ -38,6 +38,10 @@ typedef struct http_request {
  * long as the request. */
 const char *http_request_header(const http_request *req, const char *name);
 
+/* Whether req came over TLS (https), as long as the TLS state has not been
+ * taken (below). */
+bool http_request_is_tls(const http_request *req);
+
 /* The TLS state of req's connection (NULL when plain), which the caller
  * now owns: for an upgrade callback that takes the socket (ws_conn_accept
  * does), so that the WebSocket goes on over the same session. */

@@ -175,6 +175,20 @@ bool origins_allow(const origins *o, const char *header)
     return false;
 }
 
+bool origins_same(const char *header, bool tls, const char *host)
+{
+    char origin[ORIGIN_MAX], own[ORIGIN_MAX];
+    char why[160];
+    if (host == NULL || strlen(host) > ORIGIN_MAX - 16)
+        return false;
+    char url[ORIGIN_MAX];
+    int n = snprintf(url, sizeof(url), "%s://%s", tls ? "https" : "http", host);
+    return n > 0 && (size_t)n < sizeof(url) &&
+           origin_serialize(url, (size_t)n, own, why, sizeof(why)) == 0 &&
+           origin_serialize(header, strlen(header), origin, why, sizeof(why)) == 0 &&
+           strcmp(origin, own) == 0;
+}
+
 const char *origins_describe(const origins *o) { return o->described; }
 
 void origins_free(origins *o)

@@ -26,6 +26,15 @@ origins *origins_parse(const char *list, char *err, size_t errlen);
  * in no list. */
 bool origins_allow(const origins *o, const char *header);
 
+/* Whether the value of an Origin header is the origin of the request it
+ * came with: scheme "https" when tls, else "http", and the host and port of
+ * the Host header (host, NULL when absent). This is how a page that the
+ * node served itself is told apart: a browser sends the page's origin, and
+ * the Host of the address it opens, which for a page of this node is the
+ * same. Default ports count as absent, as in origins_allow; an Origin
+ * header that is not one origin, or a missing Host, is never the same. */
+bool origins_same(const char *header, bool tls, const char *host);
+
 /* The list as serialized, comma-separated (for logs); owned by o. */
 const char *origins_describe(const origins *o);
 

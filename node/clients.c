@@ -182,12 +182,15 @@ int clients_on_upgrade(http_request *req, uv_tcp_t *tcp, const char *rest,
     node *n = ud;
     struct clients *cs = n->clients;
     /* Browsers send Origin; DSatter's clients and other programs send none
-     * and are not what --allowed-origins is about (RFC 6455 10.2). A
+     * and are not what --allowed-origins is about (RFC 6455 10.2). The
+     * node's own chat page (node/web.h) is always allowed: its origin is
+     * the address the browser opens, scheme, Host and port alike. A
      * forbidden origin is told so before any question of capacity: retrying
      * will not help it. */
     const char *origin = http_request_header(req, "Origin");
     if (origin != NULL && n->cfg.allowed_origins != NULL &&
-        !origins_allow(n->cfg.allowed_origins, origin)) {
+        !origins_allow(n->cfg.allowed_origins, origin) &&
+        !origins_same(origin, http_request_is_tls(req), http_request_header(req, "Host"))) {
         log_debug("client %s: WebSocket refused for origin %.200s", req->peer_addr, origin);
         http_respond_error(req, 403, "WebSocket handshake refused: origin %.200s is not in "
                            "this node's --allowed-origins; open the chat from an allowed "

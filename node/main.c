@@ -85,8 +85,8 @@ static const struct cli_option node_options[] = {
                         "counted from connecting (default 10000)" },
     [OPT_ALLOWED_ORIGINS] = { "allowed-origins", 0, "LIST", "NODE_ALLOWED_ORIGINS",
                               "web origins (scheme://host[:port], comma-separated) that may "
-                              "open a WebSocket; another Origin gets 403, none is always "
-                              "accepted (default: any)" },
+                              "open a WebSocket; another Origin gets 403, none and the "
+                              "node's own page are always accepted (default: any)" },
     [OPT_FSYNC] = { "fsync", 0, "MODE", "NODE_FSYNC",
                     "history durability: always (fsync each batch before sending it), batch "
                     "(commit before sending, fsync at checkpoints), off (default batch)" },
@@ -516,7 +516,7 @@ int main(int argc, char **argv)
              n.client_port, c->listen_host, n.sync_port, c->discovery_url);
     if (c->allowed_origins != NULL)
         log_info("WebSocket handshakes with an Origin header must come from %s "
-                 "(--allowed-origins); those without are accepted",
+                 "(--allowed-origins); those without, and the node's own page, are accepted",
                  origins_describe(c->allowed_origins));
 
     membership_start(&n);

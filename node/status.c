@@ -18,6 +18,7 @@
 #include "node/node.h"
 #include "node/relay.h"
 #include "node/store.h"
+#include "node/web.h"
 
 static json_t *status_json(const node *n)
 {
@@ -253,10 +254,10 @@ void status_handle(http_request *req, void *ud)
             method_not_allowed(req, "GET, HEAD", "use GET on /api/history");
         else
             history_http(n, req);
-    } else {
+    } else if (!web_handle(req)) {
         http_respond_error(req, 404, "no such path %s: this port serves WebSocket "
-                           "clients, GET /healthz, GET /metrics, GET /api/status and "
-                           "GET /api/history",
+                           "clients, the chat page at GET /, the status view at GET /status, "
+                           "GET /healthz, GET /metrics, GET /api/status and GET /api/history",
                            req->path);
     }
 }

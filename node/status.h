@@ -1,6 +1,7 @@
-/* status: the plain-HTTP side of the client port: GET /healthz and
+/* status: the plain-HTTP side of the client port: GET /healthz,
  * GET /api/status (id, ports, peers and their link state, client count,
- * message counters). WebSocket upgrades on the same port go to clients. */
+ * message counters), GET /metrics, GET /api/history, and the web pages
+ * (node/web.h). WebSocket upgrades on the same port go to clients. */
 #ifndef DCHAT_STATUS_H
 #define DCHAT_STATUS_H
 

@@ -21,9 +21,12 @@ COMPARE_PKGS="$RUN_PKGS nats-server python3 python3-matplotlib procps"
 # python3-matplotlib: the plot of scripts/latency-curve.sh.
 PLOT_PKGS="$RUN_PKGS python3 python3-matplotlib procps"
 # docker-compose: only its config check of compose.yaml (installed without
-# its recommended Docker engine, which nothing here starts).
+# its recommended Docker engine, which nothing here starts). chromium,
+# chromium-driver and python3-selenium: tests/e2e/test_web.py drives the
+# node's web page in a headless browser.
 TEST_PKGS="$RUN_PKGS sqlite3 libcmocka-dev python3 python3-pytest python3-websockets \
-python3-requests python3-yaml procps openssl nats-server python3-matplotlib docker-compose"
+python3-requests python3-yaml procps openssl nats-server python3-matplotlib docker-compose \
+chromium chromium-driver python3-selenium"
 # libclang-rt-dev holds libFuzzer and the sanitizer runtimes for clang.
 FUZZ_PKGS="$BUILD_PKGS clang libclang-rt-dev"
 

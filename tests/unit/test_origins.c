@@ -2,7 +2,8 @@
  * entries kept in RFC 6454 serialization, blanks around them ignored), the
  * entries refused and what is said about them, and matching Origin header
  * values: case-insensitive scheme and host, default ports, exact ports,
- * and values that are not one origin. */
+ * and values that are not one origin; and origins_same, which tells the
+ * node's own page (Origin = scheme of the connection + Host) apart. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -151,12 +152,52 @@ static void test_allow(void **state)
     origins_free(NULL);
 }
 
+static void test_same(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *origin;
+        bool tls;
+        const char *host;
+        bool same;
+    } cases[] = {
+        { "http://127.0.0.1:9001", false, "127.0.0.1:9001", true },
+        { "http://LocalHost:9001", false, "localhost:9001", true },
+        { "http://localhost", false, "localhost:80", true },     /* default port */
+        { "http://localhost:80", false, "localhost", true },
+        { "https://chat.example.com", true, "chat.example.com:443", true },
+        { "http://[::1]:9001", false, "[::1]:9001", true },
+        { "https://127.0.0.1:9001", false, "127.0.0.1:9001", false }, /* the scheme */
+        { "http://127.0.0.1:9001", true, "127.0.0.1:9001", false },
+        { "http://127.0.0.1:9002", false, "127.0.0.1:9001", false },  /* the port */
+        { "http://127.0.0.1", false, "127.0.0.1:9001", false },
+        { "http://evil.example:9001", false, "127.0.0.1:9001", false },
+        { "http://127.0.0.1:9001", false, NULL, false },               /* no Host */
+        { "http://127.0.0.1:9001", false, "", false },
+        { "null", false, "127.0.0.1:9001", false },
+        { "http://127.0.0.1:9001/", false, "127.0.0.1:9001", false },
+        { "http://127.0.0.1:9001", false, "127.0.0.1:9001/x", false },
+        { "http://a.example,http://127.0.0.1:9001", false, "127.0.0.1:9001", false },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        if (origins_same(cases[i].origin, cases[i].tls, cases[i].host) != cases[i].same)
+            fail_msg("origins_same(\"%s\", %s, \"%s\") is not %s", cases[i].origin,
+                     cases[i].tls ? "tls" : "plain",
+                     cases[i].host ? cases[i].host : "(none)",
+                     cases[i].same ? "true" : "false");
+    char big[9000];
+    memset(big, 'a', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    assert_false(origins_same("http://aaaa", false, big));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_serializes),
         cmocka_unit_test(test_parse_refuses),
         cmocka_unit_test(test_allow),
+        cmocka_unit_test(test_same),
     };
     return cmocka_run_group_tests_name("origins", tests, NULL, NULL);
 }
