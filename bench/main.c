@@ -18,7 +18,8 @@
 #include "common/util.h"
 
 enum { OPT_PROTO, OPT_NATS, OPT_DISCOVERY, OPT_TARGET, OPT_SENDERS, OPT_MAX, OPT_SIZE, OPT_TIMEOUT, OPT_WINDOW,
-       OPT_CHAT, OPT_RATE, OPT_DURATION, OPT_FORMAT, OPT_TLS, OPT_TLS_CA, OPT_LOG_LEVEL };
+       OPT_CHAT, OPT_RATE, OPT_DURATION, OPT_FORMAT, OPT_TLS, OPT_TLS_CA, OPT_LOG_LEVEL,
+       OPT_LOG_FORMAT };
 
 static const struct cli_option options[] = {
     [OPT_PROTO] = { "proto", 0, "PROTO", "BENCH_PROTO",
@@ -61,6 +62,9 @@ static const struct cli_option options[] = {
                      "PEM CA certificates the nodes' certificates must chain to (implies --tls)" },
     [OPT_LOG_LEVEL] = { "log-level", 0, "LEVEL", "DCHAT_LOG_LEVEL",
                         "debug, info, warn, error (default warn)" },
+    [OPT_LOG_FORMAT] = { "log-format", 0, "FORMAT", "DCHAT_LOG_FORMAT",
+                         "text (default) or json: the bench's warnings and errors as one JSON "
+                         "object per line (time, level, program, msg); the report is --format" },
 };
 
 static int set_count(const char *v, long min, long max, unsigned *out, char *err, size_t errlen)
@@ -144,6 +148,8 @@ static int set_option(int index, const char *v, void *ud, char *err, size_t errl
         return 0;
     case OPT_LOG_LEVEL:
         return cli_log_level(v, err, errlen);
+    case OPT_LOG_FORMAT:
+        return cli_log_format(v, err, errlen);
     }
     return -1;
 }
