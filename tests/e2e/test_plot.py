@@ -11,6 +11,7 @@ distinct non-zero status and no PNG. The comparison on real NATS runs is
 in test_compare.py."""
 
 import csv
+import importlib.util
 import os
 import statistics
 import struct
@@ -64,11 +65,10 @@ def bench_csv(d, path, *args):
 
 @pytest.fixture(scope="module")
 def missing_matplotlib():
-    try:
-        import matplotlib  # noqa: F401
+    """None when plot.py can draw (it runs on this Python), else why not."""
+    if importlib.util.find_spec("matplotlib") is not None:
         return None
-    except ImportError:
-        return "python3-matplotlib is not installed (sh scripts/deps.sh plot installs it)"
+    return "python3-matplotlib is not installed (sh scripts/deps.sh plot installs it)"
 
 
 def test_plots_of_real_benches(logdir, procs, tmp_path, missing_matplotlib):
