@@ -13,6 +13,7 @@
 
 #include "bench/bench.h"
 #include "bench/pace.h"
+#include "bench/progress.h"
 #include "bench/scan.h"
 #include "bench/side.h"
 #include "bench/tally.h"
@@ -84,6 +85,9 @@ struct bench {
     uint64_t cpu_start_us;  /* the bench's own CPU time at the round's start */
     uint64_t strays;       /* frames of an earlier round that came again */
     struct samples lat;
+
+    struct progress progress; /* the line on a terminal's stderr */
+    uv_timer_t progress_timer; /* redraws it, when it is on */
 };
 
 static void finish(struct bench *b, int status, const char *fmt, ...)
@@ -163,6 +167,8 @@ static void vfinish(struct bench *b, int status, const char *fmt, va_list ap)
     stop_pump(b);
     uv_timer_stop(&b->timer);
     uv_timer_stop(&b->probe);
+    uv_timer_stop(&b->progress_timer);
+    progress_clear(&b->progress); /* before the report's end and any error */
     for (unsigned i = 0; i < b->nsocks; i++)
         if (b->socks[i].c != NULL)
             ws_conn_close(b->socks[i].c, 1000, "bench done");
@@ -171,6 +177,7 @@ static void vfinish(struct bench *b, int status, const char *fmt, va_list ap)
     uv_close((uv_handle_t *)&b->drain, NULL);
     uv_close((uv_handle_t *)&b->tick, NULL);
     uv_close((uv_handle_t *)&b->probe, NULL);
+    uv_close((uv_handle_t *)&b->progress_timer, NULL);
 }
 
 static void finish(struct bench *b, int status, const char *fmt, ...)
@@ -379,6 +386,7 @@ static void report_paced_run(struct bench *b, uint64_t expected, uint64_t receiv
         .late_max_ms = (double)b->late_max_ns / 1e6,
         .samples = b->lat.len, .sampled_from = b->lat.count, .cpu_pct = cpu_pct,
     };
+    progress_clear(&b->progress);
     report_paced(stdout, b->cfg->format, &r);
     if (b->late > 0)
         log_warn("the generator fell behind: %" PRIu64 " of %u messages were handed over more "
@@ -423,6 +431,7 @@ static void end_round(struct bench *b)
             .lost = expected - received, .dups = dups, .reordered = reordered,
             .cpu_pct = cpu_pct,
         };
+        progress_clear(&b->progress);
         report_row(stdout, b->cfg->format, &r);
     }
 
@@ -519,6 +528,7 @@ static void begin_rounds(struct bench *b)
     char target[300];
     snprintf(target, sizeof(target), "%s:%d", b->target.host, b->target.port);
     run.target = target;
+    progress_clear(&b->progress);
     report_begin(stdout, b->cfg->format, &run);
     run_next(b);
 }
@@ -546,6 +556,47 @@ static void all_ready(struct bench *b)
     b->phase = PH_WARMUP;
     uv_timer_start(&b->timer, timeout_cb, (uint64_t)b->cfg->timeout_s * 1000, 0);
     uv_timer_start(&b->probe, probe_cb, 0, PROBE_MS);
+}
+
+/* ---- the progress line -------------------------------------------------- */
+
+/* Every PROGRESS_INTERVAL_MS while the display is on: what the bench is
+ * doing now, from the counters the checks keep anyway. */
+static void progress_cb(uv_timer_t *t)
+{
+    struct bench *b = t->data;
+    struct progress_view v = { .sockets = b->nsocks };
+    switch (b->phase) {
+    case PH_DISCOVER:
+        v.stage = PROGRESS_DISCOVER;
+        break;
+    case PH_CONNECT:
+        v.stage = PROGRESS_CONNECT;
+        v.ready = b->ready;
+        break;
+    case PH_WARMUP:
+        v.stage = PROGRESS_WARMUP;
+        v.ready = b->warm;
+        break;
+    case PH_ROUND:
+        v.stage = pacing(b) ? PROGRESS_PACED : PROGRESS_ROUND;
+        v.round = b->ri;
+        v.rounds = b->nrounds;
+        v.messages = b->n;
+        v.sent = b->sent;
+        v.expected = (uint64_t)b->n * b->nsocks;
+        for (unsigned i = 0; i < b->nsocks; i++)
+            v.delivered += b->socks[i].t.unique;
+        v.elapsed_s = (double)(uv_hrtime() - b->t_start) / 1e9;
+        v.duration_s = b->cfg->duration_s;
+        break;
+    case PH_FENCE:
+        v.stage = PROGRESS_FENCE;
+        break;
+    case PH_STOPPING:
+        return;
+    }
+    progress_draw(&b->progress, &v);
 }
 
 /* ---- what the sides call -------------------------------------------------- */
@@ -766,6 +817,11 @@ int bench_run(const struct bench_config *cfg)
     b.probe.data = &b;
     uv_idle_init(&loop, &b.pump);
     b.pump.data = &b;
+    uv_timer_init(&loop, &b.progress_timer);
+    b.progress_timer.data = &b;
+    progress_init(&b.progress, STDERR_FILENO, cfg->progress);
+    if (b.progress.on)
+        uv_timer_start(&b.progress_timer, progress_cb, 0, PROGRESS_INTERVAL_MS);
 
     b.side->find_servers(&b);
     uv_run(&loop, UV_RUN_DEFAULT);

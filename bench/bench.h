@@ -59,6 +59,8 @@ struct bench_config {
     unsigned rate;         /* > 0: one paced run of rate msgs/s instead of rounds */
     unsigned duration_s;   /* its length */
     enum report_format format;
+    bool progress;         /* the progress line on stderr when it is a terminal
+                              (progress.h); false: --no-progress */
     bool tls;              /* wss:// to every node */
     char tls_ca[512];      /* verify the nodes' certificates against it; "" = not */
 };

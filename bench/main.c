@@ -18,7 +18,8 @@
 #include "common/util.h"
 
 enum { OPT_PROTO, OPT_NATS, OPT_DISCOVERY, OPT_TARGET, OPT_SENDERS, OPT_MAX, OPT_SIZE, OPT_TIMEOUT, OPT_WINDOW,
-       OPT_CHAT, OPT_RATE, OPT_DURATION, OPT_FORMAT, OPT_TLS, OPT_TLS_CA, OPT_LOG_LEVEL };
+       OPT_CHAT, OPT_RATE, OPT_DURATION, OPT_FORMAT, OPT_TLS, OPT_TLS_CA, OPT_LOG_LEVEL,
+       OPT_LOG_FORMAT, OPT_NO_PROGRESS };
 
 static const struct cli_option options[] = {
     [OPT_PROTO] = { "proto", 0, "PROTO", "BENCH_PROTO",
@@ -54,6 +55,9 @@ static const struct cli_option options[] = {
     [OPT_CHAT] = { "chat-id", 0, "N", "BENCH_CHAT_ID", "chatId of the messages (default 11)" },
     [OPT_FORMAT] = { "format", 'f', "FMT", "BENCH_FORMAT",
                      "table (default), csv or json" },
+    [OPT_NO_PROGRESS] = { "no-progress", 0, NULL, "BENCH_NO_PROGRESS",
+                          "no progress line on stderr (by default one is redrawn there, "
+                          "10 times a second, when stderr is a terminal; never on stdout)" },
     [OPT_TLS] = { "tls", 0, NULL, NULL,
                   "connect with TLS (wss://); the nodes' certificates are not checked "
                   "unless --tls-ca is given" },
@@ -61,6 +65,9 @@ static const struct cli_option options[] = {
                      "PEM CA certificates the nodes' certificates must chain to (implies --tls)" },
     [OPT_LOG_LEVEL] = { "log-level", 0, "LEVEL", "DCHAT_LOG_LEVEL",
                         "debug, info, warn, error (default warn)" },
+    [OPT_LOG_FORMAT] = { "log-format", 0, "FORMAT", "DCHAT_LOG_FORMAT",
+                         "text (default) or json: the bench's warnings and errors as one JSON "
+                         "object per line (time, level, program, msg); the report is --format" },
 };
 
 static int set_count(const char *v, long min, long max, unsigned *out, char *err, size_t errlen)
@@ -134,6 +141,9 @@ static int set_option(int index, const char *v, void *ud, char *err, size_t errl
     case OPT_TLS:
         c->tls = true;
         return 0;
+    case OPT_NO_PROGRESS:
+        c->progress = false;
+        return 0;
     case OPT_TLS_CA:
         if (strlen(v) >= sizeof(c->tls_ca)) {
             snprintf(err, errlen, "too long");
@@ -144,6 +154,8 @@ static int set_option(int index, const char *v, void *ud, char *err, size_t errl
         return 0;
     case OPT_LOG_LEVEL:
         return cli_log_level(v, err, errlen);
+    case OPT_LOG_FORMAT:
+        return cli_log_format(v, err, errlen);
     }
     return -1;
 }
@@ -160,6 +172,7 @@ int main(int argc, char **argv)
         .chat_id = 11,
         .duration_s = BENCH_DURATION_DEFAULT,
         .format = REPORT_TABLE,
+        .progress = true,
     } };
     struct bench_config c;
     log_init("bench");

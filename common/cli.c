@@ -167,3 +167,14 @@ int cli_log_level(const char *v, char *err, size_t errlen)
     log_set_level(lvl);
     return 0;
 }
+
+int cli_log_format(const char *v, char *err, size_t errlen)
+{
+    enum log_format f;
+    if (log_parse_format(v, &f) != 0) {
+        snprintf(err, errlen, "expected text or json");
+        return -1;
+    }
+    log_set_format(f);
+    return 0;
+}

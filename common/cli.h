@@ -46,4 +46,8 @@ int cli_long(const char *v, long min, long max, const char *what, long *out,
  * (log_set_level); otherwise "expected debug, info, warn or error". */
 int cli_log_level(const char *v, char *err, size_t errlen);
 
+/* Parses text or json and makes it the log format (log_set_format);
+ * otherwise "expected text or json". */
+int cli_log_format(const char *v, char *err, size_t errlen);
+
 #endif

@@ -48,7 +48,7 @@ struct config {
 
 enum {
     OPT_LISTEN, OPT_DATA_DIR, OPT_TTL, OPT_REQUEST_TIMEOUT, OPT_MAX_CONNS, OPT_LOG_LEVEL,
-    OPT_SECRET_FILE, OPT_INSECURE, OPT_REGISTER_BURST, OPT_REGISTER_RATE,
+    OPT_LOG_FORMAT, OPT_SECRET_FILE, OPT_INSECURE, OPT_REGISTER_BURST, OPT_REGISTER_RATE,
 };
 
 static const struct cli_option options[] = {
@@ -65,6 +65,9 @@ static const struct cli_option options[] = {
                         "open connections beyond this get 503 (default: the descriptor limit less 32)" },
     [OPT_LOG_LEVEL] = { "log-level", 0, "LEVEL", "DCHAT_LOG_LEVEL",
                         "debug, info, warn, error (default info)" },
+    [OPT_LOG_FORMAT] = { "log-format", 0, "FORMAT", "DCHAT_LOG_FORMAT",
+                         "text (default) or json: one JSON object per line (time, level, "
+                         "program, msg), for log shippers" },
     [OPT_SECRET_FILE] = { "cluster-secret-file", 0, "FILE", "DISCOVERY_CLUSTER_SECRET_FILE",
                           "the cluster secret, shared by every node and discovery (or set "
                           "DCHAT_CLUSTER_SECRET); nodes must prove it to register and log in" },
@@ -111,6 +114,8 @@ static int set_option(int index, const char *v, void *ud, char *err, size_t errl
         return 0;
     case OPT_LOG_LEVEL:
         return cli_log_level(v, err, errlen);
+    case OPT_LOG_FORMAT:
+        return cli_log_format(v, err, errlen);
     case OPT_SECRET_FILE:
         if (strlen(v) >= sizeof(c->secret_file)) {
             snprintf(err, errlen, "path too long");

@@ -43,6 +43,7 @@ enum {
     OPT_DATA_DIR, OPT_MAX_MESSAGE, OPT_MAX_QUEUE, OPT_MAX_QUEUE_HARD, OPT_WRITE_DEADLINE,
     OPT_MAX_CLIENTS, OPT_HEARTBEAT, OPT_PING,
     OPT_HANDSHAKE, OPT_ALLOWED_ORIGINS, OPT_FSYNC, OPT_SYNC_INTERVAL, OPT_SYNC_LIMIT, OPT_LOG_LEVEL,
+    OPT_LOG_FORMAT,
     OPT_SECRET_FILE, OPT_INSECURE, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_ONLY, OPT_PEER_TLS,
     OPT_TEST_DROP, OPT_TEST_HOOKS,
 };
@@ -96,6 +97,9 @@ static const struct cli_option node_options[] = {
                          "messages per clientSyncReply at most (default 1000)" },
     [OPT_LOG_LEVEL] = { "log-level", 0, "LEVEL", "DCHAT_LOG_LEVEL",
                         "debug, info, warn, error (default info)" },
+    [OPT_LOG_FORMAT] = { "log-format", 0, "FORMAT", "DCHAT_LOG_FORMAT",
+                         "text (default) or json: one JSON object per line (time, level, "
+                         "program, node_id, msg), for log shippers" },
     [OPT_SECRET_FILE] = { "cluster-secret-file", 0, "FILE", "NODE_CLUSTER_SECRET_FILE",
                           "the cluster secret, shared by every node and discovery (or set "
                           "DCHAT_CLUSTER_SECRET); peers and discovery must prove it" },
@@ -208,6 +212,8 @@ static int set_option(int index, const char *v, void *ud, char *err, size_t errl
         return 0;
     case OPT_LOG_LEVEL:
         return cli_log_level(v, err, errlen);
+    case OPT_LOG_FORMAT:
+        return cli_log_format(v, err, errlen);
     case OPT_FSYNC: {
         enum store_fsync mode;
         if (store_parse_fsync(v, &mode) != 0) {

@@ -10,7 +10,7 @@
 #
 # Environment: DCHAT_BIN_DIR (default build/bin), DCHAT_RUN_DIR (default
 # run), DISCOVERY_PORT (default 8080), NODE_ARGS (extra node options),
-# DCHAT_LOG_LEVEL.
+# DCHAT_LOG_LEVEL, DCHAT_LOG_FORMAT (json: one JSON object per log line).
 set -eu
 
 bin=${DCHAT_BIN_DIR:-build/bin}

@@ -5,7 +5,7 @@
 #   scripts/deps.sh run     build, plus what make run's scripts call
 #   scripts/deps.sh test    run, plus the test tools (make test)
 #   scripts/deps.sh plot    run, plus the plotting library
-#                           (scripts/latency-curve.sh)
+#                           (scripts/plot.py, scripts/latency-curve.sh)
 #   scripts/deps.sh compare run, plus NATS and the plotting library
 #                           (scripts/compare-nats.sh, PROTO=nats latency-curve.sh)
 #   scripts/deps.sh fuzz    build, plus clang and its libFuzzer (make fuzz)
@@ -18,12 +18,14 @@ RUN_PKGS="$BUILD_PKGS curl"
 # nats-server and python3-matplotlib: the comparison with NATS
 # (scripts/compare-nats.sh), which tests/e2e/test_compare.py runs.
 COMPARE_PKGS="$RUN_PKGS nats-server python3 python3-matplotlib procps"
-# python3-matplotlib: the plot of scripts/latency-curve.sh.
+# python3-matplotlib: scripts/plot.py (the bench's CSV as PNGs) and the
+# plot of scripts/latency-curve.sh.
 PLOT_PKGS="$RUN_PKGS python3 python3-matplotlib procps"
 # docker-compose: only its config check of compose.yaml (installed without
 # its recommended Docker engine, which nothing here starts). chromium,
 # chromium-driver and python3-selenium: tests/e2e/test_web.py drives the
-# node's web page in a headless browser.
+# node's web page in a headless browser. python3-matplotlib: test_plot.py
+# and test_compare.py.
 TEST_PKGS="$RUN_PKGS sqlite3 libcmocka-dev python3 python3-pytest python3-websockets \
 python3-requests python3-yaml procps openssl nats-server python3-matplotlib docker-compose \
 chromium chromium-driver python3-selenium"

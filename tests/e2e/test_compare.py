@@ -2,7 +2,8 @@
 with a tiny --max runs both benches against real clusters (3 dchat nodes,
 3 routed nats-server processes) and must show that both sides verified
 every round (never how fast), write the raw CSV and the PNG, and leave
-nothing running, also when interrupted; `bench --proto nats` refuses what
+nothing running, also when interrupted; scripts/plot.py draws that CSV,
+dchat against NATS included; `bench --proto nats` refuses what
 is not a NATS server, and bad options, with a clear message. Skipped, with
 the reason, only when nats-server cannot be installed."""
 
@@ -12,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 
 import pytest
 
@@ -87,6 +89,20 @@ def test_compare_verifies_both_sides_and_writes_csv_and_png(tmp_path):
     png = (results / "compare.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(png) > 1000
+
+    # scripts/plot.py draws the same runs: per round, and dchat against NATS
+    plots = tmp_path / "plots"
+    p = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "plot.py"),
+                        str(results / "runs.csv"), "-o", str(plots)], capture_output=True,
+                       text=True, timeout=HANG)
+    assert p.returncode == 0, p.stdout + p.stderr
+    for name in ("deliveries-per-round.png", "latency-per-round.png", "dchat-vs-nats.png"):
+        png = (plots / name).read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 15000, name
+    assert "servers' CPU s per million deliveries" in p.stdout  # runs.csv has them
+    sides = {line.split()[0] for line in p.stdout.splitlines()
+             if line.split()[:1] in (["dchat"], ["nats"])}
+    assert sides == {"dchat", "nats"}, p.stdout
 
     # the NATS servers ran from the generated configuration, in a cluster
     conf = (results / "nats" / "n1.conf").read_text()

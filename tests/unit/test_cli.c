@@ -4,7 +4,7 @@
  * makes cli_parse exit (--help, --version, bad values, unknown options,
  * missing values, positional arguments) runs in a forked child whose exit
  * status and output are checked. The setter helpers (cli_long,
- * cli_log_level) are called directly. */
+ * cli_log_level, cli_log_format) are called directly. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -418,6 +418,28 @@ static void test_cli_log_level(void **state)
     log_set_level(before);
 }
 
+static void test_cli_log_format(void **state)
+{
+    (void)state;
+    char err[128];
+    assert_int_equal(cli_log_format("json", err, sizeof(err)), 0);
+    assert_int_equal(log_get_format(), LOG_FORMAT_JSON);
+    assert_int_equal(cli_log_format("TEXT", err, sizeof(err)), 0); /* any case */
+    assert_int_equal(log_get_format(), LOG_FORMAT_TEXT);
+    assert_int_equal(cli_log_format("Json", err, sizeof(err)), 0);
+    assert_int_equal(log_get_format(), LOG_FORMAT_JSON);
+    /* Refused: the format stays as it was. */
+    static const char *const bad[] = { "xml", "", "json ", "1", "logfmt" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        strcpy(err, "untouched");
+        if (cli_log_format(bad[i], err, sizeof(err)) != -1)
+            fail_msg("cli_log_format accepted \"%s\"", bad[i]);
+        assert_string_equal(err, "expected text or json");
+        assert_int_equal(log_get_format(), LOG_FORMAT_JSON);
+    }
+    log_set_format(LOG_FORMAT_TEXT);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, setup)
 
 int main(void)
@@ -437,6 +459,7 @@ int main(void)
         T(test_positional_refused),
         cmocka_unit_test(test_cli_long),
         cmocka_unit_test(test_cli_log_level),
+        cmocka_unit_test(test_cli_log_format),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
