@@ -157,8 +157,9 @@ def pyplot():
     try:
         import matplotlib
     except ImportError:
-        raise Fail("matplotlib is not installed: run `sh scripts/deps.sh plot` (Debian's "
-                   "python3-matplotlib)", EX_UNAVAILABLE)
+        raise Fail(f"matplotlib is not installed for {sys.executable}: run `sh scripts/deps.sh "
+                   "plot` (Debian's python3-matplotlib), and run this with /usr/bin/python3 if "
+                   "another python3 comes first on the PATH", EX_UNAVAILABLE)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
@@ -272,6 +273,8 @@ def plot_compare(d, n, cpu, path, plt):
     axes[1].set_ylabel("dchat / NATS (medians)")
     if cpu:
         axes[2].set_ylabel("servers' CPU s\nper million deliveries")
+        # the small rounds cost hundreds of times the big ones': log scale
+        axes[2].set_yscale("log")
     axes[-1].set_xlabel("messages in the round")
     axes[0].set_xscale("log")
     for ax in axes:
