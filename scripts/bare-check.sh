@@ -84,6 +84,10 @@ for d in sys dev; do
     mount --rbind "/$d" "$root/$d" && mount --make-rslave "$root/$d" && mounted="$root/$d $mounted"
 done
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# Every Debian machine resolves localhost: the installer writes these lines
+# (a container gets them from its runtime). debootstrap writes no
+# /etc/hosts, and chromedriver reaches the browser it starts at localhost.
+printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
 
 git clone --quiet --no-checkout "$repo" "$root/root/dchat"
 git -C "$root/root/dchat" checkout --quiet --detach "$commit"

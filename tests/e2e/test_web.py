@@ -252,6 +252,12 @@ def browser():
         if not os.access(path, os.X_OK):
             pytest.fail(f"{path} is missing: run 'scripts/deps.sh test' (as root) to install "
                         "chromium and chromium-driver")
+    try:
+        socket.getaddrinfo("localhost", None)
+    except socket.gaierror:
+        pytest.fail("the name localhost does not resolve here (no /etc/hosts?), and "
+                    "chromedriver reaches the browser it starts by that name: add "
+                    "'127.0.0.1 localhost' to /etc/hosts")
     opened = []
     profiles = []
 
