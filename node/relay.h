@@ -9,7 +9,8 @@
  * its origin: a duplicate is ignored, one after a gap too (the gap is
  * repaired by anti-entropy, see sync.h, which delivers in order).
  * The relay knows its recipients only as the sinks main hands it at
- * start: it calls nothing of clients or the mesh, which call into it. */
+ * start: it calls nothing of clients or the mesh, which call into it. It
+ * owns the message counters and the time-in-node histogram of /metrics. */
 #ifndef DCHAT_RELAY_H
 #define DCHAT_RELAY_H
 
