@@ -4,6 +4,7 @@
  * buffer's end, so a cut line is still one valid object. */
 #include "common/log.h"
 #include "common/util.h"
+#include "common/ws.h"
 
 #include <stdarg.h>
 #include <stdbool.h>
@@ -59,34 +60,19 @@ int log_parse_format(const char *s, enum log_format *out)
 /* The length (2 to 4) of the well-formed UTF-8 sequence of a character
  * beyond ASCII at s (len bytes available), or 0 when s does not start one:
  * a stray continuation byte, an overlong form, a surrogate, a code point
- * past U+10FFFF or a sequence cut short. */
+ * past U+10FFFF or a sequence cut short. The rules are the WebSocket
+ * validator's (ws_utf8_feed), fed a byte at a time until it is back
+ * between characters. */
 static size_t utf8_char_len(const unsigned char *s, size_t len)
 {
-    unsigned char c = s[0];
-    size_t need;
-    unsigned char lo = 0x80, hi = 0xbf; /* the second byte's range */
-    if (c >= 0xc2 && c <= 0xdf)
-        need = 2;
-    else if (c >= 0xe0 && c <= 0xef) {
-        need = 3;
-        if (c == 0xe0)
-            lo = 0xa0; /* no overlong forms */
-        else if (c == 0xed)
-            hi = 0x9f; /* no surrogates */
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        need = 4;
-        if (c == 0xf0)
-            lo = 0x90;
-        else if (c == 0xf4)
-            hi = 0x8f; /* nothing past U+10FFFF */
-    } else
-        return 0;
-    if (len < need || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < need; i++)
-        if (s[i] < 0x80 || s[i] > 0xbf)
+    uint32_t st = 0;
+    for (size_t i = 0; i < len && i < 4; i++) {
+        if (!ws_utf8_feed(&st, s + i, 1))
             return 0;
-    return need;
+        if (st == 0)
+            return i + 1;
+    }
+    return 0;
 }
 
 /* Appends s (len bytes) to line[*n..cap) as the inside of a JSON string:
