@@ -295,6 +295,20 @@ static void test_set_id_prefix(void **state)
     free(out);
 }
 
+/* Logs msg and then "after" at info; returns what was written (free it),
+ * its length in *len and the first line's, newline included, in *first. */
+static char *log_then_after(const char *msg, size_t *len, size_t *first)
+{
+    capture_begin();
+    log_info("%s", msg);
+    log_info("after");
+    char *out = capture_end(len);
+    char *nl = strchr(out, '\n');
+    assert_non_null(nl);
+    *first = (size_t)(nl - out) + 1;
+    return out;
+}
+
 static void test_long_line_truncated(void **state)
 {
     (void)state;
@@ -304,14 +318,10 @@ static void test_long_line_truncated(void **state)
     assert_non_null(msg);
     memset(msg, 'x', 5000);
     msg[5000] = '\0';
-    capture_begin();
-    log_info("%s", msg);
-    log_info("after");
-    size_t len;
-    char *out = capture_end(&len);
-    char *nl = strchr(out, '\n');
-    assert_non_null(nl);
-    assert_int_equal((size_t)(nl - out) + 1, 2047);
+    size_t len, first;
+    char *out = log_then_after(msg, &len, &first);
+    char *nl = out + first - 1;
+    assert_int_equal(first, 2047);
     assert_null(memchr(out, '\0', 2047)); /* no NUL written out */
     *nl = '\0';
     const char *prefix = strstr(out, " testprog info: ");
@@ -580,14 +590,8 @@ static void check_cut(const char *unit, size_t unit_len, size_t units, const cha
     for (size_t i = 0; i < units; i++)
         memcpy(msg + i * unit_len, unit, unit_len);
     msg[mlen] = '\0';
-    capture_begin();
-    log_info("%s", msg);
-    log_info("after");
-    size_t len;
-    char *out = capture_end(&len);
-    char *nl = strchr(out, '\n');
-    assert_non_null(nl);
-    size_t first = (size_t)(nl - out) + 1;
+    size_t len, first;
+    char *out = log_then_after(msg, &len, &first);
     assert_true(first <= LOG_LINE_MAX - 1);
     assert_true(first >= LOG_LINE_MAX - 1 - 6); /* cut at most one escape short */
     json_t *o = parse_line(out, first);
@@ -599,7 +603,7 @@ static void check_cut(const char *unit, size_t unit_len, size_t units, const cha
         assert_memory_equal(got + i, decoded_unit, dlen);
     json_decref(o);
     /* the next line is intact */
-    o = parse_line(nl + 1, len - first);
+    o = parse_line(out + first, len - first);
     assert_string_equal(json_string_value(json_object_get(o, "msg")), "after");
     json_decref(o);
     free(out);
