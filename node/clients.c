@@ -1,6 +1,7 @@
-/* clients: see clients.h. Open clients sit in a dense array so that a
- * broadcast is a straight loop of reference pushes; each client knows its
- * slot, so removal is a swap with the last. */
+/* clients: see clients.h. Open clients sit in a dense array (each knows
+ * its slot, so removal is a swap with the last), and in the chat rooms
+ * index (rooms.h), so that a broadcast is a straight loop of reference
+ * pushes over the clients of the message's chat. */
 #include "node/clients.h"
 
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include "node/message.h"
 #include "node/history.h"
 #include "node/relay.h"
+#include "node/rooms.h"
 #include "node/store.h"
 
 struct client {
@@ -23,6 +25,7 @@ struct client {
     size_t index;
     unsigned syncs_waiting;   /* catch-up replies waiting for a commit: one at a time */
     struct flow_reader flow;
+    struct rooms_member rooms; /* the chats it takes */
 };
 
 /* A clientSyncRequest waiting until the store has committed everything
@@ -32,12 +35,16 @@ struct sync_job {
     struct sync_mark *marks;
     size_t nmarks;
     struct history_point point;
+    bool in_rooms;            /* only these chats, as when it asked: */
+    int64_t *chats;
+    size_t nchats;
 };
 
 struct clients {
     node *n;
     struct client **all;
     size_t count, cap;
+    rooms *rooms;             /* who takes which chat */
     bool closing;
     void (*closed_done)(node *n);
     uint64_t errors;          /* error frames sent to clients */
@@ -55,6 +62,7 @@ struct clients *clients_new(node *n)
 {
     struct clients *cs = xcalloc(1, sizeof(*cs));
     cs->n = n;
+    cs->rooms = rooms_new();
     return cs;
 }
 
@@ -76,7 +84,9 @@ static void sync_job_run(void *ud)
     /* No work for a client that is gone or going. */
     if (c->conn != NULL && ws_conn_is_open(c->conn) && n->store != NULL) {
         char err[160];
-        msgbuf *b = history_sync_reply(n, j->marks, j->nmarks, &j->point, err, sizeof(err));
+        struct history_chats f = { j->chats, j->nchats };
+        msgbuf *b = history_sync_reply(n, j->marks, j->nmarks, &j->point,
+                                       j->in_rooms ? &f : NULL, err, sizeof(err));
         if (b != NULL) {
             ws_conn_send_frame(c->conn, b);
             msgbuf_unref(b);
@@ -88,6 +98,7 @@ static void sync_job_run(void *ud)
         free(c); /* closed while it waited */
     history_point_free(&j->point);
     free(j->marks);
+    free(j->chats);
     free(j);
 }
 
@@ -112,8 +123,46 @@ static void client_sync(struct client *c, const struct client_request *req)
     j->marks = xmalloc((req->nmarks ? req->nmarks : 1) * sizeof(*j->marks));
     if (req->nmarks > 0)
         memcpy(j->marks, req->marks, req->nmarks * sizeof(*j->marks));
+    if (c->rooms.in_rooms) {
+        j->in_rooms = true;
+        j->chats = xmalloc((c->rooms.nseats ? c->rooms.nseats : 1) * sizeof(*j->chats));
+        j->nchats = rooms_chats(&c->rooms, j->chats);
+    }
     c->syncs_waiting++;
     store_when_committed(n->store, sync_job_run, j);
+}
+
+/* subscribe and unsubscribe: change the client's chats and answer with
+ * what they are now. */
+static void client_rooms(struct client *c, enum message_kind kind,
+                         const struct client_request *req)
+{
+    struct clients *cs = c->set;
+    bool sub = kind == MESSAGE_SUBSCRIBE;
+    if (sub && req->all_chats) {
+        rooms_every(cs->rooms, &c->rooms);
+    } else if (sub) {
+        if (rooms_join(cs->rooms, &c->rooms, req->chats, req->nchats, MESSAGE_ROOMS_MAX) != 0) {
+            char err[160];
+            snprintf(err, sizeof(err), "subscribe would put this client in more than %d chats; "
+                     "unsubscribe from some first", MESSAGE_ROOMS_MAX);
+            send_error(c, err);
+            return;
+        }
+    } else if (!c->rooms.in_rooms) {
+        send_error(c, "unsubscribe: this client takes every chat (it never subscribed); "
+                      "subscribe to the chats it wants instead");
+        return;
+    } else {
+        rooms_leave(cs->rooms, &c->rooms, req->chats, req->nchats);
+    }
+    int64_t *chats = xmalloc((c->rooms.nseats ? c->rooms.nseats : 1) * sizeof(*chats));
+    size_t nchats = rooms_chats(&c->rooms, chats);
+    msgbuf *f = message_rooms_reply_frame(cs->n->id, sub ? "subscribeReply" : "unsubscribeReply",
+                                          !c->rooms.in_rooms, chats, nchats);
+    ws_conn_send_frame(c->conn, f);
+    msgbuf_unref(f);
+    free(chats);
 }
 
 static void client_set_paused(struct flow_reader *r, bool paused)
@@ -148,6 +197,10 @@ static void on_text(ws_conn *conn, const char *data, size_t len, void *ud)
     case MESSAGE_SYNC:
         client_sync(c, &req);
         break;
+    case MESSAGE_SUBSCRIBE:
+    case MESSAGE_UNSUBSCRIBE:
+        client_rooms(c, kind, &req);
+        break;
     }
     message_request_free(&req);
 }
@@ -166,6 +219,7 @@ static void on_close(ws_conn *conn, int code, void *ud)
         k++;
     cs->closes[k]++;
     c->conn = NULL;
+    rooms_remove(cs->rooms, &c->rooms);
     flow_forget(cs->n, &c->flow);
     if (c->syncs_waiting == 0)
         free(c); /* else the last sync job frees it */
@@ -232,18 +286,30 @@ int clients_on_upgrade(http_request *req, uv_tcp_t *tcp, const char *rest,
     }
     c->index = cs->count;
     cs->all[cs->count++] = c;
+    rooms_add(cs->rooms, &c->rooms);
     cs->connects++;
     log_debug("client %s connected, %zu clients", req->peer_addr, cs->count);
     return 1;
 }
 
-size_t clients_broadcast(struct clients *cs, msgbuf *frame)
+size_t clients_broadcast(struct clients *cs, msgbuf *frame, int64_t chat)
 {
     /* A send can only fail by starting a close; on_close (which reorders
-     * the array) runs later, from the loop, so the loop is stable. */
-    for (size_t i = 0; i < cs->count; i++)
-        ws_conn_send_frame(cs->all[i]->conn, frame);
-    return cs->count;
+     * the arrays) runs later, from the loop, so the loops are stable. */
+    size_t every, members;
+    struct rooms_member *const *e = rooms_every_members(cs->rooms, &every);
+    struct rooms_member *const *m = rooms_members(cs->rooms, chat, &members);
+    for (size_t i = 0; i < every; i++)
+        ws_conn_send_frame(container_of(e[i], struct client, rooms)->conn, frame);
+    for (size_t i = 0; i < members; i++)
+        ws_conn_send_frame(container_of(m[i], struct client, rooms)->conn, frame);
+    return every + members;
+}
+
+size_t clients_rooms(const struct clients *cs, size_t *memberships)
+{
+    *memberships = rooms_memberships(cs->rooms);
+    return rooms_count(cs->rooms);
 }
 
 uint64_t clients_errors(const struct clients *cs)
@@ -278,6 +344,7 @@ void clients_free(struct clients *cs)
 {
     if (cs == NULL)
         return;
+    rooms_free(cs->rooms);
     free(cs->all);
     free(cs);
 }

@@ -18,10 +18,14 @@ struct clients *clients_new(node *n);
 int clients_on_upgrade(http_request *req, uv_tcp_t *tcp, const char *rest,
                        size_t rest_len, void *ud);
 
-/* Queues frame (a complete WebSocket frame) to every open client; a client
- * over its queue bound is closed with 1008 by its connection. Returns the
- * number of clients it was queued to. */
-size_t clients_broadcast(struct clients *cs, msgbuf *frame);
+/* Queues frame (a complete WebSocket frame of a message of chat) to every
+ * open client in that chat: those that never subscribed (every chat) and
+ * the members of its room. A client over its queue bound is closed with
+ * 1008 by its connection. Returns the number of clients it was queued to. */
+size_t clients_broadcast(struct clients *cs, msgbuf *frame, int64_t chat);
+
+/* Chat rooms with at least one client, and the memberships in them. */
+size_t clients_rooms(const struct clients *cs, size_t *memberships);
 
 size_t clients_count(const struct clients *cs);
 

@@ -80,43 +80,63 @@ static size_t reply_bytes(const node *n, const struct chat_message *m)
     return message_object_len(&shown) + 1;
 }
 
-/* Reads into rows the messages of origin with after < seq <= upto, at most
- * limit + 1 of them, a chunk at a time, and stops as soon as at least two
- * are read and they weigh more than `bytes` (reply_bytes). So rows holds
- * every message of origin that a reply of at most limit messages and
- * `bytes` could take, and one more when there are more, without reading a
- * whole range of big messages into memory. Oldest first, or from upto
- * downwards with newest_first (rows then holds chunks in descending order,
- * each ascending: callers sort). Returns 0, or -1 on a store error. */
+/* What a read looks at: every chat, or the chats of a client in rooms,
+ * then with a budget of rows that the reads use up. */
+struct read_filter {
+    const int64_t *chats;    /* NULL: every message */
+    size_t n;
+    size_t scan;             /* rows still to look at */
+};
+
+/* Reads into rows the messages of origin with after < seq <= upto (those
+ * of f's chats), at most limit + 1 of them, a chunk at a time, and stops as
+ * soon as at least two are read and they weigh more than `bytes`
+ * (reply_bytes). So rows holds every message of origin that a reply of at
+ * most limit messages and `bytes` could take, and one more when there are
+ * more, without reading a whole range of big messages into memory. Oldest
+ * first, or from upto downwards with newest_first (rows then holds chunks
+ * in descending order, each ascending: callers sort). *edge tells how far
+ * it looked: oldest first, every message up to *edge; newest first, every
+ * one above *edge. Returns 0, or -1 on a store error. */
 static int read_capped(const node *n, uint32_t origin, uint64_t after, uint64_t upto,
-                       size_t limit, size_t bytes, bool newest_first, struct store_rows *rows)
+                       size_t limit, size_t bytes, bool newest_first, struct read_filter *f,
+                       struct store_rows *rows, uint64_t *edge)
 {
     size_t got = 0, weight = 0, heaviest = 1, chunk = HISTORY_FIRST_CHUNK;
     uint64_t lo = after, hi = upto; /* left to read: lo < seq <= hi */
-    while (lo < hi && got <= limit) {
+    while (lo < hi && got <= limit && (f->chats == NULL || f->scan > 0)) {
         size_t want = UTIL_MIN(chunk, limit + 1 - got);
         size_t first = rows->n;
         if (newest_first) {
-            uint64_t from = hi - lo > want ? hi - want : lo;
-            if (store_read(n->store, origin, from, hi, want, rows) != 0)
+            /* A window below hi, all of whose matches are taken. */
+            size_t span = f->chats ? UTIL_MIN(f->scan, (size_t)HISTORY_MAX_CHUNK * 4) : want;
+            uint64_t from = hi - lo > span ? hi - span : lo, seen;
+            if (store_read_chats(n->store, origin, from, hi, span, f->chats, f->n, span, rows,
+                                 &seen) != 0)
                 return -1;
+            f->scan -= f->chats ? UTIL_MIN(f->scan, (size_t)(hi - from)) : 0;
             hi = from;
         } else {
-            if (store_read(n->store, origin, lo, hi, want, rows) != 0)
+            uint64_t seen;
+            if (store_read_chats(n->store, origin, lo, hi, want, f->chats, f->n, f->scan, rows,
+                                 &seen) != 0)
                 return -1;
-            lo = rows->n - first < want ? hi : rows->msgs[rows->n - 1].seq;
+            f->scan -= f->chats ? UTIL_MIN(f->scan, (size_t)(seen - lo)) : 0;
+            lo = seen;
         }
         for (size_t i = 0; i < rows->n - first; i++) {
             size_t w = reply_bytes(n, &rows->msgs[newest_first ? rows->n - 1 - i : first + i]);
             weight += w;
             heaviest = UTIL_MAX(heaviest, w);
             if (++got >= 2 && weight > bytes)
-                return 0;
+                goto out;
         }
         /* as many as may still fit, judged by the heaviest so far */
         chunk = weight >= bytes ? 1 : (bytes - weight) / heaviest + 1;
         chunk = UTIL_MIN(chunk, (size_t)HISTORY_MAX_CHUNK);
     }
+out:
+    *edge = newest_first ? hi : lo;
     return 0;
 }
 
@@ -144,27 +164,76 @@ static void withhold_large(const node *n, struct chat_message *m, size_t count)
         message_withhold_if_large(&m[i], n->id, limit);
 }
 
+/* The marks a client in rooms asks with next: per origin, where its
+ * reply ends. For an origin some of whose rows read were left out, the
+ * highest id of it in the reply (or its mark, when none is); otherwise the
+ * edge of what was looked at. */
+static struct sync_mark *next_marks(const struct history_point *point, const uint64_t *from,
+                                    const uint64_t *edge, const struct store_rows *rows,
+                                    size_t count)
+{
+    struct sync_mark *next = xcalloc(point->n ? point->n : 1, sizeof(*next));
+    for (size_t i = 0; i < point->n; i++) {
+        uint32_t origin = point->marks[i].origin;
+        uint64_t in_reply = from[i];
+        bool left_out = false;
+        for (size_t k = 0; k < rows->n; k++) {
+            if (rows->msgs[k].origin != origin)
+                continue;
+            if (k < count)
+                in_reply = UTIL_MAX(in_reply, rows->msgs[k].seq);
+            else
+                left_out = true;
+        }
+        next[i] = (struct sync_mark){ origin, left_out ? in_reply : edge[i] };
+    }
+    return next;
+}
+
 msgbuf *history_sync_reply(node *n, const struct sync_mark *req, size_t nreq,
-                           const struct history_point *point, char *err, size_t errlen)
+                           const struct history_point *point, const struct history_chats *fc,
+                           char *err, size_t errlen)
 {
     size_t limit = n->cfg.sync_limit;
     size_t bytes = HISTORY_REPLY_BYTES - MESSAGE_REPLY_ENVELOPE;
     bool latest = nreq == 0;
+    bool rooms = fc != NULL;
     bool older = false; /* latest: messages older than those read exist */
+    bool unseen = false; /* rooms: a range was not looked at to its end */
     struct store_rows rows = { 0 };
-    for (size_t i = 0; i < point->n; i++) {
+    struct read_filter f = { rooms ? fc->chats : NULL, rooms ? fc->n : 0, 0 };
+    uint64_t *from = xcalloc(point->n ? point->n : 1, sizeof(*from));
+    uint64_t *edge = xcalloc(point->n ? point->n : 1, sizeof(*edge));
+    static const int64_t no_chats[1];
+    if (rooms) {
+        bytes -= point->n * MESSAGE_NEXT_MARK_LEN + 16;
+        if (f.chats == NULL)
+            f.chats = no_chats; /* in no chat: still filtered, by nothing */
+    }
+    /* A client in no chat has nothing to look for. */
+    for (size_t i = 0; i < (rooms && f.n == 0 ? 0 : point->n); i++) {
         uint32_t origin = point->marks[i].origin;
         uint64_t upto = point->marks[i].seq;
-        uint64_t after = latest ? (upto > limit ? upto - limit : 0) : mark_of(req, nreq, origin);
+        /* A client in rooms wants the latest of its chats, wherever they are. */
+        uint64_t after = !latest ? mark_of(req, nreq, origin)
+                         : rooms || upto <= limit ? 0 : upto - limit;
+        from[i] = edge[i] = after;
         if (after >= upto)
             continue;
         if (latest && after > 0)
             older = true;
-        if (read_capped(n, origin, after, upto, limit, bytes, latest, &rows) != 0) {
+        /* Each origin gets an equal share of what is left to look at. */
+        f.scan = rooms ? UTIL_MAX((size_t)n->cfg.sync_scan / point->n, (size_t)64) : 0;
+        if (read_capped(n, origin, after, upto, limit, bytes, latest, &f, &rows,
+                        &edge[i]) != 0) {
             store_rows_free(&rows);
+            free(from);
+            free(edge);
             snprintf(err, errlen, "cannot read the history now; retry");
             return NULL;
         }
+        if (rooms && (latest ? edge[i] > after : edge[i] < upto))
+            unseen = true;
     }
     if (rows.n > 1)
         qsort(rows.msgs, rows.n, sizeof(*rows.msgs), by_time);
@@ -172,10 +241,16 @@ msgbuf *history_sync_reply(node *n, const struct sync_mark *req, size_t nreq,
      * and left out, and only that, means the client did not get all. */
     size_t count = reply_count(n, &rows, limit, bytes, latest);
     size_t first = latest ? rows.n - count : 0;
-    bool truncated = count < rows.n || older;
+    bool truncated = count < rows.n || older || unseen;
     withhold_large(n, rows.msgs + first, count);
-    msgbuf *b = message_sync_reply_frame(n->id, count ? rows.msgs + first : NULL, count,
-                                         truncated);
+    struct sync_mark *next = NULL;
+    if (rooms && !latest && truncated)
+        next = next_marks(point, from, edge, &rows, count);
+    msgbuf *b = message_sync_reply_frame_next(n->id, count ? rows.msgs + first : NULL, count,
+                                              truncated, next, next ? point->n : 0);
+    free(next);
+    free(from);
+    free(edge);
     store_rows_free(&rows);
     return b;
 }
@@ -225,8 +300,10 @@ void history_http(node *n, http_request *req)
     }
     struct store_rows rows = { 0 };
     size_t bytes = HISTORY_REPLY_BYTES - MESSAGE_REPLY_ENVELOPE;
-    if (read_capped(n, (uint32_t)origin, after, UINT64_MAX, (size_t)limit, bytes, false,
-                    &rows) != 0) {
+    struct read_filter all = { NULL, 0, 0 };
+    uint64_t edge;
+    if (read_capped(n, (uint32_t)origin, after, UINT64_MAX, (size_t)limit, bytes, false, &all,
+                    &rows, &edge) != 0) {
         store_rows_free(&rows);
         http_respond_error(req, 500, "cannot read the history; see the node's log");
         return;

@@ -29,11 +29,26 @@ int history_point_take(node *n, const struct sync_mark *req, size_t nreq,
                        struct history_point *out, char *err, size_t errlen);
 void history_point_free(struct history_point *p);
 
+/* Which chats a reply holds: all (chats NULL), or those of a client in
+ * chat rooms (n of them, sorted ascending; n may be 0). */
+struct history_chats {
+    const int64_t *chats;
+    size_t n;
+};
+
+/* A reply for a client in rooms looks at no more than this many stored
+ * messages (over all origins; --sync-scan), so that a quiet room in a long
+ * history costs the loop a bounded time; what it did not look at, it says
+ * with "truncated" and the "next" marks to ask with. */
+#define HISTORY_SCAN_ROWS 20000
+
 /* The clientSyncReply for marks req (none: the latest messages) up to
- * point, read from the store: call once everything up to point is
- * committed. NULL on a store error (err filled). New reference. */
+ * point, holding the chats of f (NULL: all), read from the store: call once
+ * everything up to point is committed. NULL on a store error (err filled).
+ * New reference. */
 msgbuf *history_sync_reply(node *n, const struct sync_mark *req, size_t nreq,
-                           const struct history_point *point, char *err, size_t errlen);
+                           const struct history_point *point, const struct history_chats *f,
+                           char *err, size_t errlen);
 
 /* A reply, clientSyncReply or GET /api/history, holds at most this many
  * bytes of JSON: it ends at a message boundary and holds at least one

@@ -19,6 +19,7 @@
 #include "common/tls.h"
 #include "common/util.h"
 #include "node/clients.h"
+#include "node/history.h"
 #include "node/flow.h"
 #include "node/membership.h"
 #include "node/mesh.h"
@@ -42,7 +43,7 @@ enum {
     OPT_DISCOVERY, OPT_LISTEN, OPT_CLIENT_PORT, OPT_SYNC_PORT, OPT_ADVERTISE,
     OPT_DATA_DIR, OPT_MAX_MESSAGE, OPT_MAX_QUEUE, OPT_MAX_QUEUE_HARD, OPT_WRITE_DEADLINE,
     OPT_MAX_CLIENTS, OPT_HEARTBEAT, OPT_PING,
-    OPT_HANDSHAKE, OPT_ALLOWED_ORIGINS, OPT_FSYNC, OPT_SYNC_INTERVAL, OPT_SYNC_LIMIT, OPT_LOG_LEVEL,
+    OPT_HANDSHAKE, OPT_ALLOWED_ORIGINS, OPT_FSYNC, OPT_SYNC_INTERVAL, OPT_SYNC_LIMIT, OPT_SYNC_SCAN, OPT_LOG_LEVEL,
     OPT_LOG_FORMAT,
     OPT_SECRET_FILE, OPT_INSECURE, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_ONLY, OPT_PEER_TLS,
     OPT_TEST_DROP, OPT_TEST_HOOKS,
@@ -95,6 +96,10 @@ static const struct cli_option node_options[] = {
                             "how often linked nodes compare histories (default 5)" },
     [OPT_SYNC_LIMIT] = { "sync-limit", 0, "N", "NODE_SYNC_LIMIT",
                          "messages per clientSyncReply at most (default 1000)" },
+    [OPT_SYNC_SCAN] = { "sync-scan", 0, "N", "NODE_SYNC_SCAN",
+                        "stored messages a clientSyncReply for a client in chat rooms looks "
+                        "through at most, to find those of its chats; it says where to go on "
+                        "(default 20000)" },
     [OPT_LOG_LEVEL] = { "log-level", 0, "LEVEL", "DCHAT_LOG_LEVEL",
                         "debug, info, warn, error (default info)" },
     [OPT_LOG_FORMAT] = { "log-format", 0, "FORMAT", "DCHAT_LOG_FORMAT",
@@ -230,6 +235,11 @@ static int set_option(int index, const char *v, void *ud, char *err, size_t errl
             return -1;
         c->sync_limit = (unsigned)l;
         return 0;
+    case OPT_SYNC_SCAN:
+        if (cli_long(v, 100, 10000000, "a count", &l, err, errlen) != 0)
+            return -1;
+        c->sync_scan = (unsigned)l;
+        return 0;
     case OPT_SECRET_FILE:
         return copy_opt(c->secret_file, sizeof(c->secret_file), v, err, errlen);
     case OPT_INSECURE:
@@ -332,10 +342,10 @@ static int tls_setup(node *n)
 
 /* --- the relay's sinks: where its frames go ------------------------------ */
 
-static size_t sink_clients(msgbuf *frame, void *ud)
+static size_t sink_clients(msgbuf *frame, int64_t chat, void *ud)
 {
     node *n = ud;
-    return clients_broadcast(n->clients, frame);
+    return clients_broadcast(n->clients, frame, chat);
 }
 
 /* While the node stops, the store's last commit may come after the links
@@ -455,6 +465,7 @@ int main(int argc, char **argv)
     c->fsync_mode = STORE_FSYNC_BATCH;
     c->sync_interval_ms = 5000;
     c->sync_limit = 1000;
+    c->sync_scan = HISTORY_SCAN_ROWS;
     cli_parse(argc, argv, "node", "[OPTIONS]",
               "A dchat chat node: WebSocket clients (DSatter protocol) on the client port,\n"
               "a full-mesh TCP relay to the other nodes on the sync port, membership\n"

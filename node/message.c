@@ -25,6 +25,7 @@ void message_request_free(struct client_request *req)
 {
     json_decref(req->root);
     free(req->marks);
+    free(req->chats);
     memset(req, 0, sizeof(*req));
 }
 
@@ -103,6 +104,46 @@ static enum message_kind parse_sync(json_t *payload, struct client_request *req,
         req->nmarks++;
     }
     return MESSAGE_SYNC;
+}
+
+/* subscribe and unsubscribe: {"chatIds": [<integer>, ...]}, 1 to
+ * MESSAGE_ROOMS_MAX of them (repeats allowed), or for subscribe
+ * {"all": true}. */
+static enum message_kind parse_rooms(const char *type, json_t *payload,
+                                     struct client_request *req, char *err, size_t errlen)
+{
+    bool sub = strcmp(type, "subscribe") == 0;
+    enum message_kind kind = sub ? MESSAGE_SUBSCRIBE : MESSAGE_UNSUBSCRIBE;
+    if (!json_is_object(payload))
+        return errorf(err, errlen, "%s needs a \"payload\" object with \"chatIds\": "
+                      "[<chatId>, ...]", type);
+    json_t *all = json_object_get(payload, "all");
+    json_t *ids = json_object_get(payload, "chatIds");
+    if (sub && all != NULL) {
+        if (!json_is_true(all) || ids != NULL)
+            return errorf(err, errlen, "%s", "subscribe takes either \"chatIds\": [...] or "
+                          "\"all\": true (every chat again), not both");
+        req->all_chats = true;
+        return kind;
+    }
+    if (!json_is_array(ids))
+        return errorf(err, errlen, ids ? "%s payload field \"chatIds\" must be an array of "
+                                         "integers"
+                                       : "%s payload field \"chatIds\" is missing", type);
+    size_t n = json_array_size(ids);
+    if (n == 0 || n > MESSAGE_ROOMS_MAX) {
+        snprintf(err, errlen, "%s names %zu chats; name 1 to %d", type, n, MESSAGE_ROOMS_MAX);
+        return MESSAGE_ERROR;
+    }
+    req->chats = xmalloc(n * sizeof(*req->chats));
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_array_get(ids, i);
+        if (!json_is_integer(v))
+            return errorf(err, errlen, "%s payload field \"chatIds\" must hold only integers "
+                          "(JSON integers, as chatId in newMessageFromClient)", type);
+        req->chats[req->nchats++] = json_integer_value(v);
+    }
+    return kind;
 }
 
 /* --- the fast path -------------------------------------------------------
@@ -371,11 +412,13 @@ static enum message_kind parse_request(const char *data, size_t len,
     }
     if (strcmp(t, "clientSyncRequest") == 0)
         return parse_sync(payload, req, err, errlen);
+    if (strcmp(t, "subscribe") == 0 || strcmp(t, "unsubscribe") == 0)
+        return parse_rooms(t, payload, req, err, errlen);
     char quoted[80];
     snprintf(quoted, sizeof(quoted), "%.64s", t);
     return errorf(err, errlen,
-                  "unknown type \"%s\"; expected newMessageFromClient or clientSyncRequest",
-                  quoted);
+                  "unknown type \"%s\"; expected newMessageFromClient, clientSyncRequest, "
+                  "subscribe or unsubscribe", quoted);
 }
 
 enum message_kind message_parse_request(const char *data, size_t len,
@@ -686,7 +729,15 @@ msgbuf *message_error_frame(uint32_t source, const char *error)
 msgbuf *message_sync_reply_frame(uint32_t source, const struct chat_message *m,
                                  size_t n, bool truncated)
 {
-    size_t cap = SERVER_HEADER_MAX + MESSAGE_REPLY_ENVELOPE + 1;
+    return message_sync_reply_frame_next(source, m, n, truncated, NULL, 0);
+}
+
+msgbuf *message_sync_reply_frame_next(uint32_t source, const struct chat_message *m,
+                                      size_t n, bool truncated,
+                                      const struct sync_mark *next, size_t nnext)
+{
+    size_t cap = SERVER_HEADER_MAX + MESSAGE_REPLY_ENVELOPE + 1 +
+                 nnext * MESSAGE_NEXT_MARK_LEN + 16;
     for (size_t i = 0; i < n; i++)
         cap += message_object_len(&m[i]) + 1;
     msgbuf *b = msgbuf_new(cap);
@@ -698,6 +749,31 @@ msgbuf *message_sync_reply_frame(uint32_t source, const struct chat_message *m,
             *o++ = ',';
         o += message_object_write(o, &m[i]);
     }
-    o += sprintf(o, "],\"truncated\":%s}", truncated ? "true" : "false");
+    o += sprintf(o, "],\"truncated\":%s", truncated ? "true" : "false");
+    if (next != NULL) {
+        o = PUT_LIT(o, ",\"next\":{");
+        for (size_t i = 0; i < nnext; i++)
+            o += sprintf(o, "%s\"%" PRIu32 "\":%" PRIu64, i ? "," : "", next[i].origin,
+                         next[i].seq);
+        *o++ = '}';
+    }
+    *o++ = '}';
+    return finish_frame(b, (size_t)(o - start));
+}
+
+msgbuf *message_rooms_reply_frame(uint32_t source, const char *type, bool all,
+                                  const int64_t *chats, size_t n)
+{
+    msgbuf *b = msgbuf_new(SERVER_HEADER_MAX + 96 + strlen(type) + 21 * n);
+    char *o = b->data + SERVER_HEADER_MAX;
+    char *start = o;
+    o += sprintf(o, "{\"type\":\"%s\",\"source\":%" PRIu32 ",\"payload\":{\"all\":%s,"
+                 "\"chatIds\":[", type, source, all ? "true" : "false");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            *o++ = ',';
+        o = put_dec_signed(o, chats[i]);
+    }
+    o = PUT_LIT(o, "]}}");
     return finish_frame(b, (size_t)(o - start));
 }

@@ -38,6 +38,8 @@ enum message_kind {
     MESSAGE_ERROR,         /* answer with an error frame; err says why */
     MESSAGE_NEW,           /* newMessageFromClient: req->msg is filled */
     MESSAGE_SYNC,          /* clientSyncRequest: req->marks */
+    MESSAGE_SUBSCRIBE,     /* subscribe: req->chats, or req->all_chats */
+    MESSAGE_UNSUBSCRIBE,   /* unsubscribe: req->chats */
 };
 
 struct sync_mark {
@@ -46,12 +48,17 @@ struct sync_mark {
 };
 
 #define MESSAGE_SYNC_MAX_MARKS 10000
+/* The chats one client may be in at once, and so name in one request. */
+#define MESSAGE_ROOMS_MAX 1024
 
 struct client_request {
     json_t *root;                 /* jansson's tree, when it was needed */
     struct chat_message msg;      /* MESSAGE_NEW: sender, text, chat_id */
     struct sync_mark *marks;      /* MESSAGE_SYNC */
     size_t nmarks;
+    int64_t *chats;               /* MESSAGE_(UN)SUBSCRIBE: as given, 1 .. */
+    size_t nchats;                /* MESSAGE_ROOMS_MAX of them */
+    bool all_chats;               /* subscribe {"all": true}: every chat again */
 };
 
 /* Parses one text frame from a client. Returns a message_kind; on
@@ -129,6 +136,22 @@ msgbuf *message_error_frame(uint32_t source, const char *error);
 #define MESSAGE_REPLY_ENVELOPE 96
 msgbuf *message_sync_reply_frame(uint32_t source, const struct chat_message *m,
                                  size_t n, bool truncated);
+
+/* The same for a client in chat rooms, whose reply holds only its chats:
+ * with next (nnext marks) it also carries "next":{"<origin>":<id>,...},
+ * the marks to ask with for the rest (docs/PROTOCOL.md 1.4). Each mark
+ * adds at most MESSAGE_NEXT_MARK_LEN bytes to the envelope. */
+#define MESSAGE_NEXT_MARK_LEN 28
+msgbuf *message_sync_reply_frame_next(uint32_t source, const struct chat_message *m,
+                                      size_t n, bool truncated,
+                                      const struct sync_mark *next, size_t nnext);
+
+/* {"type":T,"source":S,"payload":{"all":B,"chatIds":[...]}} with T
+ * "subscribeReply" or "unsubscribeReply": the client's chats after the
+ * request (sorted ascending), or all true and no ids for a client that
+ * receives every chat. */
+msgbuf *message_rooms_reply_frame(uint32_t source, const char *type, bool all,
+                                  const int64_t *chats, size_t n);
 
 /* Appends s as a JSON string literal (with quotes) to out, which must have
  * room for 6 * len + 2 bytes. Returns the bytes written. */

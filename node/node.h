@@ -49,6 +49,7 @@ struct node_config {
     int fsync_mode;         /* enum store_fsync */
     unsigned sync_interval_ms; /* anti-entropy period per peer link */
     unsigned sync_limit;    /* messages per clientSyncReply at most */
+    unsigned sync_scan;     /* rows such a reply looks at for a client in rooms */
     char tls_cert[512];     /* --tls-cert: PEM chain, or empty (no TLS) */
     char tls_key[512];      /* --tls-key */
     bool tls_only;          /* --tls-only: plain clients refused */

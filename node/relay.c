@@ -25,6 +25,7 @@ struct held {
     uint64_t gen;
     uint32_t origin;
     uint64_t seq;
+    int64_t chat;
     msgbuf *peer_frame;
     msgbuf *client_frame;
 };
@@ -86,14 +87,14 @@ static void turn_flushed(void *ud)
     r->nturn = 0;
 }
 
-static void send_out(node *n, uint32_t origin, uint64_t seq, msgbuf *pf, msgbuf *cf,
-                     uint64_t read_ns)
+static void send_out(node *n, uint32_t origin, uint64_t seq, int64_t chat, msgbuf *pf,
+                     msgbuf *cf, uint64_t read_ns)
 {
     /* Peers first: their copy leaves the node on this loop turn too, and
      * the order of the two queues does not matter to anyone. */
     struct relay *r = n->relay;
     r->counters.peer_msgs_out += r->sinks.to_peers(pf, origin, seq, r->sinks.ud);
-    size_t to = r->sinks.to_clients(cf, r->sinks.ud);
+    size_t to = r->sinks.to_clients(cf, chat, r->sinks.ud);
     r->counters.client_frames_out += to;
     note_sent(r, to, read_ns, RELAY_FROM_CLIENT);
     if (origin == r->seq_origin)
@@ -109,7 +110,7 @@ void relay_on_commit(uint64_t gen, int ok, void *ud)
                  peers store them, and holding them forever helps no one */
     while (r->nheld > 0 && r->held[r->head].gen <= gen) {
         struct held *h = &r->held[r->head];
-        send_out(n, h->origin, h->seq, h->peer_frame, h->client_frame, h->read_ns);
+        send_out(n, h->origin, h->seq, h->chat, h->peer_frame, h->client_frame, h->read_ns);
         r->held_cost -= outq_cost(h->client_frame);
         msgbuf_unref(h->peer_frame);
         msgbuf_unref(h->client_frame);
@@ -118,7 +119,7 @@ void relay_on_commit(uint64_t gen, int ok, void *ud)
     }
 }
 
-static void hold(struct relay *r, uint64_t read_ns, uint64_t gen, uint32_t origin, uint64_t seq,
+static void hold(struct relay *r, uint64_t read_ns, uint64_t gen, const struct chat_message *m,
                  msgbuf *pf, msgbuf *cf)
 {
     if (r->nheld == r->capheld) {
@@ -132,7 +133,7 @@ static void hold(struct relay *r, uint64_t read_ns, uint64_t gen, uint32_t origi
         r->head = 0;
     }
     r->held[(r->head + r->nheld) % r->capheld] =
-        (struct held){ read_ns, gen, origin, seq, pf, cf };
+        (struct held){ read_ns, gen, m->origin, m->seq, m->chat_id, pf, cf };
     r->nheld++;
     r->held_cost += outq_cost(cf);
 }
@@ -175,11 +176,11 @@ int relay_local(node *n, struct chat_message *m)
     msgbuf *cf = message_client_frame(n->id, m);
     uint64_t gen = store_append(n->store, m);
     if (store_mode(n->store) == STORE_FSYNC_OFF) {
-        send_out(n, m->origin, m->seq, pf, cf, read_ns);
+        send_out(n, m->origin, m->seq, m->chat_id, pf, cf, read_ns);
         msgbuf_unref(pf);
         msgbuf_unref(cf);
     } else {
-        hold(r, read_ns, gen, m->origin, m->seq, pf, cf); /* relay_on_commit sends them */
+        hold(r, read_ns, gen, m, pf, cf); /* relay_on_commit sends them */
     }
     return 0;
 }
@@ -231,7 +232,7 @@ enum relay_result relay_remote(node *n, const struct chat_message *m, bool repai
                  "frame, over the limit of %zu: stored, shown to clients as withheld",
                  m->origin, m->seq, message_client_frame_len(n->id, m), limit);
     msgbuf *cf = message_client_frame(n->id, &shown);
-    size_t to = r->sinks.to_clients(cf, r->sinks.ud);
+    size_t to = r->sinks.to_clients(cf, m->chat_id, r->sinks.ud);
     r->counters.client_frames_out += to;
     note_sent(r, to, read_ns, RELAY_FROM_PEER);
     msgbuf_unref(cf);

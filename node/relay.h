@@ -27,8 +27,9 @@
  * reference per recipient (the caller keeps its own) and returns how many
  * recipients it was queued to. */
 struct relay_sinks {
-    /* A complete WebSocket frame, to every local client. */
-    size_t (*to_clients)(msgbuf *frame, void *ud);
+    /* A complete WebSocket frame of a message of chat, to every local
+     * client in that chat (clients.h). */
+    size_t (*to_clients)(msgbuf *frame, int64_t chat, void *ud);
     /* A complete MSG frame of origin and seq, to every peer link up. */
     size_t (*to_peers)(msgbuf *frame, uint32_t origin, uint64_t seq, void *ud);
     void *ud;

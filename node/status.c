@@ -57,6 +57,9 @@ static json_t *status_json(const node *n)
                                                           : 0)));
     json_object_set_new(o, "forgedDropped",
                         json_integer((json_int_t)(n->mesh ? mesh_forged_dropped(n->mesh) : 0)));
+    size_t memberships, rooms = clients_rooms(n->clients, &memberships);
+    json_object_set_new(o, "rooms", json_pack("{s:I, s:I}", "rooms", (json_int_t)rooms,
+                                              "memberships", (json_int_t)memberships));
     return o;
 }
 
@@ -123,6 +126,12 @@ static void status_metrics(const node *n, struct metrics_out *m)
                     clients_errors(n->clients));
     metrics_gauge(m, "dchat_clients", "WebSocket clients connected now.",
                   (double)clients_count(n->clients));
+    size_t memberships, rooms = clients_rooms(n->clients, &memberships);
+    metrics_gauge(m, "dchat_chat_rooms", "Chat rooms with at least one client of this node.",
+                  (double)rooms);
+    metrics_gauge(m, "dchat_chat_room_memberships",
+                  "Clients' memberships in chat rooms, over all rooms (clients that never "
+                  "subscribed take every chat and are in none).", (double)memberships);
     metrics_counter(m, "dchat_client_connects_total", "WebSocket clients accepted.",
                     clients_connects(n->clients));
     metrics_family(m, "dchat_client_disconnects_total", "counter",

@@ -865,19 +865,43 @@ static size_t rows_copy(struct store_rows *r, const void *data, size_t len)
     return off;
 }
 
-int store_read(store *s, uint32_t origin, uint64_t after, uint64_t upto, size_t limit,
-               struct store_rows *out)
+static bool chat_in(int64_t chat, const int64_t *chats, size_t n)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (chats[mid] == chat)
+            return true;
+        if (chats[mid] < chat)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
+int store_read_chats(store *s, uint32_t origin, uint64_t after, uint64_t upto, size_t limit,
+                     const int64_t *chats, size_t nchats, size_t scan,
+                     struct store_rows *out, uint64_t *seen)
 {
     sqlite3_stmt *st = s->select;
     const struct slot_of *sl = find_slot(s, origin);
+    *seen = after;
     if (sl == NULL || after >= STORE_SEQ_MASK)
         return 0; /* nothing of it in the file */
     uint64_t base = (uint64_t)sl->slot << STORE_SEQ_BITS;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)(base | after));
     sqlite3_bind_int64(st, 2, (sqlite3_int64)(base | UTIL_MIN(upto, STORE_SEQ_MASK)));
-    sqlite3_bind_int64(st, 3, (sqlite3_int64)UTIL_MIN(limit, (size_t)INT64_MAX));
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)UTIL_MIN(chats ? scan : limit, (size_t)INT64_MAX));
+    size_t kept = 0, looked = 0;
+    int rc = SQLITE_DONE;
+    while (kept < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        uint64_t seq = (uint64_t)sqlite3_column_int64(st, 0);
+        int64_t chat = sqlite3_column_int64(st, 2);
+        looked++;
+        *seen = seq;
+        if (chats != NULL && !chat_in(chat, chats, nchats))
+            continue;
         if (out->n == out->cap) {
             out->cap = out->cap ? 2 * out->cap : 64;
             out->msgs = xrealloc(out->msgs, out->cap * sizeof(*out->msgs));
@@ -885,9 +909,9 @@ int store_read(store *s, uint32_t origin, uint64_t after, uint64_t upto, size_t 
         }
         struct chat_message *m = &out->msgs[out->n];
         m->origin = origin;
-        m->seq = (uint64_t)sqlite3_column_int64(st, 0);
+        m->seq = seq;
         m->time_ms = (uint64_t)sqlite3_column_int64(st, 1);
-        m->chat_id = sqlite3_column_int64(st, 2);
+        m->chat_id = chat;
         const void *sender = sqlite3_column_blob(st, 3);
         m->sender_len = (uint32_t)sqlite3_column_bytes(st, 3);
         out->offs[2 * out->n] = rows_copy(out, sender, m->sender_len);
@@ -895,7 +919,12 @@ int store_read(store *s, uint32_t origin, uint64_t after, uint64_t upto, size_t 
         m->text_len = (uint32_t)sqlite3_column_bytes(st, 4);
         out->offs[2 * out->n + 1] = rows_copy(out, text, m->text_len);
         out->n++;
+        kept++;
     }
+    if (rc == SQLITE_DONE && looked < (chats ? scan : limit))
+        *seen = upto; /* the whole range was looked at */
+    if (kept == limit)
+        rc = SQLITE_DONE; /* stopped by the limit, not by an error */
     sqlite3_reset(st);
     for (size_t i = 0; i < out->n; i++) {
         out->msgs[i].sender = out->arena + out->offs[2 * i];
@@ -907,6 +936,13 @@ int store_read(store *s, uint32_t origin, uint64_t after, uint64_t upto, size_t 
         return -1;
     }
     return 0;
+}
+
+int store_read(store *s, uint32_t origin, uint64_t after, uint64_t upto, size_t limit,
+               struct store_rows *out)
+{
+    uint64_t seen;
+    return store_read_chats(s, origin, after, upto, limit, NULL, 0, 0, out, &seen);
 }
 
 /* ---- closing ------------------------------------------------------------ */

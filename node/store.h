@@ -98,6 +98,16 @@ void store_rows_free(struct store_rows *r);
 int store_read(store *s, uint32_t origin, uint64_t after, uint64_t upto, size_t limit,
                struct store_rows *out);
 
+/* The same for a client in chat rooms: appends only the messages whose
+ * chatId is one of chats (nchats, sorted ascending), at most limit, having
+ * looked at no more than scan rows of the range (chats NULL: every
+ * message counts, scan is not used); *seen is set so that every message of
+ * origin with after < seq <= *seen was looked at: upto when the whole
+ * range was, after when nothing was. Returns 0, or -1. */
+int store_read_chats(store *s, uint32_t origin, uint64_t after, uint64_t upto, size_t limit,
+                     const int64_t *chats, size_t nchats, size_t scan,
+                     struct store_rows *out, uint64_t *seen);
+
 /* Flushes what is pending, waits for the worker, and closes; done(ud)
  * runs on the loop when everything is released. */
 void store_close(store *s, void (*done)(void *ud), void *ud);

@@ -3,8 +3,9 @@
  * a reference written here on jansson alone, from docs/PROTOCOL.md's rules.
  * Input: one byte that sets the client frame limit (message_set_frame_limit),
  * then a client's text frame. Both must give the same kind (ignore, error,
- * new message, sync request) and the same fields: text, sender and chatId
- * byte for byte; the sync marks as the same set. Error texts may differ.
+ * new message, sync request, subscribe, unsubscribe) and the same fields:
+ * text, sender and chatId byte for byte; the sync marks as the same set;
+ * the chat ids of a (un)subscribe in the same order. Error texts may differ.
  * The rule where they legitimately differ: the node parses only text
  * frames, which common/ws.c has checked to be UTF-8, and the scanner relies
  * on that (jansson checks it again). So an input that is not UTF-8 is still
@@ -27,7 +28,36 @@ struct reference {
     struct chat_message msg;
     struct sync_mark marks[MESSAGE_SYNC_MAX_MARKS];
     size_t nmarks;
+    int64_t chats[MESSAGE_ROOMS_MAX];
+    size_t nchats;
+    bool all_chats;
 };
+
+/* subscribe / unsubscribe: {"chatIds": [1..1024 integers]}, or for
+ * subscribe {"all": true} alone. */
+static enum message_kind reference_rooms(bool sub, json_t *payload, struct reference *r)
+{
+    json_t *all = json_object_get(payload, "all");
+    json_t *ids = json_object_get(payload, "chatIds");
+    if (!json_is_object(payload))
+        return MESSAGE_ERROR;
+    if (sub && all != NULL) {
+        if (!json_is_true(all) || ids != NULL)
+            return MESSAGE_ERROR;
+        r->all_chats = true;
+        return MESSAGE_SUBSCRIBE;
+    }
+    if (!json_is_array(ids) || json_array_size(ids) == 0 ||
+        json_array_size(ids) > MESSAGE_ROOMS_MAX)
+        return MESSAGE_ERROR;
+    for (size_t i = 0; i < json_array_size(ids); i++) {
+        json_t *v = json_array_get(ids, i);
+        if (!json_is_integer(v))
+            return MESSAGE_ERROR;
+        r->chats[r->nchats++] = json_integer_value(v);
+    }
+    return sub ? MESSAGE_SUBSCRIBE : MESSAGE_UNSUBSCRIBE;
+}
 
 /* A node id as a sync key: decimal digits, no sign, no leading zero, no
  * space, 1..2147483647. */
@@ -72,6 +102,9 @@ static enum message_kind reference_parse(const char *data, size_t len, struct re
         return message_client_frame_max_len(&r->msg) <= message_frame_limit() ? MESSAGE_NEW
                                                                                : MESSAGE_ERROR;
     }
+    if (strcmp(json_string_value(type), "subscribe") == 0 ||
+        strcmp(json_string_value(type), "unsubscribe") == 0)
+        return reference_rooms(json_string_value(type)[0] == 's', payload, r);
     if (strcmp(json_string_value(type), "clientSyncRequest") != 0)
         return MESSAGE_ERROR;
     if (payload == NULL || (json_is_array(payload) && json_array_size(payload) == 0))
@@ -174,6 +207,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
             for (size_t i = 0; i < ref.nmarks; i++)
                 FUZZ_CHECK(req.marks[i].origin == ref.marks[i].origin &&
                            req.marks[i].seq == ref.marks[i].seq);
+        } else if (got == MESSAGE_SUBSCRIBE || got == MESSAGE_UNSUBSCRIBE) {
+            FUZZ_CHECK(req.all_chats == ref.all_chats && req.nchats == ref.nchats);
+            for (size_t i = 0; i < ref.nchats; i++)
+                FUZZ_CHECK(req.chats[i] == ref.chats[i]);
         }
         json_decref(ref.root);
     }

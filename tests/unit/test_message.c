@@ -653,6 +653,118 @@ static void test_sync_reply_frame(void **state)
     msgbuf_unref(b);
 }
 
+static void test_parse_rooms(void **state)
+{
+    (void)state;
+    struct client_request req;
+    char err[256];
+    assert_int_equal(parse("{\"type\":\"subscribe\",\"payload\":{\"chatIds\":[11,-12,11]}}",
+                           &req, err, sizeof(err)), MESSAGE_SUBSCRIBE);
+    assert_int_equal(req.nchats, 3);
+    assert_true(req.chats[0] == 11 && req.chats[1] == -12 && req.chats[2] == 11);
+    assert_false(req.all_chats);
+    message_request_free(&req);
+    assert_int_equal(parse("{\"type\":\"unsubscribe\",\"source\":\"x\",\"payload\":"
+                           "{\"chatIds\":[9223372036854775807],\"extra\":1}}",
+                           &req, err, sizeof(err)), MESSAGE_UNSUBSCRIBE);
+    assert_int_equal(req.nchats, 1);
+    assert_true(req.chats[0] == INT64_MAX);
+    message_request_free(&req);
+    assert_int_equal(parse("{\"type\":\"subscribe\",\"payload\":{\"all\":true}}", &req, err,
+                           sizeof(err)), MESSAGE_SUBSCRIBE);
+    assert_true(req.all_chats);
+    assert_int_equal(req.nchats, 0);
+    message_request_free(&req);
+
+    expect_error("{\"type\":\"subscribe\"}", "subscribe needs a \"payload\" object");
+    expect_error("{\"type\":\"unsubscribe\",\"payload\":[11]}", "unsubscribe needs a");
+    expect_error("{\"type\":\"subscribe\",\"payload\":{}}", "\"chatIds\" is missing");
+    expect_error("{\"type\":\"subscribe\",\"payload\":{\"chatIds\":11}}", "must be an array");
+    expect_error("{\"type\":\"subscribe\",\"payload\":{\"chatIds\":[]}}", "names 0 chats");
+    expect_error("{\"type\":\"subscribe\",\"payload\":{\"chatIds\":[11,\"12\"]}}",
+                 "only integers");
+    expect_error("{\"type\":\"subscribe\",\"payload\":{\"chatIds\":[1.5]}}", "only integers");
+    expect_error("{\"type\":\"subscribe\",\"payload\":{\"all\":false}}", "not both");
+    expect_error("{\"type\":\"subscribe\",\"payload\":{\"all\":true,\"chatIds\":[1]}}",
+                 "not both");
+    expect_error("{\"type\":\"unsubscribe\",\"payload\":{\"all\":true}}",
+                 "\"chatIds\" is missing");
+    expect_error("{\"type\":\"join\"}", "subscribe or unsubscribe");
+
+    /* the most ids a request may name, and one more */
+    size_t cap = 64 + 3 * (MESSAGE_ROOMS_MAX + 1);
+    char *big = malloc(cap);
+    assert_non_null(big);
+    for (size_t n = MESSAGE_ROOMS_MAX; n <= MESSAGE_ROOMS_MAX + 1; n++) {
+        size_t len = (size_t)sprintf(big, "{\"type\":\"subscribe\",\"payload\":{\"chatIds\":[");
+        for (size_t i = 0; i < n; i++)
+            len += (size_t)sprintf(big + len, "%s%zu", i ? "," : "", i % 10);
+        strcpy(big + len, "]}}");
+        enum message_kind k = parse(big, &req, err, sizeof(err));
+        if (n == MESSAGE_ROOMS_MAX) {
+            assert_int_equal(k, MESSAGE_SUBSCRIBE);
+            assert_int_equal(req.nchats, n);
+        } else {
+            assert_int_equal(k, MESSAGE_ERROR);
+            assert_non_null(strstr(err, "names 1025 chats; name 1 to 1024"));
+        }
+        message_request_free(&req);
+    }
+    free(big);
+}
+
+static void test_rooms_reply_frame(void **state)
+{
+    (void)state;
+    const int64_t chats[] = { INT64_MIN, -1, 0, 11, INT64_MAX };
+    msgbuf *b = message_rooms_reply_frame(7, "subscribeReply", false, chats, 5);
+    json_t *j = frame_json(b, 0);
+    assert_string_equal(json_string_value(json_object_get(j, "type")), "subscribeReply");
+    assert_int_equal(json_integer_value(json_object_get(j, "source")), 7);
+    json_t *p = json_object_get(j, "payload");
+    assert_true(json_is_false(json_object_get(p, "all")));
+    json_t *ids = json_object_get(p, "chatIds");
+    assert_int_equal(json_array_size(ids), 5);
+    for (size_t i = 0; i < 5; i++)
+        assert_true(json_integer_value(json_array_get(ids, i)) == chats[i]);
+    json_decref(j);
+    msgbuf_unref(b);
+
+    b = message_rooms_reply_frame(7, "unsubscribeReply", true, NULL, 0);
+    j = frame_json(b, 0);
+    assert_string_equal(json_string_value(json_object_get(j, "type")), "unsubscribeReply");
+    p = json_object_get(j, "payload");
+    assert_true(json_is_true(json_object_get(p, "all")));
+    assert_int_equal(json_array_size(json_object_get(p, "chatIds")), 0);
+    json_decref(j);
+    msgbuf_unref(b);
+}
+
+static void test_sync_reply_next(void **state)
+{
+    (void)state;
+    struct chat_message m = make_msg(1, 5, "a", "x");
+    const struct sync_mark next[] = { { 1, 5 }, { 2147483647, 999999999999ull } };
+    msgbuf *b = message_sync_reply_frame_next(3, &m, 1, true, next, 2);
+    /* the envelope stays within its stated bound */
+    assert_true(b->len <= 10 + MESSAGE_REPLY_ENVELOPE + message_object_len(&m) + 1 +
+                              2 * MESSAGE_NEXT_MARK_LEN + 16);
+    json_t *j = frame_json(b, 0);
+    json_t *n = json_object_get(j, "next");
+    assert_int_equal(json_object_size(n), 2);
+    assert_int_equal(json_integer_value(json_object_get(n, "1")), 5);
+    assert_true(json_integer_value(json_object_get(n, "2147483647")) == 999999999999ll);
+    assert_true(json_is_true(json_object_get(j, "truncated")));
+    json_decref(j);
+    msgbuf_unref(b);
+    /* without marks there is no "next" */
+    b = message_sync_reply_frame_next(3, &m, 1, false, NULL, 0);
+    j = frame_json(b, 0);
+    assert_null(json_object_get(j, "next"));
+    json_decref(j);
+    msgbuf_unref(b);
+}
+
 /* The fast scanner and jansson must agree: random newMessageFromClient
  * requests written by jansson (random key order, with and without \u
  * escapes, every awkward character) parse to exactly what was written. */
@@ -997,6 +1109,9 @@ int main(void)
         cmocka_unit_test(test_parse_ignored),
         cmocka_unit_test(test_parse_errors),
         cmocka_unit_test(test_parse_sync),
+        cmocka_unit_test(test_parse_rooms),
+        cmocka_unit_test(test_rooms_reply_frame),
+        cmocka_unit_test(test_sync_reply_next),
         cmocka_unit_test(test_message_id),
         cmocka_unit_test(test_client_frame),
         cmocka_unit_test(test_frame_lengths),
