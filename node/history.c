@@ -167,10 +167,11 @@ static void withhold_large(const node *n, struct chat_message *m, size_t count)
 /* The marks a client in rooms asks with next: per origin, where its
  * reply ends. For an origin some of whose rows read were left out, the
  * highest id of it in the reply (or its mark, when none is); otherwise the
- * edge of what was looked at. */
+ * edge of what was looked at, which is the point when all of it was. The
+ * latest messages are the newest: the reply ends at the point. */
 static struct sync_mark *next_marks(const struct history_point *point, const uint64_t *from,
                                     const uint64_t *edge, const struct store_rows *rows,
-                                    size_t count)
+                                    size_t count, bool latest)
 {
     struct sync_mark *next = xcalloc(point->n ? point->n : 1, sizeof(*next));
     for (size_t i = 0; i < point->n; i++) {
@@ -186,6 +187,8 @@ static struct sync_mark *next_marks(const struct history_point *point, const uin
                 left_out = true;
         }
         next[i] = (struct sync_mark){ origin, left_out ? in_reply : edge[i] };
+        if (latest)
+            next[i].seq = point->marks[i].seq;
     }
     return next;
 }
@@ -210,10 +213,13 @@ msgbuf *history_sync_reply(node *n, const struct sync_mark *req, size_t nreq,
         if (f.chats == NULL)
             f.chats = no_chats; /* in no chat: still filtered, by nothing */
     }
-    /* A client in no chat has nothing to look for. */
-    for (size_t i = 0; i < (rooms && f.n == 0 ? 0 : point->n); i++) {
+    for (size_t i = 0; i < point->n; i++) {
         uint32_t origin = point->marks[i].origin;
         uint64_t upto = point->marks[i].seq;
+        if (rooms && f.n == 0) {
+            edge[i] = upto; /* a client in no chat has nothing to look for */
+            continue;
+        }
         /* A client in rooms wants the latest of its chats, wherever they are. */
         uint64_t after = !latest ? mark_of(req, nreq, origin)
                          : rooms || upto <= limit ? 0 : upto - limit;
@@ -244,8 +250,8 @@ msgbuf *history_sync_reply(node *n, const struct sync_mark *req, size_t nreq,
     bool truncated = count < rows.n || older || unseen;
     withhold_large(n, rows.msgs + first, count);
     struct sync_mark *next = NULL;
-    if (rooms && !latest && truncated)
-        next = next_marks(point, from, edge, &rows, count);
+    if (rooms)
+        next = next_marks(point, from, edge, &rows, count, latest);
     msgbuf *b = message_sync_reply_frame_next(n->id, count ? rows.msgs + first : NULL, count,
                                               truncated, next, next ? point->n : 0);
     free(next);

@@ -1,18 +1,20 @@
-/* The chat page (GET / on a node's client port). It opens a WebSocket to
- * the node that served it, asks for the recent history (clientSyncRequest),
- * then shows messages as they come. When the connection drops it
- * reconnects, with a growing delay, and asks for what it missed since the
- * last message it holds of every origin, so that nothing is missed; every
- * message is shown once, keyed by its messageId, in the order of
- * docs/PROTOCOL.md 1.4 (time, then origin, then id).
+/* The chat page (GET / on a node's client port). It shows one chat room
+ * (#room=N in the address; DSatter's chat 11 by default): it opens a
+ * WebSocket to the node that served it, joins the room (subscribe), asks
+ * for the room's recent history (clientSyncRequest), then shows messages
+ * as they come. When the connection drops it reconnects, with a growing
+ * delay, joins again and asks for what it missed since the marks the last
+ * reply gave ("next", raised by the live messages since), so that nothing
+ * is missed; every message is shown once, keyed by its messageId, in the
+ * order of docs/PROTOCOL.md 1.4 (time, then origin, then id). Changing the
+ * room starts afresh on a new connection.
  * Message text is untrusted: it only ever goes into textContent. */
 "use strict";
 
 (function () {
-    /* The room shown. Rooms do not exist yet: this is DSatter's chat 11.
-     * A room selector (index.html, #room) will set it. Messages of other
-     * chats (the bench uses other numbers) are tracked but not shown. */
-    const room = 11;
+    /* The room shown: #room=N, or DSatter's chat 11. */
+    const DEFAULT_ROOM = 11;
+    let room = roomOf(location.hash);
     const RETRY_MIN_MS = 500;
     const RETRY_MAX_MS = 5000;
 
@@ -20,7 +22,8 @@
     const ui = {
         join: el("join"), name: el("name"), messages: el("messages"), send: el("send"),
         text: el("text"), sendButton: el("send-button"), conn: el("conn"),
-        connText: el("conn-text"), notice: el("notice"),
+        connText: el("conn-text"), notice: el("notice"), roomForm: el("room"),
+        roomInput: el("room-input"),
     };
 
     const state = {
@@ -30,13 +33,15 @@
         retries: 0,
         retryTimer: null,
         syncing: false,
-        seen: new Set(),    // messageIds shown (this room's only: others need no dedupe)
-        /* Per origin: contig, the highest id such that we hold every message
-         * of the origin from where we started up to it (null until known),
-         * and above, ids held beyond it. A reconnect asks for what follows
-         * contig: a live message beyond a gap must not count as a mark
-         * (docs/PROTOCOL.md 1.4, "Limits"). */
-        origins: new Map(),
+        seen: new Set(),    // messageIds shown
+        /* Per origin, the highest id up to which we have every message of
+         * the room: the last reply's "next", raised by the live messages
+         * that came after it. Live messages that come while a reply is
+         * awaited count only once it is in (live[]): a reply that stops
+         * early leaves a gap below them. */
+        marks: new Map(),
+        live: new Map(),
+        synced: false,      // marks hold a complete reply's point
         shown: [],          // the messages in the list, in order
     };
 
@@ -109,51 +114,21 @@
             typeof m.text === "string" && typeof m.sender === "string";
     }
 
-    function originOf(o) {
-        let s = state.origins.get(o);
-        if (s === undefined) {
-            s = { contig: null, above: new Set() };
-            state.origins.set(o, s);
-        }
-        return s;
+    function roomOf(hash) {
+        const m = /^#room=(-?[0-9]{1,18})$/.exec(hash);
+        return m !== null ? Number(m[1]) : DEFAULT_ROOM;
     }
 
-    function absorb(s) {
-        while (s.above.delete(s.contig + 1))
-            s.contig++;
-        for (const id of s.above)
-            if (id <= s.contig)
-                s.above.delete(id);
-    }
-
-    /* Where an origin we knew nothing of starts: just before the lowest id
-     * we hold of it. Messages before that were before we joined. */
-    function settle(s) {
-        if (s.contig === null && s.above.size > 0) {
-            s.contig = Math.min(...s.above) - 1;
-            absorb(s);
-        }
-    }
-
-    function track(m) {
-        const s = originOf(m.nodeId);
-        if (s.contig !== null && m.id <= s.contig)
-            return;
-        s.above.add(m.id);
-        if (s.contig === null) {
-            /* While a sync runs, the reply may still bring older ones. */
-            if (!state.syncing)
-                settle(s);
-        } else {
-            absorb(s);
-        }
+    function raise(map, o, id) {
+        if (!(map.get(o) >= id))
+            map.set(o, id);
     }
 
     function add(m) {
-        if (!valid(m))
+        if (!valid(m) || m.chatId !== room)
             return;
-        track(m);
-        if (m.chatId !== room || state.seen.has(m.messageId))
+        raise(state.syncing || !state.synced ? state.live : state.marks, m.nodeId, m.id);
+        if (state.seen.has(m.messageId))
             return;
         state.seen.add(m.messageId);
         show(m);
@@ -161,53 +136,50 @@
 
     /* --- catch-up ------------------------------------------------------- */
 
-    function requestSync() {
-        const marks = {};
-        let named = 0;
-        for (const [o, s] of state.origins) {
-            if (s.contig !== null) {
-                marks[o] = s.contig;
-                named++;
-            }
-        }
+    function join() {
+        /* Until the reply is in, live messages only wait in state.live:
+         * the node sends every chat until the subscribe is taken. */
+        state.syncing = true;
+        setConn("syncing", "joining room " + room);
+        state.ws.send(JSON.stringify({ type: "subscribe", payload: { chatIds: [room] } }));
+    }
+
+    function requestSync(marks) {
         const frame = { type: "clientSyncRequest" };
-        /* Without marks the node sends its latest messages: the history a
-         * newcomer sees. With marks: everything after them, and every
-         * origin we do not name from its start. */
-        if (named > 0)
+        /* Without marks the node sends the room's latest messages: the
+         * history a newcomer sees. With marks: everything after them. */
+        if (marks !== undefined)
             frame.payload = marks;
         state.syncing = true;
-        state.syncWithMarks = named > 0;
+        state.syncWithMarks = marks !== undefined;
         setConn("syncing", "catching up");
         state.ws.send(JSON.stringify(frame));
     }
 
+    function marksObject() {
+        const marks = {};
+        for (const [o, id] of state.marks)
+            marks[o] = id;
+        return marks;
+    }
+
     function onSyncReply(f) {
-        const byOrigin = new Map();
-        for (const m of f.payload) {
-            add(m);
-            if (valid(m) && !byOrigin.has(m.nodeId))
-                byOrigin.set(m.nodeId, m.id);
-        }
-        /* The reply holds, per origin, what follows our mark, or the start
-         * of an origin we did not name: the lowest id in it is where that
-         * origin starts for us. */
-        for (const [o, low] of byOrigin) {
-            const s = originOf(o);
-            if (s.contig === null) {
-                s.contig = low - 1;
-                absorb(s);
-            }
-        }
+        f.payload.forEach(add);
+        const next = f.next !== null && typeof f.next === "object" ? f.next : {};
         if (f.truncated === true && state.syncWithMarks) {
-            requestSync();   // the oldest part came: ask for the rest
+            requestSync(next);   // the oldest part came: ask for the rest
             return;
         }
+        for (const o of Object.keys(next))
+            if (Number.isInteger(next[o]))
+                raise(state.marks, Number(o), next[o]);
+        for (const [o, id] of state.live)
+            raise(state.marks, o, id);
+        state.live.clear();
         state.syncing = false;
-        for (const s of state.origins.values())
-            settle(s);
+        state.synced = true;
         state.retries = 0;
-        setConn("connected", "connected");
+        setConn("connected", "connected to room " + room);
     }
 
     function onError(f) {
@@ -220,13 +192,18 @@
          * name: ask without it (its messages, if they come, come whole). */
         const unknown = /names origin (\d+)/.exec(text);
         if (unknown !== null) {
-            state.origins.delete(Number(unknown[1]));
-            requestSync();
+            state.marks.delete(Number(unknown[1]));
+            resync();
             return;
         }
         const ws = state.ws;
         setConn("syncing", "catching up (retrying: " + text + ")");
-        setTimeout(() => { if (state.ws === ws && ws.readyState === WebSocket.OPEN) requestSync(); }, 1000);
+        setTimeout(() => { if (state.ws === ws && ws.readyState === WebSocket.OPEN) resync(); }, 1000);
+    }
+
+    /* After (re)joining: from the marks we hold, or the latest. */
+    function resync() {
+        requestSync(state.synced ? marksObject() : undefined);
     }
 
     function onFrame(data) {
@@ -246,6 +223,8 @@
             f.payload.forEach(add);
         else if (f.type === "clientSyncReply" && Array.isArray(f.payload))
             onSyncReply(f);
+        else if (f.type === "subscribeReply")
+            resync();
         else if (f.type === "error")
             onError(f);
     }
@@ -266,7 +245,7 @@
         state.ws = ws;
         ws.onopen = () => {
             notice("");
-            requestSync();
+            join();
         };
         ws.onmessage = (ev) => {
             if (state.ws === ws)
@@ -291,6 +270,40 @@
 
     /* --- the forms ------------------------------------------------------ */
 
+    /* Another room: a fresh list and a fresh connection, so that nothing of
+     * the old room's requests can land in the new one. */
+    function switchRoom(to) {
+        if (to === room)
+            return;
+        room = to;
+        ui.roomInput.value = String(room);
+        if (location.hash !== "#room=" + room)
+            history.replaceState(null, "", "#room=" + room);
+        state.seen.clear();
+        state.marks.clear();
+        state.live.clear();
+        state.synced = false;
+        state.syncing = false;
+        state.shown = [];
+        ui.messages.replaceChildren();
+        if (state.ws !== null) {
+            const old = state.ws;
+            state.ws = null;
+            old.close(1000);
+            connect();
+        }
+    }
+
+    ui.roomForm.addEventListener("submit", (e) => {
+        e.preventDefault();
+        const v = ui.roomInput.value.trim();
+        if (/^-?[0-9]{1,15}$/.test(v))
+            switchRoom(Number(v));
+        else
+            notice("A room is a whole number, such as 11.");
+    });
+    window.addEventListener("hashchange", () => switchRoom(roomOf(location.hash)));
+
     ui.join.addEventListener("submit", (e) => {
         e.preventDefault();
         const name = ui.name.value.trim();
@@ -314,7 +327,8 @@
         const text = ui.text.value;
         if (text.trim() === "")
             return;
-        if (state.ws === null || state.ws.readyState !== WebSocket.OPEN || state.syncing) {
+        if (state.ws === null || state.ws.readyState !== WebSocket.OPEN || !state.synced ||
+            state.syncing) {
             notice("Not connected: the message was not sent.");
             return;
         }
@@ -331,5 +345,6 @@
     } catch (err) {
         /* no storage: the field stays empty */
     }
+    ui.roomInput.value = String(room);
     setConn("idle", "not connected; pick a name to join");
 })();

@@ -183,6 +183,7 @@ def test_catch_up_holds_only_the_clients_chats(logdir, procs):
         # without marks: the latest of its chats, at most 7
         r = await request(ws, {"type": "clientSyncRequest", "payload": {}}, "clientSyncReply")
         assert r["truncated"] is True and len(r["payload"]) == 7, r
+        assert r["next"] == {str(a.id): 151, str(b.id): 151}, r
         assert all(m["chatId"] in (2001, 2002) for m in r["payload"])
         assert {m["text"] for m in r["payload"]} <= set(want)
         # with marks, from the start, following "next"
@@ -197,7 +198,8 @@ def test_catch_up_holds_only_the_clients_chats(logdir, procs):
             rounds += 1
             assert rounds < 100
             if not r["truncated"]:
-                assert "next" not in r
+                # the point the reply covers: each origin's highest
+                assert r["next"] == {str(a.id): 151, str(b.id): 151}, r
                 break
             assert set(r["next"]) == set(marks), r
             assert any(r["next"][o] > marks[o] for o in marks), "no progress"
@@ -215,6 +217,7 @@ def test_catch_up_holds_only_the_clients_chats(logdir, procs):
         await unsubscribe(ws, [2001, 2002])
         r = await request(ws, {"type": "clientSyncRequest", "payload": {}}, "clientSyncReply")
         assert r["payload"] == [] and r["truncated"] is False
+        assert r["next"] == {str(a.id): 151, str(b.id): 151}, r
         for s in senders + [every, ws]:
             await s.close()
     run(go())

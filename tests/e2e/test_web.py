@@ -292,11 +292,11 @@ def page_errors(driver):
 class ChatPage:
     """The chat page of one node in one browser, read through the DOM."""
 
-    def __init__(self, driver, node, name):
+    def __init__(self, driver, node, name, path="/"):
         self.d = driver
         self.node = node
         self.name = name
-        driver.get(node.url + "/")
+        driver.get(node.url + path)
         driver.find_element(By.ID, "name").send_keys(name)
         driver.find_element(By.CSS_SELECTOR, "#join button").click()
         self.wait_state("connected")
@@ -340,10 +340,10 @@ class ChatPage:
         self.wait(lambda: all(t in self.texts() for t in texts), f"the messages {texts}")
 
 
-def check_shows_the_cluster(page, node):
-    """The page lists exactly the cluster's chat-11 messages, each once, in
+def check_shows_the_cluster(page, node, chat=11):
+    """The page lists exactly the cluster's messages of chat, each once, in
     the protocol's order."""
-    want = [m["messageId"] for m in cluster_messages(node)]
+    want = [m["messageId"] for m in cluster_messages(node, chat)]
     page.wait(lambda: [m["id"] for m in page.messages()] == want,
               f"exactly the cluster's {len(want)} messages, in order")
     got = [m["id"] for m in page.messages()]
@@ -415,6 +415,43 @@ def test_two_pages_exchange_and_a_restarted_node_loses_nothing(logdir, procs, br
     check_shows_the_cluster(alice, a)
     check_shows_the_cluster(bob, b)
     assert alice.texts() == bob.texts()
+
+
+def test_the_page_shows_one_room_and_switches(logdir, procs, browser):
+    """#room=12 shows chat 12 only (its history and live messages, not
+    chat 11's); the room box switches to 11 and shows exactly chat 11; a
+    restart of the node loses nothing of the room shown."""
+    d = Discovery(logdir)
+    procs.append(d)
+    a = Node(d, logdir, name="a", extra=("--client-port", str(free_port()), *FAST_SYNC))
+    procs.append(a)
+    run(send_accepted(a, ["eleven before"], "x", chat=11))
+    run(send_accepted(a, ["twelve before"], "x", chat=12))
+    page = ChatPage(browser(), a, "dana", path="/#room=12")
+    page.wait_texts(["twelve before"])
+    assert page.d.find_element(By.ID, "room-input").get_attribute("value") == "12"
+    assert a.status()["rooms"] == {"rooms": 1, "memberships": 1}
+    page.send("twelve from the page")
+    run(send_accepted(a, ["eleven live"], "x", chat=11))
+    run(send_accepted(a, ["twelve live"], "x", chat=12))
+    page.wait_texts(["twelve from the page", "twelve live"])
+    check_shows_the_cluster(page, a, chat=12)       # nothing of chat 11
+
+    a.stop()
+    page.wait_state("disconnected")
+    a.restart()
+    page.wait_state("connected")
+    run(send_accepted(a, ["twelve after restart"], "x", chat=12))
+    page.wait_texts(["twelve after restart"])
+    check_shows_the_cluster(page, a, chat=12)
+
+    box = page.d.find_element(By.ID, "room-input")
+    box.clear()
+    box.send_keys("11")
+    page.d.find_element(By.CSS_SELECTOR, "#room button").click()
+    page.wait(lambda: page.d.current_url.endswith("#room=11"), "the address to say room 11")
+    page.wait_state("connected")
+    check_shows_the_cluster(page, a, chat=11)
 
 
 def test_the_page_works_under_allowed_origins(logdir, procs, browser):
