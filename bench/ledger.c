@@ -159,6 +159,23 @@ enum ledger_verdict ledger_receive(ledger *l, unsigned c, unsigned s, uint32_t s
     return v;
 }
 
+uint64_t ledger_owed(const ledger *l)
+{
+    uint64_t n = 0;
+    for (unsigned c = 0; c < l->clients; c++) {
+        if (!l->joined[c])
+            continue;
+        unsigned r = l->client_room[c];
+        const unsigned *ss = l->room_senders + l->room_start[r];
+        const uint32_t *w = l->want + l->first[c];
+        for (unsigned j = 0; j < room_size(l, r); j++) {
+            uint32_t want = w[j] & ~FRESH, sent = l->sent[ss[j]];
+            n += sent >= want ? sent + 1 - want : 0;
+        }
+    }
+    return n;
+}
+
 void ledger_finish(ledger *l)
 {
     for (unsigned c = 0; c < l->clients; c++) {

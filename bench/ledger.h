@@ -87,6 +87,11 @@ int ledger_joined(const ledger *l, unsigned c);
 /* Client c received message seq of sender s. */
 enum ledger_verdict ledger_receive(ledger *l, unsigned c, unsigned s, uint32_t seq);
 
+/* How many messages the joined clients are still owed now (sent, and not
+ * yet received or skipped by a gap): 0 once every delivery has drained.
+ * Walks every pair: call it now and then, not per message. */
+uint64_t ledger_owed(const ledger *l);
+
 /* The end of the run, once deliveries have drained: every message a joined
  * client still expects and that was sent counts as lost. Call once. */
 void ledger_finish(ledger *l);

@@ -72,6 +72,7 @@ static void test_losses_duplicates_reorders(void **state)
     struct ledger_counts k;
     ledger_counts(l, &k);
     assert_int_equal(k.lost, 2);       /* the gap so far */
+    assert_int_equal(ledger_owed(l), 3 + 0 + 0); /* client 1 waits for 8, 9, 10 */
     ledger_finish(l);
     ledger_counts(l, &k);
     assert_int_equal(k.lost, 2 + 3);   /* and 8, 9, 10 */
@@ -98,6 +99,7 @@ static void test_late_joiner(void **state)
     assert_int_equal(ledger_receive(l, 1, 0, 1), LEDGER_NOT_JOINED);
     ledger_join(l, 1);         /* k = 5 for sender 0, 0 for sender 1 */
     ledger_join(l, 2);
+    assert_int_equal(ledger_owed(l), 5);  /* client 0's; the others owe nothing yet */
     for (int i = 0; i < 3; i++)
         ledger_send(l, 0);     /* 6, 7, 8 */
     /* client 1 gets 4 and 5 (in flight), then 6 7 8: fine */
