@@ -266,10 +266,9 @@ static void fill_latency(struct load_row *r, const struct latency_hist *h)
     r->max_ms = ms_of(latency_hist_quantile(h, 1.0));
 }
 
-static void row_cb(uv_timer_t *t)
+/* Writes the row of the interval that ends now, and starts the next. */
+static void emit_row(struct load *ld, uint64_t now)
 {
-    struct load *ld = t->data;
-    uint64_t now = uv_hrtime();
     double cpu[NODES_MAX], rss[NODES_MAX];
     struct ledger_counts k;
     ledger_counts(ld->led, &k);
@@ -296,6 +295,12 @@ static void row_cb(uv_timer_t *t)
     ld->iv = (struct counters){ 0 };
     latency_hist_reset(ld->hist_iv);
     ld->t_row = now;
+}
+
+static void row_cb(uv_timer_t *t)
+{
+    struct load *ld = t->data;
+    emit_row(ld, uv_hrtime());
     poll_nodes(ld);
 }
 
@@ -304,6 +309,8 @@ static void row_cb(uv_timer_t *t)
 static void end_run(struct load *ld)
 {
     uint64_t now = uv_hrtime();
+    /* the last, shorter interval: so that the rows add up to the summary */
+    emit_row(ld, now);
     ledger_finish(ld->led);
     struct ledger_counts k;
     ledger_counts(ld->led, &k);
