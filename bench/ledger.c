@@ -159,7 +159,9 @@ enum ledger_verdict ledger_receive(ledger *l, unsigned c, unsigned s, uint32_t s
     return v;
 }
 
-uint64_t ledger_owed(const ledger *l)
+/* What the joined clients are still owed; with record, each run of owed
+ * messages is also counted as lost there (record is l, writable). */
+static uint64_t owed(const ledger *l, ledger *record)
 {
     uint64_t n = 0;
     for (unsigned c = 0; c < l->clients; c++) {
@@ -171,23 +173,16 @@ uint64_t ledger_owed(const ledger *l)
         for (unsigned j = 0; j < room_size(l, r); j++) {
             uint32_t want = w[j] & ~FRESH, sent = l->sent[ss[j]];
             n += sent >= want ? sent + 1 - want : 0;
+            if (record != NULL)
+                lost(record, c, ss[j], want, sent + 1);
         }
     }
     return n;
 }
 
-void ledger_finish(ledger *l)
-{
-    for (unsigned c = 0; c < l->clients; c++) {
-        if (!l->joined[c])
-            continue;
-        unsigned r = l->client_room[c];
-        const unsigned *ss = l->room_senders + l->room_start[r];
-        const uint32_t *w = l->want + l->first[c];
-        for (unsigned j = 0; j < room_size(l, r); j++)
-            lost(l, c, ss[j], w[j] & ~FRESH, l->sent[ss[j]] + 1);
-    }
-}
+uint64_t ledger_owed(const ledger *l) { return owed(l, NULL); }
+
+void ledger_finish(ledger *l) { owed(l, l); }
 
 void ledger_counts(const ledger *l, struct ledger_counts *out) { *out = l->counts; }
 

@@ -25,6 +25,16 @@ enum { OPT_PROTO, OPT_NATS, OPT_DISCOVERY, OPT_TARGET, OPT_SENDERS, OPT_MAX, OPT
        OPT_CHAT, OPT_RATE, OPT_DURATION, OPT_FORMAT, OPT_TLS, OPT_TLS_CA, OPT_LOG_LEVEL,
        OPT_LOG_FORMAT, OPT_NO_PROGRESS };
 
+/* Options both modes have, word for word. */
+#define OPTION_DISCOVERY { "discovery", 'd', "URL", "BENCH_DISCOVERY", \
+                           "discovery daemon to ask for the nodes (default http://127.0.0.1:8080)" }
+#define OPTION_TLS { "tls", 0, NULL, NULL, "connect with TLS (wss://); the nodes' certificates " \
+                     "are not checked unless --tls-ca is given" }
+#define OPTION_TLS_CA { "tls-ca", 0, "FILE", "BENCH_TLS_CA", "PEM CA certificates the nodes' " \
+                        "certificates must chain to (implies --tls)" }
+#define OPTION_LOG_LEVEL { "log-level", 0, "LEVEL", "DCHAT_LOG_LEVEL", \
+                           "debug, info, warn, error (default warn)" }
+
 static const struct cli_option options[] = {
     [OPT_PROTO] = { "proto", 0, "PROTO", "BENCH_PROTO",
                     "dchat (default) or nats: the system measured, with the same rounds, "
@@ -33,8 +43,7 @@ static const struct cli_option options[] = {
                    "--proto nats: the NATS servers' WebSocket listeners, ws://HOST:PORT "
                    "(wss:// with --tls); one receiver on each, the senders on --target or a "
                    "random one" },
-    [OPT_DISCOVERY] = { "discovery", 'd', "URL", "BENCH_DISCOVERY",
-                        "discovery daemon to ask for the nodes (default http://127.0.0.1:8080)" },
+    [OPT_DISCOVERY] = OPTION_DISCOVERY,
     [OPT_TARGET] = { "target", 't', "ADDR:PORT", "BENCH_TARGET",
                      "node (or NATS server) the senders connect to (default: a random one)" },
     [OPT_SENDERS] = { "senders", 's', "N", "BENCH_SENDERS",
@@ -62,13 +71,9 @@ static const struct cli_option options[] = {
     [OPT_NO_PROGRESS] = { "no-progress", 0, NULL, "BENCH_NO_PROGRESS",
                           "no progress line on stderr (by default one is redrawn there, "
                           "10 times a second, when stderr is a terminal; never on stdout)" },
-    [OPT_TLS] = { "tls", 0, NULL, NULL,
-                  "connect with TLS (wss://); the nodes' certificates are not checked "
-                  "unless --tls-ca is given" },
-    [OPT_TLS_CA] = { "tls-ca", 0, "FILE", "BENCH_TLS_CA",
-                     "PEM CA certificates the nodes' certificates must chain to (implies --tls)" },
-    [OPT_LOG_LEVEL] = { "log-level", 0, "LEVEL", "DCHAT_LOG_LEVEL",
-                        "debug, info, warn, error (default warn)" },
+    [OPT_TLS] = OPTION_TLS,
+    [OPT_TLS_CA] = OPTION_TLS_CA,
+    [OPT_LOG_LEVEL] = OPTION_LOG_LEVEL,
     [OPT_LOG_FORMAT] = { "log-format", 0, "FORMAT", "DCHAT_LOG_FORMAT",
                          "text (default) or json: the bench's warnings and errors as one JSON "
                          "object per line (time, level, program, msg); the report is --format" },
@@ -171,8 +176,7 @@ enum { L_DISCOVERY, L_CLIENTS, L_PER_NODE, L_RATE, L_SIZE, L_DURATION, L_RAMP, L
        L_LOG_FORMAT };
 
 static const struct cli_option load_options[] = {
-    [L_DISCOVERY] = { "discovery", 'd', "URL", "BENCH_DISCOVERY",
-                      "discovery daemon to ask for the nodes (default http://127.0.0.1:8080)" },
+    [L_DISCOVERY] = OPTION_DISCOVERY,
     [L_CLIENTS] = { "clients", 'n', "N", "BENCH_LOAD_CLIENTS",
                     "WebSocket clients in all, spread evenly over the nodes (default 100); "
                     "at most what the descriptor limit allows (ulimit -Hn, less 64)" },
@@ -210,13 +214,9 @@ static const struct cli_option load_options[] = {
     [L_TIMEOUT] = { "timeout", 0, "SECONDS", "BENCH_LOAD_TIMEOUT",
                     "limit for asking discovery, for a handshake, for the first client to "
                     "join, and for the deliveries to drain after sending stops (default 30)" },
-    [L_TLS] = { "tls", 0, NULL, NULL,
-                "connect with TLS (wss://); the nodes' certificates are not checked unless "
-                "--tls-ca is given" },
-    [L_TLS_CA] = { "tls-ca", 0, "FILE", "BENCH_TLS_CA",
-                   "PEM CA certificates the nodes' certificates must chain to (implies --tls)" },
-    [L_LOG_LEVEL] = { "log-level", 0, "LEVEL", "DCHAT_LOG_LEVEL",
-                      "debug, info, warn, error (default warn)" },
+    [L_TLS] = OPTION_TLS,
+    [L_TLS_CA] = OPTION_TLS_CA,
+    [L_LOG_LEVEL] = OPTION_LOG_LEVEL,
     [L_LOG_FORMAT] = { "log-format", 0, "FORMAT", "DCHAT_LOG_FORMAT",
                        "text (default) or json, for the bench's own warnings and errors" },
 };

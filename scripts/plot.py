@@ -213,6 +213,19 @@ def save(fig, path, plt):
     print(f"wrote {path}")
 
 
+def finish_axes(fig, ax, path, plt, title, xlabel, ylabel, log_y=False):
+    """Titles, grid and legend of a one-panel figure, then saves it."""
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    save(fig, path, plt)
+
+
 def errorbar(ax, xs, stats, **kw):
     med = [s[0] for s in stats]
     ax.errorbar(xs, med, yerr=[[m - s[1] for m, s in zip(med, stats)],
@@ -262,14 +275,9 @@ def plot_latency(by, path, plt):
             fmt, label = styles[col]
             errorbar(ax, xs, stats, fmt=fmt, color=colour, label=f"{display(side)} {label}")
     ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("messages in the round")
-    ax.set_ylabel("latency, ms (median, min-max over the runs)")
-    ax.set_title("Delivery latency per round (from the hand-over to the socket)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    save(fig, path, plt)
+    finish_axes(fig, ax, path, plt, "Delivery latency per round (from the hand-over to the "
+                "socket)", "messages in the round", "latency, ms (median, min-max over the runs)",
+                log_y=True)
 
 
 def compare_table(d, n, cpu):
@@ -351,14 +359,9 @@ def plot_paced(by, path, plt):
                 continue
             stats = [spread([r[col] for r in loads[x]]) for x in xs]
             errorbar(ax, xs, stats, fmt=fmt, color=colour, label=f"{display(side)} {label}")
-    ax.set_yscale("log")
-    ax.set_xlabel("offered deliveries/s (bench --rate, open loop)")
-    ax.set_ylabel("latency from the due time, ms\n(median, min-max over the runs)")
-    ax.set_title("Delivery latency at a paced load")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    save(fig, path, plt)
+    finish_axes(fig, ax, path, plt, "Delivery latency at a paced load",
+                "offered deliveries/s (bench --rate, open loop)",
+                "latency from the due time, ms\n(median, min-max over the runs)", log_y=True)
 
 
 def full_intervals(rows):
@@ -423,14 +426,9 @@ def plot_load_latency(runs, path, plt):
         for (col, label), fmt in zip(PACED_LATENCY, styles):
             ax.plot(xs, [r[col] for r in have], fmt, color=colour, markersize=3,
                     label=f"{rows[0]['side']} {label}")
-    ax.set_yscale("log")
-    ax.set_xlabel("seconds since the start")
-    ax.set_ylabel("delivery latency, ms (from the send time)")
-    ax.set_title("Load: latency quantiles per interval")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    save(fig, path, plt)
+    finish_axes(fig, ax, path, plt, "Load: latency quantiles per interval",
+                "seconds since the start", "delivery latency, ms (from the send time)",
+                log_y=True)
 
 
 def plot_load_connected(runs, path, plt):
@@ -438,14 +436,9 @@ def plot_load_connected(runs, path, plt):
     for (run, (rows, _)), colour in zip(runs.items(), COLOURS):
         ax.step([0] + [r["elapsed_s"] for r in rows], [0] + [r["connected"] for r in rows],
                 where="post", color=colour, label=rows[0]["side"])
-    ax.set_xlabel("seconds since the start")
-    ax.set_ylabel("connected clients (at the end of each interval)")
-    ax.set_title("Load: connected clients")
     ax.set_ylim(bottom=0)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    save(fig, path, plt)
+    finish_axes(fig, ax, path, plt, "Load: connected clients", "seconds since the start",
+                "connected clients (at the end of each interval)")
 
 
 # ---- main ---------------------------------------------------------------
