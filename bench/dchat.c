@@ -19,6 +19,33 @@ struct dchat_ctx {
     char frame[FRAME_MAX];
 };
 
+int dchat_parse_nodes(const char *body, size_t len, struct bench_server *out, unsigned cap)
+{
+    json_error_t jerr;
+    json_t *doc = json_loadb(body, len, 0, &jerr);
+    json_t *list = json_object_get(doc, "activeNodes");
+    if (!json_is_array(list)) {
+        json_decref(doc);
+        return -1;
+    }
+    unsigned n = 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(list, i, e) {
+        const char *addr = json_string_value(json_object_get(e, "address"));
+        json_int_t port = json_integer_value(json_object_get(e, "clientport"));
+        if (n == cap || addr == NULL || port <= 0 || port > 65535 ||
+            strlen(addr) >= sizeof(out->host))
+            continue;
+        strcpy(out[n].host, addr);
+        out[n].port = (int)port;
+        strcpy(out[n].path, "/");
+        n++;
+    }
+    json_decref(doc);
+    return (int)n;
+}
+
 static void clients_cb(int status, const char *body, size_t len, void *ud)
 {
     bench *b = ud;
@@ -28,35 +55,17 @@ static void clients_cb(int status, const char *body, size_t len, void *ud)
                    "--discovery", cfg->discovery, uv_strerror(status));
         return;
     }
-    json_error_t jerr;
-    json_t *doc = status == 200 ? json_loadb(body, len, 0, &jerr) : NULL;
-    json_t *list = json_object_get(doc, "activeNodes");
-    if (!json_is_array(list)) {
-        json_decref(doc);
+    unsigned cap = (unsigned)(len / 16 + 1); /* an entry takes more than 16 bytes */
+    struct bench_server *nodes = xcalloc(cap, sizeof(*nodes));
+    int n = status == 200 ? dchat_parse_nodes(body, len, nodes, cap) : -1;
+    if (n < 0)
         bench_fail(b, BENCH_NO_CLUSTER, "discovery at %s answered GET /api/clients with %d and "
                    "no activeNodes list", cfg->discovery, status);
-        return;
-    }
-    struct bench_server *nodes = xcalloc(json_array_size(list) + 1, sizeof(*nodes));
-    unsigned n = 0;
-    size_t i;
-    json_t *e;
-    json_array_foreach(list, i, e) {
-        const char *addr = json_string_value(json_object_get(e, "address"));
-        json_int_t port = json_integer_value(json_object_get(e, "clientport"));
-        if (addr == NULL || port <= 0 || port > 65535 || strlen(addr) >= sizeof(nodes->host))
-            continue;
-        strcpy(nodes[n].host, addr);
-        nodes[n].port = (int)port;
-        strcpy(nodes[n].path, "/");
-        n++;
-    }
-    json_decref(doc);
-    if (n < 2)
-        bench_fail(b, BENCH_NO_CLUSTER, "discovery at %s lists %u active node%s; the bench "
+    else if (n < 2)
+        bench_fail(b, BENCH_NO_CLUSTER, "discovery at %s lists %d active node%s; the bench "
                    "needs at least 2 (start more nodes)", cfg->discovery, n, n == 1 ? "" : "s");
     else
-        bench_servers_found(b, nodes, n);
+        bench_servers_found(b, nodes, (unsigned)n);
     free(nodes);
 }
 

@@ -8,4 +8,10 @@
 
 #include "bench/side.h"
 
+/* Reads discovery's answer to GET /api/clients ({"activeNodes": [{"address":
+ * ..., "clientport": ...}, ...]}) into out (at most cap servers, path "/"),
+ * skipping malformed entries. Returns how many, or -1 when the body has no
+ * activeNodes list. Shared with the load mode (load.c). */
+int dchat_parse_nodes(const char *body, size_t len, struct bench_server *out, unsigned cap);
+
 #endif

@@ -8,9 +8,9 @@
 #define TEXT_KEY "\"text\":\""
 #define SOURCE_KEY "\"source\":"
 
-int scan_format_text(const struct scan_marker *m, size_t size, char *out, size_t cap)
+/* Pads the marker of n bytes in out to size bytes with 'x'. */
+static int pad_text(int n, size_t size, char *out, size_t cap)
 {
-    int n = snprintf(out, cap, "b%08x.%u.%u.", m->token, m->round, m->index);
     if (n < 0 || (size_t)n >= cap)
         return -1;
     size_t len = (size_t)n;
@@ -24,22 +24,45 @@ int scan_format_text(const struct scan_marker *m, size_t size, char *out, size_t
     return (int)len;
 }
 
-/* Parses decimal digits at *p (bounded by end) up to the terminator t. */
-static int parse_u32(const char **p, const char *end, char t, uint32_t *out)
+int scan_format_text(const struct scan_marker *m, size_t size, char *out, size_t cap)
+{
+    return pad_text(snprintf(out, cap, "b%08x.%u.%u.", m->token, m->round, m->index), size,
+                    out, cap);
+}
+
+int scan_format_load_text(const struct scan_load_marker *m, size_t size, char *out, size_t cap)
+{
+    return pad_text(snprintf(out, cap, "L%08x.%u.%u.%llu.", m->token, m->sender, m->seq,
+                             (unsigned long long)m->sent_ns), size, out, cap);
+}
+
+/* Parses decimal digits at *p (bounded by end) up to the terminator t,
+ * at most max. */
+static int parse_dec(const char **p, const char *end, char t, uint64_t max, uint64_t *out)
 {
     const char *s = *p;
     uint64_t v = 0;
     if (s >= end || *s < '0' || *s > '9')
         return -1;
     while (s < end && *s >= '0' && *s <= '9') {
-        v = v * 10 + (uint64_t)(*s - '0');
-        if (v > UINT32_MAX)
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (max - d) / 10)
             return -1;
+        v = v * 10 + d;
         s++;
     }
     if (s >= end || *s != t)
         return -1;
     *p = s + 1;
+    *out = v;
+    return 0;
+}
+
+static int parse_u32(const char **p, const char *end, char t, uint32_t *out)
+{
+    uint64_t v;
+    if (parse_dec(p, end, t, UINT32_MAX, &v) != 0)
+        return -1;
     *out = (uint32_t)v;
     return 0;
 }
@@ -51,8 +74,22 @@ static int hexval(char c)
     return -1;
 }
 
-enum scan_result scan_frame(const char *data, size_t len, struct scan_marker *m,
-                            long *source)
+/* The 8 hex digits of a token at t (t[0..7]); -1 when they are not. */
+static int parse_token(const char *t, uint32_t *out)
+{
+    uint32_t token = 0;
+    for (int i = 0; i < 8; i++) {
+        int h = hexval(t[i]);
+        if (h < 0)
+            return -1;
+        token = token << 4 | (uint32_t)h;
+    }
+    *out = token;
+    return 0;
+}
+
+enum scan_result scan_frame_text(const char *data, size_t len, const char **text,
+                                 size_t *text_len, long *source)
 {
     const char *end = data + len;
     *source = -1;
@@ -74,24 +111,45 @@ enum scan_result scan_frame(const char *data, size_t len, struct scan_marker *m,
     if (t == NULL)
         return SCAN_FOREIGN;
     t += sizeof(TEXT_KEY) - 1;
-    return scan_marker_parse(t, (size_t)(end - t), m) == 0 ? SCAN_OK : SCAN_FOREIGN;
+    *text = t;
+    *text_len = (size_t)(end - t);
+    return SCAN_OK;
+}
+
+enum scan_result scan_frame(const char *data, size_t len, struct scan_marker *m,
+                            long *source)
+{
+    const char *t;
+    size_t tl;
+    enum scan_result r = scan_frame_text(data, len, &t, &tl, source);
+    if (r != SCAN_OK)
+        return r;
+    return scan_marker_parse(t, tl, m) == 0 ? SCAN_OK : SCAN_FOREIGN;
 }
 
 int scan_marker_parse(const char *text, size_t len, struct scan_marker *m)
 {
     const char *t = text, *end = text + len;
-    if (len < 10 || t[0] != 'b' || t[9] != '.')
+    uint32_t token;
+    if (len < 10 || t[0] != 'b' || t[9] != '.' || parse_token(t + 1, &token) != 0)
         return -1;
-    uint32_t token = 0;
-    for (int i = 1; i <= 8; i++) {
-        int h = hexval(t[i]);
-        if (h < 0)
-            return -1;
-        token = token << 4 | (uint32_t)h;
-    }
     t += 10;
     if (parse_u32(&t, end, '.', &m->round) != 0 || parse_u32(&t, end, '.', &m->index) != 0)
         return -1;
     m->token = token;
+    return 0;
+}
+
+int scan_load_marker_parse(const char *text, size_t len, struct scan_load_marker *m)
+{
+    const char *t = text, *end = text + len;
+    uint64_t ns;
+    if (len < 10 || t[0] != 'L' || t[9] != '.' || parse_token(t + 1, &m->token) != 0)
+        return -1;
+    t += 10;
+    if (parse_u32(&t, end, '.', &m->sender) != 0 || parse_u32(&t, end, '.', &m->seq) != 0 ||
+        parse_dec(&t, end, '.', UINT64_MAX, &ns) != 0)
+        return -1;
+    m->sent_ns = ns;
     return 0;
 }

@@ -42,4 +42,31 @@ enum scan_result {
 enum scan_result scan_frame(const char *data, size_t len, struct scan_marker *m,
                             long *source);
 
+/* The first step of scan_frame, for markers of other shapes: finds the
+ * message text of a newMessagesForClient frame. Returns SCAN_OK with *text
+ * at its first character (inside data; *text_len bytes up to the end of
+ * data, not just the text) and *source as scan_frame sets it; SCAN_FOREIGN
+ * for a message frame without a text; SCAN_NOT_MESSAGE. */
+enum scan_result scan_frame_text(const char *data, size_t len, const char **text,
+                                 size_t *text_len, long *source);
+
+/* The load mode's marker (bench load, issue 14), at the start of each of
+ * its message texts: "L<token as 8 hex digits>.<sender>.<seq>.<sent ns>."
+ * then padding: the run, the sending client's number among the senders,
+ * its per-sender sequence number (1, 2 ...) and the time the message was
+ * due, on the bench's monotonic clock (uv_hrtime), for its latency. */
+struct scan_load_marker {
+    uint32_t token;
+    uint32_t sender;
+    uint32_t seq;
+    uint64_t sent_ns;
+};
+
+/* As scan_format_text, for a load marker. */
+int scan_format_load_text(const struct scan_load_marker *m, size_t size, char *out, size_t cap);
+
+/* Reads a load marker at the start of text (len bytes). Returns 0 with *m
+ * set, or -1 when text does not start with one. */
+int scan_load_marker_parse(const char *text, size_t len, struct scan_load_marker *m);
+
 #endif

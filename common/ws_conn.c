@@ -574,8 +574,10 @@ int ws_conn_connect(uv_loop_t *loop, const char *host, int port,
                     const char *path, const struct ws_conn_config *cfg,
                     const struct ws_conn_callbacks *cb, void *ud, ws_conn **out)
 {
-    struct sockaddr_storage sa;
+    struct sockaddr_storage sa, local;
     if (netaddr_parse(host, port, &sa) != 0 || strlen(path) > 256)
+        return UV_EINVAL;
+    if (cfg->bind_addr != NULL && netaddr_parse(cfg->bind_addr, 0, &local) != 0)
         return UV_EINVAL;
     uv_tcp_t *tcp = xmalloc(sizeof(*tcp));
     uv_tcp_init(loop, tcp);
@@ -590,7 +592,15 @@ int ws_conn_connect(uv_loop_t *loop, const char *host, int port,
     c->connect_req.data = c;
     uv_timer_start(&c->timer, handshake_timeout_cb, c->cfg.handshake_timeout_ms, 0);
     *out = c;
-    int rc = uv_tcp_connect(&c->connect_req, tcp, (struct sockaddr *)&sa, connect_cb);
+    c->cfg.bind_addr = NULL; /* the caller's string; not needed after this */
+    int rc = cfg->bind_addr != NULL ? uv_tcp_bind(tcp, (struct sockaddr *)&local, 0) : 0;
+    if (rc != 0) {
+        log_warn("ws: cannot bind to %s to connect to %s: %s", cfg->bind_addr, c->peer,
+                 uv_strerror(rc));
+        ws_conn_abort(c); /* on_close runs from the loop */
+        return 0;
+    }
+    rc = uv_tcp_connect(&c->connect_req, tcp, (struct sockaddr *)&sa, connect_cb);
     if (rc != 0) {
         log_warn("ws: cannot connect to %s: %s", c->peer, uv_strerror(rc));
         ws_conn_abort(c); /* on_close runs from the loop */

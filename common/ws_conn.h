@@ -46,6 +46,12 @@ struct ws_conn_config {
      * SNI and verification. The server role takes TLS from the request. */
     tls_ctx *tls;
     const char *tls_server_name;
+    /* Client role: the local IP address (a literal, port left to the
+     * kernel) to bind the socket to before connecting, or NULL for the
+     * kernel's choice. The load bench spreads many connections over
+     * 127.0.0.x this way, each source address with its own ephemeral
+     * ports. Read only during ws_conn_connect. */
+    const char *bind_addr;
 };
 
 /* Server role: completes the handshake of an upgrade request handed over by
@@ -60,9 +66,10 @@ int ws_conn_accept(uv_loop_t *loop, http_request *req, uv_tcp_t *tcp,
                    int *status, char *err, size_t errlen);
 
 /* Client role: connects to host:port (an IPv4 or IPv6 literal, or
- * "localhost"), sends the handshake for path and calls on_open when the
- * server accepted it, or on_close (1006) when anything failed. Returns 0
- * or UV_EINVAL. */
+ * "localhost"), from cfg->bind_addr when set, sends the handshake for path
+ * and calls on_open when the server accepted it, or on_close (1006) when
+ * anything failed (a bind or connect error too). Returns 0, or UV_EINVAL
+ * (host or bind_addr not an address, path too long) with nothing created. */
 int ws_conn_connect(uv_loop_t *loop, const char *host, int port,
                     const char *path, const struct ws_conn_config *cfg,
                     const struct ws_conn_callbacks *cb, void *ud,

@@ -9,7 +9,10 @@ Each CSV is one of:
   - scripts/compare-nats.sh's runs.csv (side and run columns, then the
     bench's): several runs of both systems;
   - a paced run, `bench --rate R --format csv`, or scripts/latency-curve.sh's
-    curve.csv (several, with side, fraction_pct and run columns).
+    curve.csv (several, with side, fraction_pct and run columns);
+  - a load run, `bench load --format csv` (a row per interval, then the
+    summary row whose interval is "total"): a time series; several files
+    are drawn side by side, each named after its file.
 Files of the same system are runs of it: the plots show the median over
 the runs and their min-max range.
 
@@ -24,6 +27,12 @@ Writes, into DIR (default: the first CSV's directory):
                              (800x800)
   latency-paced.png          for paced runs: p50, p90, p99, p99.9 latency
                              against the offered deliveries/s (800x500)
+  load-throughput.png        for load runs: messages sent and deliveries per
+                             second over time (800x500)
+  load-latency.png           for load runs: p50, p90, p99, p99.9 delivery
+                             latency per interval over time (800x500)
+  load-connected.png         for load runs: connected clients over time
+                             (800x500)
 
 Exit status: 0 done; 1 drawn, but some rows did not verify (lost,
 duplicated or reordered deliveries: the figures of such a run are not
@@ -47,6 +56,8 @@ ROUNDS_NEED = ("messages", "expected", "received", "deliveries_per_s")
 ROUNDS_LATENCY = ("p50_ms", "p99_ms", "max_ms")
 PACED_NEED = ("offered_deliveries_per_s", "expected", "received", "p50_ms", "p99_ms")
 PACED_LATENCY = (("p50_ms", "p50"), ("p90_ms", "p90"), ("p99_ms", "p99"), ("p999_ms", "p99.9"))
+LOAD_NEED = ("interval", "elapsed_s", "connected", "sent_per_s", "deliveries_per_s",
+             "p50_ms", "p90_ms", "p99_ms", "p999_ms")
 CHECKS = ("lost", "duplicated", "reordered")
 CPU = "servers_cpu_s_per_million"
 
@@ -56,7 +67,9 @@ EXPECTED = (
     "bench_cpu_pct), scripts/compare-nats.sh's runs.csv (side,run, then the same), or "
     "a paced run's (`bench --rate R --format csv`: offered_msgs_per_s,"
     "offered_deliveries_per_s,achieved_deliveries_per_s,messages,expected,received,"
-    "total_s,p50_ms,p90_ms,p99_ms,p999_ms,...; or latency-curve.sh's curve.csv)")
+    "total_s,p50_ms,p90_ms,p99_ms,p999_ms,...; or latency-curve.sh's curve.csv), or a "
+    "load run's (`bench load --format csv`: interval,elapsed_s,connected,sent,deliveries,"
+    "sent_per_s,deliveries_per_s,p50_ms,p90_ms,p99_ms,p999_ms,...)")
 
 NAMES = {"dchat": "dchat", "nats": "NATS"}
 COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
@@ -103,6 +116,8 @@ def load(side_arg, path):
     if not header:
         raise Fail(f"{path} is empty; {EXPECTED}", EX_DATAERR)
     cols = set(header)
+    if all(c in cols for c in LOAD_NEED):
+        return "load", load_series(path, header, table)
     if all(c in cols for c in ROUNDS_NEED):
         kind, need = "rounds", ROUNDS_NEED
     elif all(c in cols for c in PACED_NEED):
@@ -132,6 +147,29 @@ def load(side_arg, path):
         raise Fail(f"{path} has a header but no rows; did the bench fail before its first "
                    "round?", EX_DATAERR)
     return kind, rows
+
+
+def load_series(path, header, table):
+    """The intervals of one load run, then its summary (interval "total")."""
+    numeric = [c for c in header if c != "interval"]
+    rows = []
+    for i, fields in enumerate(table[1:], start=2):
+        if len(fields) != len(header):
+            raise Fail(f"{path} line {i}: {len(fields)} fields where the header has "
+                       f"{len(header)}; is the file whole?", EX_DATAERR)
+        r = dict(zip(header, fields))
+        out = {"side": os.path.splitext(os.path.basename(path))[0], "run": path,
+               "interval": r["interval"]}
+        for c in numeric:
+            # a node whose /metrics did not answer has empty cells
+            out[c] = float("nan") if r[c] == "" else number(path, i, c, r[c])
+        rows.append(out)
+    if not rows or rows[-1]["interval"] != "total":
+        raise Fail(f"{path} does not end with the summary row (interval \"total\"); did the "
+                   "bench load run end?", EX_DATAERR)
+    if len(rows) < 2:
+        raise Fail(f"{path} has a summary but no interval rows", EX_DATAERR)
+    return rows
 
 
 def verified(r):
@@ -173,6 +211,19 @@ def save(fig, path, plt):
     finally:
         plt.close(fig)
     print(f"wrote {path}")
+
+
+def finish_axes(fig, ax, path, plt, title, xlabel, ylabel, log_y=False):
+    """Titles, grid and legend of a one-panel figure, then saves it."""
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    save(fig, path, plt)
 
 
 def errorbar(ax, xs, stats, **kw):
@@ -224,14 +275,9 @@ def plot_latency(by, path, plt):
             fmt, label = styles[col]
             errorbar(ax, xs, stats, fmt=fmt, color=colour, label=f"{display(side)} {label}")
     ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("messages in the round")
-    ax.set_ylabel("latency, ms (median, min-max over the runs)")
-    ax.set_title("Delivery latency per round (from the hand-over to the socket)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    save(fig, path, plt)
+    finish_axes(fig, ax, path, plt, "Delivery latency per round (from the hand-over to the "
+                "socket)", "messages in the round", "latency, ms (median, min-max over the runs)",
+                log_y=True)
 
 
 def compare_table(d, n, cpu):
@@ -313,14 +359,86 @@ def plot_paced(by, path, plt):
                 continue
             stats = [spread([r[col] for r in loads[x]]) for x in xs]
             errorbar(ax, xs, stats, fmt=fmt, color=colour, label=f"{display(side)} {label}")
-    ax.set_yscale("log")
-    ax.set_xlabel("offered deliveries/s (bench --rate, open loop)")
-    ax.set_ylabel("latency from the due time, ms\n(median, min-max over the runs)")
-    ax.set_title("Delivery latency at a paced load")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize="small")
+    finish_axes(fig, ax, path, plt, "Delivery latency at a paced load",
+                "offered deliveries/s (bench --rate, open loop)",
+                "latency from the due time, ms\n(median, min-max over the runs)", log_y=True)
+
+
+def full_intervals(rows):
+    """The rows less a last one much shorter than the others (the bench
+    writes the moments between its last row and the end of the drain as a
+    short row, so that the rows add up to the summary; its rates are noise)."""
+    if len(rows) < 3:
+        return rows
+    spans = [b["elapsed_s"] - a["elapsed_s"] for a, b in zip(rows, rows[1:])]
+    if spans[-1] < 0.5 * statistics.median(spans):
+        return rows[:-1]
+    return rows
+
+
+def load_runs(rows):
+    """{run: (full interval rows, summary row)} in the order of the input."""
+    runs = {}
+    for r in rows:
+        runs.setdefault(r["run"], []).append(r)
+    return {run: (full_intervals(rs[:-1]), rs[-1]) for run, rs in runs.items()}
+
+
+def load_table(runs):
+    print("Load runs: the summary row of each.")
+    print(f"{'run':<24} {'elapsed s':>9} {'sent':>9} {'deliveries':>11} {'dl/s':>10} "
+          f"{'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'errors':>6} {'lost':>6}")
+    for run, (_, t) in runs.items():
+        name = os.path.basename(run)[:24]
+        print(f"{name:<24} {t['elapsed_s']:>9.1f} {t['sent']:>9.0f} {t['deliveries']:>11.0f} "
+              f"{t['deliveries_per_s']:>10.0f} {t['p50_ms']:>8.2f} {t['p99_ms']:>8.2f} "
+              f"{t['p999_ms']:>9.2f} {t.get('errors', 0):>6.0f} {t.get('lost', 0):>6.0f}")
+
+
+def plot_load_throughput(runs, path, plt):
+    fig, ax = plt.subplots(figsize=(8, 5))
+    right = ax.twinx()
+    for (run, (rows, _)), colour in zip(runs.items(), COLOURS):
+        xs = [r["elapsed_s"] for r in rows]
+        label = rows[0]["side"]
+        ax.plot(xs, [r["sent_per_s"] for r in rows], "o--", color=colour, markersize=3,
+                label=f"{label} sent/s")
+        right.plot(xs, [r["deliveries_per_s"] for r in rows], "-", color=colour,
+                   label=f"{label} deliveries/s")
+    ax.set_xlabel("seconds since the start")
+    ax.set_ylabel("messages sent per second (dashed)")
+    right.set_ylabel("deliveries per second (solid)")
+    ax.set_title("Load: throughput per interval")
+    ax.grid(True, alpha=0.3)
+    lines = ax.get_legend_handles_labels()
+    more = right.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize="small", loc="lower right")
     fig.tight_layout()
     save(fig, path, plt)
+
+
+def plot_load_latency(runs, path, plt):
+    fig, ax = plt.subplots(figsize=(8, 5))
+    styles = ("o-", "D-.", "s--", "^:")
+    for (run, (rows, _)), colour in zip(runs.items(), COLOURS):
+        have = [r for r in rows if r.get("deliveries", 1) > 0]
+        xs = [r["elapsed_s"] for r in have]
+        for (col, label), fmt in zip(PACED_LATENCY, styles):
+            ax.plot(xs, [r[col] for r in have], fmt, color=colour, markersize=3,
+                    label=f"{rows[0]['side']} {label}")
+    finish_axes(fig, ax, path, plt, "Load: latency quantiles per interval",
+                "seconds since the start", "delivery latency, ms (from the send time)",
+                log_y=True)
+
+
+def plot_load_connected(runs, path, plt):
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for (run, (rows, _)), colour in zip(runs.items(), COLOURS):
+        ax.step([0] + [r["elapsed_s"] for r in rows], [0] + [r["connected"] for r in rows],
+                where="post", color=colour, label=rows[0]["side"])
+    ax.set_ylim(bottom=0)
+    finish_axes(fig, ax, path, plt, "Load: connected clients", "seconds since the start",
+                "connected clients (at the end of each interval)")
 
 
 # ---- main ---------------------------------------------------------------
@@ -355,8 +473,9 @@ def run(argv):
         kinds.add(kind)
         rows.extend(got)
     if len(kinds) > 1:
-        raise Fail("the CSVs mix rounds (bench --max) and paced runs (bench --rate); plot "
-                   "them separately", EX_USAGE)
+        raise Fail("the CSVs mix " + " and ".join(sorted(kinds)) + " runs (rounds: bench "
+                   "--max, paced: bench --rate, load: bench load); plot them separately",
+                   EX_USAGE)
     kind = kinds.pop()
 
     out = args.out_dir or os.path.dirname(parse_input(args.csv[0])[1]) or "."
@@ -370,6 +489,18 @@ def run(argv):
     def name(base):
         return os.path.join(out, args.prefix + base)
 
+    if kind == "load":
+        runs = load_runs(rows)
+        load_table(runs)
+        plot_load_throughput(runs, name("load-throughput.png"), plt)
+        plot_load_latency(runs, name("load-latency.png"), plt)
+        plot_load_connected(runs, name("load-connected.png"), plt)
+        bad = [os.path.basename(run) for run, (_, t) in runs.items()
+               if any(t.get(c, 0) != 0 for c in CHECKS)]
+        if bad:
+            raise Fail("drawn, but not verified (lost, duplicated or reordered deliveries): " +
+                       "; ".join(bad), 1)
+        return
     if kind == "rounds":
         by = group(rows, "messages")
         rounds_table(by)

@@ -1,6 +1,7 @@
 /* Unit tests for bench/scan.c: the bench's message text marker
  * (scan_format_text), its reader for bare payloads (scan_marker_parse) and
- * the cheap frame reader (scan_frame), including
+ * the cheap frame reader (scan_frame, scan_frame_text), the load mode's
+ * marker (scan_format_load_text, scan_load_marker_parse), including
  * foreign and malformed frames and truncation at every length. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -354,6 +355,45 @@ static void test_truncated(void **state)
     }
 }
 
+/* The load mode's marker: round trip through a frame, the 64-bit time, and
+ * texts that are not one. */
+static void test_load_marker(void **state)
+{
+    (void)state;
+    struct scan_load_marker m = { 0xdeadbeef, 17, 4242, 18446744073709551615ull }, got;
+    char text[300], frame[600];
+    int n = scan_format_load_text(&m, 100, text, sizeof(text));
+    assert_int_equal(n, 100);
+    assert_memory_equal(text, "Ldeadbeef.17.4242.18446744073709551615.x", 40);
+    make_frame(frame, sizeof(frame), 2, text);
+    const char *t;
+    size_t tl;
+    long source;
+    assert_int_equal(scan_frame_text(frame, strlen(frame), &t, &tl, &source), SCAN_OK);
+    assert_int_equal(source, 2);
+    assert_int_equal(scan_load_marker_parse(t, tl, &got), 0);
+    assert_int_equal(got.token, m.token);
+    assert_int_equal(got.sender, 17);
+    assert_int_equal(got.seq, 4242);
+    assert_true(got.sent_ns == m.sent_ns);
+    /* the size is a minimum: a short one gets the whole marker */
+    assert_int_equal(scan_format_load_text(&m, 5, text, sizeof(text)), 39);
+    assert_int_equal(scan_format_load_text(&m, 5, text, 20), -1);
+    /* not load markers: the rounds' marker, a time past 64 bits, cut short */
+    assert_int_equal(scan_load_marker_parse("b0000002a.10.3.", 15, &got), -1);
+    const char *big = "Ldeadbeef.1.1.18446744073709551616.";
+    assert_int_equal(scan_load_marker_parse(big, strlen(big), &got), -1);
+    const char *ok = "Ldeadbeef.1.2.3.";
+    for (size_t len = 0; len < strlen(ok); len++)
+        assert_int_equal(scan_load_marker_parse(ok, len, &got), -1);
+    assert_int_equal(scan_load_marker_parse(ok, strlen(ok), &got), 0);
+    assert_true(got.sent_ns == 3);
+    /* not a message frame */
+    const char *err = "{\"type\":\"error\",\"source\":1,\"error\":\"x\"}";
+    assert_int_equal(scan_frame_text(err, strlen(err), &t, &tl, &source), SCAN_NOT_MESSAGE);
+    assert_int_equal(source, -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -368,6 +408,7 @@ int main(void)
         cmocka_unit_test(test_key_order),
         cmocka_unit_test(test_missing_source),
         cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_load_marker),
     };
     return cmocka_run_group_tests_name("scan", tests, NULL, NULL);
 }

@@ -13,7 +13,8 @@
  * both ways (ws_conn_send_binary), 1008 and
  * UV_ENOBUFS for a peer that does not read, pings (answered: stays open;
  * unanswered: dropped with 1006), and 1006 without on_open for a refused
- * connection, a refused upgrade and a handshake that never gets an answer.
+ * connection, a refused upgrade and a handshake that never gets an answer;
+ * a client bound to a source address (bind_addr) is seen from there.
  * The loop is driven with UV_RUN_ONCE until a condition holds; a 10 ms
  * guard timer keeps it turning and a time limit only guards against hangs.
  * Everything is freed (http_server_close, outq_shutdown, uv_loop_close) so
@@ -1100,6 +1101,33 @@ static void test_handshake_timeout_1006(void **state)
     assert_int_equal(cli->opens, 0);
 }
 
+/* bind_addr: the client's socket leaves from the address given (loopback
+ * is all of 127/8 on Linux), and a bind_addr that is no address is refused
+ * before anything is created. */
+static void test_client_binds_to_bind_addr(void **state)
+{
+    struct fx *fx = *state;
+    fx->ccfg.bind_addr = "127.0.0.2";
+    struct ep *cli, *srv;
+    open_pair(fx, &cli, &srv);
+    assert_memory_equal(ws_conn_peer_addr(srv->conn), "127.0.0.2:", 10);
+    assert_int_equal(ws_conn_send_text(cli->conn, "from .2", 7), 0);
+    RUN_UNTIL(fx, srv->nmsgs == 1);
+    assert_string_equal(srv->msgs[0].data, "from .2");
+
+    struct ep *ep = &fx->cli[fx->ncli++];
+    ep->fx = fx;
+    struct ws_conn_callbacks cb = { .on_open = on_open, .on_text = on_text,
+                                    .on_close = on_close };
+    ws_conn *c = NULL;
+    fx->ccfg.bind_addr = "not-an-address";
+    assert_int_equal(ws_conn_connect(&fx->loop, "127.0.0.1", fx->port, "/", &fx->ccfg, &cb,
+                                     ep, &c), UV_EINVAL);
+    assert_null(c);
+    spin(fx, 5);
+    assert_int_equal(ep->closes, 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1123,6 +1151,7 @@ int main(void)
         T(test_connect_refused_1006),
         T(test_upgrade_refused_1006),
         T(test_handshake_timeout_1006),
+        T(test_client_binds_to_bind_addr),
 #undef T
 #define TLS(f) cmocka_unit_test_setup_teardown(f, setup_tls, teardown)
         TLS(test_open_and_small_text),
