@@ -197,3 +197,14 @@ $(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(ALL_LIBS)
 
 .SECONDARY:
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# --- tools: standalone measurement programs (libc only) ---------------------
+# send-floor (the one-send-per-socket floor) and conn-scale (many idle
+# WebSocket clients on one node); docs/PERFORMANCE.md, "Connection scale".
+TOOLS := $(addprefix $(BUILD)/bin/,send-floor conn-scale)
+.PHONY: tools
+tools: $(TOOLS)
+
+$(TOOLS): $(BUILD)/bin/%: tools/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) $(CFLAGS) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -o $@ $<
