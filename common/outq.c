@@ -372,10 +372,18 @@ static int write_batch(outq *q)
     w->n = n;
     w->bytes = bytes;
     w->mem = mem;
-    w->bufs = xmalloc(n * sizeof(*w->bufs));
+    if (n > 0 && n == q->npending) {
+        /* All of it (the usual case): the batch takes the array, and an
+         * idle queue holds none. */
+        w->bufs = q->pending;
+        q->pending = NULL;
+        q->cappending = 0;
+    } else {
+        w->bufs = xmalloc((n ? n : 1) * sizeof(*w->bufs));
+        if (n > 0) /* none: a batch of TLS's own output only */
+            memcpy(w->bufs, q->pending, n * sizeof(*w->bufs));
+    }
     w->iov = xmalloc((n + 2) * sizeof(*w->iov));
-    if (n > 0) /* none: a batch of TLS's own output only */
-        memcpy(w->bufs, q->pending, n * sizeof(*w->bufs));
     size_t niov = n;
     if (sealed) {
         for (size_t i = 0; i < n; i++)
@@ -392,7 +400,7 @@ static int write_batch(outq *q)
     if (q->unsealed > 0)
         q->unsealed -= n;
     q->npending -= n;
-    if (n > 0)
+    if (n > 0 && q->npending > 0)
         memmove(q->pending, q->pending + n, q->npending * sizeof(*q->pending));
     q->pending_bytes -= bytes;
     q->inflight_bytes += bytes;
