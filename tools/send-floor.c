@@ -33,7 +33,7 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: send-floor [-n N] [-k K] [-s BYTES] [-r RUNS] [-a ADDRS] [-l]\n"
+            "usage: send-floor [-n N] [-k K] [-s BYTES] [-r RUNS] [-a ADDRS]\n"
             "Times one send() of K frames of BYTES bytes on each of N loopback TCP\n"
             "connections, RUNS times; prints min / median / max.\n"
             "  -n N      connections (default 19000; needs N + 64 descriptors: ulimit -n)\n"
@@ -42,9 +42,8 @@ static void usage(FILE *f)
             "  -r RUNS   timed loops over all sockets (default 5, at most %d)\n"
             "  -a ADDRS  client ends bound round-robin to 127.0.0.1 .. 127.0.0.ADDRS\n"
             "            (default 8)\n"
-            "  -l        the receiver reads only between runs, not while the sends\n"
-            "            run: no reader is woken by them (by default it drains the\n"
-            "            sockets as they fill, as a node's clients do)\n",
+            "The receiver drains the sockets while the sends run, as a node's\n"
+            "clients do; waking it is part of each send's cost.\n",
             MAX_RUNS);
 }
 
@@ -70,7 +69,7 @@ static int cmp_double(const void *a, const void *b)
 /* The child: accepts n connections, then reads everything they carry and
  * writes one byte to done each time the total reaches the next multiple of
  * per_run, so that the parent starts a run only on drained sockets. */
-static void receiver(int lfd, int n, size_t per_run, int done, int go)
+static void receiver(int lfd, int n, size_t per_run, int done)
 {
     int ep = epoll_create1(0);
     if (ep < 0)
@@ -89,14 +88,8 @@ static void receiver(int lfd, int n, size_t per_run, int done, int go)
         die("write to the parent");
     static char buf[1 << 16];
     static struct epoll_event evs[1024];
-    size_t total = 0, mark = per_run, told = 0;
+    size_t total = 0, mark = per_run;
     for (;;) {
-        /* -l: no reader waits while the parent sends; drain when told. */
-        if (go >= 0 && told != mark) {
-            if (read(go, &c, 1) != 1)
-                _exit(0);
-            told = mark;
-        }
         int k = epoll_wait(ep, evs, 1024, -1);
         if (k < 0 && errno != EINTR)
             die("epoll_wait (receiver)");
@@ -118,17 +111,15 @@ static void receiver(int lfd, int n, size_t per_run, int done, int go)
 int main(int argc, char **argv)
 {
     int n = 19000, k = 1, runs = 5, addrs = 8;
-    int lazy = 0;
     size_t size = 213;
     int opt;
-    while ((opt = getopt(argc, argv, "n:k:s:r:a:lh")) != -1) {
+    while ((opt = getopt(argc, argv, "n:k:s:r:a:h")) != -1) {
         switch (opt) {
         case 'n': n = atoi(optarg); break;
         case 'k': k = atoi(optarg); break;
         case 's': size = (size_t)atol(optarg); break;
         case 'r': runs = atoi(optarg); break;
         case 'a': addrs = atoi(optarg); break;
-        case 'l': lazy = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 64;
         }
@@ -157,20 +148,18 @@ int main(int argc, char **argv)
         listen(lfd, 65535) != 0 || getsockname(lfd, (struct sockaddr *)&sa, &salen) != 0)
         die("listen on 127.0.0.1");
     size_t len = size * (size_t)k;
-    int pipefd[2], gofd[2];
-    if (pipe(pipefd) != 0 || pipe(gofd) != 0)
+    int pipefd[2];
+    if (pipe(pipefd) != 0)
         die("pipe");
     pid_t child = fork();
     if (child < 0)
         die("fork");
     if (child == 0) {
         close(pipefd[0]);
-        close(gofd[1]);
-        receiver(lfd, n, len * (size_t)n, pipefd[1], lazy ? gofd[0] : -1);
+        receiver(lfd, n, len * (size_t)n, pipefd[1]);
         _exit(0);
     }
     close(pipefd[1]);
-    close(gofd[0]);
     close(lfd);
 
     int *fds = calloc((size_t)n, sizeof(*fds));
@@ -201,8 +190,7 @@ int main(int argc, char **argv)
     }
     printf("# %d loopback connections (client ends on 127.0.0.1..%d) set up in %.2f s\n", n,
            addrs, now_s() - t0);
-    printf("# each run: one send() of %d x %zu bytes on every socket; the receiver %s\n", k,
-           size, lazy ? "reads between runs (-l)" : "drains while the sends run");
+    printf("# each run: one send() of %d x %zu bytes on every socket\n", k, size);
     double totals[MAX_RUNS];
     for (int r = 0; r < runs; r++) {
         double a = now_s();
@@ -219,8 +207,6 @@ int main(int argc, char **argv)
         printf("run %d: %.4f s for %d sends, %.2f us per send\n", r + 1, totals[r], n,
                totals[r] * 1e6 / n);
         fflush(stdout);
-        if (lazy && write(gofd[1], "g", 1) != 1)
-            die("write to the receiver");
         if (read(pipefd[0], &c, 1) != 1) { /* the receiver drained this run */
             fprintf(stderr, "send-floor: the receiver died\n");
             return 1;
