@@ -7,6 +7,8 @@
 #   make deps     install the missing Debian packages that building needs
 #   make fuzz     build the libFuzzer targets (clang) under build/fuzz and run
 #                 each for FUZZ_SECONDS (60); a crash fails it
+#   make tools    build send-floor and conn-scale (docs/PERFORMANCE.md,
+#                 "Connection scale") into build/bin
 #
 # Third-party code comes only from Debian packages; llhttp's C sources are
 # compiled from /usr/share/llhttp into build/, never copied into the tree.
@@ -136,7 +138,7 @@ clean:
 	rm -rf build
 
 help:
-	@sed -n '1,9p' Makefile
+	@sed -n '1,11p' Makefile
 
 # --- the inner targets: the packages are there ----------------------------
 programs: $(BINS)
