@@ -7,6 +7,8 @@
 #   make deps     install the missing Debian packages that building needs
 #   make fuzz     build the libFuzzer targets (clang) under build/fuzz and run
 #                 each for FUZZ_SECONDS (60); a crash fails it
+#   make tools    build send-floor and conn-scale (docs/PERFORMANCE.md,
+#                 "Connection scale") into build/bin
 #
 # Third-party code comes only from Debian packages; llhttp's C sources are
 # compiled from /usr/share/llhttp into build/, never copied into the tree.
@@ -136,7 +138,7 @@ clean:
 	rm -rf build
 
 help:
-	@sed -n '1,9p' Makefile
+	@sed -n '1,11p' Makefile
 
 # --- the inner targets: the packages are there ----------------------------
 programs: $(BINS)
@@ -197,3 +199,14 @@ $(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(ALL_LIBS)
 
 .SECONDARY:
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# --- tools: standalone measurement programs (libc only) ---------------------
+# send-floor (the one-send-per-socket floor) and conn-scale (many idle
+# WebSocket clients on one node); docs/PERFORMANCE.md, "Connection scale".
+TOOLS := $(addprefix $(BUILD)/bin/,send-floor conn-scale)
+.PHONY: tools
+tools: $(TOOLS)
+
+$(TOOLS): $(BUILD)/bin/%: tools/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) $(CFLAGS) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -o $@ $<

@@ -40,6 +40,12 @@
 #define HTTP_MAX_UNSENT (1024 * 1024)
 #define HTTP_MAX_HEADERS 64
 #define HTTP_READ_BUF 65536
+/* Connections the kernel completes before accept takes them. Linux caps
+ * it at net.core.somaxconn (4096 by default since 5.4): ask for that, not
+ * 511, so that thousands of clients reconnecting at once (a node restart)
+ * wait in the queue for a moment instead of having their handshakes
+ * dropped and retried after a second or more. */
+#define HTTP_LISTEN_BACKLOG 65535
 
 struct hdr {
     size_t name, name_len, value, value_len; /* offsets into conn->head */
@@ -946,9 +952,10 @@ static void accept_cb(uv_stream_t *server, int status)
         strcpy(c->peer_addr, "unknown");
     llhttp_init(&c->parser, HTTP_REQUEST, &http_settings);
     c->parser.data = c;
-    if (s->closing || s->nconns > s->cfg.max_connections) {
-        log_warn("http: refusing %s: %u connections open (limit %u)", c->peer_addr,
-                 s->nconns - 1, s->cfg.max_connections);
+    size_t upgraded = s->cfg.upgraded_count ? s->cfg.upgraded_count(s->cfg.ud) : 0;
+    if (s->closing || s->nconns + upgraded > s->cfg.max_connections) {
+        log_warn("http: refusing %s: %u connections open and %zu upgraded (limit %u in all)",
+                 c->peer_addr, s->nconns - 1, upgraded, s->cfg.max_connections);
         c->refused = true;
         conn_fail(c, 503, "too many connections; retry later");
         start_timer(c, 1000);
@@ -1006,7 +1013,7 @@ int http_server_start(uv_loop_t *loop, const char *host, int port,
     s->listener.data = s;
     rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&sa, 0);
     if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&s->listener, 511, accept_cb);
+        rc = uv_listen((uv_stream_t *)&s->listener, HTTP_LISTEN_BACKLOG, accept_cb);
     if (rc == 0)
         rc = netaddr_sockname(&s->listener, NULL, 0, &s->port);
     if (rc != 0) {

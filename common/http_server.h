@@ -92,7 +92,7 @@ typedef int (*http_upgrade_fn)(http_request *req, uv_tcp_t *tcp,
 struct http_server_config {
     http_handler_fn handler;
     http_upgrade_fn on_upgrade;    /* may be NULL */
-    void *ud;                      /* passed to both callbacks */
+    void *ud;                      /* passed to the callbacks */
     size_t max_header_bytes;       /* 0 = 8 KiB; beyond: 431 and close */
     size_t max_body_bytes;         /* 0 = 1 MiB; beyond: 413 and close */
     unsigned request_timeout_ms;   /* 0 = 10 s to receive a whole request:
@@ -108,6 +108,12 @@ struct http_server_config {
                                       while answers wait to be written, the
                                       client must read some in each period */
     unsigned max_connections;      /* 0 = 10000; beyond: 503 and close */
+    /* Connections taken by on_upgrade and still open (each holds a
+     * descriptor), counted against max_connections with the server's own,
+     * so that one cap on descriptors serves HTTP and upgraded connections
+     * alike: a burst of handshakes may use what upgraded connections do
+     * not. Called with ud at each accept; NULL: they are not counted. */
+    size_t (*upgraded_count)(void *ud);
     /* TLS (not owned): a connection whose first byte starts a TLS
      * handshake speaks TLS, any other plain HTTP, unless tls_only, which
      * answers plain requests 400. NULL: plain HTTP only. */

@@ -24,9 +24,10 @@ struct outq_batch {
                                libuv calls every write_cb before close_cb */
     size_t n, bytes, mem;
     msgbuf **bufs;
-    uv_buf_t *iov;          /* n buffers, plus a seal's head and tail */
     char *cipher;           /* TLS: what goes out instead of iov */
     uint8_t head[OUTQ_SEAL_HEAD], tail[OUTQ_SEAL_TAIL];
+    uv_buf_t iov[];         /* n buffers, plus a seal's head and tail: one
+                               allocation with the batch */
 };
 
 /* Per entry, besides the buffer: its pending slot, and in a batch its
@@ -268,7 +269,8 @@ int outq_push_unbounded(outq *q, msgbuf *b)
     if (q->dead)
         return UV_EPIPE;
     if (q->npending == q->cappending) {
-        q->cappending = q->cappending ? 2 * q->cappending : 16;
+        /* x4: a burst of 50 to an idle queue grows it twice, not thrice */
+        q->cappending = q->cappending ? 4 * q->cappending : 16;
         q->pending = xrealloc(q->pending, q->cappending * sizeof(*q->pending));
     }
     if (q->mem == 0)
@@ -289,7 +291,6 @@ static void batch_free(struct outq_batch *w)
     for (size_t i = 0; i < w->n; i++)
         msgbuf_unref(w->bufs[i]);
     free(w->bufs);
-    free(w->iov);
     free(w->cipher);
     free(w);
 }
@@ -366,16 +367,23 @@ static int write_batch(outq *q)
         mem += outq_cost(q->pending[n]);
         n++;
     }
-    struct outq_batch *w = xmalloc(sizeof(*w));
+    struct outq_batch *w = xmalloc(sizeof(*w) + (n + 2) * sizeof(w->iov[0]));
     w->cipher = NULL;
     w->q = q;
     w->n = n;
     w->bytes = bytes;
     w->mem = mem;
-    w->bufs = xmalloc(n * sizeof(*w->bufs));
-    w->iov = xmalloc((n + 2) * sizeof(*w->iov));
-    if (n > 0) /* none: a batch of TLS's own output only */
-        memcpy(w->bufs, q->pending, n * sizeof(*w->bufs));
+    if (n > 0 && n == q->npending) {
+        /* All of it (the usual case): the batch takes the array, and an
+         * idle queue holds none. */
+        w->bufs = q->pending;
+        q->pending = NULL;
+        q->cappending = 0;
+    } else {
+        w->bufs = xmalloc((n ? n : 1) * sizeof(*w->bufs));
+        if (n > 0) /* none: a batch of TLS's own output only */
+            memcpy(w->bufs, q->pending, n * sizeof(*w->bufs));
+    }
     size_t niov = n;
     if (sealed) {
         for (size_t i = 0; i < n; i++)
@@ -392,7 +400,7 @@ static int write_batch(outq *q)
     if (q->unsealed > 0)
         q->unsealed -= n;
     q->npending -= n;
-    if (n > 0)
+    if (n > 0 && q->npending > 0)
         memmove(q->pending, q->pending + n, q->npending * sizeof(*q->pending));
     q->pending_bytes -= bytes;
     q->inflight_bytes += bytes;

@@ -87,7 +87,9 @@ struct outq {
     outq_error_fn on_error;
     void *ud;
     struct outq_class *cls;
-    msgbuf **pending;          /* pushed, not yet handed to uv_write */
+    msgbuf **pending;          /* pushed, not yet handed to uv_write; a
+                                  write that takes all of it takes the
+                                  array too, so an idle queue has none */
     size_t npending, cappending;
     size_t pending_bytes;      /* payload bytes pending */
     size_t inflight_bytes;     /* payload bytes handed to uv_write, not completed */

@@ -208,8 +208,26 @@ bool ws_utf8_valid(const uint8_t *p, size_t n)
 
 /* --- the decoder ---------------------------------------------------------- */
 
+/* wslay's frame context carries a 4 KiB input buffer: most of what an idle
+ * connection would cost. A decoder holds one only while bytes are going
+ * through it or a frame is cut between reads; at a frame boundary, with
+ * every byte consumed, the context is as wslay_frame_context_init leaves
+ * it (RECV_HEADER1, nothing buffered) and goes back to a small pool for
+ * the next decoder that reads. The slot is wslay's user_data, so a pooled
+ * context can serve any decoder. One loop thread, like msgbuf's pool. */
+struct wslay_slot {
+    wslay_frame_context_ptr ctx;
+    ws_decoder *d;              /* the decoder it reads for now */
+    struct wslay_slot *next;    /* in the pool */
+};
+
+#define WS_WSLAY_POOL 64
+
+static struct wslay_slot *wslay_pool;
+static unsigned wslay_pooled;
+
 struct ws_decoder {
-    wslay_frame_context_ptr wslay;
+    struct wslay_slot *slot;     /* NULL between frames: see wslay_slot */
     bool masked;                 /* frames must be masked (server side) */
     size_t max_message;
     const uint8_t *in;           /* what the recv callback hands to wslay */
@@ -237,7 +255,7 @@ struct ws_decoder {
 
 static ssize_t wslay_recv_cb(uint8_t *buf, size_t len, int flags, void *ud)
 {
-    ws_decoder *d = ud;
+    ws_decoder *d = ((struct wslay_slot *)ud)->d;
     size_t n = UTIL_MIN(len, d->in_len);
     if (n == 0)
         return -1; /* wslay reads this as "want more input" */
@@ -257,15 +275,53 @@ static int wslay_genmask_cb(uint8_t *buf, size_t len, void *ud)
     return -1;
 }
 
-ws_decoder *ws_decoder_new(bool masked, size_t max_message)
+static struct wslay_slot *slot_take(ws_decoder *d)
 {
     static const struct wslay_frame_callbacks cbs = { wslay_send_cb, wslay_recv_cb,
                                                       wslay_genmask_cb };
-    ws_decoder *d = xcalloc(1, sizeof(*d));
-    if (wslay_frame_context_init(&d->wslay, &cbs, d) != 0) {
-        fprintf(stderr, "fatal: wslay_frame_context_init failed (out of memory)\n");
-        abort();
+    struct wslay_slot *s = wslay_pool;
+    if (s != NULL) {
+        wslay_pool = s->next;
+        wslay_pooled--;
+    } else {
+        s = xmalloc(sizeof(*s));
+        if (wslay_frame_context_init(&s->ctx, &cbs, s) != 0) {
+            fprintf(stderr, "fatal: wslay_frame_context_init failed (out of memory)\n");
+            abort();
+        }
     }
+    s->d = d;
+    return s;
+}
+
+/* Gives d's context back: to the pool when it is clean (the caller knows),
+ * else to the system. */
+static void slot_give(ws_decoder *d, bool clean)
+{
+    struct wslay_slot *s = d->slot;
+    d->slot = NULL;
+    if (clean && wslay_pooled < WS_WSLAY_POOL) {
+        s->d = NULL;
+        s->next = wslay_pool;
+        wslay_pool = s;
+        wslay_pooled++;
+        return;
+    }
+    wslay_frame_context_free(s->ctx);
+    free(s);
+}
+
+/* Whether the stream stands at a frame boundary with every byte consumed:
+ * the gate between frames and wslay done with the last one. */
+static bool at_boundary(const ws_decoder *d)
+{
+    return d->hdr_got == 0 && d->gate_skip == 0 && !d->in_frame && d->in_len == 0 &&
+           d->error == 0 && !d->stopped;
+}
+
+ws_decoder *ws_decoder_new(bool masked, size_t max_message)
+{
+    ws_decoder *d = xcalloc(1, sizeof(*d));
     d->masked = masked;
     d->max_message = max_message;
     return d;
@@ -275,9 +331,15 @@ void ws_decoder_free(ws_decoder *d)
 {
     if (d == NULL)
         return;
-    wslay_frame_context_free(d->wslay);
+    if (d->slot != NULL)
+        slot_give(d, at_boundary(d));
     free(d->msg);
     free(d);
+}
+
+bool ws_decoder_holds_context(const ws_decoder *d)
+{
+    return d->slot != NULL;
 }
 
 const char *ws_decoder_error(const ws_decoder *d)
@@ -498,11 +560,15 @@ static int gate_header(ws_decoder *d)
 static int wslay_run(ws_decoder *d, const uint8_t *data, size_t len,
                      ws_message_fn cb, void *ud)
 {
+    if (len == 0 && d->slot == NULL)
+        return 0; /* nothing for wslay, and nothing of a frame in it */
+    if (d->slot == NULL)
+        d->slot = slot_take(d);
     d->in = data;
     d->in_len = len;
     for (;;) {
         struct wslay_frame_iocb io;
-        ssize_t r = wslay_frame_recv(d->wslay, &io);
+        ssize_t r = wslay_frame_recv(d->slot->ctx, &io);
         if (r == WSLAY_ERR_WANT_READ)
             return 0;
         if (r < 0)
@@ -517,8 +583,8 @@ static int wslay_run(ws_decoder *d, const uint8_t *data, size_t len,
     }
 }
 
-int ws_decoder_feed(ws_decoder *d, const uint8_t *data, size_t len,
-                    ws_message_fn cb, void *ud)
+static int feed_frames(ws_decoder *d, const uint8_t *data, size_t len,
+                       ws_message_fn cb, void *ud)
 {
     if (d->error)
         return d->error;
@@ -548,4 +614,15 @@ int ws_decoder_feed(ws_decoder *d, const uint8_t *data, size_t len,
         n = 1; /* the length's last byte, for wslay with what follows */
     }
     return wslay_run(d, data, n, cb, ud);
+}
+
+int ws_decoder_feed(ws_decoder *d, const uint8_t *data, size_t len,
+                    ws_message_fn cb, void *ud)
+{
+    int rc = feed_frames(d, data, len, cb, ud);
+    /* A failed or stopped decoder takes no more input: its context may hold
+     * bytes it will never read, so it is not pooled. */
+    if (d->slot != NULL && (rc != 0 || at_boundary(d)))
+        slot_give(d, rc == 0);
+    return rc;
 }

@@ -97,6 +97,11 @@ void ws_decoder_free(ws_decoder *d);
 int ws_decoder_feed(ws_decoder *d, const uint8_t *data, size_t len,
                     ws_message_fn cb, void *ud);
 
+/* Whether d holds a wslay frame context (4 KiB of input buffer) now: only
+ * while a frame is cut between feeds. Between frames it holds none, so an
+ * idle connection costs little; the contexts are pooled for reuse. */
+bool ws_decoder_holds_context(const ws_decoder *d);
+
 /* Describes the last error for logs ("unmasked client frame" ...). */
 const char *ws_decoder_error(const ws_decoder *d);
 

@@ -55,7 +55,7 @@ struct ws_conn {
     uint64_t pong_end;         /* q.pushed_total once our last pong was queued */
     uint64_t ping_window_ms;   /* pings counted per second, against floods */
     unsigned pings;
-    struct outq_class own_class; /* when the config names none */
+    struct outq_class *own_class; /* owned; only when the config names none */
     int close_code;            /* sent or received */
     int handles_open;
     char accept[29];           /* client: the Sec-WebSocket-Accept expected */
@@ -181,6 +181,7 @@ static void handle_closed_cb(uv_handle_t *h)
         c->cb.on_close(c, c->close_code ? c->close_code : WS_CLOSE_ABNORMAL, c->ud);
     ws_decoder_free(c->dec);
     tls_conn_free(c->tls);
+    free(c->own_class);
     free(c->hs);
     free(c->tcp);
     free(c);
@@ -477,9 +478,12 @@ static ws_conn *conn_new(uv_loop_t *loop, uv_tcp_t *tcp, bool client,
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;
     c->handles_open = 2;
-    c->own_class.lim = outq_limits_simple(c->cfg.max_queue);
-    outq_init(&c->q, (uv_stream_t *)tcp, cfg->queue_class ? cfg->queue_class : &c->own_class,
-              queue_error_cb, c);
+    struct outq_class *cls = cfg->queue_class;
+    if (cls == NULL) { /* a class of its own: the node's clients share one */
+        cls = c->own_class = xcalloc(1, sizeof(*c->own_class));
+        cls->lim = outq_limits_simple(c->cfg.max_queue);
+    }
+    outq_init(&c->q, (uv_stream_t *)tcp, cls, queue_error_cb, c);
     c->dec = ws_decoder_new(!client, c->cfg.max_message);
     return c;
 }

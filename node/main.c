@@ -270,13 +270,16 @@ static int set_option(int index, const char *v, void *ud, char *err, size_t errl
 /* --- descriptors ------------------------------------------------------------ */
 
 /* Raises the soft descriptor limit to the hard one and shares it out:
- * NODE_FD_RESERVE for what is not a connection and for peer links, a
- * sixteenth of the rest for HTTP connections on the client port (status
- * requests and handshakes not yet upgraded), the rest for WebSocket
- * clients unless --max-clients says otherwise. So the node never runs out
- * of descriptors for its peers, its store or its discovery heartbeat
- * however many clients come: the ones past the cap get a 503. Returns the
- * HTTP connection cap. */
+ * NODE_FD_RESERVE for what is not a connection and for peer links, the
+ * rest for connections on the client port, WebSocket and HTTP alike (the
+ * HTTP server counts the upgraded ones, clients_count, against one cap).
+ * WebSocket clients may take all of it but a sixty-fourth (at least 16),
+ * kept for status requests and handshakes, unless --max-clients says
+ * otherwise. So a burst of handshakes (all clients reconnecting after a
+ * restart) may use every descriptor that clients do not hold yet, and the
+ * node never runs out of descriptors for its peers, its store or its
+ * discovery heartbeat however many clients come: the ones past the cap
+ * get a 503. Returns the cap on connections in all. */
 static unsigned descriptor_budget(struct node_config *c)
 {
     uint64_t limit = fdlimit_raise_logged("the node");
@@ -287,8 +290,8 @@ static unsigned descriptor_budget(struct node_config *c)
                  NODE_FD_RESERVE);
         room = 32;
     }
-    unsigned http_cap = UTIL_MAX(room / 16, 16u);
-    size_t clients = room - http_cap;
+    unsigned http_only = UTIL_MAX(room / 64, 16u);
+    size_t clients = room - http_only;
     if (c->max_clients == 0)
         c->max_clients = clients;
     else if (c->max_clients > clients)
@@ -296,10 +299,17 @@ static unsigned descriptor_budget(struct node_config *c)
                  "clients past that may fail to connect instead of getting 503: lower "
                  "--max-clients or raise ulimit -n", c->max_clients,
                  (unsigned long long)limit, clients);
-    log_info("connections: at most %zu WebSocket clients and %u HTTP connections "
-             "(descriptor limit %llu, %d kept for peers and the store)", c->max_clients,
-             http_cap, (unsigned long long)limit, NODE_FD_RESERVE);
-    return http_cap;
+    log_info("connections: at most %zu WebSocket clients, and %u connections in all with "
+             "HTTP ones (descriptor limit %llu, %d kept for peers and the store)",
+             c->max_clients, room, (unsigned long long)limit, NODE_FD_RESERVE);
+    return room;
+}
+
+/* The client port's upgraded connections (http_server_config.upgraded_count). */
+static size_t upgraded_clients(void *ud)
+{
+    node *n = ud;
+    return clients_count(n->clients);
 }
 
 /* --- TLS ------------------------------------------------------------------ */
@@ -493,7 +503,7 @@ int main(int argc, char **argv)
     int trc = tls_setup(&n);
     if (trc != 0)
         return trc;
-    unsigned http_cap = descriptor_budget(c);
+    unsigned conn_cap = descriptor_budget(c);
     if (membership_load(&n) != 0 || node_open_store(&n) != 0)
         return EX_CANTCREAT;
     flow_init(&n);
@@ -504,7 +514,8 @@ int main(int argc, char **argv)
         .on_upgrade = clients_on_upgrade,
         .ud = &n,
         .request_timeout_ms = c->handshake_ms, /* bounds the WebSocket handshake too */
-        .max_connections = http_cap,
+        .max_connections = conn_cap,
+        .upgraded_count = upgraded_clients,
         .tls = n.tls_server,
         .tls_only = c->tls_only,
     };

@@ -1182,6 +1182,42 @@ static void test_max_connections(void **state)
     client_close(a);
 }
 
+/* Upgraded connections still open count against the same cap. */
+static size_t fake_upgraded;
+static size_t count_upgraded(void *ud)
+{
+    (void)ud;
+    return fake_upgraded;
+}
+
+static void test_max_connections_counts_upgraded(void **state)
+{
+    struct fixture *fx = *state;
+    fx->cfg.max_connections = 3;
+    fx->cfg.upgraded_count = count_upgraded;
+    fake_upgraded = 2;
+    fixture_start(fx);
+    struct client *a = client_connect(fx->port);
+    send_str(a, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+    struct response r;
+    assert_int_equal(read_response(a, &r), 0); /* 1 + 2 upgraded: at the cap */
+    assert_int_equal(r.status, 200);
+    response_free(&r);
+    struct client *b = client_connect(fx->port);
+    expect_error_and_close(b, 503, "too many connections");
+    client_close(b);
+    /* The upgraded ones went: room again, even while b's refusal may
+     * still linger (a, b and c make 3). */
+    fake_upgraded = 0;
+    struct client *c = client_connect(fx->port);
+    send_str(c, "GET /c HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(read_response(c, &r), 0);
+    assert_int_equal(r.status, 200);
+    response_free(&r);
+    client_close(c);
+    client_close(a);
+}
+
 /* --- lingering close ------------------------------------------------------ */
 
 /* A client that goes on sending a body the server has refused still gets to
@@ -1856,6 +1892,7 @@ int main(void)
         T(test_answer_add_header),
         T(test_answer_add_header_refusals),
         T(test_max_connections),
+        T(test_max_connections_counts_upgraded),
         T(test_413_reaches_a_client_still_sending),
         T(test_linger_ends_after_its_time),
         T(test_linger_ends_after_its_bytes),

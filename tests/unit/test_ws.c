@@ -809,6 +809,98 @@ static void test_callback_stop(void **state)
     ws_decoder_free(NULL); /* allowed */
 }
 
+/* wslay's 4 KiB context is held only while a frame is cut between feeds. */
+static void test_context_only_mid_frame(void **state)
+{
+    (void)state;
+    bytes b = { 0 };
+    add_client_str(&b, WS_OP_TEXT, "hello");
+    size_t first = b.len;
+    add_client_str(&b, WS_OP_TEXT, "world");
+    ws_decoder *d = ws_decoder_new(true, 1000);
+    collector c = { 0 };
+    assert_false(ws_decoder_holds_context(d));
+    assert_int_equal(ws_decoder_feed(d, b.p, first, collect_cb, &c), 0);
+    assert_false(ws_decoder_holds_context(d));
+    /* the header and one byte of the mask key: the frame is open */
+    assert_int_equal(ws_decoder_feed(d, b.p + first, 3, collect_cb, &c), 0);
+    assert_true(ws_decoder_holds_context(d));
+    assert_int_equal(ws_decoder_feed(d, b.p + first + 3, b.len - first - 3, collect_cb, &c), 0);
+    assert_false(ws_decoder_holds_context(d));
+    assert_int_equal(c.n, 2);
+    assert_memory_equal(c.data[1].p, "world", 5);
+    /* a header cut after its first byte */
+    assert_int_equal(ws_decoder_feed(d, b.p, 1, collect_cb, &c), 0);
+    assert_true(ws_decoder_holds_context(d));
+    ws_decoder_free(d); /* with a context held: nothing leaks */
+    collector_free(&c);
+    bytes_free(&b);
+}
+
+/* Contexts go from decoder to decoder through the pool: decoders fed in
+ * turns, in random chunks, each between two others' frames, and one that
+ * stopped with bytes left in its context (which must not be reused), all
+ * decode what they were sent. */
+static void test_contexts_shared(void **state)
+{
+    (void)state;
+    bytes b = { 0 };
+    add_client_str(&b, WS_OP_TEXT, "first");
+    bytes big = { 0 };
+    for (int i = 0; i < 1500; i++)
+        bytes_add(&big, "abcdefgh", 8); /* 12000: more than wslay's buffer */
+    add_client(&b, WS_OP_BINARY, big.p, big.len);
+    add_frame(&b, false, 0, WS_OP_TEXT, "frag", 4, true);
+    add_client_str(&b, WS_OP_PING, "p");
+    add_frame(&b, true, 0, WS_OP_CONT, "ment", 4, true);
+    add_client_str(&b, WS_OP_TEXT, "last");
+    collector ref = { 0 };
+    assert_int_equal(decode_with(&b, 1 << 20, WHOLE, 0, &ref), 0);
+    assert_int_equal(ref.n, 5); /* the ping too */
+
+    for (uint64_t seed = 1; seed <= 20; seed++) {
+        /* a decoder that stops with the rest of a chunk inside wslay */
+        ws_decoder *stopped = ws_decoder_new(true, 1 << 20);
+        collector sc = { .stop_at = 1 };
+        assert_int_equal(ws_decoder_feed(stopped, b.p, b.len, collect_cb, &sc), -1);
+        ws_decoder_free(stopped);
+        collector_free(&sc);
+
+        enum { K = 3 };
+        ws_decoder *d[K];
+        collector c[K];
+        size_t off[K];
+        for (int k = 0; k < K; k++) {
+            d[k] = ws_decoder_new(true, 1 << 20);
+            memset(&c[k], 0, sizeof(c[k]));
+            off[k] = 0;
+        }
+        rng_state = seed * 0x9e3779b97f4a7c15ull;
+        for (bool more = true; more;) {
+            more = false;
+            for (int k = 0; k < K; k++) {
+                if (off[k] == b.len)
+                    continue;
+                size_t n = 1 + rng_next() % (rng_next() % 3 == 0 ? 6000 : 30);
+                if (n > b.len - off[k])
+                    n = b.len - off[k];
+                assert_int_equal(ws_decoder_feed(d[k], b.p + off[k], n, collect_cb, &c[k]), 0);
+                off[k] += n;
+                more = true;
+            }
+        }
+        for (int k = 0; k < K; k++) {
+            assert_false(ws_decoder_holds_context(d[k]));
+            assert_same_msgs(&ref, &c[k]);
+            collector_free(&c[k]);
+            ws_decoder_free(d[k]);
+        }
+    }
+    collector_free(&ref);
+    bytes_free(&big);
+    bytes_free(&b);
+}
+
 /* --- UTF-8 --------------------------------------------------------------- */
 
 static const char *const bad_utf8[] = {
@@ -1272,6 +1364,8 @@ int main(void)
         cmocka_unit_test(test_fragments_checked_at_header),
         cmocka_unit_test(test_sticky_error),
         cmocka_unit_test(test_callback_stop),
+        cmocka_unit_test(test_context_only_mid_frame),
+        cmocka_unit_test(test_contexts_shared),
         cmocka_unit_test(test_utf8_validator),
         cmocka_unit_test(test_invalid_utf8_text),
         cmocka_unit_test(test_utf8_across_fragments),
