@@ -104,6 +104,15 @@ def number(path, line, col, text):
                    "file whole (a bench that was stopped may leave half a row)?", EX_DATAERR)
 
 
+def records(path, header, table):
+    """(line number, {column: text}) for each row of a CSV after its header."""
+    for i, fields in enumerate(table[1:], start=2):
+        if len(fields) != len(header):
+            raise Fail(f"{path} line {i}: {len(fields)} fields where the header has "
+                       f"{len(header)}; is the file whole?", EX_DATAERR)
+        yield i, dict(zip(header, fields))
+
+
 def load(side_arg, path):
     """The rows of one CSV: (kind, [row dict with side, run and numbers])."""
     try:
@@ -133,11 +142,7 @@ def load(side_arg, path):
     numeric = [c for c in (*need, *ROUNDS_LATENCY, *(c for c, _ in PACED_LATENCY), *CHECKS,
                            CPU, "fraction_pct") if c in cols]
     rows = []
-    for i, fields in enumerate(table[1:], start=2):
-        if len(fields) != len(header):
-            raise Fail(f"{path} line {i}: {len(fields)} fields where the header has "
-                       f"{len(header)}; is the file whole?", EX_DATAERR)
-        r = dict(zip(header, fields))
+    for i, r in records(path, header, table):
         out = {"side": r.get("side") or side_arg or "dchat",
                "run": f"{path} run {r['run']}" if r.get("run") else path}
         for c in numeric:
@@ -153,11 +158,7 @@ def load_series(path, header, table):
     """The intervals of one load run, then its summary (interval "total")."""
     numeric = [c for c in header if c != "interval"]
     rows = []
-    for i, fields in enumerate(table[1:], start=2):
-        if len(fields) != len(header):
-            raise Fail(f"{path} line {i}: {len(fields)} fields where the header has "
-                       f"{len(header)}; is the file whole?", EX_DATAERR)
-        r = dict(zip(header, fields))
+    for i, r in records(path, header, table):
         out = {"side": os.path.splitext(os.path.basename(path))[0], "run": path,
                "interval": r["interval"]}
         for c in numeric:
