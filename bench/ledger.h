@@ -14,7 +14,14 @@
  * without rooms (2000 x 2000: 16 MB), and the sum over rooms of members x
  * senders x 4 with them; ledger_pairs() gives the count before anything is
  * allocated, so the caller can refuse what would not fit. Nothing is kept
- * per message. */
+ * per message.
+ *
+ * A sender whose connection drops leaves a window of messages it sent and
+ * never saw come back: the node may have read some of them (a prefix: it
+ * reads in order) and not the rest, which it never accepted and owes no
+ * one. Those of the window that no client received are counted as
+ * unaccepted, not lost; those that some client received, and another did
+ * not, are lost. */
 #ifndef DCHAT_BENCH_LEDGER_H
 #define DCHAT_BENCH_LEDGER_H
 
@@ -53,6 +60,9 @@ struct ledger_counts {
     uint64_t lost;       /* messages that never came (the gaps; the tails too
                             after ledger_finish) */
     uint64_t dups, reordered, strays;
+    uint64_t unaccepted; /* deliveries not owed: their message went out on a
+                            sender's connection that dropped, and no client
+                            got it (after ledger_finish) */
 };
 
 /* A missed message, by name. */
@@ -80,7 +90,9 @@ uint32_t ledger_sent(const ledger *l, unsigned s);
  * that sender has sent so far. Also after a reconnect. */
 void ledger_join(ledger *l, unsigned c);
 /* Client c's connection is gone: what it receives is ignored until it
- * joins again, and what it missed meanwhile is not held against it. */
+ * joins again, and what it missed meanwhile is not held against it. When
+ * c is a sender, what it sent since the last of its own messages it
+ * received becomes a window that the node may not have accepted. */
 void ledger_leave(ledger *l, unsigned c);
 int ledger_joined(const ledger *l, unsigned c);
 

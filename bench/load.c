@@ -369,7 +369,8 @@ static void end_run(struct load *ld)
     for (unsigned i = 0; i < ld->ncl; i++)
         joined += ledger_joined(ld->led, i) != 0;
     struct load_verdict v = { .ok = status == BENCH_OK, .error = msg[0] ? msg : NULL,
-                              .strays = k.strays, .clients_joined = joined };
+                              .strays = k.strays, .unaccepted = k.unaccepted,
+                              .clients_joined = joined };
     load_report_end(ld->out, ld->cfg->format, &ld->run, &r, &v);
     if (status == BENCH_OK)
         finish(ld, status, NULL);

@@ -162,6 +162,10 @@ void load_report_end(FILE *f, enum report_format fmt, const struct load_report_r
                 (unsigned long long)r->dups, (unsigned long long)r->reordered,
                 (unsigned long long)v->strays, v->clients_joined, run->clients,
                 v->ok ? "OK" : "FAILED");
+        if (v->unaccepted)
+            fprintf(f, "# not owed: %llu deliveries of messages sent on connections that "
+                       "dropped before any client got them (the node never accepted them)\n",
+                    (unsigned long long)v->unaccepted);
         if (v->error)
             fprintf(f, "# %s\n", v->error);
         break;
@@ -171,10 +175,11 @@ void load_report_end(FILE *f, enum report_format fmt, const struct load_report_r
     case REPORT_JSON: {
         json_t *o = json_row(run, r);
         json_object_update_new(
-            o, json_pack("{s:I, s:I, s:I, s:f, s:I, s:I, s:I, s:b, s:o}", "clients",
+            o, json_pack("{s:I, s:I, s:I, s:f, s:I, s:I, s:I, s:I, s:b, s:o}", "clients",
                          (json_int_t)run->clients, "senders", (json_int_t)run->senders,
                          "rooms", (json_int_t)run->rooms, "rate", run->rate, "strays",
-                         (json_int_t)v->strays, "clients_joined",
+                         (json_int_t)v->strays, "unaccepted", (json_int_t)v->unaccepted,
+                         "clients_joined",
                          (json_int_t)v->clients_joined, "duration_s",
                          (json_int_t)run->duration_s, "ok", v->ok, "error",
                          v->error ? json_string(v->error) : json_null()));

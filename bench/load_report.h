@@ -46,6 +46,8 @@ struct load_verdict {
     bool ok;
     const char *error;         /* what went wrong, or NULL */
     uint64_t strays;
+    uint64_t unaccepted;       /* deliveries not owed: sent on a connection
+                                  that dropped, received by no client */
     unsigned clients_joined;   /* clients joined at the end */
 };
 

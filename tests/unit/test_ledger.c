@@ -4,7 +4,9 @@
  * late owes nothing sent before it joined, but may get messages that were
  * in flight, once and in order; rooms keep each client to its room's
  * senders (another room's message is a stray) and size the ledger; a
- * client that leaves and rejoins starts afresh. */
+ * client that leaves and rejoins starts afresh; a sender that drops leaves
+ * a window of messages the node may not have accepted: those no client got
+ * are not owed, one that some client got and another did not is lost. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -210,6 +212,45 @@ static void test_leave_and_rejoin(void **state)
     ledger_free(l);
 }
 
+/* Sender 0 is client 0; it sends 1..6, sees its own 1..2 come back, then
+ * its connection drops: 3..6 are a window. Client 1 gets 1..4 (so the node
+ * accepted 3 and 4), client 2 gets 1..3 and misses 4. 5 and 6 reached no
+ * one: the node never read them. Sender 0 rejoins and sends 7, which all
+ * get: client 1 and 2 jump over the window without a loss of their own
+ * there, but client 2's missing 4 is a loss. */
+static void test_dropped_sender_window(void **state)
+{
+    (void)state;
+    ledger *l = three_clients();
+    for (unsigned c = 0; c < 3; c++)
+        ledger_join(l, c);
+    for (uint32_t i = 1; i <= 6; i++)
+        ledger_send(l, 0);
+    for (uint32_t i = 1; i <= 2; i++)
+        assert_int_equal(ledger_receive(l, 0, 0, i), LEDGER_OK);
+    ledger_leave(l, 0); /* the window: 3..6 */
+    for (uint32_t i = 1; i <= 4; i++)
+        assert_int_equal(ledger_receive(l, 1, 0, i), LEDGER_OK);
+    for (uint32_t i = 1; i <= 3; i++)
+        assert_int_equal(ledger_receive(l, 2, 0, i), LEDGER_OK);
+    /* while it is away, 5 and 6 are not owed (no one got them), 4 is, to 2 */
+    assert_int_equal(ledger_owed(l), 1);
+    ledger_join(l, 0);
+    assert_int_equal(ledger_send(l, 0), 7);
+    assert_int_equal(ledger_receive(l, 0, 0, 7), LEDGER_OK);
+    assert_int_equal(ledger_receive(l, 1, 0, 7), LEDGER_GAP);
+    assert_int_equal(ledger_receive(l, 2, 0, 7), LEDGER_GAP);
+    ledger_finish(l);
+    struct ledger_counts k;
+    ledger_counts(l, &k);
+    assert_int_equal(k.lost, 1);        /* client 2's 4 */
+    assert_int_equal(k.unaccepted, 4);  /* 5 and 6, for clients 1 and 2 */
+    const struct ledger_miss *m;
+    assert_int_equal(ledger_misses(l, &m), 1);
+    assert_true(m[0].client == 2 && m[0].sender == 0 && m[0].seq == 4);
+    ledger_free(l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -219,6 +260,7 @@ int main(void)
         cmocka_unit_test(test_late_joiner_silent_owes_the_tail),
         cmocka_unit_test(test_rooms),
         cmocka_unit_test(test_leave_and_rejoin),
+        cmocka_unit_test(test_dropped_sender_window),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
