@@ -122,7 +122,7 @@ static int read_capped(const node *n, uint32_t origin, uint64_t after, uint64_t 
                                  &seen) != 0)
                 return -1;
             f->scan -= f->chats ? UTIL_MIN(f->scan, (size_t)(seen - lo)) : 0;
-            lo = seen;
+            lo = seen > lo ? seen : hi; /* a read that looked at nothing ends the range */
         }
         for (size_t i = 0; i < rows->n - first; i++) {
             size_t w = reply_bytes(n, &rows->msgs[newest_first ? rows->n - 1 - i : first + i]);

@@ -886,9 +886,10 @@ int store_read_chats(store *s, uint32_t origin, uint64_t after, uint64_t upto, s
 {
     sqlite3_stmt *st = s->select;
     const struct slot_of *sl = find_slot(s, origin);
-    *seen = after;
+    *seen = upto;
     if (sl == NULL || after >= STORE_SEQ_MASK)
-        return 0; /* nothing of it in the file */
+        return 0; /* nothing of it in the file: the whole range looked at */
+    *seen = after;
     uint64_t base = (uint64_t)sl->slot << STORE_SEQ_BITS;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)(base | after));
     sqlite3_bind_int64(st, 2, (sqlite3_int64)(base | UTIL_MIN(upto, STORE_SEQ_MASK)));

@@ -405,6 +405,13 @@ def test_history_survives_a_restart(logdir, procs):
     assert nxt["id"] == 21
     status, body = http_json(f"{a.url}/api/history?origin=x")
     assert status == 400 and "origin" in body["error"]
+    # ranges that hold nothing: an origin the node has never stored, and
+    # one read from past its end, answer at once (http_json's timeout is
+    # 5 s) and empty, and the node goes on serving
+    for q in ("origin=999", f"origin={a.id}&after=999999999999", f"origin={a.id}&after=21"):
+        status, body = http_json(f"{a.url}/api/history?{q}")
+        assert status == 200 and body["messages"] == [] and body["more"] is False, (q, body)
+    assert a.status()["history"]["origins"]
 
 
 def test_a_node_registered_anew_numbers_its_new_origin_from_1(logdir, procs):
