@@ -17,6 +17,7 @@
 
 #define OUTQ_MAX_IOV 1024
 #define OUTQ_BATCH_BYTES (1u << 20) /* per write, unless one buffer is larger */
+#define OUTQ_TRY_IOV 64   /* try_now takes batches of at most this many buffers */
 
 struct outq_batch {
     uv_write_t req;
@@ -350,8 +351,57 @@ static void drop_pending(outq *q, size_t from)
     lists_update(q);
 }
 
-/* Hands one batch from the front of pending to uv_write. Returns 0, or -1
- * when the stream refused it (pending is dropped, on_error called). */
+/* The first n pending entries (bytes, accounted as mem) left with a write
+ * that completed at once: released as write_cb releases a batch. An idle
+ * queue keeps no array. */
+static void retire_now(outq *q, size_t n, size_t bytes, size_t mem)
+{
+    for (size_t i = 0; i < n; i++)
+        msgbuf_unref(q->pending[i]);
+    if (q->unsealed > 0)
+        q->unsealed -= n;
+    q->npending -= n;
+    if (q->npending > 0) {
+        memmove(q->pending, q->pending + n, q->npending * sizeof(*q->pending));
+    } else {
+        free(q->pending);
+        q->pending = NULL;
+        q->cappending = 0;
+    }
+    q->pending_bytes -= bytes;
+    q->retired_total += bytes;
+    q->mem -= mem;
+    q->progress_ms = clock_fn();
+    q->writes++;
+    lists_update(q);
+}
+
+/* Offers the first n pending entries (bytes of them, n > 0) to the socket
+ * at once, as redis writes before it installs a write handler: what the
+ * kernel takes needs no write request, no copy of the iovecs, no poll
+ * registration and no completion on a later turn. Only for plain queues
+ * (no TLS, no seal) whose owner does not pump on completions
+ * (on_written), with nothing in flight (libuv refuses otherwise too).
+ * Returns the bytes taken (all of them: retired), 0, or a UV_E* error. */
+static ssize_t try_now(outq *q, size_t n, size_t bytes, size_t mem)
+{
+    uv_buf_t iov[OUTQ_TRY_IOV];
+    if (q->tls != NULL || q->seal != NULL || q->on_written != NULL || q->inflight > 0 ||
+        n == 0 || n > OUTQ_TRY_IOV)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        iov[i] = uv_buf_init(q->pending[i]->data, q->pending[i]->len);
+    int r = uv_try_write(q->stream, iov, (unsigned)n);
+    if (r == UV_EAGAIN || r == UV_ENOSYS)
+        return 0;
+    if (r > 0 && (size_t)r == bytes)
+        retire_now(q, n, bytes, mem);
+    return r;
+}
+
+/* Hands one batch from the front of pending to the socket (try_now) and
+ * what it did not take to uv_write. Returns 0, or -1 when the stream
+ * refused it (pending is dropped, on_error called). */
 static int write_batch(outq *q)
 {
     size_t n = 0, bytes = 0, mem = 0;
@@ -367,6 +417,15 @@ static int write_batch(outq *q)
         mem += outq_cost(q->pending[n]);
         n++;
     }
+    ssize_t taken = try_now(q, n, bytes, mem);
+    if (taken < 0) {
+        drop_pending(q, 0); /* the stream is unusable */
+        if (q->on_error && !q->dead)
+            q->on_error(q, (int)taken, q->ud);
+        return -1;
+    }
+    if (taken > 0 && (size_t)taken == bytes)
+        return 0; /* all of it, now */
     struct outq_batch *w = xmalloc(sizeof(*w) + (n + 2) * sizeof(w->iov[0]));
     w->cipher = NULL;
     w->q = q;
@@ -428,6 +487,17 @@ static int write_batch(outq *q)
         q->mem += clen;
         lists_update(q);
     }
+    if (rc == 0 && taken > 0) {
+        /* The socket took the first bytes: the rest goes as a request. */
+        size_t skip = (size_t)taken;
+        while (skip >= out->len) {
+            skip -= out->len;
+            out++;
+            niov--;
+        }
+        w->iov[out - w->iov].base += skip;
+        w->iov[out - w->iov].len -= skip;
+    }
     if (rc == 0)
         rc = uv_write(&w->req, q->stream, out, (unsigned)niov, write_cb);
     if (rc != 0) {
@@ -458,8 +528,13 @@ static void shrink_pending(outq *q)
 void outq_flush(outq *q)
 {
     unlink_dirty(q);
-    if (q->inflight == 0 && !q->dead && has_work(q))
-        write_batch(q);
+    /* A batch the socket took at once leaves nothing in flight: the next
+     * one (more than a batch was pending) may go too. */
+    while (q->inflight == 0 && !q->dead && has_work(q)) {
+        size_t before = q->npending;
+        if (write_batch(q) != 0 || q->npending == before)
+            break;
+    }
     shrink_pending(q);
 }
 

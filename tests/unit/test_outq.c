@@ -6,7 +6,9 @@
  * progress deadline and the congestion marks against an injected clock,
  * outq_clear/outq_discard dropping their references (ASan's leak check),
  * more than 1024 buffers going out in several vectored writes, write
- * errors, and the written callback driving a producer. */
+ * errors, and the written callback driving a producer; a plain queue's
+ * batches go straight to the socket when it takes them (no request, no
+ * completion), and what it does not take goes as a request. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -265,9 +267,18 @@ static void test_seal_wraps_batches_pushed_after_it(void **state)
     msgbuf_unref(c);
 }
 
+/* A queue whose owner pumps on completions always writes by request: the
+ * tests of the request path use one. */
+static void noop_written(outq *q, void *ud)
+{
+    (void)q;
+    (void)ud;
+}
+
 static void test_explicit_flush(void **state)
 {
     fixture *f = *state;
+    outq_set_on_written(&f->q, noop_written);
     msgbuf *a = make_str("hello ");
     msgbuf *b = make_str("world");
     assert_int_equal(outq_push(&f->q, a), 0);
@@ -657,6 +668,7 @@ static void test_push_from_timer_latency(void **state)
 static void test_accounting_is_allocated_bytes(void **state)
 {
     fixture *f = *state;
+    outq_set_on_written(&f->q, noop_written); /* the request path */
     msgbuf *small = make_str("ab"), *big = make_buf(100000, 1);
     assert_true(outq_cost(small) >= small->cap + sizeof(msgbuf));
     assert_true(outq_cost(small) >= 256); /* far more than its 2 bytes */
@@ -679,6 +691,46 @@ static void test_accounting_is_allocated_bytes(void **state)
     assert_int_equal(f->q.mem, 0);
     assert_int_equal(f->q.retired_total, f->q.pushed_total);
     msgbuf_unref(small);
+    msgbuf_unref(big);
+}
+
+/* A plain queue (no TLS, no seal, no on_written) offers each batch to the
+ * socket at once: what it takes is written and released within the flush,
+ * with no request in flight; a batch bigger than the socket takes goes
+ * partly at once and the rest by request, in order, charged until done. */
+static void test_direct_write(void **state)
+{
+    fixture *f = *state;
+    msgbuf *a = make_str("hello "), *b = make_str("world");
+    assert_int_equal(outq_push(&f->q, a), 0);
+    assert_int_equal(outq_push(&f->q, b), 0);
+    outq_flush(&f->q);
+    assert_int_equal(f->q.writes, 1);
+    assert_int_equal(f->q.inflight, 0);
+    assert_int_equal(f->q.npending, 0);
+    assert_null(f->q.pending);            /* an idle queue keeps no array */
+    assert_int_equal(f->q.mem, 0);
+    assert_int_equal(f->q.retired_total, 11);
+    run_until_received(f, 11);
+    assert_memory_equal(f->got, "hello world", 11);
+
+    /* 8 MiB: far more than a socketpair's buffer */
+    size_t big_len = 8u << 20;
+    msgbuf *big = make_buf(big_len, 7);
+    assert_int_equal(outq_push(&f->q, big), 0);
+    assert_int_equal(outq_push(&f->q, a), 0);
+    outq_flush(&f->q);
+    assert_int_equal(f->q.inflight, 1);   /* the rest of big, and a, by request */
+    assert_true(f->q.mem >= outq_cost(big));
+    run_until_received(f, 11 + big_len + 6);
+    run_until_drained(f);
+    assert_int_equal(f->q.mem, 0);
+    assert_int_equal(f->q.retired_total, 11 + big_len + 6);
+    for (size_t i = 0; i < big_len; i += 4099)
+        assert_int_equal((unsigned char)f->got[11 + i], (unsigned char)big->data[i]);
+    assert_memory_equal(f->got + 11 + big_len, "hello ", 6);
+    msgbuf_unref(a);
+    msgbuf_unref(b);
     msgbuf_unref(big);
 }
 
@@ -823,6 +875,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_order_and_end_of_turn_flush, setup, teardown),
         cmocka_unit_test_setup_teardown(test_explicit_flush, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_direct_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_on_written_drives_a_producer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_seal_wraps_batches_pushed_after_it, setup, teardown),
         cmocka_unit_test_setup_teardown(test_byte_bound, setup, teardown),
