@@ -11,6 +11,7 @@
 #include "common/util.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #define MSGBUF_CLASSES 4
 #define MSGBUF_MIN_CLASS 256                       /* data bytes of class 0 */
@@ -77,6 +78,22 @@ void msgbuf_unref(msgbuf *b)
         }
     }
     free(b);
+}
+
+msgbuf *msgbuf_concat(msgbuf *const *bufs, size_t n, size_t max, size_t *taken)
+{
+    size_t k = 1, total = bufs[0]->len;
+    while (k < n && total + bufs[k]->len <= max)
+        total += bufs[k++]->len;
+    *taken = k;
+    if (k == 1)
+        return msgbuf_ref(bufs[0]);
+    msgbuf *b = msgbuf_new(total);
+    for (size_t i = 0; i < k; i++) {
+        memcpy(b->data + b->len, bufs[i]->data, bufs[i]->len);
+        b->len += bufs[i]->len;
+    }
+    return b;
 }
 
 size_t msgbuf_cached_bytes(void)

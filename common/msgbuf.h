@@ -28,6 +28,14 @@ static inline msgbuf *msgbuf_ref(msgbuf *b) { b->refs++; return b; }
 /* Drops one reference; the last one returns the buffer to the free list. */
 void msgbuf_unref(msgbuf *b);
 
+/* Coalesces: a buffer holding the bytes of bufs[0..k) one after another,
+ * for the largest k (at least 1, at most n) whose total fits in max bytes,
+ * with one reference for the caller; *taken = k. When only bufs[0] fits
+ * (or it alone is over max), that is bufs[0] itself with a new reference,
+ * no copy. So a receiver that takes one such buffer sees exactly the bytes
+ * it would have from the k, in order. n must be at least 1. */
+msgbuf *msgbuf_concat(msgbuf *const *bufs, size_t n, size_t max, size_t *taken);
+
 /* Data bytes of the free buffers kept for reuse (at most 2 MiB per size
  * class, msgbuf.c). */
 size_t msgbuf_cached_bytes(void);

@@ -292,18 +292,42 @@ int clients_on_upgrade(http_request *req, uv_tcp_t *tcp, const char *rest,
     return 1;
 }
 
-size_t clients_broadcast(struct clients *cs, msgbuf *frame, int64_t chat)
+/* Sends frames[0..n) to the k clients of list, coalesced into buffers no
+ * larger than one frame may be (half the queue bound, message.h), so that
+ * no client's queue judges a burst differently from its messages. */
+static void send_run(const struct clients *cs, struct rooms_member *const *list, size_t k,
+                     msgbuf *const *frames, size_t n)
+{
+    if (k == 0)
+        return;
+    size_t max = UTIL_MIN((size_t)CLIENTS_COALESCE_MAX, cs->n->cfg.max_queue / 2);
+    for (size_t i = 0, took; i < n; i += took) {
+        msgbuf *b = msgbuf_concat(frames + i, n - i, max, &took);
+        for (size_t j = 0; j < k; j++)
+            ws_conn_send_frame(container_of(list[j], struct client, rooms)->conn, b);
+        msgbuf_unref(b);
+    }
+}
+
+void clients_broadcast(struct clients *cs, msgbuf *const *frames, const int64_t *chats,
+                       size_t n, size_t *to)
 {
     /* A send can only fail by starting a close; on_close (which reorders
-     * the arrays) runs later, from the loop, so the loops are stable. */
+     * the arrays) runs later, from the loop, so the loops are stable.
+     * Every-chat clients and room members are apart (rooms.h): the first
+     * get every frame, the others each run of one chat's frames in turn,
+     * so that a member of several chats still sees them in order. */
     size_t every, members;
     struct rooms_member *const *e = rooms_every_members(cs->rooms, &every);
-    struct rooms_member *const *m = rooms_members(cs->rooms, chat, &members);
-    for (size_t i = 0; i < every; i++)
-        ws_conn_send_frame(container_of(e[i], struct client, rooms)->conn, frame);
-    for (size_t i = 0; i < members; i++)
-        ws_conn_send_frame(container_of(m[i], struct client, rooms)->conn, frame);
-    return every + members;
+    send_run(cs, e, every, frames, n);
+    for (size_t i = 0, run; i < n; i += run) {
+        for (run = 1; i + run < n && chats[i + run] == chats[i]; run++)
+            ;
+        struct rooms_member *const *m = rooms_members(cs->rooms, chats[i], &members);
+        send_run(cs, m, members, frames + i, run);
+        for (size_t j = i; j < i + run; j++)
+            to[j] = every + members;
+    }
 }
 
 size_t clients_rooms(const struct clients *cs, size_t *memberships)

@@ -1,7 +1,7 @@
 /* clients: the WebSocket clients of this node. The client port's HTTP
  * server hands every upgrade request here; each client's text frames are
  * parsed as DSatter requests and passed to the relay; frames for all
- * clients go out through clients_broadcast(), one shared buffer each. */
+ * clients go out through clients_broadcast(), shared buffers. */
 #ifndef DCHAT_CLIENTS_H
 #define DCHAT_CLIENTS_H
 
@@ -18,11 +18,18 @@ struct clients *clients_new(node *n);
 int clients_on_upgrade(http_request *req, uv_tcp_t *tcp, const char *rest,
                        size_t rest_len, void *ud);
 
-/* Queues frame (a complete WebSocket frame of a message of chat) to every
- * open client in that chat: those that never subscribed (every chat) and
- * the members of its room. A client over its queue bound is closed with
- * 1008 by its connection. Returns the number of clients it was queued to. */
-size_t clients_broadcast(struct clients *cs, msgbuf *frame, int64_t chat);
+/* Queues frames[0..n) (complete WebSocket frames of messages, frames[i]
+ * of chat chats[i], in the order they must arrive) to every open client
+ * in each frame's chat: those that never subscribed (every chat) and the
+ * members of its room. Consecutive frames bound for the same clients are
+ * copied into one buffer (at most CLIENTS_COALESCE_MAX bytes, or half
+ * of --max-queue when smaller): a burst costs each socket one
+ * reference and one write, not one per message. A client over its queue
+ * bound is closed with 1008 by its connection. to[i] is set to the number
+ * of clients frames[i] was queued to. */
+#define CLIENTS_COALESCE_MAX (64 * 1024)
+void clients_broadcast(struct clients *cs, msgbuf *const *frames, const int64_t *chats,
+                       size_t n, size_t *to);
 
 /* Chat rooms with at least one client, and the memberships in them. */
 size_t clients_rooms(const struct clients *cs, size_t *memberships);

@@ -352,10 +352,11 @@ static int tls_setup(node *n)
 
 /* --- the relay's sinks: where its frames go ------------------------------ */
 
-static size_t sink_clients(msgbuf *frame, int64_t chat, void *ud)
+static void sink_clients(msgbuf *const *frames, const int64_t *chats, size_t nframes,
+                         size_t *to, void *ud)
 {
     node *n = ud;
-    return clients_broadcast(n->clients, frame, chat);
+    clients_broadcast(n->clients, frames, chats, nframes, to);
 }
 
 /* While the node stops, the store's last commit may come after the links

@@ -87,21 +87,37 @@ static void turn_flushed(void *ud)
     r->nturn = 0;
 }
 
-static void send_out(node *n, uint32_t origin, uint64_t seq, int64_t chat, msgbuf *pf,
-                     msgbuf *cf, uint64_t read_ns)
+/* A batch of local messages whose turn has come, in order: to every peer
+ * one by one (their links coalesce by themselves), to the clients
+ * together, so that a burst goes out as one write per socket. */
+#define RELAY_RELEASE_MAX 256
+static void send_out(node *n, const struct held *h, size_t k)
 {
     /* Peers first: their copy leaves the node on this loop turn too, and
      * the order of the two queues does not matter to anyone. */
     struct relay *r = n->relay;
-    r->counters.peer_msgs_out += r->sinks.to_peers(pf, origin, seq, r->sinks.ud);
-    size_t to = r->sinks.to_clients(cf, chat, r->sinks.ud);
-    r->counters.client_frames_out += to;
-    note_sent(r, to, read_ns, RELAY_FROM_CLIENT);
-    if (origin == r->seq_origin)
-        r->sent = seq;
+    if (k == 0 || k > RELAY_RELEASE_MAX)
+        return; /* never: the callers give 1 to RELAY_RELEASE_MAX */
+    msgbuf *frames[RELAY_RELEASE_MAX];
+    int64_t chats[RELAY_RELEASE_MAX];
+    size_t to[RELAY_RELEASE_MAX];
+    for (size_t i = 0; i < k; i++) {
+        r->counters.peer_msgs_out +=
+            r->sinks.to_peers(h[i].peer_frame, h[i].origin, h[i].seq, r->sinks.ud);
+        frames[i] = h[i].client_frame;
+        chats[i] = h[i].chat;
+    }
+    r->sinks.to_clients(frames, chats, k, to, r->sinks.ud);
+    for (size_t i = 0; i < k; i++) {
+        r->counters.client_frames_out += to[i];
+        note_sent(r, to[i], h[i].read_ns, RELAY_FROM_CLIENT);
+        if (h[i].origin == r->seq_origin)
+            r->sent = h[i].seq;
+    }
 }
 
-/* The store committed every batch up to gen: what waited for it goes. */
+/* The store committed every batch up to gen: what waited for it goes, in
+ * runs of at most RELAY_RELEASE_MAX that are contiguous in the ring. */
 void relay_on_commit(uint64_t gen, int ok, void *ud)
 {
     node *n = ud;
@@ -109,13 +125,18 @@ void relay_on_commit(uint64_t gen, int ok, void *ud)
     (void)ok; /* a failed batch was logged; its messages go out regardless:
                  peers store them, and holding them forever helps no one */
     while (r->nheld > 0 && r->held[r->head].gen <= gen) {
+        size_t k = 0, room = UTIL_MIN(r->nheld, r->capheld - r->head);
         struct held *h = &r->held[r->head];
-        send_out(n, h->origin, h->seq, h->chat, h->peer_frame, h->client_frame, h->read_ns);
-        r->held_cost -= outq_cost(h->client_frame);
-        msgbuf_unref(h->peer_frame);
-        msgbuf_unref(h->client_frame);
-        r->head = (r->head + 1) % r->capheld;
-        r->nheld--;
+        while (k < room && k < RELAY_RELEASE_MAX && h[k].gen <= gen)
+            k++;
+        send_out(n, h, k);
+        for (size_t i = 0; i < k; i++) {
+            r->held_cost -= outq_cost(h[i].client_frame);
+            msgbuf_unref(h[i].peer_frame);
+            msgbuf_unref(h[i].client_frame);
+        }
+        r->head = (r->head + k) % r->capheld;
+        r->nheld -= k;
     }
 }
 
@@ -176,7 +197,8 @@ int relay_local(node *n, struct chat_message *m)
     msgbuf *cf = message_client_frame(n->id, m);
     uint64_t gen = store_append(n->store, m);
     if (store_mode(n->store) == STORE_FSYNC_OFF) {
-        send_out(n, m->origin, m->seq, m->chat_id, pf, cf, read_ns);
+        struct held now = { read_ns, gen, m->origin, m->seq, m->chat_id, pf, cf };
+        send_out(n, &now, 1);
         msgbuf_unref(pf);
         msgbuf_unref(cf);
     } else {
@@ -232,7 +254,8 @@ enum relay_result relay_remote(node *n, const struct chat_message *m, bool repai
                  "frame, over the limit of %zu: stored, shown to clients as withheld",
                  m->origin, m->seq, message_client_frame_len(n->id, m), limit);
     msgbuf *cf = message_client_frame(n->id, &shown);
-    size_t to = r->sinks.to_clients(cf, m->chat_id, r->sinks.ud);
+    size_t to;
+    r->sinks.to_clients(&cf, &m->chat_id, 1, &to, r->sinks.ud);
     r->counters.client_frames_out += to;
     note_sent(r, to, read_ns, RELAY_FROM_PEER);
     msgbuf_unref(cf);

@@ -27,9 +27,11 @@
  * reference per recipient (the caller keeps its own) and returns how many
  * recipients it was queued to. */
 struct relay_sinks {
-    /* A complete WebSocket frame of a message of chat, to every local
-     * client in that chat (clients.h). */
-    size_t (*to_clients)(msgbuf *frame, int64_t chat, void *ud);
+    /* Complete WebSocket frames of messages, frames[i] of chat chats[i],
+     * in order, to every local client in each one's chat (clients.h);
+     * sets to[i] instead of returning. */
+    void (*to_clients)(msgbuf *const *frames, const int64_t *chats, size_t n, size_t *to,
+                       void *ud);
     /* A complete MSG frame of origin and seq, to every peer link up. */
     size_t (*to_peers)(msgbuf *frame, uint32_t origin, uint64_t seq, void *ud);
     void *ud;

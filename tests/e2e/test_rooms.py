@@ -12,7 +12,9 @@ import json
 
 import websockets
 
-from cluster import new_message, start_cluster
+import pytest
+
+from cluster import masked_frame, new_message, raw_ws, start_cluster
 
 HANG = 30  # seconds: only a guard against hangs
 
@@ -150,6 +152,48 @@ def test_delivery_only_to_members_across_nodes(logdir, procs):
         for ws in list(clients.values()) + senders + [none]:
             await ws.close()
     run(go())
+
+
+@pytest.mark.parametrize("extra", [(), ("--max-queue", "4096")], ids=["default", "small-queue"])
+def test_a_burst_of_mixed_chats_keeps_each_clients_order(logdir, procs, extra):
+    """600 messages in one write, their chats interleaved, are held for one
+    commit (or a few) and go out coalesced: several frames per buffer, runs
+    of one chat to its room's members (clients.h). Each client still gets
+    exactly its chats' messages, once each, in the order sent; with
+    --max-queue 4096 the buffers hold at most 2,048 bytes, so each burst is
+    cut into many."""
+    _, nodes = start_cluster(logdir, procs, 1, node_extra=extra)
+    node = nodes[0]
+    pattern = [1, 1, 2, 1, 2, 2, 3, 2, 1, 3, 3, 1]
+    sent = [(f"b{i}", pattern[i % len(pattern)]) for i in range(600)]
+    sent += [("end1", 1), ("end2", 2), ("end3", 3)]
+    members = {"every": None, "r12": [1, 2], "r2": [2], "r31": [3, 1]}
+
+    async def go():
+        clients = {}
+        for name, chats in members.items():
+            clients[name] = await connect(node)
+            if chats is not None:
+                await subscribe(clients[name], chats)
+        # The sender takes chat 999 only (nobody writes there), asks that
+        # first, and writes everything in one go.
+        s = raw_ws(node.client_port)
+        burst = masked_frame(1, json.dumps({"type": "subscribe",
+                                            "payload": {"chatIds": [999]}}).encode())
+        burst += b"".join(masked_frame(1, new_message(t, sender="s", chat=c).encode())
+                          for (t, c) in sent)
+        s.sendall(burst)
+        for name, ws in clients.items():
+            mine = members[name] or [1, 2, 3]
+            got = await messages_until(ws, [f"end{c}" for c in mine])
+            assert [m["text"] for m in got] == [t for (t, c) in sent if c in mine], name
+            assert all(m["chatId"] in mine for m in got), name
+            await ws.close()
+        s.close()
+    run(go())
+    # Every frame counted once per client it went to.
+    want = sum(len([1 for (_, c) in sent if c in (m or [1, 2, 3])]) for m in members.values())
+    assert node.status()["messages"]["toClients"] == want
 
 
 def test_catch_up_holds_only_the_clients_chats(logdir, procs):

@@ -127,6 +127,72 @@ static void test_msgbuf_refs(void **state)
     msgbuf_trim();
 }
 
+static msgbuf *filled(const char *text)
+{
+    msgbuf *b = msgbuf_new(strlen(text));
+    memcpy(b->data, text, strlen(text));
+    b->len = (uint32_t)strlen(text);
+    return b;
+}
+
+/* Coalescing frames for one write: as many as fit, in order, never a
+ * buffer over the bound unless one frame alone is. */
+static void test_msgbuf_concat(void **state)
+{
+    (void)state;
+    msgbuf *f[4] = { filled("aaa"), filled("bb"), filled("cccc"), filled("d") };
+    size_t k;
+    msgbuf *b = msgbuf_concat(f, 4, 100, &k);
+    assert_int_equal(k, 4);
+    assert_int_equal(b->len, 10);
+    assert_memory_equal(b->data, "aaabbccccd", 10);
+    assert_int_equal(b->refs, 1);
+    msgbuf_unref(b);
+
+    /* Up to the bound exactly (3 + 2 + 4 = 9), then the rest. */
+    b = msgbuf_concat(f, 4, 9, &k);
+    assert_int_equal(k, 3);
+    assert_memory_equal(b->data, "aaabbcccc", 9);
+    msgbuf_unref(b);
+    b = msgbuf_concat(f + 3, 1, 9, &k);
+    assert_int_equal(k, 1);
+    assert_ptr_equal(b, f[3]); /* one alone: shared, not copied */
+    assert_int_equal(f[3]->refs, 2);
+    msgbuf_unref(b);
+
+    /* A first buffer over the bound goes alone, as it is; so does one
+     * whose next does not fit. */
+    b = msgbuf_concat(f, 4, 2, &k);
+    assert_int_equal(k, 1);
+    assert_ptr_equal(b, f[0]);
+    msgbuf_unref(b);
+    b = msgbuf_concat(f + 1, 3, 5, &k);
+    assert_int_equal(k, 1);
+    assert_ptr_equal(b, f[1]);
+    msgbuf_unref(b);
+
+    /* Whatever the bound, the pieces put together are the whole. */
+    for (size_t max = 1; max <= 12; max++) {
+        char all[16];
+        size_t len = 0, i = 0;
+        while (i < 4) {
+            b = msgbuf_concat(f + i, 4 - i, max, &k);
+            assert_true(k >= 1 && i + k <= 4);
+            assert_true(k == 1 || b->len <= max);
+            memcpy(all + len, b->data, b->len);
+            len += b->len;
+            msgbuf_unref(b);
+            i += k;
+        }
+        assert_int_equal(len, 10);
+        assert_memory_equal(all, "aaabbccccd", 10);
+    }
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(f[i]->refs, 1);
+        msgbuf_unref(f[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -135,6 +201,7 @@ int main(void)
         cmocka_unit_test(test_parse_long),
         cmocka_unit_test(test_parse_hostport),
         cmocka_unit_test(test_msgbuf_refs),
+        cmocka_unit_test(test_msgbuf_concat),
     };
     return cmocka_run_group_tests_name("util", tests, NULL, NULL);
 }
