@@ -209,4 +209,4 @@ tools: $(TOOLS)
 
 $(TOOLS): $(BUILD)/bin/%: tools/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(OPT) $(CFLAGS) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -o $@ $<
+	$(CC) $(OPT) $(CFLAGS) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread -o $@ $<

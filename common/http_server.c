@@ -10,7 +10,11 @@
  * While paused (or whenever answers wait), the timer watches the writes: a
  * period without a byte written closes the connection. A connection that
  * ends after an answer ends with a lingering close (see conn_linger), so
- * that a client still sending gets to read the answer. */
+ * that a client still sending gets to read the answer.
+ * At most reads_per_turn reads are handled per loop turn over all
+ * connections; the input of the others waits, in arrival order, for the
+ * next turns (conn_defer, starter_cb), so that a herd of handshakes never
+ * holds the loop (and the node's messages) for long. */
 #include "common/http_server.h"
 
 #include <llhttp.h>
@@ -31,6 +35,13 @@
 #define HTTP_DEFAULT_REQUEST_MS 10000
 #define HTTP_DEFAULT_IDLE_MS 60000
 #define HTTP_DEFAULT_MAX_CONNS 10000
+#define HTTP_DEFAULT_READS_PER_TURN 32
+/* A read over the turn's budget waits (conn_defer) only when it is small,
+ * as a handshake is, and while all that waits stays under a bound: past
+ * either, it is handled at once, so that deferring never holds more than
+ * HTTP_DEFER_BYTES for anyone. */
+#define HTTP_DEFER_READ_MAX 4096
+#define HTTP_DEFER_BYTES (4u << 20)
 #define HTTP_DEFAULT_LINGER_MS 2000
 #define HTTP_DEFAULT_LINGER_BYTES (8 * 1024 * 1024)
 /* Refused connections (over the cap) that may linger at once; more are
@@ -93,6 +104,8 @@ struct hconn {
     tls_conn *tls;              /* when the client spoke TLS */
     bool sniffed;               /* its first bytes were looked at */
     struct hconn *next, *prev;
+    struct hconn *wait_next, *wait_prev; /* deferred (see conn_defer) */
+    bool deferred;              /* its input waits in pending for a turn */
 };
 
 struct http_server {
@@ -102,6 +115,15 @@ struct http_server {
     struct hconn *conns;
     unsigned nconns;
     unsigned refused_lingering; /* lingering connections with refused set */
+    /* Reads handled on this loop turn, and the connections whose input
+     * waits for a later turn, oldest first (see conn_defer). */
+    unsigned handled;
+    size_t deferred_bytes;      /* in the pending input of those waiting */
+    uint64_t deferred_total;    /* reads deferred since start */
+    struct hconn *wait_head, *wait_tail;
+    uv_idle_t starter;          /* active while some wait: handles them */
+    uv_prepare_t turn;          /* resets handled before each poll */
+    int turn_handles;           /* of starter and turn, not closed yet */
     int port;
     bool closing;
     bool listener_closed;
@@ -128,6 +150,9 @@ static llhttp_settings_t http_settings;
 static char read_buf[HTTP_READ_BUF]; /* one loop thread; parsed in place */
 
 static void conn_close(struct hconn *c);
+static void starter_cb(uv_idle_t *h);
+static void conn_input(struct hconn *c, const char *data, size_t len);
+static void conn_defer(struct hconn *c, const char *data, size_t len);
 static void conn_linger(struct hconn *c);
 static void conn_resume_reading(struct hconn *c);
 static void start_timer(struct hconn *c, unsigned ms);
@@ -733,8 +758,20 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         }
         return;
     }
-    const char *data = buf->base;
-    size_t len = (size_t)nread;
+    http_server *s = c->s;
+    if (s->handled >= s->cfg.reads_per_turn && (size_t)nread <= HTTP_DEFER_READ_MAX &&
+        c->pending == NULL && s->deferred_bytes + (size_t)nread <= HTTP_DEFER_BYTES) {
+        conn_defer(c, buf->base, (size_t)nread);
+        return;
+    }
+    s->handled++;
+    conn_input(c, buf->base, (size_t)nread);
+}
+
+/* Input read from c: through TLS when it speaks TLS, then to the parser. */
+static void conn_input(struct hconn *c, const char *data, size_t len)
+{
+    uv_stream_t *stream = (uv_stream_t *)c->tcp;
     if (c->s->cfg.tls != NULL && !c->sniffed) {
         c->sniffed = true;
         if (tls_is_handshake(data, len)) {
@@ -778,7 +815,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
  * were read before the pause, in order; they may pause it again. */
 static void conn_resume_reading(struct hconn *c)
 {
-    if (c->closing || c->close_after_write || c->tcp == NULL)
+    if (c->closing || c->close_after_write || c->tcp == NULL || c->deferred)
         return;
     if (c->read_paused) {
         c->read_paused = false;
@@ -839,7 +876,7 @@ static void start_timer(struct hconn *c, unsigned ms)
 
 static void maybe_server_done(http_server *s)
 {
-    if (!s->closing || s->nconns > 0 || !s->listener_closed)
+    if (!s->closing || s->nconns > 0 || !s->listener_closed || s->turn_handles > 0)
         return;
     void (*done)(void *) = s->done;
     void *ud = s->done_ud;
@@ -871,11 +908,30 @@ static void handle_closed_cb(uv_handle_t *h)
     maybe_server_done(s);
 }
 
+static void wait_unlink(struct hconn *c)
+{
+    http_server *s = c->s;
+    if (!c->deferred)
+        return;
+    c->deferred = false;
+    s->deferred_bytes -= c->pending_len;
+    if (c->wait_prev)
+        c->wait_prev->wait_next = c->wait_next;
+    else
+        s->wait_head = c->wait_next;
+    if (c->wait_next)
+        c->wait_next->wait_prev = c->wait_prev;
+    else
+        s->wait_tail = c->wait_prev;
+    c->wait_next = c->wait_prev = NULL;
+}
+
 static void conn_close(struct hconn *c)
 {
     if (c->closing)
         return;
     c->closing = true;
+    wait_unlink(c);
     if (c->lingering && c->refused)
         c->s->refused_lingering--;
     uv_close((uv_handle_t *)&c->timer, handle_closed_cb);
@@ -922,6 +978,60 @@ static void conn_linger(struct hconn *c)
     c->read_paused = false;
     if (uv_read_start((uv_stream_t *)c->tcp, alloc_cb, read_cb) != 0)
         conn_close(c);
+}
+
+/* Over this turn's budget: c's input (data, just read) waits in pending,
+ * and reading stops, until starter_cb hands it on in a later turn. */
+static void conn_defer(struct hconn *c, const char *data, size_t len)
+{
+    http_server *s = c->s;
+    c->pending = xmalloc(len);
+    memcpy(c->pending, data, len);
+    c->pending_len = len;
+    s->deferred_bytes += len;
+    uv_read_stop((uv_stream_t *)c->tcp);
+    c->deferred = true;
+    s->deferred_total++;
+    c->wait_prev = s->wait_tail;
+    if (s->wait_tail)
+        s->wait_tail->wait_next = c;
+    else
+        s->wait_head = c;
+    s->wait_tail = c;
+    if (!uv_is_active((uv_handle_t *)&s->starter))
+        uv_idle_start(&s->starter, starter_cb);
+}
+
+/* At the start of each loop turn while input waits (the idle handle also
+ * keeps the poll from blocking meanwhile): the oldest deferred inputs, up
+ * to the turn's budget, are handled as if just read, and their
+ * connections read again. The timers are not touched: a deferred request
+ * is still within the limit that ran from its start. */
+static void starter_cb(uv_idle_t *h)
+{
+    http_server *s = h->data;
+    while (s->wait_head != NULL && s->handled < s->cfg.reads_per_turn) {
+        struct hconn *c = s->wait_head;
+        wait_unlink(c);
+        s->handled++;
+        char *data = c->pending;
+        size_t len = c->pending_len;
+        c->pending = NULL;
+        c->pending_len = 0;
+        conn_input(c, data, len);
+        free(data);
+        if (!c->closing && !c->close_after_write && !c->read_paused && !c->deferred &&
+            c->tcp != NULL && uv_read_start((uv_stream_t *)c->tcp, alloc_cb, read_cb) != 0)
+            conn_close(c);
+    }
+    if (s->wait_head == NULL)
+        uv_idle_stop(h);
+}
+
+static void turn_cb(uv_prepare_t *h)
+{
+    http_server *s = h->data;
+    s->handled = 0;
 }
 
 static void accept_cb(uv_stream_t *server, int status)
@@ -994,6 +1104,7 @@ static http_server *server_new(uv_loop_t *loop, const struct http_server_config 
     if (!s->cfg.request_timeout_ms) s->cfg.request_timeout_ms = HTTP_DEFAULT_REQUEST_MS;
     if (!s->cfg.idle_timeout_ms) s->cfg.idle_timeout_ms = HTTP_DEFAULT_IDLE_MS;
     if (!s->cfg.max_connections) s->cfg.max_connections = HTTP_DEFAULT_MAX_CONNS;
+    if (!s->cfg.reads_per_turn) s->cfg.reads_per_turn = HTTP_DEFAULT_READS_PER_TURN;
     if (!s->cfg.linger_timeout_ms) s->cfg.linger_timeout_ms = HTTP_DEFAULT_LINGER_MS;
     if (!s->cfg.linger_max_bytes) s->cfg.linger_max_bytes = HTTP_DEFAULT_LINGER_BYTES;
     return s;
@@ -1011,6 +1122,12 @@ int http_server_start(uv_loop_t *loop, const char *host, int port,
 
     uv_tcp_init(loop, &s->listener);
     s->listener.data = s;
+    uv_idle_init(loop, &s->starter);
+    uv_prepare_init(loop, &s->turn);
+    s->starter.data = s->turn.data = s;
+    s->turn_handles = 2;
+    uv_prepare_start(&s->turn, turn_cb);
+    uv_unref((uv_handle_t *)&s->turn);
     rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&sa, 0);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&s->listener, HTTP_LISTEN_BACKLOG, accept_cb);
@@ -1031,10 +1148,19 @@ int http_server_port(const http_server *s) { return s->port; }
 
 unsigned http_server_connections(const http_server *s) { return s->nconns; }
 
+uint64_t http_server_deferred(const http_server *s) { return s->deferred_total; }
+
 static void listener_closed_cb(uv_handle_t *h)
 {
     http_server *s = h->data;
     s->listener_closed = true;
+    maybe_server_done(s);
+}
+
+static void turn_handle_closed_cb(uv_handle_t *h)
+{
+    http_server *s = h->data;
+    s->turn_handles--;
     maybe_server_done(s);
 }
 
@@ -1043,6 +1169,10 @@ void http_server_close(http_server *s, void (*done)(void *ud), void *ud)
     s->closing = true;
     s->done = done;
     s->done_ud = ud;
+    if (s->turn_handles > 0 && !uv_is_closing((uv_handle_t *)&s->turn)) {
+        uv_close((uv_handle_t *)&s->starter, turn_handle_closed_cb);
+        uv_close((uv_handle_t *)&s->turn, turn_handle_closed_cb);
+    }
     uv_close((uv_handle_t *)&s->listener, listener_closed_cb);
     for (struct hconn *c = s->conns; c != NULL; c = c->next)
         conn_close(c);

@@ -15,6 +15,7 @@
 #define DCHAT_HTTP_SERVER_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <jansson.h>
 #include <uv.h>
 
@@ -108,6 +109,15 @@ struct http_server_config {
                                       while answers wait to be written, the
                                       client must read some in each period */
     unsigned max_connections;      /* 0 = 10000; beyond: 503 and close */
+    /* Reads handled per loop turn, over all connections (0 = 32). A
+     * request, and for an upgrade the handshake that follows, costs tens of
+     * microseconds: thousands of clients reconnecting at once would
+     * otherwise be served in one turn and hold everything else on the loop
+     * (a node's message flow) for a second. Past the budget, what a read
+     * brought waits, and that connection is not read, until a later turn,
+     * oldest first; the request timeout runs all the same. Accepting stays
+     * immediate, so the kernel's queue never overflows. */
+    unsigned reads_per_turn;
     /* Connections taken by on_upgrade and still open (each holds a
      * descriptor), counted against max_connections with the server's own,
      * so that one cap on descriptors serves HTTP and upgraded connections
@@ -141,6 +151,9 @@ int http_server_port(const http_server *s);
 
 /* Number of open connections (for status pages and tests). */
 unsigned http_server_connections(const http_server *s);
+
+/* Reads that waited for a later loop turn (reads_per_turn), since start. */
+uint64_t http_server_deferred(const http_server *s);
 
 /* Stops listening, closes every connection, and frees the server once all
  * handles are closed; then calls done(ud) if done is not NULL. */

@@ -132,6 +132,11 @@ static void status_metrics(const node *n, struct metrics_out *m)
     metrics_gauge(m, "dchat_chat_room_memberships",
                   "Clients' memberships in chat rooms, over all rooms (clients that never "
                   "subscribed take every chat and are in none).", (double)memberships);
+    metrics_counter(m, "dchat_http_reads_deferred_total",
+                    "Reads of the client port's HTTP connections (requests, WebSocket "
+                    "handshakes) left for a later loop turn, past the 32 handled per turn: "
+                    "a reconnect storm being spread out.",
+                    n->http != NULL ? http_server_deferred(n->http) : 0);
     metrics_counter(m, "dchat_client_connects_total", "WebSocket clients accepted.",
                     clients_connects(n->clients));
     metrics_family(m, "dchat_client_disconnects_total", "counter",

@@ -11,7 +11,13 @@
  *          come back at once, as after a restart: how long until all are
  *          in, how many were refused (connect errors, non-101 answers,
  *          resets), and the probe's delivery latency meanwhile (the
- *          sender sends a message every 10 ms).
+ *          sender sends a message every 10 ms). The probe's messages go to
+ *          a chat only the probe is in, and each returning client joins
+ *          another chat as soon as it is in (as room clients do), so the
+ *          latency shows what the handshakes cost the connected clients,
+ *          not what delivering every probe to 19,000 more does (that is
+ *          the fan-out measured above). --storm-every keeps the returning
+ *          clients in every chat instead: then each probe goes to all.
  * Reading 19,000 sockets from one thread is part of the measured time; C
  * and epoll keep that small. Standalone (libc only): `make tools`, then
  * build/bin/conn-scale --help; docs/PERFORMANCE.md, "Connection scale". */
@@ -23,7 +29,9 @@
 #include <getopt.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -60,14 +68,20 @@ static int ep;
 static struct sockaddr_in node_addr;
 static int naddrs = 8;
 static int node_pid;
-static uint64_t texts_total;
+static _Atomic uint64_t texts_total; /* the probe's thread counts too */
 static int open_count, failed_count;
 static int fail_connect, fail_status, fail_reset;
 static int last_status;
 static double last_open_at;
 static bool probing;       /* storm: note the probe's receipt times */
+static bool storm_rooms;   /* storm: returning clients subscribe to STORM_CHAT */
+#define PROBE_CHAT 2       /* the probe's chat in the storm (rooms) */
+#define STORM_CHAT 3       /* the returning clients' chat */
+#define SENDER_CHAT 4      /* the sender's own chat, where nobody writes */
 static double probe_sent[MAX_PROBES], probe_got[MAX_PROBES];
-static int nprobe_sent, nprobe_got;
+static _Atomic int nprobe_sent, nprobe_got;
+static atomic_bool probe_stop;
+static int probe_ep;       /* the probe thread's epoll (storm) */
 
 static double now_s(void)
 {
@@ -162,24 +176,41 @@ static void send_all(struct conn *c, const void *data, size_t len)
     }
 }
 
-/* count messages from client c in one write; 30-byte texts (the frame a
- * node delivers is then about 213 bytes, as the floor's). */
-static void send_messages(struct conn *c, int count)
+/* A subscribe request of c to chat (its answer is one text frame). */
+static void send_subscribe(struct conn *c, int chat)
 {
-    static uint8_t buf[1 << 20];
-    static unsigned seq;
+    char json[96];
+    int n = snprintf(json, sizeof(json), "{\"type\":\"subscribe\",\"payload\":{\"chatIds\":[%d]}}",
+                     chat);
+    uint8_t f[128];
+    size_t fl;
+    masked_frame(f, &fl, 1, json, (size_t)n);
+    send_all(c, f, fl);
+}
+
+/* count messages of chat from client c in one write; 30-byte texts (the
+ * frame a node delivers is then about 213 bytes, as the floor's). */
+static void send_chat_messages(struct conn *c, int count, int chat)
+{
+    static _Thread_local uint8_t buf[1 << 20];
+    static _Atomic unsigned seq;
     size_t off = 0;
     for (int i = 0; i < count; i++) {
         char json[160];
         int n = snprintf(json, sizeof(json),
                          "{\"type\":\"newMessageFromClient\",\"payload\":{\"text\":"
-                         "\"conn-scale %019u\",\"sender\":\"cs\",\"chatId\":1}}",
-                         seq++);
+                         "\"conn-scale %019u\",\"sender\":\"cs\",\"chatId\":%d}}",
+                         seq++, chat);
         size_t fl;
         masked_frame(buf + off, &fl, 1, json, (size_t)n);
         off += fl;
     }
     send_all(c, buf, off);
+}
+
+static void send_messages(struct conn *c, int count)
+{
+    send_chat_messages(c, count, 1);
 }
 
 static void conn_fail(struct conn *c, int *why)
@@ -227,8 +258,10 @@ static void frames_in(struct conn *c, const uint8_t *p, size_t n)
             if (c->opcode == 1) {
                 c->texts++;
                 texts_total++;
-                if (probing && c == &conns[1] && nprobe_got < MAX_PROBES)
-                    probe_got[nprobe_got++] = now_s();
+                if (probing && c == &conns[1] && nprobe_got < MAX_PROBES) {
+                    probe_got[nprobe_got] = now_s();
+                    nprobe_got++;
+                }
             }
             if (len > 0)
                 continue;
@@ -282,6 +315,8 @@ static void handshake_in(struct conn *c, const char *p, size_t n)
     c->state = C_OPEN;
     open_count++;
     last_open_at = now_s();
+    if (storm_rooms && c - conns >= 2)
+        send_subscribe(c, STORM_CHAT);
     frames_in(c, (uint8_t *)rest, extra);
     if (take < n)
         frames_in(c, (const uint8_t *)p + take, n - take);
@@ -338,7 +373,7 @@ static void conn_event(int i, uint32_t events)
         epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
         return;
     }
-    static uint8_t buf[1 << 16];
+    static _Thread_local uint8_t buf[1 << 16];
     for (;;) {
         ssize_t r = recv(c->fd, buf, sizeof(buf), 0);
         if (r < 0 && errno == EAGAIN)
@@ -390,7 +425,6 @@ static int want_open;
 static uint64_t want_texts;
 static bool all_settled(void) { return open_count + failed_count >= want_open; }
 static bool texts_in(void) { return texts_total >= want_texts; }
-static bool probes_in(void) { return nprobe_got >= nprobe_sent; }
 
 /* Connects clients [from, to), at most window handshakes at a time (0: all
  * at once). Returns the seconds it took. */
@@ -414,8 +448,51 @@ static double connect_range(int from, int to, int window)
 static void probe_tick(void)
 {
     if (nprobe_sent < MAX_PROBES) {
-        probe_sent[nprobe_sent++] = now_s();
-        send_messages(&conns[0], 1);
+        probe_sent[nprobe_sent] = now_s();
+        nprobe_sent++;
+        send_chat_messages(&conns[0], 1, storm_rooms ? PROBE_CHAT : 1);
+    }
+}
+
+/* The probe's loop, on a thread of its own during the storm (it owns the
+ * sender's and the probe's sockets then): a probe every STORM_PROBE_MS,
+ * receipts noted as they come, whatever the main loop is doing with
+ * thousands of handshakes. Once told to stop, it waits up to 10 s for
+ * the probes still on their way. */
+static void *probe_main(void *arg)
+{
+    (void)arg;
+    struct epoll_event evs[8];
+    double next = now_s(), end = 0;
+    for (;;) {
+        double t = now_s();
+        if (atomic_load(&probe_stop)) {
+            if (end == 0)
+                end = t + 10;
+            if (nprobe_got >= nprobe_sent || t > end)
+                break;
+        } else if (t >= next) {
+            probe_tick();
+            next += STORM_PROBE_MS / 1000.0;
+        }
+        int wait_ms = end > 0 ? 10 : (int)((next - now_s()) * 1000);
+        int k = epoll_wait(probe_ep, evs, 8, wait_ms < 0 ? 0 : wait_ms);
+        if (k < 0 && errno != EINTR)
+            die("epoll_wait (probe)");
+        for (int j = 0; j < k; j++)
+            conn_event((int)evs[j].data.u32, evs[j].events);
+    }
+    return NULL;
+}
+
+/* Moves the sockets of clients 0 and 1 from one epoll to another. */
+static void move_probe_conns(int from, int to)
+{
+    for (int i = 0; i < 2; i++) {
+        struct epoll_event ev = { .events = EPOLLIN, .data.u32 = (uint32_t)i };
+        if (epoll_ctl(from, EPOLL_CTL_DEL, conns[i].fd, NULL) != 0 ||
+            epoll_ctl(to, EPOLL_CTL_ADD, conns[i].fd, &ev) != 0)
+            die("epoll_ctl (moving the probe)");
     }
 }
 
@@ -434,7 +511,9 @@ static void usage(FILE *f)
             "  --burst B     messages per burst (default 50)\n"
             "  --addrs A     source addresses 127.0.0.1 .. 127.0.0.A (default 8)\n"
             "  --window W    handshakes at once while setting up (default 500)\n"
-            "  --phases LIST which of mem,one,burst,storm (default all)\n");
+            "  --phases LIST which of mem,one,burst,storm (default all)\n"
+            "  --storm-every returning clients take every chat (each probe goes to\n"
+            "                all of them) instead of joining a chat of their own\n");
 }
 
 static void report(const char *what, double *v, int n, const char *unit, double scale)
@@ -447,11 +526,13 @@ static void report(const char *what, double *v, int n, const char *unit, double 
 int main(int argc, char **argv)
 {
     int n = 1000, runs = 3, burst = 50, window = 500, port = 0;
+    bool storm_every = false;
     const char *phases = "mem,one,burst,storm";
     static const struct option opts[] = {
         { "port", 1, 0, 'p' }, { "pid", 1, 0, 'P' },   { "runs", 1, 0, 'r' },
         { "burst", 1, 0, 'b' }, { "addrs", 1, 0, 'a' }, { "window", 1, 0, 'w' },
-        { "phases", 1, 0, 'f' }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 },
+        { "phases", 1, 0, 'f' }, { "help", 0, 0, 'h' }, { "storm-every", 0, 0, 'e' },
+        { 0, 0, 0, 0 },
     };
     int opt;
     while ((opt = getopt_long(argc, argv, "n:h", opts, NULL)) != -1) {
@@ -463,6 +544,7 @@ int main(int argc, char **argv)
         case 'b': burst = atoi(optarg); break;
         case 'a': naddrs = atoi(optarg); break;
         case 'w': window = atoi(optarg); break;
+        case 'e': storm_every = true; break;
         case 'f': phases = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 64;
@@ -558,6 +640,7 @@ int main(int argc, char **argv)
         report("burst: node CPU s per million deliveries", w, runs, "", 1);
     }
     if (strstr(phases, "storm")) {
+        storm_rooms = !storm_every;
         for (int i = 2; i < n; i++) {
             close(conns[i].fd);
             if (conns[i].state == C_OPEN)
@@ -569,35 +652,52 @@ int main(int argc, char **argv)
         want_texts = texts_total + 2;
         send_messages(&conns[0], 1);
         run_until(texts_in, 10, NULL, 0);
+        if (storm_rooms) {
+            /* the sender in a chat of its own, the probe in PROBE_CHAT */
+            want_texts = texts_total + 2;
+            send_subscribe(&conns[0], SENDER_CHAT);
+            send_subscribe(&conns[1], PROBE_CHAT);
+            run_until(texts_in, 10, NULL, 0);
+        }
         failed_count = 0;
         fail_connect = fail_status = fail_reset = 0;
-        /* The probe's latency before the storm, for comparison. */
+        /* The probe on its own thread: a second before the storm, for
+         * comparison, then during it. */
         probing = true;
         nprobe_sent = nprobe_got = 0;
-        want_texts = UINT64_MAX;
-        run_until(texts_in, 1.0, probe_tick, STORM_PROBE_MS);
-        double before[MAX_PROBES / 10];
-        int nb = nprobe_got < MAX_PROBES / 10 ? nprobe_got : MAX_PROBES / 10;
-        for (int i = 0; i < nb; i++)
-            before[i] = probe_got[i] - probe_sent[i];
-        /* let the last probe arrive, then start counting afresh */
-        run_until(probes_in, 5, NULL, 0);
-        nprobe_sent = nprobe_got = 0;
+        probe_ep = epoll_create1(0);
+        if (probe_ep < 0)
+            die("epoll_create1");
+        move_probe_conns(ep, probe_ep);
+        pthread_t probe_thread;
+        if (pthread_create(&probe_thread, NULL, probe_main, NULL) != 0)
+            die("pthread_create");
+        struct timespec second = { 1, 0 };
+        nanosleep(&second, NULL);
+        int storm_from = nprobe_sent;
         double t0 = now_s();
         last_open_at = t0;
         for (int i = 2; i < n; i++)
             conn_start(i);
         double issued = now_s() - t0;
         want_open = n;
-        bool ok = run_until(all_settled, 120, probe_tick, STORM_PROBE_MS);
+        bool ok = run_until(all_settled, 120, NULL, 0);
         double took = last_open_at - t0;
-        /* every probe sent during the storm received */
-        run_until(probes_in, 10, NULL, 0);
+        /* every probe sent during the storm received (or 10 s) */
+        atomic_store(&probe_stop, true);
+        pthread_join(probe_thread, NULL);
+        move_probe_conns(probe_ep, ep);
+        close(probe_ep);
         probing = false;
-        int m = nprobe_got < nprobe_sent ? nprobe_got : nprobe_sent;
+        int got = nprobe_got < nprobe_sent ? nprobe_got : nprobe_sent;
+        int nb = got < storm_from ? got : storm_from;
+        double *before = malloc(sizeof(double) * (size_t)(nb > 0 ? nb : 1));
+        for (int i = 0; i < nb; i++)
+            before[i] = probe_got[i] - probe_sent[i];
+        int m = got - nb;
         double *lat = malloc(sizeof(double) * (size_t)(m > 0 ? m : 1));
         for (int i = 0; i < m; i++)
-            lat[i] = probe_got[i] - probe_sent[i];
+            lat[i] = probe_got[nb + i] - probe_sent[nb + i];
         printf("storm: %d clients connecting at once (connect() calls issued in %.3f s): "
                "%d in after %.2f s, %d refused (%d connect errors, %d non-101 answers, last "
                "status %d, %d resets)%s\n", n - 2, issued, open_count - 2, took,
@@ -605,10 +705,11 @@ int main(int argc, char **argv)
                ok ? "" : "; NOT SETTLED after 120 s");
         if (nb > 0)
             report("storm: probe latency before, ms", before, nb, "ms", 1000);
-        printf("storm: %d probes sent, %d received (probe %s)\n", nprobe_sent, nprobe_got,
-               conns[1].state == C_OPEN ? "open" : "gone");
+        printf("storm: %d probes sent, %d received (probe %s)\n", nprobe_sent - storm_from,
+               m, conns[1].state == C_OPEN ? "open" : "gone");
         if (m > 0)
             report("storm: probe latency during, ms", lat, m, "ms", 1000);
+        free(before);
         free(lat);
     }
     return 0;

@@ -63,6 +63,8 @@ struct fixture {
     int upgrade_mode;         /* 0: take the socket, 1: refuse with 403,
                                  2: refuse without an answer */
     int late_add_rc;          /* http_answer_add_header after the answer */
+    bool held, release;       /* hold_start / hold_end, under mu */
+    uint64_t deferred_seen;   /* written by loop_count_deferred */
 };
 
 static void server_done(void *ud)
@@ -100,6 +102,44 @@ static void in_loop(struct fixture *fx, void (*fn)(struct fixture *))
     while (fx->call_fn != NULL)
         pthread_cond_wait(&fx->cv, &fx->mu);
     pthread_mutex_unlock(&fx->mu);
+}
+
+/* Runs in the loop thread, under mu: holds it, as one long turn would,
+ * until hold_end. */
+static void loop_hold(struct fixture *fx)
+{
+    fx->held = true;
+    pthread_cond_broadcast(&fx->cv);
+    while (!fx->release)
+        pthread_cond_wait(&fx->cv, &fx->mu);
+}
+
+/* Stops the loop thread until hold_end: what clients send meanwhile is all
+ * there for the loop's next poll. */
+static void hold_start(struct fixture *fx)
+{
+    pthread_mutex_lock(&fx->mu);
+    fx->held = fx->release = false;
+    fx->call_fn = loop_hold;
+    assert_int_equal(uv_async_send(&fx->call), 0);
+    while (!fx->held)
+        pthread_cond_wait(&fx->cv, &fx->mu);
+    pthread_mutex_unlock(&fx->mu);
+}
+
+static void hold_end(struct fixture *fx)
+{
+    pthread_mutex_lock(&fx->mu);
+    fx->release = true;
+    pthread_cond_broadcast(&fx->cv);
+    while (fx->call_fn != NULL)
+        pthread_cond_wait(&fx->cv, &fx->mu);
+    pthread_mutex_unlock(&fx->mu);
+}
+
+static void loop_count_deferred(struct fixture *fx)
+{
+    fx->deferred_seen = http_server_deferred(fx->srv);
 }
 
 static void loop_count_conns(struct fixture *fx)
@@ -1218,6 +1258,113 @@ static void test_max_connections_counts_upgraded(void **state)
     client_close(a);
 }
 
+/* --- the reads handled per loop turn ---------------------------------------- */
+
+#define HERD 40
+
+/* HERD clients connect and send their requests while the loop is held, so
+ * that all of them are read in one poll (as after a node restart): with
+ * reads_per_turn 1, all but one wait for later turns (39 deferred), and
+ * every request is still answered, each on its own connection, in order. */
+static void test_reads_past_the_turn_budget_wait(void **state)
+{
+    struct fixture *fx = *state;
+    fx->cfg.reads_per_turn = 1;
+    fixture_start(fx);
+    struct client *c[HERD];
+    hold_start(fx);
+    for (int i = 0; i < HERD; i++) {
+        c[i] = client_connect(fx->port);
+        char req[128];
+        snprintf(req, sizeof(req), "GET /c%d HTTP/1.1\r\nHost: x\r\n\r\n%s", i,
+                 i == 7 ? "GET /c7b HTTP/1.1\r\nHost: x\r\n\r\n" : "");
+        send_str(c[i], req);
+    }
+    hold_end(fx);
+    for (int i = HERD - 1; i >= 0; i--) {
+        struct response r;
+        char want[16];
+        assert_int_equal(read_response(c[i], &r), 0);
+        assert_int_equal(r.status, 200);
+        snprintf(want, sizeof(want), "/c%d", i);
+        assert_string_equal(jstr(&r, "path"), want);
+        response_free(&r);
+        if (i == 7) { /* the pipelined second request, after the first */
+            assert_int_equal(read_response(c[i], &r), 0);
+            assert_string_equal(jstr(&r, "path"), "/c7b");
+            response_free(&r);
+        }
+    }
+    in_loop(fx, loop_count_deferred);
+    assert_true(fx->deferred_seen >= HERD / 2);
+    /* Connections go on as usual afterwards. */
+    send_str(c[3], "GET /again HTTP/1.1\r\nHost: x\r\n\r\n");
+    struct response r;
+    assert_int_equal(read_response(c[3], &r), 0);
+    assert_string_equal(jstr(&r, "path"), "/again");
+    response_free(&r);
+    for (int i = 0; i < HERD; i++)
+        client_close(c[i]);
+}
+
+/* A client gone while its request waited: the answer finds it closed, the
+ * others are answered. */
+static void test_deferred_client_that_left(void **state)
+{
+    struct fixture *fx = *state;
+    fx->cfg.reads_per_turn = 1;
+    fixture_start(fx);
+    struct client *c[HERD];
+    hold_start(fx);
+    for (int i = 0; i < HERD; i++) {
+        c[i] = client_connect(fx->port);
+        send_str(c[i], "GET /x HTTP/1.1\r\nHost: x\r\n\r\n");
+    }
+    for (int i = 1; i < HERD; i += 2) {
+        client_close(c[i]);
+        c[i] = NULL;
+    }
+    hold_end(fx);
+    for (int i = 0; i < HERD; i += 2) {
+        struct response r;
+        assert_int_equal(read_response(c[i], &r), 0);
+        assert_int_equal(r.status, 200);
+        response_free(&r);
+    }
+    assert_true(wait_connections(fx, HERD / 2, 5000)); /* the others are gone */
+    for (int i = 0; i < HERD; i += 2)
+        client_close(c[i]);
+}
+
+/* The server closed while requests wait: every connection closes, the
+ * waiting input is freed (the sanitizers' leak check), done is called. */
+static void test_close_with_deferred_reads(void **state)
+{
+    struct fixture *fx = *state;
+    fx->cfg.reads_per_turn = 1;
+    fixture_start(fx);
+    struct client *c[HERD];
+    hold_start(fx);
+    for (int i = 0; i < HERD; i++) {
+        c[i] = client_connect(fx->port);
+        send_str(c[i], "GET /x HTTP/1.1\r\nHost: x\r\n\r\n");
+    }
+    hold_end(fx);
+    struct response r;
+    assert_int_equal(read_response(c[0], &r), 0); /* the first is answered */
+    response_free(&r);
+    fixture_stop(fx);
+    for (int i = 0; i < HERD; i++) {
+        /* answered or not, each connection ends */
+        char buf[4096];
+        ssize_t n;
+        while ((n = recv(c[i]->fd, buf, sizeof(buf), 0)) > 0 || (n < 0 && errno == EINTR))
+            ;
+        assert_true(n == 0 || errno == ECONNRESET);
+        client_close(c[i]);
+    }
+}
+
 /* --- lingering close ------------------------------------------------------ */
 
 /* A client that goes on sending a body the server has refused still gets to
@@ -1893,6 +2040,9 @@ int main(void)
         T(test_answer_add_header_refusals),
         T(test_max_connections),
         T(test_max_connections_counts_upgraded),
+        T(test_reads_past_the_turn_budget_wait),
+        T(test_deferred_client_that_left),
+        T(test_close_with_deferred_reads),
         T(test_413_reaches_a_client_still_sending),
         T(test_linger_ends_after_its_time),
         T(test_linger_ends_after_its_bytes),
