@@ -3,6 +3,7 @@
 #   make          build the three programs under build/bin (optimised)
 #   make run      build, start discovery + 3 nodes on loopback, run the bench
 #   make test     build with ASan+UBSan under build/test, run unit + e2e tests
+#                 (the tools are compiled too, so that they never rot)
 #   make install  build and install as dchat-discovery, dchat-node, dchat-bench
 #   make deps     install the missing Debian packages that building needs
 #   make fuzz     build the libFuzzer targets (clang) under build/fuzz and run
@@ -106,7 +107,7 @@ run: deps-run
 	@sh scripts/run.sh $(BUILD)/bin
 
 test: deps-test
-	@$(SUBMAKE) $(TEST_FLAGS) $(TEST_BINS) $(TEST_UNITS)
+	@$(SUBMAKE) $(TEST_FLAGS) $(TEST_BINS) $(TEST_UNITS) tools
 	@sh scripts/run-tests.sh $(TEST_BUILD)
 
 unit: deps-test

@@ -693,6 +693,16 @@ static void handle_upgrade(struct hconn *c, const char *rest, size_t rest_len)
     c->read_paused = true;
 }
 
+/* Hands over what c kept for later (the caller frees it). */
+static char *take_pending(struct hconn *c, size_t *len)
+{
+    char *data = c->pending;
+    *len = c->pending_len;
+    c->pending = NULL;
+    c->pending_len = 0;
+    return data;
+}
+
 /* Keeps the len bytes at data (they may point into c->pending) for later. */
 static void conn_keep_pending(struct hconn *c, const char *data, size_t len)
 {
@@ -821,10 +831,8 @@ static void conn_resume_reading(struct hconn *c)
         c->read_paused = false;
         start_timer(c, c->s->cfg.idle_timeout_ms); /* between requests */
         if (c->pending != NULL) {
-            char *data = c->pending;
-            size_t len = c->pending_len;
-            c->pending = NULL;
-            c->pending_len = 0;
+            size_t len;
+            char *data = take_pending(c, &len);
             conn_feed(c, data, len);
             free(data);
             if (c->closing || c->close_after_write || c->read_paused || c->tcp == NULL)
@@ -1014,10 +1022,8 @@ static void starter_cb(uv_idle_t *h)
         struct hconn *c = s->wait_head;
         wait_unlink(c);
         s->handled++;
-        char *data = c->pending;
-        size_t len = c->pending_len;
-        c->pending = NULL;
-        c->pending_len = 0;
+        size_t len;
+        char *data = take_pending(c, &len);
         conn_input(c, data, len);
         free(data);
         if (!c->closing && !c->close_after_write && !c->read_paused && !c->deferred &&

@@ -17,7 +17,9 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +44,8 @@ static void usage(FILE *f)
             "  -r RUNS   timed loops over all sockets (default 5, at most %d)\n"
             "  -a ADDRS  client ends bound round-robin to 127.0.0.1 .. 127.0.0.ADDRS\n"
             "            (default 8)\n"
+            "  -p        the sender on CPU 0, the receiver on CPU 1 (as a node and\n"
+            "            conn-scale are pinned for docs/PERFORMANCE.md)\n"
             "The receiver drains the sockets while the sends run, as a node's\n"
             "clients do; waking it is part of each send's cost.\n",
             MAX_RUNS);
@@ -108,18 +112,29 @@ static void receiver(int lfd, int n, size_t per_run, int done)
     }
 }
 
+static void pin_to(int cpu)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (sched_setaffinity(0, sizeof(set), &set) != 0)
+        die("sched_setaffinity (-p needs CPUs 0 and 1)");
+}
+
 int main(int argc, char **argv)
 {
     int n = 19000, k = 1, runs = 5, addrs = 8;
+    bool pin = false;
     size_t size = 213;
     int opt;
-    while ((opt = getopt(argc, argv, "n:k:s:r:a:h")) != -1) {
+    while ((opt = getopt(argc, argv, "n:k:s:r:a:ph")) != -1) {
         switch (opt) {
         case 'n': n = atoi(optarg); break;
         case 'k': k = atoi(optarg); break;
         case 's': size = (size_t)atol(optarg); break;
         case 'r': runs = atoi(optarg); break;
         case 'a': addrs = atoi(optarg); break;
+        case 'p': pin = true; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 64;
         }
@@ -155,12 +170,16 @@ int main(int argc, char **argv)
     if (child < 0)
         die("fork");
     if (child == 0) {
+        if (pin)
+            pin_to(1);
         close(pipefd[0]);
         receiver(lfd, n, len * (size_t)n, pipefd[1]);
         _exit(0);
     }
     close(pipefd[1]);
     close(lfd);
+    if (pin)
+        pin_to(0);
 
     int *fds = calloc((size_t)n, sizeof(*fds));
     char *buf = malloc(len);

@@ -1262,6 +1262,24 @@ static void test_max_connections_counts_upgraded(void **state)
 
 #define HERD 40
 
+/* With the loop held: HERD clients connect and send GET path (client 7
+ * then a second request, /c7b, in the same write when pipelined), so that
+ * every request is there for the loop's next poll. */
+static void herd_connect(struct fixture *fx, struct client **c, bool own_paths)
+{
+    hold_start(fx);
+    for (int i = 0; i < HERD; i++) {
+        c[i] = client_connect(fx->port);
+        char req[128];
+        if (own_paths)
+            snprintf(req, sizeof(req), "GET /c%d HTTP/1.1\r\nHost: x\r\n\r\n%s", i,
+                     i == 7 ? "GET /c7b HTTP/1.1\r\nHost: x\r\n\r\n" : "");
+        else
+            snprintf(req, sizeof(req), "GET /x HTTP/1.1\r\nHost: x\r\n\r\n");
+        send_str(c[i], req);
+    }
+}
+
 /* HERD clients connect and send their requests while the loop is held, so
  * that all of them are read in one poll (as after a node restart): with
  * reads_per_turn 1, all but one wait for later turns (39 deferred), and
@@ -1272,14 +1290,7 @@ static void test_reads_past_the_turn_budget_wait(void **state)
     fx->cfg.reads_per_turn = 1;
     fixture_start(fx);
     struct client *c[HERD];
-    hold_start(fx);
-    for (int i = 0; i < HERD; i++) {
-        c[i] = client_connect(fx->port);
-        char req[128];
-        snprintf(req, sizeof(req), "GET /c%d HTTP/1.1\r\nHost: x\r\n\r\n%s", i,
-                 i == 7 ? "GET /c7b HTTP/1.1\r\nHost: x\r\n\r\n" : "");
-        send_str(c[i], req);
-    }
+    herd_connect(fx, c, true);
     hold_end(fx);
     for (int i = HERD - 1; i >= 0; i--) {
         struct response r;
@@ -1315,11 +1326,7 @@ static void test_deferred_client_that_left(void **state)
     fx->cfg.reads_per_turn = 1;
     fixture_start(fx);
     struct client *c[HERD];
-    hold_start(fx);
-    for (int i = 0; i < HERD; i++) {
-        c[i] = client_connect(fx->port);
-        send_str(c[i], "GET /x HTTP/1.1\r\nHost: x\r\n\r\n");
-    }
+    herd_connect(fx, c, false);
     for (int i = 1; i < HERD; i += 2) {
         client_close(c[i]);
         c[i] = NULL;
@@ -1344,11 +1351,7 @@ static void test_close_with_deferred_reads(void **state)
     fx->cfg.reads_per_turn = 1;
     fixture_start(fx);
     struct client *c[HERD];
-    hold_start(fx);
-    for (int i = 0; i < HERD; i++) {
-        c[i] = client_connect(fx->port);
-        send_str(c[i], "GET /x HTTP/1.1\r\nHost: x\r\n\r\n");
-    }
+    herd_connect(fx, c, false);
     hold_end(fx);
     struct response r;
     assert_int_equal(read_response(c[0], &r), 0); /* the first is answered */
