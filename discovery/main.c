@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/cli.h"
+#include "common/dirlock.h"
 #include "common/fdlimit.h"
 #include "common/http_server.h"
 #include "common/log.h"
@@ -198,7 +199,7 @@ int main(int argc, char **argv)
               options, (int)ARRAY_SIZE(options), set_option, &c);
     signal(SIGPIPE, SIG_IGN);
     srand((unsigned)(util_now_ns() ^ (uint64_t)getpid()));
-    char err[512];
+    char err[1400];
     if (secret_load(c.secret_file, c.insecure, err, sizeof(err)) != 0) {
         log_error("%s", err);
         return EX_USAGE;
@@ -209,6 +210,11 @@ int main(int argc, char **argv)
                  "every node and discovery --cluster-secret-file");
     unsigned max_connections = connection_cap(c.max_connections);
 
+    int lock = dirlock_take(c.data_dir, err, sizeof(err));
+    if (lock < 0) {
+        log_error("%s", err);
+        return EX_CANTCREAT;
+    }
     registry *reg = registry_open(c.data_dir, err, sizeof(err));
     if (reg == NULL) {
         log_error("%s; pass a writable --data-dir", err);
@@ -262,5 +268,6 @@ int main(int argc, char **argv)
     replay_free(a.seen);
     ratelimit_free(a.registrations);
     registry_close(reg);
+    dirlock_release(lock);
     return 0;
 }

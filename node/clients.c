@@ -189,10 +189,20 @@ static void on_text(ws_conn *conn, const char *data, size_t len, void *ud)
         break;
     case MESSAGE_NEW:
         flow_note(n, &c->flow);
-        if (relay_local(n, &req.msg) != 0)
-            send_error(c, n->id == 0 ? "node is not registered with discovery yet; retry shortly"
-                                     : "node is overloaded (history writes are behind); retry "
-                                       "shortly or use another node");
+        if (relay_local(n, &req.msg) != 0) {
+            const char *failing = n->store != NULL ? store_failing(n->store, NULL) : NULL;
+            if (n->id == 0) {
+                send_error(c, "node is not registered with discovery yet; retry shortly");
+            } else if (failing != NULL) {
+                char e[400];
+                snprintf(e, sizeof(e), "node cannot store messages now (%s); the message "
+                         "was not taken: send it again later or use another node", failing);
+                send_error(c, e);
+            } else {
+                send_error(c, "node is overloaded (history writes are behind); retry "
+                              "shortly or use another node");
+            }
+        }
         break;
     case MESSAGE_SYNC:
         client_sync(c, &req);

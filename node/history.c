@@ -346,8 +346,17 @@ json_t *history_digest(node *n)
                                                (json_int_t)o[i].origin, "count",
                                                (json_int_t)o[i].count, "highest",
                                                (json_int_t)o[i].highest));
-    return json_pack("{s:s, s:b, s:I, s:I, s:o}", "fsync", modes[store_mode(n->store)],
-                     "pending", store_busy(n->store), "commits",
-                     (json_int_t)store_commits(n->store), "checkpoints",
-                     (json_int_t)store_checkpoints(n->store), "origins", list);
+    uint64_t since = 0;
+    const char *failing = store_failing(n->store, &since);
+    json_t *d = json_pack("{s:s, s:b, s:I, s:I, s:b, s:I, s:o}", "fsync",
+                          modes[store_mode(n->store)], "pending", store_busy(n->store),
+                          "commits", (json_int_t)store_commits(n->store), "checkpoints",
+                          (json_int_t)store_checkpoints(n->store), "writable", failing == NULL,
+                          "commitFailures", (json_int_t)store_failures(n->store), "origins",
+                          list);
+    if (failing != NULL) {
+        json_object_set_new(d, "error", json_string(failing));
+        json_object_set_new(d, "failingForMs", json_integer((json_int_t)(util_now_ms() - since)));
+    }
+    return d;
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/cli.h"
+#include "common/dirlock.h"
 #include "common/fdlimit.h"
 #include "common/http_client.h"
 #include "common/log.h"
@@ -505,6 +506,12 @@ int main(int argc, char **argv)
     if (trc != 0)
         return trc;
     unsigned conn_cap = descriptor_budget(c);
+    char lerr[1400];
+    int lock = dirlock_take(c->data_dir, lerr, sizeof(lerr));
+    if (lock < 0) {
+        log_error("%s", lerr);
+        return EX_CANTCREAT;
+    }
     if (membership_load(&n) != 0 || node_open_store(&n) != 0)
         return EX_CANTCREAT;
     flow_init(&n);
@@ -579,5 +586,6 @@ int main(int argc, char **argv)
     origins_free(c->allowed_origins);
     uv_loop_close(n.loop);
     msgbuf_trim();
+    dirlock_release(lock); /* last: the store is closed */
     return 0;
 }

@@ -608,6 +608,20 @@ void mesh_link_states(const struct mesh *m, unsigned count[MESH_LINK_STATES])
         count[member_state(m->members[i])]++;
 }
 
+size_t mesh_listed_not_up(const struct mesh *m, uint32_t *ids, size_t max)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < m->nmembers; i++) {
+        const struct member *mb = m->members[i];
+        if (!mb->listed || member_state(mb) == MESH_LINK_UP)
+            continue;
+        if (k < max)
+            ids[k] = mb->info.id;
+        k++;
+    }
+    return k;
+}
+
 json_t *mesh_status(const struct mesh *m)
 {
     json_t *arr = json_array();

@@ -64,6 +64,10 @@ enum mesh_link_state { MESH_LINK_UP, MESH_LINK_CONNECTING, MESH_LINK_CLOSING, ME
 extern const char *const mesh_link_state_names[MESH_LINK_STATES];
 void mesh_link_states(const struct mesh *m, unsigned count[MESH_LINK_STATES]);
 
+/* How many peers in discovery's last list have no link up; their ids, up
+ * to max, go into ids (for GET /readyz). */
+size_t mesh_listed_not_up(const struct mesh *m, uint32_t *ids, size_t max);
+
 /* Tests only (--test-hooks): closes the link to peer_id and refuses a new
  * one, either way, for ms. Returns 0, or -1 when the peer is unknown. */
 int mesh_test_cut(struct mesh *m, uint32_t peer_id, unsigned ms);

@@ -122,14 +122,18 @@ void relay_on_commit(uint64_t gen, int ok, void *ud)
 {
     node *n = ud;
     struct relay *r = n->relay;
-    (void)ok; /* a failed batch was logged; its messages go out regardless:
-                 peers store them, and holding them forever helps no one */
+    /* ok = 0: the store gave a failing batch up as it closed (store.h).
+     * Those messages are in no history: they go to no one, so nothing
+     * anyone saw can be lost or numbered again. */
     while (r->nheld > 0 && r->held[r->head].gen <= gen) {
         size_t k = 0, room = UTIL_MIN(r->nheld, r->capheld - r->head);
         struct held *h = &r->held[r->head];
         while (k < room && k < RELAY_RELEASE_MAX && h[k].gen <= gen)
             k++;
-        send_out(n, h, k);
+        if (ok)
+            send_out(n, h, k);
+        else
+            r->counters.unstored_dropped += k;
         for (size_t i = 0; i < k; i++) {
             r->held_cost -= outq_cost(h[i].client_frame);
             msgbuf_unref(h[i].peer_frame);

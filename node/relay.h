@@ -72,6 +72,8 @@ struct relay_counters {
     uint64_t dropped_gap;      /* peer messages ignored for coming after a gap */
     uint64_t repair_in;        /* peer messages sent by catch-up, received */
     uint64_t repaired;         /* of those, taken: missing here until then */
+    uint64_t unstored_dropped; /* own messages never stored (the store gave up
+                                  a failing batch as it closed): sent nowhere */
 };
 /* Owned by the relay; valid until relay_free. */
 const struct relay_counters *relay_counters(const node *n);

@@ -209,6 +209,13 @@ static void status_metrics(const node *n, struct metrics_out *m)
                                 store_commit_seconds(n->store));
         metrics_histogram_write(m, "dchat_history_commit_messages",
                                 "Messages per committed batch.", store_commit_sizes(n->store));
+        metrics_gauge(m, "dchat_history_writable",
+                      "1 while the history commits; 0 while a batch fails to (a full disk): "
+                      "the node then refuses client messages and retries.",
+                      store_failing(n->store, NULL) == NULL ? 1 : 0);
+        metrics_counter(m, "dchat_history_commit_failures_total",
+                        "Attempts to commit a batch that failed (each is retried).",
+                        store_failures(n->store));
         metrics_counter(m, "dchat_history_checkpoints_total",
                         "WAL checkpoints completed.", store_checkpoints(n->store));
         metrics_gauge(m, "dchat_history_pending_bytes",
@@ -227,6 +234,39 @@ static void method_not_allowed(http_request *req, const char *allow, const char 
     http_respond_error(req, 405, "%s", msg);
 }
 
+/* GET /readyz: 200 when the node can serve a client fully (registered,
+ * logged in with discovery, linked to every node discovery lists, its
+ * history taking writes, not stopping); else 503 with every reason. For
+ * load balancers and healthchecks; /healthz only says the process
+ * answers. */
+static void readyz(node *n, http_request *req)
+{
+    json_t *why = json_array();
+    if (n->stopping)
+        json_array_append_new(why, json_string("the node is shutting down"));
+    if (n->id == 0)
+        json_array_append_new(why, json_string("not registered with discovery yet"));
+    else if (!membership_active(n))
+        json_array_append_new(why, json_string("not logged in with discovery"));
+    if (n->store == NULL || !store_accepting(n->store))
+        json_array_append_new(why, json_string("the history is not taking writes"));
+    uint32_t ids[8];
+    size_t down = n->mesh != NULL ? mesh_listed_not_up(n->mesh, ids, 8) : 0;
+    if (down > 0) {
+        char msg[200];
+        int len = snprintf(msg, sizeof(msg), "%zu listed peer%s not linked:", down,
+                           down == 1 ? "" : "s");
+        for (size_t i = 0; i < down && i < 8 && len > 0 && (size_t)len < sizeof(msg); i++)
+            len += snprintf(msg + len, sizeof(msg) - (size_t)len, " %u", ids[i]);
+        if (down > 8 && len > 0 && (size_t)len < sizeof(msg))
+            snprintf(msg + len, sizeof(msg) - (size_t)len, " ...");
+        json_array_append_new(why, json_string(msg));
+    }
+    bool ready = json_array_size(why) == 0;
+    http_respond_json(req, ready ? 200 : 503,
+                      json_pack("{s:b, s:o}", "ready", ready, "reasons", why));
+}
+
 void status_handle(http_request *req, void *ud)
 {
     node *n = ud;
@@ -237,6 +277,11 @@ void status_handle(http_request *req, void *ud)
             method_not_allowed(req, "GET, HEAD", "use GET on /healthz");
         else
             http_respond_json(req, 200, json_pack("{s:s}", "status", "ok"));
+    } else if (strcmp(req->path, "/readyz") == 0) {
+        if (!is_get)
+            method_not_allowed(req, "GET, HEAD", "use GET on /readyz");
+        else
+            readyz(n, req);
     } else if (strcmp(req->path, "/metrics") == 0) {
         if (!is_get) {
             method_not_allowed(req, "GET, HEAD", "use GET on /metrics");
@@ -271,7 +316,8 @@ void status_handle(http_request *req, void *ud)
     } else if (!web_handle(req)) {
         http_respond_error(req, 404, "no such path %s: this port serves WebSocket "
                            "clients, the chat page at GET /, the status view at GET /status, "
-                           "GET /healthz, GET /metrics, GET /api/status and GET /api/history",
+                           "GET /healthz, GET /readyz, GET /metrics, GET /api/status and GET "
+                           "/api/history",
                            req->path);
     }
 }

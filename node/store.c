@@ -101,6 +101,17 @@ struct store {
     int work_ok;
     char work_err[256];
     uint64_t committed_gen;
+    /* A batch that failed to commit (disk full, I/O error) stays in
+     * inflight and is tried again after retry_ms (doubling to
+     * STORE_RETRY_MAX_MS) until it commits; meanwhile nothing more is
+     * accepted (store_accepting) and nothing of it goes out. */
+    uv_timer_t retry;
+    int failing;
+    unsigned retry_ms;
+    uint64_t failing_since_ms;
+    uint64_t failures;         /* failed commit attempts since open */
+    uint64_t failures_before;  /* failures when the current failing began */
+    char fail_err[256];
 
     struct waiter *waiters, **waiters_tail;
 
@@ -518,6 +529,8 @@ store *store_open(uv_loop_t *loop, const char *dir, enum store_fsync mode,
     uv_unref((uv_handle_t *)&s->turn_end);
     uv_idle_init(loop, &s->waker);
     s->waker.data = s; /* referenced: a batch to commit keeps the loop alive */
+    uv_timer_init(loop, &s->retry);
+    s->retry.data = s;
     return s;
 fail:
     snprintf(err, errlen, "cannot open the history %s: %s", path, why);
@@ -610,7 +623,22 @@ size_t store_backlog(const store *s)
 
 int store_accepting(const store *s)
 {
-    return !s->finished && s->pending.used + s->inflight.used < STORE_MAX_PENDING;
+    return !s->finished && !s->failing &&
+           s->pending.used + s->inflight.used < STORE_MAX_PENDING;
+}
+
+const char *store_failing(const store *s, uint64_t *since_ms)
+{
+    if (!s->failing)
+        return NULL;
+    if (since_ms != NULL)
+        *since_ms = s->failing_since_ms;
+    return s->fail_err;
+}
+
+uint64_t store_failures(const store *s)
+{
+    return s->failures;
 }
 
 /* Worker thread: one transaction for the whole batch. */
@@ -674,6 +702,7 @@ fail:
 }
 
 static void finish_close(store *s);
+static void commit_done(uv_work_t *w, int status);
 
 /* ---- checkpoints -------------------------------------------------------- */
 
@@ -755,17 +784,63 @@ static void raise_committed(store *s, const struct batch *b)
     }
 }
 
+static void retry_cb(uv_timer_t *t)
+{
+    store *s = t->data;
+    s->commit_started_ns = uv_hrtime();
+    s->work.data = s;
+    int rc = uv_queue_work(s->loop, &s->work, commit_work, commit_done);
+    if (rc != 0) /* bad arguments only; try again later rather than hang */
+        uv_timer_start(&s->retry, retry_cb, s->retry_ms, 0);
+}
+
+/* The batch in inflight failed: it stays there and is tried again later,
+ * unless the store is closing, when it is given up (returns 1). */
+static int commit_failed(store *s, const char *why)
+{
+    struct batch *b = &s->inflight;
+    s->failures++;
+    snprintf(s->fail_err, sizeof(s->fail_err), "%s", why);
+    if (s->closing) {
+        log_error("history: cannot store a batch of %zu messages (%s) and the node is "
+                  "stopping: they are not in this node's history; none of this node's own "
+                  "among them was sent to anyone, and peers will send theirs again",
+                  b->n, why);
+        return 1;
+    }
+    if (!s->failing) {
+        s->failing = 1;
+        s->failing_since_ms = util_now_ms();
+        s->failures_before = s->failures - 1;
+        s->retry_ms = STORE_RETRY_MIN_MS;
+        log_error("history: cannot store a batch of %zu messages: %s; retrying, and "
+                  "refusing new messages until it is stored (free space under the data "
+                  "dir); nothing unstored goes out", b->n, why);
+    } else if ((s->failures - s->failures_before) % 64 == 0) {
+        log_error("history: still cannot store a batch of %zu messages after %" PRIu64
+                  " s: %s", b->n, (util_now_ms() - s->failing_since_ms) / 1000, why);
+    }
+    uv_timer_start(&s->retry, retry_cb, s->retry_ms, 0);
+    s->retry_ms = UTIL_MIN(2 * s->retry_ms, STORE_RETRY_MAX_MS);
+    return 0;
+}
+
 static void commit_done(uv_work_t *w, int status)
 {
     store *s = w->data;
     struct batch *b = &s->inflight;
     int ok = status == 0 && s->work_ok;
-    if (!ok)
-        log_error("history: cannot store a batch of %zu messages: %s; they were delivered "
-                  "but are not in this node's history (check the disk under the data dir)",
-                  b->n, status != 0 ? uv_strerror(status) : s->work_err);
-    else
+    if (!ok && !commit_failed(s, status != 0 ? uv_strerror(status) : s->work_err))
+        return; /* still working on it: retry_cb */
+    if (ok) {
         raise_committed(s, b);
+        if (s->failing)
+            log_info("history: storing again after %" PRIu64 " s and %" PRIu64
+                     " failed attempts; taking messages again",
+                     (util_now_ms() - s->failing_since_ms) / 1000,
+                     s->failures - s->failures_before);
+        s->failing = 0;
+    }
     if (ok) {
         s->commits++;
         metrics_histogram_observe(&s->commit_seconds,
@@ -969,9 +1044,10 @@ static void finish_close(store *s)
         w->cb(w->ud);
         free(w);
     }
-    s->handles_open = 2;
+    s->handles_open = 3;
     uv_close((uv_handle_t *)&s->turn_end, handle_closed_cb);
     uv_close((uv_handle_t *)&s->waker, handle_closed_cb);
+    uv_close((uv_handle_t *)&s->retry, handle_closed_cb);
 }
 
 void store_close(store *s, void (*done)(void *ud), void *ud)
@@ -979,6 +1055,11 @@ void store_close(store *s, void (*done)(void *ud), void *ud)
     s->closing = 1;
     s->closed = done;
     s->closed_ud = ud;
+    if (s->failing && uv_is_active((uv_handle_t *)&s->retry)) {
+        /* One last try now; if it fails too, commit_failed gives it up. */
+        uv_timer_stop(&s->retry);
+        retry_cb(&s->retry);
+    }
     if (s->working)
         return; /* commit_done goes on once the last batch is in */
     if (s->pending.n > 0)

@@ -32,7 +32,9 @@ int store_parse_fsync(const char *s, enum store_fsync *out);
 typedef struct store store;
 
 /* Called on the loop thread after every batch up to generation gen is
- * committed (ok = 1) or failed to commit (ok = 0, logged). */
+ * committed (ok = 1). A batch that fails is retried until it commits;
+ * only when the store closes with one still failing is this called with
+ * ok = 0 (logged): those messages are not stored and must not go out. */
 typedef void (*store_commit_fn)(uint64_t gen, int ok, void *ud);
 
 /* Opens (creating) DIR/history.db. Returns NULL after writing the reason
@@ -53,10 +55,23 @@ int store_busy(const store *s);
 size_t store_backlog(const store *s);
 
 /* Whether store_append may be called: not once the store has finished
- * closing, nor while more than STORE_MAX_PENDING bytes wait for a commit
- * (the disk is behind; the caller refuses or defers the message). */
+ * closing, nor while a batch fails to commit (store_failing), nor while
+ * more than STORE_MAX_PENDING bytes wait for a commit (the disk is behind;
+ * the caller refuses or defers the message). */
 #define STORE_MAX_PENDING (64u << 20)
 int store_accepting(const store *s);
+
+/* While a batch cannot be committed (a full disk, an I/O error): why, as
+ * SQLite said, and since when (*since_ms, util_now_ms's clock; may be
+ * NULL); NULL when the store is writing normally. The batch is retried
+ * every STORE_RETRY_MIN_MS doubling to STORE_RETRY_MAX_MS until it
+ * commits, and store_accepting is false meanwhile. */
+#define STORE_RETRY_MIN_MS 100
+#define STORE_RETRY_MAX_MS 2000
+const char *store_failing(const store *s, uint64_t *since_ms);
+
+/* Failed commit attempts since open. */
+uint64_t store_failures(const store *s);
 
 /* Runs cb(ud) on the loop thread once everything appended so far is
  * committed; at once (before returning) when nothing is pending. */

@@ -1247,6 +1247,13 @@ def test_unusable_data_dir_exits_73(logdir):
         assert "data-dir" in r.stderr, r.stderr
 
 
+def test_second_discovery_on_one_data_dir_exits_73(logdir, disc):
+    r = run_binary(["--listen", "127.0.0.1:0", "--data-dir", disc.data_dir])
+    assert r.returncode == 73, r
+    assert f"is in use by another process (pid {disc.p.pid}" in r.stderr, r.stderr
+    assert http_json(disc.url + "/healthz")[0] == 200
+
+
 def test_busy_port_exits_69(logdir, disc):
     r = run_binary(["--listen", f"127.0.0.1:{disc.port}", "--data-dir",
                     os.path.join(logdir, "other")])

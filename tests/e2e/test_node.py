@@ -9,12 +9,13 @@ import re
 import select
 import socket
 import struct
+import subprocess
 import time
 
 import pytest
 import websockets
 
-from cluster import (Discovery, Node, free_port, http_json, masked_frame, new_message, raw_ws,
+from cluster import (BIN_DIR, Discovery, Node, Proc, free_port, http_json, masked_frame, new_message, raw_ws,
                      start_cluster, wait_mesh, wait_until)
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -109,6 +110,45 @@ def test_status_and_health(logdir, procs):
         sorted(nd.client_port for nd in nodes)
 
 
+def test_readyz_says_when_a_node_can_serve(logdir, procs):
+    """GET /readyz is 200 only when the node is registered, logged in with
+    discovery and linked to every node discovery lists; otherwise 503 with
+    every reason (GET /healthz only says the process answers)."""
+    d, nodes = start_cluster(logdir, procs, 2, node_extra=("--test-hooks",))
+    a, b = nodes
+
+    def ready(nd):
+        return http_json(nd.url + "/readyz")
+
+    def lists(nd, other):  # nd's last list from discovery names other
+        return any(p["id"] == other.id and p["listed"] for p in nd.status()["peers"])
+    # Ready is judged against discovery's last list: wait until each has
+    # heard of the other (a heartbeat after both logged in).
+    wait_until(lambda: lists(a, b) and lists(b, a), HANG, "each to list the other")
+    wait_until(lambda: ready(a)[0] == 200 and ready(b)[0] == 200, HANG, "both ready")
+    assert ready(a)[1] == {"ready": True, "reasons": []}
+    assert http_json(a.url + "/readyz", method="POST", body={})[0] == 405
+
+    # a's link to b cut for a while: a is not ready, and says why; once
+    # the link is back, it is ready again.
+    st, _ = http_json(f"{a.url}/api/test/cut-link?peer={b.id}&ms=4000", method="POST")
+    assert st == 200
+    answer = wait_until(lambda: (lambda r: r if r[0] == 503 else None)(ready(a)), HANG,
+                        "a to be not ready")
+    assert answer[1] == {"ready": False, "reasons": [f"1 listed peer not linked: {b.id}"]}
+    wait_until(lambda: ready(a)[0] == 200, HANG, "a to be ready again")
+
+    # A node whose discovery does not answer never registers: 503, saying so.
+    dead = f"http://127.0.0.1:{free_port()}"
+    lone = Proc("lone", [os.path.join(BIN_DIR, "node"), "--discovery", dead, "--insecure",
+                         "--listen", "127.0.0.1", "--client-port", "0", "--sync-port", "0",
+                         "--data-dir", os.path.join(logdir, "lone-data")],
+                logdir, r"listening clients on [^ ]*:(\d+) sync on")
+    procs.append(lone)
+    st, body = http_json(f"http://127.0.0.1:{lone.match.group(1)}/readyz")
+    assert st == 503 and body["reasons"] == ["not registered with discovery yet"], body
+
+
 def test_killed_node_leaves_and_the_rest_keep_exchanging(logdir, procs):
     d, nodes = start_cluster(logdir, procs, 3, ttl=1)
     victim = nodes[2]
@@ -131,6 +171,30 @@ def test_restarted_node_rejoins_with_its_id(logdir, procs):
     assert nd.id == old_id
     wait_mesh(nodes)
     run(exchange(nodes, clients_per_node=1, per_client=10))
+
+
+def test_second_node_on_one_data_dir_exits_73(logdir, procs):
+    """Two nodes on one --data-dir would both be the node it names and hand
+    out the same sequence numbers: the second stops before touching it."""
+    d, nodes = start_cluster(logdir, procs, 1)
+    first = nodes[0]
+    args = list(first.args)  # the same data dir, ports of its own (0)
+    e = dict(os.environ)
+    r = subprocess.run(args, capture_output=True, text=True, timeout=HANG, env=e,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 73, r  # EX_CANTCREAT
+    msg = f"data dir {first.data_dir} is in use by another process (pid {first.p.pid}"
+    assert msg in r.stderr, r.stderr
+    assert "listening" not in r.stdout
+    # The first goes on as before, and it has its id still.
+    assert first.status()["id"] == first.id
+    run(exchange(nodes, clients_per_node=2, per_client=5))
+    # Once it has stopped, the same dir starts again (a kill -9 leaves no
+    # stale lock either: the kernel lets go with the process).
+    old_id = first.id
+    first.kill()
+    first.restart()
+    assert first.id == old_id
 
 
 def test_node_joining_a_running_cluster_gets_later_messages(logdir, procs):

@@ -199,7 +199,7 @@ def test_other_methods_get_405_and_unknown_paths_404(node):
         assert status == 404, (path, body)
         assert json.loads(body) == {"error": (
             f"no such path {path}: this port serves WebSocket clients, the chat page at "
-            "GET /, the status view at GET /status, GET /healthz, GET /metrics, "
+            "GET /, the status view at GET /status, GET /healthz, GET /readyz, GET /metrics, "
             "GET /api/status and GET /api/history")}
 
 

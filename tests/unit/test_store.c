@@ -4,11 +4,13 @@
  * are stored as '' and read back as empty strings, never NULL, waiters
  * run only once what was appended before them is committed, and the
  * highest committed seq per origin is told apart from the highest appended
- * (a pending or failed batch raises only the latter), and WAL checkpoints
+ * (a pending or failing batch raises only the latter), and WAL checkpoints
  * run outside the commits, on the store's own schedule: none inside a
  * commit (SQLite's automatic one is off), one in a worker once the WAL
  * passes the threshold, and closing waits for it; a file of the first
- * layout is converted on open, an origin's slot is written again after a
+ * layout is converted on open, a batch that fails is retried until it
+ * commits (the store refusing more meanwhile) and given up only when the
+ * store closes, an origin's slot is written again by the retry of a
  * failed batch, and the 32-row INSERT keeps a duplicate's first copy and
  * stores empty strings as ''. */
 #include <stdarg.h>
@@ -106,6 +108,14 @@ static struct chat_message msg(uint32_t origin, uint64_t seq, const char *text)
 static void wait_idle(struct fixture *f, store *s)
 {
     while (store_busy(s))
+        uv_run(&f->loop, UV_RUN_ONCE);
+}
+
+/* Runs the loop until the store has failed at least n commit attempts
+ * (each retry is a timer of STORE_RETRY_MIN_MS doubling: a few turns). */
+static void wait_failures(struct fixture *f, store *s, uint64_t n)
+{
+    while (store_failures(s) < n)
         uv_run(&f->loop, UV_RUN_ONCE);
 }
 
@@ -378,32 +388,61 @@ static void test_committed_apart_from_appended(void **state)
     uint64_t commits = store_commits(s);
     assert_true(commits >= 1 && commits <= 5);
 
-    /* A batch that fails (a trigger refuses its rows): appended, never
-     * committed, so the committed mark stays where the history is. */
+    /* A batch that fails (a trigger refuses its rows) is not dropped: it
+     * stays, uncommitted, and is tried again until it commits; meanwhile
+     * the store takes nothing more and says why, and the committed mark
+     * stays where the history is. */
     exec_sql(f, "CREATE TRIGGER refuse BEFORE INSERT ON history WHEN NEW.key >> 40 = "
                 "(SELECT slot FROM origins WHERE origin = 3) "
                 "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;");
-    f->expect_failure = 1;
     for (uint64_t i = 6; i <= 8; i++) {
-        struct chat_message m = msg(3, i, "lost");
+        struct chat_message m = msg(3, i, "held");
         store_append(s, &m);
     }
-    wait_idle(f, s);
-    assert_true(f->failed >= 1);
+    wait_failures(f, s, 2); /* the first attempt and one retry */
+    assert_int_equal(f->failed, 0); /* never reported as given up */
+    assert_false(store_accepting(s));
+    assert_true(store_busy(s));
+    uint64_t since = 0;
+    const char *why = store_failing(s, &since);
+    assert_non_null(why);
+    assert_non_null(strstr(why, "refused by the test"));
+    assert_true(since > 0);
     assert_int_equal(count_rows(f, "origin = 3"), 5);
     assert_int_equal(store_highest(s, 3), 8);
     assert_int_equal(store_committed(s, 3), 5);
-    assert_int_equal(store_commits(s), commits); /* a failed batch is not one */
+    assert_int_equal(store_commits(s), commits); /* a failed attempt is not one */
     o = store_origins(s, &n);
     assert_int_equal(o[0].highest, 8);
     assert_int_equal(o[0].committed, 5);
+
+    /* The cause gone, the next retry commits it, by itself. */
+    exec_sql(f, "DROP TRIGGER refuse;");
+    wait_idle(f, s);
+    assert_null(store_failing(s, NULL));
+    assert_true(store_accepting(s));
+    assert_int_equal(count_rows(f, "origin = 3"), 8);
+    assert_int_equal(store_committed(s, 3), 8);
+    assert_int_equal(store_commits(s), commits + 1);
+
+    /* Closed while a batch still fails: one last try, then it is given up
+     * (on_commit ok = 0), and the history holds what it held. */
+    exec_sql(f, "CREATE TRIGGER refuse BEFORE INSERT ON history "
+                "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;");
+    struct chat_message m9 = msg(3, 9, "given up");
+    store_append(s, &m9);
+    uint64_t failures = store_failures(s);
+    wait_failures(f, s, failures + 1);
+    f->expect_failure = 1;
     close_store(f, s);
+    assert_int_equal(f->failed, 1);
+    exec_sql(f, "DROP TRIGGER refuse;");
 
     /* Reopened: both marks are what the history holds. */
     f->expect_failure = 0;
     s = open_store(f);
-    assert_int_equal(store_highest(s, 3), 5);
-    assert_int_equal(store_committed(s, 3), 5);
+    assert_int_equal(store_highest(s, 3), 8);
+    assert_int_equal(store_committed(s, 3), 8);
     close_store(f, s);
 }
 
@@ -521,8 +560,8 @@ static void test_the_first_layout_is_converted(void **state)
 }
 
 /* An origin's slot is written by the batch that first stores it; when that
- * batch fails, the next one writes it again, so no row is ever without
- * its origin. Reads of an origin the file does not have find nothing. */
+ * batch fails, its retry writes it again, so no row is ever without its
+ * origin. Reads of an origin the file does not have find nothing. */
 static void test_a_new_origin_survives_a_failed_first_batch(void **state)
 {
     struct fixture *f = *state;
@@ -534,32 +573,35 @@ static void test_a_new_origin_survives_a_failed_first_batch(void **state)
     wait_idle(f, s);
     exec_sql(f, "CREATE TRIGGER refuse BEFORE INSERT ON origins WHEN NEW.origin = 7 "
                 "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;");
-    f->expect_failure = 1;
-    m = msg(7, 1, "lost");
+    m = msg(7, 1, "held");
     store_append(s, &m);
-    m = msg(8, 2, "lost too");   /* in the same, failed, batch */
+    m = msg(8, 2, "held too");   /* in the same, failing, batch */
     store_append(s, &m);
-    wait_idle(f, s);
-    assert_int_equal(f->failed, 1);
-    exec_sql(f, "DROP TRIGGER refuse;");
-    f->expect_failure = 0;
-    m = msg(7, 2, "kept");
-    store_append(s, &m);
-    wait_idle(f, s);
+    wait_failures(f, s, 1);
     struct store_rows rows = { 0 };
+    assert_int_equal(store_read(s, 7, 0, 10, 10, &rows), 0); /* not stored yet */
+    assert_int_equal(rows.n, 0);
+    store_rows_free(&rows);
+    exec_sql(f, "DROP TRIGGER refuse;");
+    wait_idle(f, s); /* the retry registers origin 7 and stores both */
+    assert_int_equal(f->failed, 0);
+    m = msg(7, 2, "next");
+    store_append(s, &m);
+    wait_idle(f, s);
     assert_int_equal(store_read(s, 7, 0, 10, 10, &rows), 0);
-    assert_int_equal(rows.n, 1);
-    assert_int_equal(rows.msgs[0].seq, 2);
+    assert_int_equal(rows.n, 2);
+    assert_int_equal(rows.msgs[0].seq, 1);
+    assert_int_equal(rows.msgs[1].seq, 2);
     store_rows_free(&rows);
     assert_int_equal(store_read(s, 5, 0, 10, 10, &rows), 0); /* never seen */
     assert_int_equal(rows.n, 0);
     store_rows_free(&rows);
     close_store(f, s);
-    assert_int_equal(count_rows(f, "origin = 7"), 1);
-    assert_int_equal(count_rows(f, "1"), 3);
+    assert_int_equal(count_rows(f, "origin = 7"), 2);
+    assert_int_equal(count_rows(f, "1"), 5);
     s = open_store(f);
     assert_int_equal(store_committed(s, 7), 2);
-    assert_int_equal(store_committed(s, 8), 1);
+    assert_int_equal(store_committed(s, 8), 2);
     assert_int_equal(store_committed(s, 6), 1);
     close_store(f, s);
 }
