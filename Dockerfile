@@ -17,4 +17,14 @@ RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends \
 COPY --from=build /out/bin/discovery /usr/local/bin/dchat-discovery
 COPY --from=build /out/bin/node /usr/local/bin/dchat-node
 COPY --from=build /out/bin/bench /usr/local/bin/dchat-bench
+# Not root: the programs need no privilege. A named volume on /data takes
+# this ownership when it is first created.
+RUN useradd --system --home-dir /data --shell /usr/sbin/nologin dchat \
+    && mkdir -p /data && chown dchat:dchat /data
+USER dchat
 VOLUME /data
+# client port (WebSocket + HTTP), sync port, discovery
+EXPOSE 9000 9100 8080
+# The node, configured by NODE_* variables (dchat-node --help); compose.yaml
+# runs discovery and the bench from the same image with their own command.
+CMD ["dchat-node", "--data-dir", "/data"]

@@ -47,6 +47,12 @@ struct clients {
     rooms *rooms;             /* who takes which chat */
     bool closing;
     void (*closed_done)(node *n);
+    uv_timer_t drain;         /* clients_drain's ticks, while draining */
+    bool draining;
+    uint64_t drain_start_ms;
+    unsigned drain_ms;
+    size_t drain_total;       /* clients when the drain began */
+    size_t drain_closed;      /* closed by it so far */
     uint64_t errors;          /* error frames sent to clients */
     uint64_t connects;        /* handshakes accepted */
     uint64_t closes[CLIENTS_CLOSE_CODES + 1]; /* by code; the last: any other */
@@ -233,6 +239,10 @@ static void on_close(ws_conn *conn, int code, void *ud)
     flow_forget(cs->n, &c->flow);
     if (c->syncs_waiting == 0)
         free(c); /* else the last sync job frees it */
+    if (cs->closing && cs->count == 0 && cs->draining) {
+        cs->draining = false;
+        uv_close((uv_handle_t *)&cs->drain, NULL);
+    }
     if (cs->closing && cs->count == 0 && cs->closed_done) {
         void (*done)(node *) = cs->closed_done;
         cs->closed_done = NULL;
@@ -372,6 +382,56 @@ void clients_close_all(struct clients *cs, int code, void (*done)(node *n))
     }
     for (size_t i = 0; i < cs->count; i++)
         ws_conn_close(cs->all[i]->conn, code, "node shutting down");
+}
+
+/* How many of total are due to be closed elapsed ms into a drain of ms. */
+static size_t drain_due(size_t total, uint64_t elapsed, unsigned ms)
+{
+    if (elapsed >= ms)
+        return total;
+    return (size_t)(((unsigned long long)total * elapsed + ms - 1) / ms);
+}
+
+static void drain_tick(uv_timer_t *t)
+{
+    struct clients *cs = t->data;
+    uint64_t elapsed = util_now_ms() - cs->drain_start_ms;
+    size_t due = drain_due(cs->drain_total, elapsed, cs->drain_ms);
+    if (elapsed >= cs->drain_ms) {
+        /* Time is up: whoever is left (a client that came back in between
+         * was refused with 503, so none is new) goes now. */
+        uv_timer_stop(t);
+        for (size_t i = 0; i < cs->count; i++)
+            ws_conn_close(cs->all[i]->conn, 1001, "node shutting down");
+        return;
+    }
+    /* Closing ones stay in the array until their close completes
+     * (on_close): skip them. */
+    for (size_t i = 0; i < cs->count && cs->drain_closed < due; i++) {
+        ws_conn *conn = cs->all[i]->conn;
+        if (conn != NULL && ws_conn_is_open(conn)) {
+            ws_conn_close(conn, 1001, "node shutting down");
+            cs->drain_closed++;
+        }
+    }
+}
+
+void clients_drain(struct clients *cs, unsigned ms, void (*done)(node *n))
+{
+    if (ms == 0 || cs->count == 0) {
+        clients_close_all(cs, 1001, done);
+        return;
+    }
+    cs->closing = true;
+    cs->closed_done = done;
+    cs->draining = true;
+    cs->drain_start_ms = util_now_ms();
+    cs->drain_ms = ms;
+    cs->drain_total = cs->count;
+    cs->drain_closed = 0;
+    uv_timer_init(cs->n->loop, &cs->drain);
+    cs->drain.data = cs;
+    uv_timer_start(&cs->drain, drain_tick, 0, CLIENTS_DRAIN_TICK_MS);
 }
 
 void clients_free(struct clients *cs)

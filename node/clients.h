@@ -56,6 +56,15 @@ uint64_t clients_disconnects(const struct clients *cs, size_t k);
  * last one is gone. */
 void clients_close_all(struct clients *cs, int code, void (*done)(node *n));
 
+/* Shutdown with a drain: from now on new clients get 503, and those here
+ * are closed with 1001 a few at a time, evenly over ms (a tick every
+ * CLIENTS_DRAIN_TICK_MS closes as many as are due), as NATS's lame-duck
+ * mode does, so that their reconnects spread over the other nodes instead
+ * of landing all at once; the last ones go when ms is up. done(n) runs
+ * once the last one is gone. ms 0: clients_close_all. */
+#define CLIENTS_DRAIN_TICK_MS 50
+void clients_drain(struct clients *cs, unsigned ms, void (*done)(node *n));
+
 void clients_free(struct clients *cs);
 
 #endif

@@ -43,7 +43,7 @@
 enum {
     OPT_DISCOVERY, OPT_LISTEN, OPT_CLIENT_PORT, OPT_SYNC_PORT, OPT_ADVERTISE,
     OPT_DATA_DIR, OPT_MAX_MESSAGE, OPT_MAX_QUEUE, OPT_MAX_QUEUE_HARD, OPT_WRITE_DEADLINE,
-    OPT_MAX_CLIENTS, OPT_HEARTBEAT, OPT_PING,
+    OPT_MAX_CLIENTS, OPT_HEARTBEAT, OPT_PING, OPT_DRAIN,
     OPT_HANDSHAKE, OPT_ALLOWED_ORIGINS, OPT_FSYNC, OPT_SYNC_INTERVAL, OPT_SYNC_LIMIT, OPT_SYNC_SCAN, OPT_LOG_LEVEL,
     OPT_LOG_FORMAT,
     OPT_SECRET_FILE, OPT_INSECURE, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_ONLY, OPT_PEER_TLS,
@@ -83,6 +83,10 @@ static const struct cli_option node_options[] = {
                         "discovery heartbeat period; keep under a third of its --ttl (default 1000)" },
     [OPT_PING] = { "ping-interval-ms", 0, "MS", "NODE_PING_INTERVAL_MS",
                    "WebSocket ping period; clients that do not answer are dropped, 0 = off (default 10000)" },
+    [OPT_DRAIN] = { "drain-seconds", 0, "SECONDS", "NODE_DRAIN_SECONDS",
+                    "on SIGTERM, after leaving discovery and refusing new clients, close "
+                    "the clients spread over this long, so that their reconnects spread "
+                    "over the other nodes; 0 = all at once (default 0)" },
     [OPT_HANDSHAKE] = { "handshake-timeout-ms", 0, "MS", "NODE_HANDSHAKE_TIMEOUT_MS",
                         "time allowed for an HTTP request or WebSocket handshake, the first "
                         "counted from connecting (default 10000)" },
@@ -215,6 +219,11 @@ static int set_option(int index, const char *v, void *ud, char *err, size_t errl
         if (cli_long(v, 0, 3600000, "milliseconds", &l, err, errlen) != 0)
             return -1;
         c->ping_ms = (unsigned)l;
+        return 0;
+    case OPT_DRAIN:
+        if (cli_long(v, 0, 3600, "whole seconds", &l, err, errlen) != 0)
+            return -1;
+        c->drain_ms = (unsigned)l * 1000;
         return 0;
     case OPT_LOG_LEVEL:
         return cli_log_level(v, err, errlen);
@@ -444,11 +453,18 @@ static void signal_cb(uv_signal_t *s, int signum)
     uv_close((uv_handle_t *)&sig_int, NULL);
     uv_close((uv_handle_t *)&sig_term, NULL);
     uv_timer_init(n->loop, &shutdown_timer);
-    uv_timer_start(&shutdown_timer, shutdown_limit_cb, NODE_SHUTDOWN_LIMIT_MS, 0);
+    uv_timer_start(&shutdown_timer, shutdown_limit_cb,
+                   NODE_SHUTDOWN_LIMIT_MS + (uint64_t)n->cfg.drain_ms, 0);
     uv_unref((uv_handle_t *)&shutdown_timer);
     shutdown_steps = 2;
+    /* Discovery first: clients asking where to go hear of the others only.
+     * Then the clients, at once or spread over --drain-seconds; the links
+     * stay up meanwhile, so those still here keep getting everything. */
     membership_stop(n, shutdown_step_done);
-    clients_close_all(n->clients, 1001, shutdown_step_done);
+    if (n->cfg.drain_ms > 0)
+        log_info("draining: closing %zu clients over %u s", clients_count(n->clients),
+                 n->cfg.drain_ms / 1000);
+    clients_drain(n->clients, n->cfg.drain_ms, shutdown_step_done);
 }
 
 static void close_walk_cb(uv_handle_t *h, void *arg)

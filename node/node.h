@@ -41,6 +41,7 @@ struct node_config {
     size_t max_clients;     /* WebSocket clients at most (503 beyond) */
     unsigned heartbeat_ms;  /* discovery heartbeat period */
     unsigned ping_ms;       /* WebSocket ping period to clients */
+    unsigned drain_ms;      /* on SIGTERM, close the clients over this long */
     unsigned handshake_ms;  /* HTTP request / WebSocket handshake limit,
                                the first request's from accept */
     struct origins *allowed_origins; /* --allowed-origins; NULL: any */

@@ -206,6 +206,36 @@ def test_the_monitoring_profile_loads_the_files_read_only_on_loopback():
     assert services["node1"]["environment"]["NODE_CLIENT_PORT"] == "9000"
 
 
+def test_the_image_is_built_once_and_runs_ready_nodes():
+    """compose.yaml and the Dockerfile, without a Docker engine: one service
+    builds the image and the others use it (four `build: .` built it four
+    times), the build context leaves out local builds, run dirs, databases
+    and .git, the image runs as a user with a default command, and a node
+    is healthy when ready (/readyz), with time to drain when stopped."""
+    services = load_yaml(COMPOSE)["services"]
+    ours = {n: s for n, s in services.items() if s.get("image") == "dchat:latest"}
+    assert set(ours) == {"discovery", "node1", "node2", "node3", "bench"}
+    builders = [n for n, s in ours.items() if "build" in s]
+    assert builders == ["discovery"], builders
+    for n, s in ours.items():
+        if n not in builders:
+            assert s.get("pull_policy") == "never", n  # never fetched from a registry
+    for n in ("node1", "node2", "node3"):
+        s = services[n]
+        assert "/readyz" in " ".join(s["healthcheck"]["test"]), n
+        drain = int(s["environment"]["NODE_DRAIN_SECONDS"])
+        grace = int(str(s["stop_grace_period"]).rstrip("s"))
+        assert grace >= drain + 5, (n, drain, grace)  # the drain and the 5 s limit
+    with open(os.path.join(REPO, ".dockerignore")) as f:
+        ignored = {line.strip() for line in f if line.strip() and not line.startswith("#")}
+    assert {".git", "build", "run", "data", "cluster.secret"} <= ignored, ignored
+    with open(os.path.join(REPO, "Dockerfile")) as f:
+        docker = f.read()
+    final = docker[docker.rindex("\nFROM "):]  # the image that runs
+    assert re.search(r"^USER dchat$", final, re.M), "the image runs as root"
+    assert re.search(r'^CMD \["dchat-node"', final, re.M), "no default command"
+
+
 def compose_command():
     if shutil.which("docker-compose"):
         return ["docker-compose"]

@@ -223,6 +223,63 @@ def test_sigterm_closes_clients_with_1001_and_exits_0(logdir, procs):
     procs.remove(nodes[0])
 
 
+def test_sigterm_with_a_drain_spreads_the_closes(logdir, procs):
+    """--drain-seconds 3: on SIGTERM the node leaves discovery at once,
+    refuses new clients (503) and is not ready, while its clients are
+    closed with 1001 a few at a time over the drain (their reconnects then
+    spread over the other nodes), those still there getting every message
+    until their turn; then it exits 0."""
+    d, nodes = start_cluster(logdir, procs, 2, node_extra=("--drain-seconds", "3"))
+    a, b = nodes
+
+    async def go():
+        clients = [await websockets.connect(a.ws_url) for _ in range(20)]
+        sender = await websockets.connect(b.ws_url)
+        loop = asyncio.get_running_loop()
+
+        async def watch(ws):
+            texts = []
+            try:
+                while True:
+                    texts.append(json.loads(await ws.recv())["payload"][0]["text"])
+            except websockets.ConnectionClosed as e:
+                return loop.time(), e.code, texts
+        watchers = [asyncio.create_task(watch(ws)) for ws in clients]
+        a.p.send_signal(15)
+        # At once: out of discovery's list, not ready, new clients refused.
+        while a.id in d.active_ids():
+            await asyncio.sleep(0.02)
+        st, body = http_json(a.url + "/readyz")
+        assert st == 503 and "the node is shutting down" in body["reasons"], body
+        with pytest.raises(websockets.InvalidStatusCode) as e:
+            await websockets.connect(a.ws_url)
+        assert e.value.status_code == 503
+        # Meanwhile a sender on b goes on; a's clients get it until closed.
+        sent = 0
+        while not all(w.done() for w in watchers):
+            await sender.send(new_message(f"during-{sent}"))
+            sent += 1
+            await asyncio.sleep(0.05)
+            assert sent < 400, "the drain did not end"
+        await sender.close()
+        return [w.result() for w in watchers]
+    results = run(go())
+    assert all(code == 1001 for (_, code, _) in results), [c for (_, c, _) in results]
+    times = sorted(t for (t, _, _) in results)
+    assert times[-1] - times[0] >= 1.0, f"closed within {times[-1] - times[0]:.2f} s"
+    # Each got the messages in order with nothing missing up to its close,
+    # and the last ones got messages sent after the first ones were gone.
+    for (_, _, texts) in results:
+        n = [int(t.split("-")[1]) for t in texts]
+        assert n == list(range(n[0], n[0] + len(n))) if n else True, n
+    assert max(len(texts) for (_, _, texts) in results) > \
+        min(len(texts) for (_, _, texts) in results)
+    a.p.wait(timeout=HANG)
+    assert a.p.returncode == 0
+    a.check_sanitizers()
+    procs.remove(a)
+
+
 # --- bad input from clients ------------------------------------------------
 
 @pytest.fixture
