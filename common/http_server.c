@@ -122,7 +122,7 @@ struct http_server {
     uint64_t deferred_total;    /* reads deferred since start */
     struct hconn *wait_head, *wait_tail;
     uv_idle_t starter;          /* active while some wait: handles them */
-    uv_prepare_t turn;          /* resets handled before each poll */
+    uv_check_t turn;            /* resets handled after each poll */
     int turn_handles;           /* of starter and turn, not closed yet */
     int port;
     bool closing;
@@ -769,8 +769,11 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     http_server *s = c->s;
-    if (s->handled >= s->cfg.reads_per_turn && (size_t)nread <= HTTP_DEFER_READ_MAX &&
-        c->pending == NULL && s->deferred_bytes + (size_t)nread <= HTTP_DEFER_BYTES) {
+    /* Past the budget, or behind others still waiting (first come, first
+     * served), a small read waits its turn. */
+    if ((s->handled >= s->cfg.reads_per_turn || s->wait_head != NULL) &&
+        (size_t)nread <= HTTP_DEFER_READ_MAX && c->pending == NULL &&
+        s->deferred_bytes + (size_t)nread <= HTTP_DEFER_BYTES) {
         conn_defer(c, buf->base, (size_t)nread);
         return;
     }
@@ -1034,7 +1037,9 @@ static void starter_cb(uv_idle_t *h)
         uv_idle_stop(h);
 }
 
-static void turn_cb(uv_prepare_t *h)
+/* After the poll: the next turn's budget starts with its idle phase,
+ * where the oldest waiting reads go first. */
+static void turn_cb(uv_check_t *h)
 {
     http_server *s = h->data;
     s->handled = 0;
@@ -1129,10 +1134,10 @@ int http_server_start(uv_loop_t *loop, const char *host, int port,
     uv_tcp_init(loop, &s->listener);
     s->listener.data = s;
     uv_idle_init(loop, &s->starter);
-    uv_prepare_init(loop, &s->turn);
+    uv_check_init(loop, &s->turn);
     s->starter.data = s->turn.data = s;
     s->turn_handles = 2;
-    uv_prepare_start(&s->turn, turn_cb);
+    uv_check_start(&s->turn, turn_cb);
     uv_unref((uv_handle_t *)&s->turn);
     rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&sa, 0);
     if (rc == 0)

@@ -114,9 +114,10 @@ struct http_server_config {
      * microseconds: thousands of clients reconnecting at once would
      * otherwise be served in one turn and hold everything else on the loop
      * (a node's message flow) for a second. Past the budget, what a read
-     * brought waits, and that connection is not read, until a later turn,
-     * oldest first; the request timeout runs all the same. Accepting stays
-     * immediate, so the kernel's queue never overflows. */
+     * brought waits, and that connection is not read, until a later turn;
+     * while some wait, new reads queue behind them, and each turn begins
+     * with the oldest. The request timeout runs all the same. Accepting
+     * stays immediate, so the kernel's queue never overflows. */
     unsigned reads_per_turn;
     /* Connections taken by on_upgrade and still open (each holds a
      * descriptor), counted against max_connections with the server's own,
