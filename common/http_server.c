@@ -1029,9 +1029,8 @@ static void starter_cb(uv_idle_t *h)
         char *data = take_pending(c, &len);
         conn_input(c, data, len);
         free(data);
-        if (!c->closing && !c->close_after_write && !c->read_paused && !c->deferred &&
-            c->tcp != NULL && uv_read_start((uv_stream_t *)c->tcp, alloc_cb, read_cb) != 0)
-            conn_close(c);
+        if (!c->read_paused) /* paused: its answers drain first (write_cb) */
+            conn_resume_reading(c);
     }
     if (s->wait_head == NULL)
         uv_idle_stop(h);

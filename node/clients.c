@@ -397,16 +397,10 @@ static void drain_tick(uv_timer_t *t)
     struct clients *cs = t->data;
     uint64_t elapsed = util_now_ms() - cs->drain_start_ms;
     size_t due = drain_due(cs->drain_total, elapsed, cs->drain_ms);
-    if (elapsed >= cs->drain_ms) {
-        /* Time is up: whoever is left (a client that came back in between
-         * was refused with 503, so none is new) goes now. */
-        uv_timer_stop(t);
-        for (size_t i = 0; i < cs->count; i++)
-            ws_conn_close(cs->all[i]->conn, 1001, "node shutting down");
-        return;
-    }
     /* Closing ones stay in the array until their close completes
-     * (on_close): skip them. */
+     * (on_close): skip them. Once time is up every one is due, and as
+     * clients that left by themselves were not counted, the loop then
+     * closes whoever is left (none is new: they get 503). */
     for (size_t i = 0; i < cs->count && cs->drain_closed < due; i++) {
         ws_conn *conn = cs->all[i]->conn;
         if (conn != NULL && ws_conn_is_open(conn)) {
@@ -414,6 +408,8 @@ static void drain_tick(uv_timer_t *t)
             cs->drain_closed++;
         }
     }
+    if (elapsed >= cs->drain_ms)
+        uv_timer_stop(t);
 }
 
 void clients_drain(struct clients *cs, unsigned ms, void (*done)(node *n))

@@ -250,15 +250,16 @@ static void readyz(node *n, http_request *req)
         json_array_append_new(why, json_string("not logged in with discovery"));
     if (n->store == NULL || !store_accepting(n->store))
         json_array_append_new(why, json_string("the history is not taking writes"));
-    uint32_t ids[8];
-    size_t down = n->mesh != NULL ? mesh_listed_not_up(n->mesh, ids, 8) : 0;
+    enum { NAMED = 8 }; /* peers named in the reason at most */
+    uint32_t ids[NAMED];
+    size_t down = n->mesh != NULL ? mesh_listed_not_up(n->mesh, ids, NAMED) : 0;
     if (down > 0) {
         char msg[200];
         int len = snprintf(msg, sizeof(msg), "%zu listed peer%s not linked:", down,
                            down == 1 ? "" : "s");
-        for (size_t i = 0; i < down && i < 8 && len > 0 && (size_t)len < sizeof(msg); i++)
+        for (size_t i = 0; i < down && i < NAMED && len > 0 && (size_t)len < sizeof(msg); i++)
             len += snprintf(msg + len, sizeof(msg) - (size_t)len, " %u", ids[i]);
-        if (down > 8 && len > 0 && (size_t)len < sizeof(msg))
+        if (down > NAMED && len > 0 && (size_t)len < sizeof(msg))
             snprintf(msg + len, sizeof(msg) - (size_t)len, " ...");
         json_array_append_new(why, json_string(msg));
     }

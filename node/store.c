@@ -784,13 +784,19 @@ static void raise_committed(store *s, const struct batch *b)
     }
 }
 
+/* Hands the batch in inflight to a worker (a first try, or a retry).
+ * uv_queue_work only fails on bad arguments. */
+static int queue_inflight(store *s)
+{
+    s->commit_started_ns = uv_hrtime();
+    s->work.data = s;
+    return uv_queue_work(s->loop, &s->work, commit_work, commit_done);
+}
+
 static void retry_cb(uv_timer_t *t)
 {
     store *s = t->data;
-    s->commit_started_ns = uv_hrtime();
-    s->work.data = s;
-    int rc = uv_queue_work(s->loop, &s->work, commit_work, commit_done);
-    if (rc != 0) /* bad arguments only; try again later rather than hang */
+    if (queue_inflight(s) != 0) /* try again later rather than hang */
         uv_timer_start(&s->retry, retry_cb, s->retry_ms, 0);
 }
 
@@ -887,9 +893,7 @@ static void start_commit(store *s)
     s->pending.used = 0;
     s->pending.nregs = 0;
     s->working = 1;
-    s->commit_started_ns = uv_hrtime();
-    s->work.data = s;
-    int rc = uv_queue_work(s->loop, &s->work, commit_work, commit_done);
+    int rc = queue_inflight(s);
     if (rc != 0) {
         /* Only fails on bad arguments; say so loudly rather than hang. */
         log_error("history: cannot start a commit: %s", uv_strerror(rc));
