@@ -9,7 +9,8 @@
 #   make fuzz     build the libFuzzer targets (clang) under build/fuzz and run
 #                 each for FUZZ_SECONDS (60); a crash fails it
 #   make tools    build send-floor and conn-scale (docs/PERFORMANCE.md,
-#                 "Connection scale") into build/bin
+#                 "Connection scale") and netwire (a switch between TAP
+#                 devices that delays, loses and cuts) into build/bin
 #
 # Third-party code comes only from Debian packages; llhttp's C sources are
 # compiled from /usr/share/llhttp into build/, never copied into the tree.
@@ -139,7 +140,7 @@ clean:
 	rm -rf build
 
 help:
-	@sed -n '1,11p' Makefile
+	@sed -n '1,13p' Makefile
 
 # --- the inner targets: the packages are there ----------------------------
 programs: $(BINS)
@@ -204,7 +205,10 @@ $(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(ALL_LIBS)
 # --- tools: standalone measurement programs (libc only) ---------------------
 # send-floor (the one-send-per-socket floor) and conn-scale (many idle
 # WebSocket clients on one node); docs/PERFORMANCE.md, "Connection scale".
-TOOLS := $(addprefix $(BUILD)/bin/,send-floor conn-scale)
+# netwire: a learning switch between TAP devices that impairs its links as
+# tc netem would (delay, jitter, loss, cuts), for the fault tests in
+# network namespaces on kernels without sch_netem.
+TOOLS := $(addprefix $(BUILD)/bin/,send-floor conn-scale netwire)
 .PHONY: tools
 tools: $(TOOLS)
 
