@@ -11,6 +11,8 @@
 #   make tools    build send-floor and conn-scale (docs/PERFORMANCE.md,
 #                 "Connection scale") and netwire (a switch between TAP
 #                 devices that delays, loses and cuts) into build/bin
+#   make faults   only the fault tests (root: a cluster in network namespaces,
+#                 scripts/netns-cluster.sh), one checker line per fault
 #
 # Third-party code comes only from Debian packages; llhttp's C sources are
 # compiled from /usr/share/llhttp into build/, never copied into the tree.
@@ -87,7 +89,7 @@ FUZZ_FLAGS   := BUILD=$(FUZZ_BUILD) CC=clang SANITIZE=fuzzer-no-link,address,und
                 OPT="-O1 -g"
 FUZZ_BINS    := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/fuzz/%,$(FUZZ_SRC))
 
-.PHONY: all deps deps-run deps-test deps-fuzz fuzz programs test unit e2e run install clean help have-deps
+.PHONY: all deps deps-run deps-test deps-fuzz fuzz programs test unit e2e faults run install clean help have-deps
 .DEFAULT_GOAL := all
 
 # --- the public targets: dependencies first, then a make that builds ------
@@ -119,6 +121,11 @@ e2e: deps-test
 	@$(SUBMAKE) $(TEST_FLAGS) $(TEST_BINS)
 	@sh scripts/run-tests.sh $(TEST_BUILD) e2e
 
+faults: deps-test
+	@$(SUBMAKE) $(TEST_FLAGS) $(TEST_BINS) tools
+	@DCHAT_BIN_DIR="$(CURDIR)/$(TEST_BUILD)/bin" /usr/bin/python3 -m pytest -q -rfEs -s \
+	    -p no:cacheprovider tests/e2e/test_faults.py
+
 # The libFuzzer targets (tests/fuzz/fuzz_*.c), built by clang with the
 # program modules instrumented for coverage, ASan and UBSan, then run one
 # after another by scripts/fuzz.sh on a scratch copy of their corpus.
@@ -140,7 +147,7 @@ clean:
 	rm -rf build
 
 help:
-	@sed -n '1,13p' Makefile
+	@sed -n '1,15p' Makefile
 
 # --- the inner targets: the packages are there ----------------------------
 programs: $(BINS)

@@ -16,6 +16,8 @@
  * answers to our marks (link_may_relay). */
 #include "node/mesh.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,6 +40,11 @@
 /* A link up that has had nothing for this long (peers send marks every
  * --sync-interval) is taken for dead when its peer dials again. */
 #define MESH_LINK_IDLE_MS(m) (2 * (uint64_t)(m)->n->cfg.sync_interval_ms + 1000)
+/* ... and closed by the tick once nothing has come for this long: a
+ * partition that drops packets silently leaves TCP retransmitting for
+ * many minutes, with our messages piling up on a link that carries
+ * nothing. Three missed marks and two seconds. */
+#define MESH_LINK_DEAD_MS(m) (3 * (uint64_t)(m)->n->cfg.sync_interval_ms + 2000)
 
 struct member;
 
@@ -465,6 +472,16 @@ static void tick_cb(uv_timer_t *t)
     for (size_t i = m->nup; i-- > 0;) {
         if (i >= m->nup)
             continue;
+        peer *p = m->up[i]->p;
+        uint64_t quiet = now - peer_last_read_ms(p);
+        if (quiet > MESH_LINK_DEAD_MS(m)) {
+            char why[160];
+            snprintf(why, sizeof(why), "nothing from the peer for %" PRIu64 " ms (its marks come "
+                     "every %u ms): the link is taken for dead and dialled again", quiet,
+                     m->n->cfg.sync_interval_ms);
+            peer_close(p, why);
+            continue;
+        }
         sync_tick(m->up[i]->sync, now);
     }
     for (size_t i = 0; i < m->nmembers; i++) {

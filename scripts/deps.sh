@@ -25,10 +25,11 @@ PLOT_PKGS="$RUN_PKGS python3 python3-matplotlib procps"
 # its recommended Docker engine, which nothing here starts). chromium,
 # chromium-driver and python3-selenium: tests/e2e/test_web.py drives the
 # node's web page in a headless browser. python3-matplotlib: test_plot.py
-# and test_compare.py.
+# and test_compare.py. iproute2: the fault tests' network namespaces
+# (scripts/netns-cluster.sh, tests/e2e/test_faults.py).
 TEST_PKGS="$RUN_PKGS sqlite3 libcmocka-dev python3 python3-pytest python3-websockets \
 python3-requests python3-yaml procps openssl nats-server python3-matplotlib docker-compose \
-chromium chromium-driver python3-selenium"
+chromium chromium-driver python3-selenium iproute2"
 # libclang-rt-dev holds libFuzzer and the sanitizer runtimes for clang.
 FUZZ_PKGS="$BUILD_PKGS clang libclang-rt-dev"
 
