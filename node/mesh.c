@@ -281,14 +281,15 @@ static int link_adopt_cb(peer *p, void *ud)
     return 0;
 }
 
-/* Whether a message of origin may come on l: the peer's own, or another
- * origin's as an answer to our marks, i.e. one we did not mark direct
- * (those come from their own node) and one we know of (in our history or
- * a node we know): so no peer can speak for a node we link to, nor claim
- * numbers of a node that does not exist yet. */
+/* Whether a message of origin may come on l: the peer's own, ours (sent
+ * back when our history lacks it, catchup.h), or another origin's as an
+ * answer to our marks, i.e. one we did not mark direct (those come from
+ * their own node) and one we know of (in our history or a node we know):
+ * so no peer can speak for a node we link to, nor claim numbers of a node
+ * that does not exist yet. */
 static bool link_may_relay(struct link *l, uint32_t origin)
 {
-    if (origin == peer_id(l->p))
+    if (origin == peer_id(l->p) || origin == l->mesh->n->id)
         return true;
     if (sync_marked_direct(l->sync, origin))
         return false;

@@ -112,7 +112,7 @@ static void send_out(node *n, const struct held *h, size_t k)
         r->counters.client_frames_out += to[i];
         note_sent(r, to[i], h[i].read_ns, RELAY_FROM_CLIENT);
         if (h[i].origin == r->seq_origin)
-            r->sent = h[i].seq;
+            r->sent = UTIL_MAX(r->sent, h[i].seq);
     }
 }
 
@@ -217,14 +217,13 @@ enum relay_result relay_remote(node *n, const struct chat_message *m, bool repai
     uint64_t read_ns = util_now_ns();
     r->counters.peer_msgs_in++;
     r->counters.repair_in += repair;
-    if (m->origin == n->id) {
-        /* Our own message back from a peer's repair: we stored it before it
-         * ever left (or, with --fsync off, accepted that risk). */
-        r->counters.dropped_dup++;
-        return RELAY_DUP;
-    }
+    /* Our own origin, which the relay numbers (it has, since start). */
+    bool numbered = m->origin == n->id && r->seq_origin == n->id;
     uint64_t mark = store_highest(n->store, m->origin);
-    if (m->seq <= mark) {
+    /* Of our own origin too: a peer sends it back when our history lacks
+     * it (catchup.h). We append every seq we number, so one we numbered is
+     * never above our highest: the second test only says it outright. */
+    if (m->seq <= mark || (numbered && m->seq < r->next_seq)) {
         r->counters.dropped_dup++;
         log_debug("ignoring message %" PRIu32 "/%" PRIu64 " from a peer: already had it",
                   m->origin, m->seq);
@@ -244,6 +243,16 @@ enum relay_result relay_remote(node *n, const struct chat_message *m, bool repai
     }
     store_append(n->store, m); /* which makes it the origin's highest */
     r->counters.repaired += repair;
+    if (numbered) {
+        /* Numbering goes on after it, and it counts as sent: it goes to
+         * our clients now, and catch-up may serve it once committed. Our
+         * clients get it like any repaired message: those connected now
+         * never had it from this history; one that saw it live before a
+         * crash (--fsync off) ignores a messageId it has (PROTOCOL.md
+         * 1.6). */
+        r->next_seq = m->seq + 1;
+        r->sent = UTIL_MAX(r->sent, m->seq);
+    }
     if (n->cfg.test_drop_every && ++r->remote_count % n->cfg.test_drop_every == 0)
         return RELAY_NEW; /* --test-drop-every: a deliberately lossy node for tests */
 

@@ -7,7 +7,9 @@
  * sequence number of). A message from a peer is delivered to the local
  * clients only, never forwarded, stored, and accepted only as the next of
  * its origin: a duplicate is ignored, one after a gap too (the gap is
- * repaired by anti-entropy, see sync.h, which delivers in order).
+ * repaired by anti-entropy, see sync.h, which delivers in order). That
+ * holds for our own origin too: peers send back what our history lacks
+ * of it (a crash with --fsync off, a history restored or deleted).
  * The relay knows its recipients only as the sinks main hands it at
  * start: it calls nothing of clients or the mesh, which call into it. It
  * owns the message counters and the time-in-node histogram of /metrics. */
@@ -54,8 +56,9 @@ int relay_local(node *n, struct chat_message *m);
 
 enum relay_result { RELAY_NEW, RELAY_DUP, RELAY_GAP };
 
-/* Takes a message received from a peer: delivered to the local clients
- * and stored when it is the next one of its origin (RELAY_NEW); ignored
+/* Takes a message received from a peer, of any origin, ours included:
+ * delivered to the local clients and stored when it is the next one of
+ * its origin (RELAY_NEW; numbering then goes on after one of ours); ignored
  * when already had (RELAY_DUP), or when messages before it are missing or
  * the store cannot take it now (RELAY_GAP: the caller should ask that
  * peer again). repair: the peer sent it by anti-entropy catch-up

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import urllib.request
 
@@ -300,6 +301,97 @@ def test_sigkill_mid_burst_loses_nothing_and_reuses_no_number(logdir, procs):
     for n in nodes:
         assert [m["text"] for m in history(n, a.id)] == \
             [f"k{i}" for i in range(kept)] + ["after restart"]
+
+
+def delete_history(node):
+    """Removes the node's history.db (and its WAL) but keeps node.json, so
+    that the node comes back with its id and an empty history. The node
+    must be stopped (its data dir LOCK is the kernel's, gone with it)."""
+    assert not node.alive()
+    assert os.path.exists(os.path.join(node.data_dir, "node.json"))
+    for suffix in ("", "-wal", "-shm"):
+        path = os.path.join(node.data_dir, "history.db" + suffix)
+        if os.path.exists(path):
+            os.remove(path)
+
+
+def repaired(node):
+    return metrics(node.url)[("dchat_gaps_repaired_total", None)]
+
+
+async def watch_until(ws, text):
+    """The messages ws receives up to and including the one with text."""
+    got = []
+    while not got or got[-1]["text"] != text:
+        got += await frames_until(ws, 1)
+    return got
+
+
+def test_a_node_whose_history_was_deleted_gets_its_own_messages_back(logdir, procs):
+    # Issue 15: a node keeps its id (node.json) but loses history.db. Its
+    # peers hold its messages 1..n: they send them back, and its numbering
+    # goes on after them.
+    _, nodes = start_cluster(logdir, procs, 3, node_extra=FAST_SYNC)
+    a, b, c = nodes
+    n = 40
+    texts = [f"own{i}" for i in range(n)]
+    run(send_accepted(a, texts))
+    wait_converged(nodes, {a.id: (n, n)})
+    a.stop()
+    delete_history(a)
+    a.restart()
+    wait_mesh(nodes)
+    wait_converged(nodes, {a.id: (n, n)})
+    assert [m["text"] for m in history(a, a.id)] == texts
+    assert repaired(a) == n   # each taken once, however many peers sent it
+
+    async def after():
+        watcher = await connect(b)
+        mine = await send_accepted(a, ["after the repair"])
+        seen = await watch_until(watcher, "after the repair")
+        await watcher.close()
+        return mine[0], seen
+    mine, seen = run(after())
+    assert mine["id"] == n + 1
+    assert [m["id"] for m in seen] == [n + 1]
+    wait_converged(nodes, {a.id: (n + 1, n + 1)})
+
+
+def test_fsync_off_a_crash_before_the_commit_is_repaired_from_peers(logdir, procs):
+    # With --fsync off a node's messages go out before their batch commits.
+    # Another connection holds the write lock of a's history, so that the
+    # batch cannot commit; a is killed meanwhile, and its history lacks
+    # what its peers got. They send it back after the restart.
+    d = Discovery(logdir)
+    procs.append(d)
+    a = Node(d, logdir, extra=("--fsync", "off", *FAST_SYNC))
+    procs.append(a)
+    others = [Node(d, logdir, extra=FAST_SYNC) for _ in range(2)]
+    procs.extend(others)
+    nodes = [a, *others]
+    wait_mesh(nodes)
+    stored = [f"stored{i}" for i in range(20)]
+    lost = [f"lost{i}" for i in range(10)]
+    run(send_accepted(a, stored))
+    wait_converged(nodes, {a.id: (20, 20)})
+    lock = sqlite3.connect(os.path.join(a.data_dir, "history.db"), isolation_level=None)
+    try:
+        lock.execute("BEGIN IMMEDIATE")   # the write lock: a's commits wait
+        run(send_accepted(a, lost))       # out at once, before their commit
+        for nd in others:
+            wait_until(lambda: digest(nd).get(a.id) == (30, 30) and
+                       not nd.status()["history"]["pending"], HANG,
+                       f"{nd.name} to store a's 30")
+        assert a.status()["history"]["pending"] is True   # a has not stored them
+        a.kill()
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    a.restart()
+    wait_mesh(nodes)
+    wait_converged(nodes, {a.id: (30, 30)})
+    assert [m["text"] for m in history(a, a.id)] == stored + lost
+    assert repaired(a) == 10
 
 
 def test_a_client_reconnecting_elsewhere_gets_exactly_what_it_missed(logdir, procs):
