@@ -312,6 +312,12 @@ void sync_link_written(sync_link *s)
 void sync_on_marks(sync_link *s, const struct peer_frame *f)
 {
     struct sync *y = s->y;
+    /* What the peer holds of our own origin: numbering must not give
+     * those numbers again (relay_own_marked). Never direct: a peer marks
+     * direct only nodes other than the one it sends its marks to. */
+    uint64_t ours = peer_proto_mark_of(f, y->n->id);
+    if (ours != 0 && ours != PEER_MARK_DIRECT)
+        relay_own_marked(y->n, peer_id(s->p), ours);
     size_t count;
     const struct store_origin *o = store_origins(y->n->store, &count);
     catchup_marks(s->cu, f, o, count);
