@@ -113,7 +113,7 @@ void catchup_queued(catchup *c, uint32_t origin, uint64_t seq)
 }
 
 size_t catchup_marks(catchup *c, const struct peer_frame *f, const struct store_origin *ours,
-                     size_t n, uint32_t skip)
+                     size_t n)
 {
     bool reset = (f->flags & PEER_MARKS_REFUSED) != 0;
     /* The new table: one entry per origin of ours or of the old table (the
@@ -145,7 +145,7 @@ size_t catchup_marks(catchup *c, const struct peer_frame *f, const struct store_
             known_raise(&e, theirs);
         }
         nk[nn++] = e;
-        if (o != NULL && origin != skip && !direct && o->highest > e.has) {
+        if (o != NULL && !direct && o->highest > e.has) {
             if (c->ncu == c->capcu) {
                 c->capcu = c->capcu ? 2 * c->capcu : 16;
                 c->cu = xrealloc(c->cu, c->capcu * sizeof(*c->cu));

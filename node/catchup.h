@@ -33,13 +33,17 @@ void catchup_free(catchup *c);
 /* The peer's MARKS frame f (as decoded: its entries are in strictly
  * ascending origin order, flags included). ours is this node's origins in
  * ascending order (store_origins()). Updates what the peer has, then
- * replaces the cursors: one per origin of ours, except skip (the peer's own
- * id: it has all of its own) and origins the peer gets directly
- * (PEER_MARK_DIRECT), whose highest seq is above what the peer has or will
- * have from this link. Neither f nor ours is kept. Returns the number of
- * cursors. */
+ * replaces the cursors: one per origin of ours, except origins the peer
+ * gets directly (PEER_MARK_DIRECT), whose highest seq is above what the
+ * peer has or will have from this link. The peer's own origin is no
+ * exception: a node whose history lost the tail of its own messages (a
+ * crash with --fsync off, a history restored or deleted) marks less of it
+ * than we hold, and gets it back like any other origin; a node that lost
+ * nothing marks at least what it sent out (sync.c), so this costs no frame
+ * then.
+ * Neither f nor ours is kept. Returns the number of cursors. */
 size_t catchup_marks(catchup *c, const struct peer_frame *f, const struct store_origin *ours,
-                     size_t n, uint32_t skip);
+                     size_t n);
 
 /* The cursor to serve next: false when there is none; otherwise *origin,
  * and *after, the seq after which the peer lacks everything of it (what it

@@ -4,6 +4,7 @@
  * pushes over the clients of the message's chat. */
 #include "node/clients.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -197,12 +198,25 @@ static void on_text(ws_conn *conn, const char *data, size_t len, void *ud)
         flow_note(n, &c->flow);
         if (relay_local(n, &req.msg) != 0) {
             const char *failing = n->store != NULL ? store_failing(n->store, NULL) : NULL;
+            struct relay_own own;
+            relay_own(n, &own);
+            char e[400];
             if (n->id == 0) {
                 send_error(c, "node is not registered with discovery yet; retry shortly");
             } else if (failing != NULL) {
-                char e[400];
                 snprintf(e, sizeof(e), "node cannot store messages now (%s); the message "
                          "was not taken: send it again later or use another node", failing);
+                send_error(c, e);
+            } else if (own.state == RELAY_OWN_WAITING) {
+                send_error(c, "node cannot number messages yet: it has just started and "
+                              "waits to hear from its peers what they hold of its messages; "
+                              "the message was not taken: send it again shortly or use "
+                              "another node");
+            } else if (own.state == RELAY_OWN_BEHIND) {
+                snprintf(e, sizeof(e), "node cannot number messages yet: its peers hold %" PRIu64
+                         " of its messages that its history lacks, which it is fetching back; "
+                         "the message was not taken: send it again shortly or use another "
+                         "node", own.behind);
                 send_error(c, e);
             } else {
                 send_error(c, "node is overloaded (history writes are behind); retry "

@@ -67,6 +67,7 @@ struct member {
     uint64_t next_dial_ms;
     uint64_t up_since_ms;
     uint64_t cut_until_ms;    /* tests: no link to it before this */
+    bool marks_heard;         /* it sent us MARKS since start */
 };
 
 struct mesh {
@@ -90,6 +91,8 @@ struct mesh {
     uint64_t auth_logged_ms;
     char auth_last[160];      /* the latest one, for the log */
     uint64_t forged;          /* messages refused by link_may_relay */
+    bool listed_once;         /* a list from discovery came since start */
+    bool own_heard;           /* relay_own_heard was called */
     bool stopping;
 };
 
@@ -288,14 +291,15 @@ static int link_adopt_cb(peer *p, void *ud)
     return 0;
 }
 
-/* Whether a message of origin may come on l: the peer's own, or another
- * origin's as an answer to our marks, i.e. one we did not mark direct
- * (those come from their own node) and one we know of (in our history or
- * a node we know): so no peer can speak for a node we link to, nor claim
- * numbers of a node that does not exist yet. */
+/* Whether a message of origin may come on l: the peer's own, ours (sent
+ * back when our history lacks it, catchup.h), or another origin's as an
+ * answer to our marks, i.e. one we did not mark direct (those come from
+ * their own node) and one we know of (in our history or a node we know):
+ * so no peer can speak for a node we link to, nor claim numbers of a node
+ * that does not exist yet. */
 static bool link_may_relay(struct link *l, uint32_t origin)
 {
-    if (origin == peer_id(l->p))
+    if (origin == peer_id(l->p) || origin == l->mesh->n->id)
         return true;
     if (sync_marked_direct(l->sync, origin))
         return false;
@@ -303,12 +307,57 @@ static bool link_may_relay(struct link *l, uint32_t origin)
     return store_highest(m->n->store, origin) > 0 || member_find(m, origin) != NULL;
 }
 
+/* Numbering our own messages waits after a start until every peer on
+ * discovery's list has told us, in its marks, what it holds of our origin
+ * (relay.h, relay_own), or until RELAY_OWN_WAIT_MS have passed: a listed
+ * peer that stays unreachable must not keep the node from taking messages
+ * for ever. Called when a list or marks arrive, and on the tick. */
+static void own_check(struct mesh *m, uint64_t now)
+{
+    if (m->own_heard)
+        return;
+    size_t unheard = 0;
+    char ids[160] = "";
+    for (size_t i = 0; i < m->nmembers; i++) {
+        const struct member *mb = m->members[i];
+        if (!mb->listed || mb->marks_heard)
+            continue;
+        size_t len = strlen(ids);
+        if (len + 12 < sizeof(ids))
+            snprintf(ids + len, sizeof(ids) - len, " %u", mb->info.id);
+        unheard++;
+    }
+    bool heard = m->listed_once && unheard == 0;
+    if (!heard && now - m->n->started_ms < RELAY_OWN_WAIT_MS)
+        return;
+    struct relay_own own;
+    relay_own(m->n, &own);
+    if (!heard && own.state == RELAY_OWN_WAITING) {
+        char why[200];
+        if (m->listed_once)
+            snprintf(why, sizeof(why), "listed peer(s)%s sent no marks", ids);
+        else
+            snprintf(why, sizeof(why), "no list of peers came from discovery");
+        log_warn("numbering new messages after seq %" PRIu64 ", the highest of this node's "
+                 "history, though %s within %d s of the start: should a peer hold later "
+                 "messages of this node, those numbers are given twice (logged as an error "
+                 "when it tells); check that this node reaches discovery and its peers",
+                 own.highest, why, RELAY_OWN_WAIT_MS / 1000);
+    }
+    m->own_heard = true;
+    relay_own_heard(m->n);
+}
+
 static void link_frame_cb(peer *p, const struct peer_frame *f, void *ud)
 {
     struct link *l = ud;
     node *n = l->mesh->n;
     if (f->type == PEER_MARKS) {
-        sync_on_marks(l->sync, f);
+        sync_on_marks(l->sync, f); /* first: the relay learns what it holds */
+        if (l->member != NULL && !l->member->marks_heard) {
+            l->member->marks_heard = true;
+            own_check(l->mesh, util_now_ms());
+        }
         return;
     }
     if (!link_may_relay(l, f->origin)) {
@@ -468,6 +517,7 @@ static void tick_cb(uv_timer_t *t)
     auth_log(m, now);
     if (m->n->id == 0)
         return;
+    own_check(m, now);
     /* Backwards: a send that fails closes its link, which leaves m->up. */
     for (size_t i = m->nup; i-- > 0;) {
         if (i >= m->nup)
@@ -566,6 +616,8 @@ void mesh_update(struct mesh *m, const struct peer_info *list, size_t count,
         }
         member_remove(m, mb); /* swaps the last member into slot i */
     }
+    m->listed_once = true;
+    own_check(m, now);
 }
 
 size_t mesh_broadcast(struct mesh *m, msgbuf *frame, uint32_t origin, uint64_t seq)

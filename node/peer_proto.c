@@ -129,6 +129,22 @@ void peer_proto_mark(const struct peer_frame *f, uint32_t i, uint32_t *origin,
     *seq = get64(f->marks + (size_t)i * MARK_SIZE + 4);
 }
 
+uint64_t peer_proto_mark_of(const struct peer_frame *f, uint32_t origin)
+{
+    for (uint32_t lo = 0, hi = f->nmarks; lo < hi;) {
+        uint32_t mid = lo + (hi - lo) / 2, o;
+        uint64_t seq;
+        peer_proto_mark(f, mid, &o, &seq);
+        if (o == origin)
+            return seq;
+        if (o < origin)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 0;
+}
+
 void peer_decoder_init(peer_decoder *d, size_t max_frame)
 {
     memset(d, 0, sizeof(*d));

@@ -70,6 +70,10 @@ struct peer_frame {
 void peer_proto_mark(const struct peer_frame *f, uint32_t i, uint32_t *origin,
                      uint64_t *seq);
 
+/* The seq of origin's entry in a decoded MARKS frame (its entries are in
+ * ascending origin order: a binary search), 0 when it has none. */
+uint64_t peer_proto_mark_of(const struct peer_frame *f, uint32_t origin);
+
 /* A MARKS frame built entry by entry: begin (room for at most max entries,
  * and never more than fit PEER_PROTO_MAX_FRAME: PEER_PROTO_MAX_MARKS), add
  * in strictly ascending origin order, end. */

@@ -34,6 +34,14 @@ struct relay {
     uint64_t next_seq;       /* 0 until known (needs the node id) */
     uint32_t seq_origin;     /* the id next_seq counts for */
     uint64_t sent;           /* highest seq of seq_origin sent out */
+    /* Numbering of our own origin (relay.h, relay_own). */
+    uint32_t own_loaded;     /* the id at start (node.json), 0 for a new node */
+    bool own_heard;          /* relay_own_heard: no more WAITING */
+    uint32_t hold_origin;    /* the id peers_highest counts for */
+    uint64_t peers_highest;  /* of hold_origin, the highest a peer claimed */
+    uint64_t numbered_from;  /* the first seq of seq_origin numbered, 0: none */
+    uint64_t conflict_upto;  /* conflicts logged up to this seq */
+    uint64_t conflicts;
     struct held *held;       /* a ring, oldest at head */
     size_t head, nheld, capheld;
     size_t held_cost;        /* outq_cost of the held client frames */
@@ -112,7 +120,7 @@ static void send_out(node *n, const struct held *h, size_t k)
         r->counters.client_frames_out += to[i];
         note_sent(r, to[i], h[i].read_ns, RELAY_FROM_CLIENT);
         if (h[i].origin == r->seq_origin)
-            r->sent = h[i].seq;
+            r->sent = UTIL_MAX(r->sent, h[i].seq);
     }
 }
 
@@ -167,6 +175,7 @@ void relay_init(node *n, const struct relay_sinks *sinks)
 {
     n->relay = xcalloc(1, sizeof(*n->relay));
     n->relay->sinks = *sinks;
+    n->relay->own_loaded = n->id; /* membership_load ran: from node.json */
     for (size_t i = 0; i < 2; i++)
         metrics_histogram_init(&n->relay->in_node[i], in_node_bounds,
                                sizeof(in_node_bounds) / sizeof(in_node_bounds[0]));
@@ -176,11 +185,75 @@ void relay_init(node *n, const struct relay_sinks *sinks)
     message_set_frame_limit(message_frame_limit_of(n->cfg.max_message, n->cfg.max_queue));
 }
 
+static enum relay_own_state own_state(const node *n)
+{
+    const struct relay *r = n->relay;
+    if (n->id == r->own_loaded && !r->own_heard)
+        return RELAY_OWN_WAITING;
+    if (r->hold_origin == n->id && n->store != NULL &&
+        store_highest(n->store, n->id) < r->peers_highest)
+        return RELAY_OWN_BEHIND;
+    return RELAY_OWN_OPEN;
+}
+
+void relay_own(const node *n, struct relay_own *out)
+{
+    const struct relay *r = n->relay;
+    out->state = own_state(n);
+    out->highest = n->store != NULL ? store_highest(n->store, n->id) : 0;
+    out->peers_highest = r->hold_origin == n->id ? r->peers_highest : 0;
+    out->behind = out->peers_highest > out->highest ? out->peers_highest - out->highest : 0;
+    out->conflicts = r->conflicts;
+}
+
+void relay_own_heard(node *n)
+{
+    n->relay->own_heard = true;
+}
+
+void relay_own_marked(node *n, uint32_t peer, uint64_t seq)
+{
+    struct relay *r = n->relay;
+    uint64_t highest = store_highest(n->store, n->id);
+    if (seq <= highest)
+        return; /* the normal case: a peer holds what we sent it */
+    if (r->hold_origin != n->id) {
+        r->hold_origin = n->id;
+        r->peers_highest = 0;
+    }
+    if (seq > r->peers_highest) {
+        r->peers_highest = seq;
+        log_warn("node %" PRIu32 " holds this node's messages up to seq %" PRIu64 ", its "
+                 "history only up to %" PRIu64 " (history.db deleted or restored from an "
+                 "older copy, or a crash with --fsync off): taking them back from the peers, "
+                 "and refusing new client messages until then", peer, seq, highest);
+    }
+    if (r->seq_origin != n->id || r->numbered_from == 0 || r->numbered_from > seq)
+        return;
+    /* We numbered numbered_from .. next_seq - 1 (all at most our highest)
+     * since start: the peer holds other messages under those numbers. */
+    uint64_t hi = UTIL_MIN(seq, r->next_seq - 1);
+    if (hi <= r->conflict_upto)
+        return; /* said already */
+    uint64_t lo = UTIL_MAX(r->numbered_from, r->conflict_upto + 1);
+    r->conflicts += hi - lo + 1;
+    r->conflict_upto = hi;
+    log_error("this node numbered messages %" PRIu64 "..%" PRIu64 " since its start, but node "
+              "%" PRIu32 " holds other messages of this node under those numbers: its history "
+              "had lost them, and it numbered before it heard that peer's marks (it waits at "
+              "most %d s after a start). Peers dropped those new messages as duplicates, so "
+              "their clients never got them, and the histories differ there for good; ask "
+              "their senders to send them again. To avoid it, do not delete history.db or "
+              "put back an older copy while keeping node.json (remove both: the node then "
+              "registers anew), and let a restarted node reach its peers",
+              lo, hi, peer, RELAY_OWN_WAIT_MS / 1000);
+}
+
 int relay_local(node *n, struct chat_message *m)
 {
     struct relay *r = n->relay;
     uint64_t read_ns = util_now_ns();
-    if (n->id == 0 || !store_accepting(n->store))
+    if (n->id == 0 || !store_accepting(n->store) || own_state(n) != RELAY_OWN_OPEN)
         return -1;
     if (r->next_seq == 0 || r->seq_origin != n->id) {
         /* The first message since start, or since discovery gave us a new
@@ -189,6 +262,8 @@ int relay_local(node *n, struct chat_message *m)
         r->sent = store_highest(n->store, n->id);
         r->next_seq = r->sent + 1;
         r->seq_origin = n->id;
+        r->numbered_from = r->next_seq;
+        r->conflict_upto = 0;
     }
     m->origin = n->id;
     m->seq = r->next_seq++;
@@ -217,14 +292,13 @@ enum relay_result relay_remote(node *n, const struct chat_message *m, bool repai
     uint64_t read_ns = util_now_ns();
     r->counters.peer_msgs_in++;
     r->counters.repair_in += repair;
-    if (m->origin == n->id) {
-        /* Our own message back from a peer's repair: we stored it before it
-         * ever left (or, with --fsync off, accepted that risk). */
-        r->counters.dropped_dup++;
-        return RELAY_DUP;
-    }
+    /* Our own origin, which the relay numbers (it has, since start). */
+    bool numbered = m->origin == n->id && r->seq_origin == n->id;
     uint64_t mark = store_highest(n->store, m->origin);
-    if (m->seq <= mark) {
+    /* Of our own origin too: a peer sends it back when our history lacks
+     * it (catchup.h). We append every seq we number, so one we numbered is
+     * never above our highest: the second test only says it outright. */
+    if (m->seq <= mark || (numbered && m->seq < r->next_seq)) {
         r->counters.dropped_dup++;
         log_debug("ignoring message %" PRIu32 "/%" PRIu64 " from a peer: already had it",
                   m->origin, m->seq);
@@ -244,6 +318,16 @@ enum relay_result relay_remote(node *n, const struct chat_message *m, bool repai
     }
     store_append(n->store, m); /* which makes it the origin's highest */
     r->counters.repaired += repair;
+    if (numbered) {
+        /* Numbering goes on after it, and it counts as sent: it goes to
+         * our clients now, and catch-up may serve it once committed. Our
+         * clients get it like any repaired message: those connected now
+         * never had it from this history; one that saw it live before a
+         * crash (--fsync off) ignores a messageId it has (PROTOCOL.md
+         * 1.6). */
+        r->next_seq = m->seq + 1;
+        r->sent = UTIL_MAX(r->sent, m->seq);
+    }
     if (n->cfg.test_drop_every && ++r->remote_count % n->cfg.test_drop_every == 0)
         return RELAY_NEW; /* --test-drop-every: a deliberately lossy node for tests */
 

@@ -7,7 +7,9 @@
  * sequence number of). A message from a peer is delivered to the local
  * clients only, never forwarded, stored, and accepted only as the next of
  * its origin: a duplicate is ignored, one after a gap too (the gap is
- * repaired by anti-entropy, see sync.h, which delivers in order).
+ * repaired by anti-entropy, see sync.h, which delivers in order). That
+ * holds for our own origin too: peers send back what our history lacks
+ * of it (a crash with --fsync off, a history restored or deleted).
  * The relay knows its recipients only as the sinks main hands it at
  * start: it calls nothing of clients or the mesh, which call into it. It
  * owns the message counters and the time-in-node histogram of /metrics. */
@@ -49,13 +51,48 @@ void relay_on_commit(uint64_t gen, int ok, void *ud);
 /* Accepts a message from a local client: assigns origin, seq and time,
  * stores it and (once stored, see above) sends it to every local client
  * and every peer. Returns 0, or -1 when the node cannot accept messages
- * now (no id from discovery yet, or history writes far behind). */
+ * now: no id from discovery yet, history writes failing or far behind, or
+ * numbering not open (relay_own below). */
 int relay_local(node *n, struct chat_message *m);
+
+/* Numbering our own messages never gives a number a peer holds for
+ * another message (docs/PROTOCOL.md 3.2). Two things hold it back:
+ *  - WAITING: after a start with the id of an earlier run (node.json),
+ *    until the mesh has heard the marks of every peer on discovery's list,
+ *    or RELAY_OWN_WAIT_MS after the start, whichever comes first
+ *    (relay_own_heard). A node registered in this run, whose id is new,
+ *    does not wait;
+ *  - BEHIND: while a peer's marks said it holds more of our origin than
+ *    our history (relay_own_marked), until the repair (relay_remote) has
+ *    brought our history up to that. */
+#define RELAY_OWN_WAIT_MS 10000
+enum relay_own_state { RELAY_OWN_OPEN, RELAY_OWN_WAITING, RELAY_OWN_BEHIND };
+struct relay_own {
+    enum relay_own_state state;
+    uint64_t highest;       /* our origin's highest seq in the history */
+    uint64_t peers_highest; /* the highest a peer's marks claimed since start */
+    uint64_t behind;        /* peers_highest - highest, 0 when not above */
+    uint64_t conflicts;     /* numbers given here that a peer held for other
+                               messages (relay_own_marked) */
+};
+void relay_own(const node *n, struct relay_own *out);
+
+/* The mesh heard the marks of every listed peer, or gave up waiting for
+ * them: WAITING is over for this run. */
+void relay_own_heard(node *n);
+
+/* Peer peer's MARKS claim every seq of our origin up to seq (its entry;
+ * not PEER_MARK_DIRECT). Above our history's highest, numbering waits for
+ * the repair; if we already numbered some of those seqs in this run, the
+ * peer holds other messages under them: logged as an error, counted in
+ * conflicts. */
+void relay_own_marked(node *n, uint32_t peer, uint64_t seq);
 
 enum relay_result { RELAY_NEW, RELAY_DUP, RELAY_GAP };
 
-/* Takes a message received from a peer: delivered to the local clients
- * and stored when it is the next one of its origin (RELAY_NEW); ignored
+/* Takes a message received from a peer, of any origin, ours included:
+ * delivered to the local clients and stored when it is the next one of
+ * its origin (RELAY_NEW; numbering then goes on after one of ours); ignored
  * when already had (RELAY_DUP), or when messages before it are missing or
  * the store cannot take it now (RELAY_GAP: the caller should ask that
  * peer again). repair: the peer sent it by anti-entropy catch-up

@@ -3,6 +3,7 @@
  * the Prometheus text format (docs/METRICS.md). */
 #include "node/status.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,20 @@
 #include "node/relay.h"
 #include "node/store.h"
 #include "node/web.h"
+
+static const char *const own_states[] = { "open", "waiting", "behind" };
+
+/* history.own: whether the node numbers its clients' messages now, and
+ * what holds it back (relay.h, relay_own). */
+static json_t *own_json(const node *n)
+{
+    struct relay_own own;
+    relay_own(n, &own);
+    return json_pack("{s:s, s:I, s:I, s:I, s:I}", "numbering", own_states[own.state],
+                     "highest", (json_int_t)own.highest, "peersHighest",
+                     (json_int_t)own.peers_highest, "behind", (json_int_t)own.behind,
+                     "conflicts", (json_int_t)own.conflicts);
+}
 
 static json_t *status_json(const node *n)
 {
@@ -57,6 +72,9 @@ static json_t *status_json(const node *n)
                                                           : 0)));
     json_object_set_new(o, "forgedDropped",
                         json_integer((json_int_t)(n->mesh ? mesh_forged_dropped(n->mesh) : 0)));
+    json_t *history = json_object_get(o, "history");
+    if (json_is_object(history))
+        json_object_set_new(history, "own", own_json(n));
     size_t memberships, rooms = clients_rooms(n->clients, &memberships);
     json_object_set_new(o, "rooms", json_pack("{s:I, s:I}", "rooms", (json_int_t)rooms,
                                               "memberships", (json_int_t)memberships));
@@ -213,6 +231,19 @@ static void status_metrics(const node *n, struct metrics_out *m)
                       "1 while the history commits; 0 while a batch fails to (a full disk): "
                       "the node then refuses client messages and retries.",
                       store_failing(n->store, NULL) == NULL ? 1 : 0);
+        struct relay_own own;
+        relay_own(n, &own);
+        metrics_gauge(m, "dchat_history_own_numbering",
+                      "1 while the node numbers its clients' messages; 0 while it waits for "
+                      "its peers' marks after a start, or fetches back its own messages that "
+                      "peers hold and its history lacks (it refuses client messages then).",
+                      own.state == RELAY_OWN_OPEN ? 1 : 0);
+        metrics_gauge(m, "dchat_history_own_behind",
+                      "Messages of this node's own origin that a peer holds and its history "
+                      "lacks (being fetched back).", (double)own.behind);
+        metrics_counter(m, "dchat_history_own_conflicts_total",
+                        "Numbers this node gave its messages that a peer held for other "
+                        "messages of it (logged as an error).", own.conflicts);
         metrics_counter(m, "dchat_history_commit_failures_total",
                         "Attempts to commit a batch that failed (each is retried).",
                         store_failures(n->store));
@@ -250,6 +281,15 @@ static void readyz(node *n, http_request *req)
         json_array_append_new(why, json_string("not logged in with discovery"));
     if (n->store == NULL || !store_accepting(n->store))
         json_array_append_new(why, json_string("the history is not taking writes"));
+    struct relay_own own;
+    relay_own(n, &own);
+    if (n->id != 0 && own.state == RELAY_OWN_WAITING)
+        json_array_append_new(why, json_string("waiting for the peers' marks before numbering "
+                                               "messages"));
+    else if (own.state == RELAY_OWN_BEHIND)
+        json_array_append_new(why, json_sprintf("fetching back %" PRIu64 " of its own messages "
+                                                "that peers hold before numbering new ones",
+                                                own.behind));
     enum { NAMED = 8 }; /* peers named in the reason at most */
     uint32_t ids[NAMED];
     size_t down = n->mesh != NULL ? mesh_listed_not_up(n->mesh, ids, NAMED) : 0;

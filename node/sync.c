@@ -151,8 +151,16 @@ static void sync_send_marks(sync_link *s)
             rc = peer_proto_marks_add(&w, direct[d++], PEER_MARK_DIRECT);
         } else {
             /* Only what is committed: a batch still being written may
-             * fail, and the peer must not take its rows as ours. */
-            rc = peer_proto_marks_add(&w, o[i].origin, o[i].committed);
+             * fail, and the peer must not take its rows as ours. Of our
+             * own origin, also what we sent out (with --fsync off, before
+             * its commit): the peer has it from us, and sending it back
+             * would be wasted. Should we crash before that commit, our
+             * next marks, read from the history, claim less, and the
+             * peers send the rest back (catchup.h). */
+            uint64_t mark = o[i].committed;
+            if (o[i].origin == n->id)
+                mark = UTIL_MAX(mark, relay_delivered(n, n->id));
+            rc = peer_proto_marks_add(&w, o[i].origin, mark);
             i++;
         }
     }
@@ -304,9 +312,15 @@ void sync_link_written(sync_link *s)
 void sync_on_marks(sync_link *s, const struct peer_frame *f)
 {
     struct sync *y = s->y;
+    /* What the peer holds of our own origin: numbering must not give
+     * those numbers again (relay_own_marked). Never direct: a peer marks
+     * direct only nodes other than the one it sends its marks to. */
+    uint64_t ours = peer_proto_mark_of(f, y->n->id);
+    if (ours != 0 && ours != PEER_MARK_DIRECT)
+        relay_own_marked(y->n, peer_id(s->p), ours);
     size_t count;
     const struct store_origin *o = store_origins(y->n->store, &count);
-    catchup_marks(s->cu, f, o, count, peer_id(s->p));
+    catchup_marks(s->cu, f, o, count);
     sync_pump(s);
 }
 

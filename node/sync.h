@@ -53,8 +53,9 @@ void sync_tick(sync_link *s, uint64_t now);
  * a write on it says so soon (marks, at most every 200 ms). */
 void sync_probe(sync_link *s);
 
-/* The peer's MARKS frame: cursors for every origin it lags behind on, and
- * catch-up starts. */
+/* The peer's MARKS frame: what it holds of our own origin goes to the
+ * relay (relay_own_marked), cursors are set for every origin it lags
+ * behind on, and catch-up starts. */
 void sync_on_marks(sync_link *s, const struct peer_frame *f);
 
 /* A write on the link completed (peer_events.written): catch-up goes on

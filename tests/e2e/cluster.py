@@ -218,16 +218,25 @@ class Node(Proc):
         assert status == 200
         return body
 
+    def numbering(self):
+        """history.own.numbering of /api/status: open, waiting or behind."""
+        return self.status()["history"]["own"]["numbering"]
+
     def peers_up(self):
         return sorted(p["id"] for p in self.status()["peers"] if p["state"] == "up")
 
 
 def wait_mesh(nodes, timeout=15):
-    """Waits until every node has a link up to every other one."""
+    """Waits until every node has a link up to every other one, and numbers
+    its clients' messages (a restarted node waits for its peers' marks,
+    and fetches back its own messages they hold: docs/PROTOCOL.md 3.2)."""
     for n in nodes:
         want = sorted(m.id for m in nodes if m is not n)
         wait_until(lambda: n.peers_up() == want, timeout,
                    f"{n.name} to link to {want}")
+    for n in nodes:
+        wait_until(lambda: n.numbering() == "open", timeout,
+                   f"{n.name} to number its clients' messages")
 
 
 def start_cluster(logdir, procs, n, ttl=3, node_extra=()):

@@ -4,10 +4,12 @@ with clientSyncRequest. Real processes on loopback; every wait polls a
 condition with a hang limit."""
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import urllib.request
 
@@ -300,6 +302,196 @@ def test_sigkill_mid_burst_loses_nothing_and_reuses_no_number(logdir, procs):
     for n in nodes:
         assert [m["text"] for m in history(n, a.id)] == \
             [f"k{i}" for i in range(kept)] + ["after restart"]
+
+
+def delete_history(node):
+    """Removes the node's history.db (and its WAL) but keeps node.json, so
+    that the node comes back with its id and an empty history. The node
+    must be stopped (its data dir LOCK is the kernel's, gone with it)."""
+    assert not node.alive()
+    assert os.path.exists(os.path.join(node.data_dir, "node.json"))
+    for suffix in ("", "-wal", "-shm"):
+        path = os.path.join(node.data_dir, "history.db" + suffix)
+        if os.path.exists(path):
+            os.remove(path)
+
+
+def repaired(node):
+    return metrics(node.url)[("dchat_gaps_repaired_total", None)]
+
+
+async def watch_until(ws, text):
+    """The messages ws receives up to and including the one with text."""
+    got = []
+    while not got or got[-1]["text"] != text:
+        got += await frames_until(ws, 1)
+    return got
+
+
+def send_and_watch(node, text, watched):
+    """Sends text on node once clients of the watched nodes listen; returns
+    the message as the sender got it back, and the ids each watcher got up
+    to it."""
+    async def go():
+        watchers = [await connect(nd) for nd in watched]
+        mine = await send_accepted(node, [text])
+        seen = [await watch_until(w, text) for w in watchers]
+        for w in watchers:
+            await w.close()
+        return mine[0], [[m["id"] for m in got] for got in seen]
+    return run(go())
+
+
+def cluster_with_a_lost_history(logdir, procs, n, ttl=3):
+    """Three nodes; a's client sends n messages, all nodes store them, then
+    a is stopped and loses its history.db (it keeps node.json, so its id).
+    Returns the nodes and the texts, which b and c hold as a's 1..n."""
+    _, nodes = start_cluster(logdir, procs, 3, ttl=ttl, node_extra=FAST_SYNC)
+    a = nodes[0]
+    texts = [f"own{i}" for i in range(n)]
+    run(send_accepted(a, texts))
+    wait_converged(nodes, {a.id: (n, n)})
+    a.stop()
+    delete_history(a)
+    return nodes, texts
+
+
+def test_a_node_whose_history_was_deleted_gets_its_own_messages_back(logdir, procs):
+    # Issue 15: a node keeps its id (node.json) but loses history.db. Its
+    # peers hold its messages 1..n: they send them back, and its numbering
+    # goes on after them.
+    n = 40
+    nodes, texts = cluster_with_a_lost_history(logdir, procs, n)
+    a, b, c = nodes
+    a.restart()
+    wait_mesh(nodes)
+    wait_converged(nodes, {a.id: (n, n)})
+    assert [m["text"] for m in history(a, a.id)] == texts
+    assert repaired(a) == n   # each taken once, however many peers sent it
+
+    mine, seen = send_and_watch(a, "after the repair", [b])
+    assert mine["id"] == n + 1 and seen == [[n + 1]]
+    wait_converged(nodes, {a.id: (n + 1, n + 1)})
+
+
+def test_fsync_off_a_crash_before_the_commit_is_repaired_from_peers(logdir, procs):
+    # With --fsync off a node's messages go out before their batch commits.
+    # Another connection holds the write lock of a's history, so that the
+    # batch cannot commit; a is killed meanwhile, and its history lacks
+    # what its peers got. They send it back after the restart.
+    d = Discovery(logdir)
+    procs.append(d)
+    a = Node(d, logdir, extra=("--fsync", "off", *FAST_SYNC))
+    procs.append(a)
+    others = [Node(d, logdir, extra=FAST_SYNC) for _ in range(2)]
+    procs.extend(others)
+    nodes = [a, *others]
+    wait_mesh(nodes)
+    stored = [f"stored{i}" for i in range(20)]
+    lost = [f"lost{i}" for i in range(10)]
+    run(send_accepted(a, stored))
+    wait_converged(nodes, {a.id: (20, 20)})
+    lock = sqlite3.connect(os.path.join(a.data_dir, "history.db"), isolation_level=None)
+    try:
+        lock.execute("BEGIN IMMEDIATE")   # the write lock: a's commits wait
+        run(send_accepted(a, lost))       # out at once, before their commit
+        for nd in others:
+            wait_until(lambda: digest(nd).get(a.id) == (30, 30) and
+                       not nd.status()["history"]["pending"], HANG,
+                       f"{nd.name} to store a's 30")
+        assert a.status()["history"]["pending"] is True   # a has not stored them
+        a.kill()
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    a.restart()
+    wait_mesh(nodes)
+    wait_converged(nodes, {a.id: (30, 30)})
+    assert [m["text"] for m in history(a, a.id)] == stored + lost
+    assert repaired(a) == 10
+
+    mine, seen = send_and_watch(a, "after the crash", others)
+    assert mine["id"] == 31 and seen == [[31], [31]]   # not 21 again
+
+
+async def send_one(node, text):
+    """One message from a fresh client: the message as it came back, or
+    the error frame that refused it."""
+    ws = await connect(node)
+    await ws.send(new_message(text, sender="one"))
+    while True:
+        f = json.loads(await asyncio.wait_for(ws.recv(), HANG))
+        if f["type"] == "error" or f["payload"][0]["sender"] == "one":
+            await ws.close()
+            return f
+
+
+@contextlib.contextmanager
+def restarted_without_its_peers(logdir, procs, n):
+    """cluster_with_a_lost_history, then b and c held still (SIGSTOP) while
+    a restarts: a cannot learn from them what they hold of it. Discovery's
+    long TTL keeps them listed. Yields the nodes and the texts; b and c go
+    on at the end of the block."""
+    nodes, texts = cluster_with_a_lost_history(logdir, procs, n, ttl=60)
+    held = nodes[1:]
+    for nd in held:
+        nd.p.send_signal(signal.SIGSTOP)
+    try:
+        nodes[0].restart()
+        yield nodes, texts
+    finally:
+        for nd in held:
+            nd.p.send_signal(signal.SIGCONT)
+
+
+def test_a_restarted_node_numbers_nothing_before_its_peers_said_what_they_hold(logdir, procs):
+    # a lost its history; b and c, which hold a's messages 1..n, are held
+    # still. a refuses client messages instead of numbering them 1..,
+    # numbers the next one n + 1 once they are back, and their clients get it.
+    n = 30
+    with restarted_without_its_peers(logdir, procs, n) as (nodes, _):
+        a, b, c = nodes
+        f = run(send_one(a, "too early"))
+        assert f["type"] == "error", f
+        assert "cannot number messages yet" in f["error"], f
+        assert "send it again" in f["error"], f
+        assert a.numbering() == "waiting"
+        assert metrics(a.url)[("dchat_history_own_numbering", None)] == 0
+        status, body = http_json(a.url + "/readyz")
+        assert status == 503 and \
+            "waiting for the peers' marks before numbering messages" in body["reasons"], body
+    wait_mesh(nodes)
+    wait_converged(nodes, {a.id: (n, n)})
+
+    mine, seen = send_and_watch(a, "after", [b, c])
+    assert mine["id"] == n + 1 and seen == [[n + 1], [n + 1]]
+    assert "too early" not in [m["text"] for m in history(b, a.id)]
+    assert a.status()["history"]["own"]["conflicts"] == 0
+
+
+def test_numbers_given_without_the_peers_marks_are_reported_as_conflicts(logdir, procs):
+    # As above, but a gives up waiting for b and c (RELAY_OWN_WAIT_MS, 10 s)
+    # and numbers a message 1, which b and c hold for another one. When they
+    # are back a says so (an error in its log, history.own.conflicts, the
+    # metric), takes 2..n back from them and numbers the next n + 1.
+    n = 30
+    with restarted_without_its_peers(logdir, procs, n) as (nodes, texts):
+        a, b, c = nodes
+        wait_until(lambda: a.numbering() == "open", HANG, "a to stop waiting for b and c")
+        assert "sent no marks within 10 s of the start" in a.log()
+        blind = run(send_one(a, "numbered blind"))
+        assert blind["type"] == "newMessagesForClient", blind
+        assert blind["payload"][0]["id"] == 1
+    wait_until(lambda: a.status()["history"]["own"]["conflicts"] == 1, HANG,
+               "a to notice that b or c holds another message 1")
+    assert "this node numbered messages 1..1 since its start, but node" in a.log()
+    assert metrics(a.url)[("dchat_history_own_conflicts_total", None)] == 1
+    wait_mesh(nodes)
+    wait_converged(nodes, {a.id: (n, n)})
+    assert [m["text"] for m in history(a, a.id)] == ["numbered blind"] + texts[1:]
+    assert [m["text"] for m in history(b, a.id)] == texts   # what it cannot undo
+    nxt = run(send_accepted(a, ["next"]))[0]
+    assert nxt["id"] == n + 1
 
 
 def test_a_client_reconnecting_elsewhere_gets_exactly_what_it_missed(logdir, procs):

@@ -440,6 +440,7 @@ def test_the_page_shows_one_room_and_switches(logdir, procs, browser):
     a.stop()
     page.wait_state("disconnected")
     a.restart()
+    wait_mesh([a])   # a restarted node numbers once it has discovery's list
     page.wait_state("connected")
     run(send_accepted(a, ["twelve after restart"], "x", chat=12))
     page.wait_texts(["twelve after restart"])

@@ -3,7 +3,8 @@
  * 20,000 origins), the cursors it produces in ascending origin order, how
  * they are served and dropped, and what queued frames count for: never
  * sent again, but only once the peer will accept them; a refused-flagged
- * MARKS starts over; origins the peer gets directly are not sent. */
+ * MARKS starts over; origins the peer gets directly are not sent; the
+ * peer's own origin is sent back when it marks less of it than we hold. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -67,13 +68,13 @@ static struct store_origin *ours_of(const struct mark *e, size_t n)
 
 /* Merges, then serves every cursor: they must be exactly want[0..nwant). */
 static void check_merge(const struct mark *ours, size_t nours, const struct mark *theirs,
-                        size_t ntheirs, uint32_t skip, const struct mark *want, size_t nwant)
+                        size_t ntheirs, const struct mark *want, size_t nwant)
 {
     struct marks_frame m;
     marks_frame_init(&m, theirs, ntheirs);
     struct store_origin *o = ours_of(ours, nours);
     catchup *c = catchup_new();
-    assert_int_equal(catchup_marks(c, &m.f, o, nours, skip), nwant);
+    assert_int_equal(catchup_marks(c, &m.f, o, nours), nwant);
     assert_int_equal(catchup_pending(c), nwant);
     for (size_t i = 0; i < nwant; i++) {
         uint32_t origin;
@@ -103,14 +104,14 @@ static void test_disjoint_origins(void **state)
     const struct mark ours[] = { { 2, 5 }, { 4, 1 }, { 9, 3 } };
     const struct mark theirs[] = { { 1, 7 }, { 3, 2 }, { 5, 8 }, { 10, 1 } };
     const struct mark want[] = { { 2, 0 }, { 4, 0 }, { 9, 0 } };
-    check_merge(ours, N(ours), theirs, N(theirs), 0, want, N(want));
+    check_merge(ours, N(ours), theirs, N(theirs), want, N(want));
 }
 
 static void test_equal_marks(void **state)
 {
     (void)state;
     const struct mark both[] = { { 1, 5 }, { 2, 7 }, { 300, 1 }, { 2147483647u, 999999999999ull } };
-    check_merge(both, N(both), both, N(both), 0, NULL, 0);
+    check_merge(both, N(both), both, N(both), NULL, 0);
 }
 
 static void test_peer_ahead(void **state)
@@ -119,7 +120,7 @@ static void test_peer_ahead(void **state)
     /* It has more of everything, and origins we lack: nothing to send. */
     const struct mark ours[] = { { 1, 5 }, { 3, 7 } };
     const struct mark theirs[] = { { 1, 6 }, { 2, 1 }, { 3, 70 }, { 4, 4 } };
-    check_merge(ours, N(ours), theirs, N(theirs), 0, NULL, 0);
+    check_merge(ours, N(ours), theirs, N(theirs), NULL, 0);
 }
 
 static void test_peer_behind(void **state)
@@ -130,7 +131,7 @@ static void test_peer_behind(void **state)
     const struct mark ours[] = { { 1, 5 }, { 2, 7 }, { 3, 9 }, { 8, 2 } };
     const struct mark theirs[] = { { 1, 4 }, { 2, 7 }, { 8, 1 } };
     const struct mark want[] = { { 1, 4 }, { 3, 0 }, { 8, 1 } };
-    check_merge(ours, N(ours), theirs, N(theirs), 0, want, N(want));
+    check_merge(ours, N(ours), theirs, N(theirs), want, N(want));
 }
 
 static void test_mixed_interleaving(void **state)
@@ -141,7 +142,7 @@ static void test_mixed_interleaving(void **state)
     const struct mark theirs[] = { { 5, 1 }, { 10, 3 }, { 15, 9 }, { 20, 1 }, { 25, 4 },
                                    { 35, 2 } };
     const struct mark want[] = { { 20, 1 }, { 30, 0 } };
-    check_merge(ours, N(ours), theirs, N(theirs), 0, want, N(want));
+    check_merge(ours, N(ours), theirs, N(theirs), want, N(want));
 }
 
 static void test_empty_either_side(void **state)
@@ -149,19 +150,31 @@ static void test_empty_either_side(void **state)
     (void)state;
     const struct mark some[] = { { 1, 5 }, { 7, 7 } };
     const struct mark from_zero[] = { { 1, 0 }, { 7, 0 } };
-    check_merge(some, N(some), NULL, 0, 0, from_zero, N(from_zero)); /* peer has nothing */
-    check_merge(NULL, 0, some, N(some), 0, NULL, 0);                 /* we have nothing */
-    check_merge(NULL, 0, NULL, 0, 0, NULL, 0);
+    check_merge(some, N(some), NULL, 0, from_zero, N(from_zero)); /* peer has nothing */
+    check_merge(NULL, 0, some, N(some), NULL, 0);                 /* we have nothing */
+    check_merge(NULL, 0, NULL, 0, NULL, 0);
 }
 
-static void test_peer_own_origin_is_skipped(void **state)
+static void test_peer_behind_on_its_own_origin_gets_a_cursor(void **state)
 {
     (void)state;
-    /* A peer has all of its own messages, whatever its marks say. */
+    /* The frame comes from node 4 (its origin field is not what counts).
+     * Node 4 marks less of its own origin than we hold (its history lost
+     * the tail): it gets 5..9 back, like any other origin. */
     const struct mark ours[] = { { 1, 5 }, { 4, 9 }, { 6, 2 } };
-    const struct mark theirs[] = { { 1, 1 } };
-    const struct mark want[] = { { 1, 1 }, { 6, 0 } };
-    check_merge(ours, N(ours), theirs, N(theirs), 4, want, N(want));
+    const struct mark behind[] = { { 1, 1 }, { 4, 4 } };
+    const struct mark want_behind[] = { { 1, 1 }, { 4, 4 }, { 6, 0 } };
+    check_merge(ours, N(ours), behind, N(behind), want_behind, N(want_behind));
+    /* Nothing of it at all (its history.db deleted): from 0. */
+    const struct mark nothing[] = { { 1, 5 }, { 6, 2 } };
+    const struct mark want_nothing[] = { { 4, 0 } };
+    check_merge(ours, N(ours), nothing, N(nothing), want_nothing, N(want_nothing));
+    /* At or ahead of what we hold of it (the normal case: it sent us only
+     * what it had stored): no cursor, no frame. */
+    const struct mark at[] = { { 1, 5 }, { 4, 9 }, { 6, 2 } };
+    check_merge(ours, N(ours), at, N(at), NULL, 0);
+    const struct mark ahead[] = { { 1, 5 }, { 4, 12 }, { 6, 2 } };
+    check_merge(ours, N(ours), ahead, N(ahead), NULL, 0);
 }
 
 static void test_twenty_thousand_origins(void **state)
@@ -191,7 +204,7 @@ static void test_twenty_thousand_origins(void **state)
             want[nw++] = (struct mark){ o, 3 };
     }
     assert_int_equal(nw, K / 2 + K / 4);
-    check_merge(ours, K, theirs, nt, 0, want, nw);
+    check_merge(ours, K, theirs, nt, want, nw);
     free(ours);
     free(theirs);
     free(want);
@@ -209,7 +222,7 @@ static size_t merge_and_serve(catchup *c, const struct mark *ours, size_t nours,
     marks_frame_init(&m, theirs, ntheirs);
     m.f.flags = flags;
     struct store_origin *o = ours_of(ours, nours);
-    size_t n = catchup_marks(c, &m.f, o, nours, 0);
+    size_t n = catchup_marks(c, &m.f, o, nours);
     assert_true(n <= max);
     for (size_t i = 0; i < n; i++) {
         assert_true(catchup_next(c, &out[i].origin, &out[i].seq));
@@ -259,7 +272,7 @@ static void test_queued_moves_the_next_cursor(void **state)
     marks_frame_init(&m, NULL, 0);
     struct store_origin *o = ours_of(ours, N(ours));
     catchup *c = catchup_new();
-    assert_int_equal(catchup_marks(c, &m.f, o, N(ours), 0), 2);
+    assert_int_equal(catchup_marks(c, &m.f, o, N(ours)), 2);
     uint32_t origin;
     uint64_t after;
     queue_range(c, 1, 1, 2);
@@ -278,7 +291,7 @@ static void test_queued_moves_the_next_cursor(void **state)
     const struct mark theirs[] = { { 1, 5 }, { 2, 3 } };
     marks_frame_free(&m);
     marks_frame_init(&m, theirs, N(theirs));
-    assert_int_equal(catchup_marks(c, &m.f, o, N(ours), 0), 1);
+    assert_int_equal(catchup_marks(c, &m.f, o, N(ours)), 1);
     assert_true(catchup_next(c, &origin, &after));
     assert_int_equal(origin, 2);
     assert_int_equal(after, 3);
@@ -362,7 +375,7 @@ static void test_direct_origins_are_not_sent(void **state)
     const struct mark ours[] = { { 1, 5 }, { 2, 5 }, { 3, 5 } };
     const struct mark theirs[] = { { 1, 1 }, { 2, PEER_MARK_DIRECT }, { 3, 2 } };
     const struct mark want[] = { { 1, 1 }, { 3, 2 } };
-    check_merge(ours, N(ours), theirs, N(theirs), 0, want, N(want));
+    check_merge(ours, N(ours), theirs, N(theirs), want, N(want));
 
     struct mark got[3];
     catchup *c = catchup_new();
@@ -416,7 +429,7 @@ static void test_twenty_thousand_origins_served_once(void **state)
     struct marks_frame m;
     marks_frame_init(&m, NULL, 0);
     struct store_origin *o = ours_of(ours, K);
-    assert_int_equal(catchup_marks(c, &m.f, o, K, 0), K);
+    assert_int_equal(catchup_marks(c, &m.f, o, K), K);
     for (uint32_t i = 0; i < K; i++) {
         uint32_t origin;
         uint64_t after;
@@ -443,7 +456,7 @@ int main(void)
         cmocka_unit_test(test_peer_behind),
         cmocka_unit_test(test_mixed_interleaving),
         cmocka_unit_test(test_empty_either_side),
-        cmocka_unit_test(test_peer_own_origin_is_skipped),
+        cmocka_unit_test(test_peer_behind_on_its_own_origin_gets_a_cursor),
         cmocka_unit_test(test_twenty_thousand_origins),
         cmocka_unit_test(test_cursor_starts_after_what_was_queued),
         cmocka_unit_test(test_queued_moves_the_next_cursor),

@@ -757,6 +757,11 @@ static int marks_cb(const struct peer_frame *f, void *ud)
         assert_int_equal(o, i + 1);
         assert_true(q == (i == 2 ? PEER_MARK_DIRECT : (uint64_t)i * 1000));
     }
+    /* Found by origin; one the frame lacks has 0. */
+    assert_int_equal(peer_proto_mark_of(f, 1), 0);
+    assert_int_equal(peer_proto_mark_of(f, 2), 1000);
+    assert_true(peer_proto_mark_of(f, 3) == PEER_MARK_DIRECT);
+    assert_int_equal(peer_proto_mark_of(f, 4), 0);
     out->nmarks = f->nmarks;
     return 0;
 }
@@ -797,6 +802,12 @@ static void test_marks_round_trip(void **state)
 
 static int count_cb(const struct peer_frame *f, void *ud)
 {
+    /* Entries 1 .. nmarks, each seq its origin: the search finds every
+     * one, and nothing past the end. */
+    for (uint32_t o = 1; o <= f->nmarks; o += 997)
+        assert_int_equal(peer_proto_mark_of(f, o), o);
+    assert_int_equal(peer_proto_mark_of(f, f->nmarks), f->nmarks);
+    assert_int_equal(peer_proto_mark_of(f, f->nmarks + 1), 0);
     *(uint32_t *)ud = f->nmarks;
     return 0;
 }
