@@ -11,6 +11,7 @@ import hmac
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import ssl
@@ -20,6 +21,8 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+
+import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN_DIR = os.environ.get("DCHAT_BIN_DIR", os.path.join(REPO, "build", "test", "bin"))
@@ -330,6 +333,19 @@ class Relay:
                     s.close()
                 except OSError:
                     pass
+
+
+def compose_command():
+    """How to run Docker Compose here, for its config checks (no Docker
+    engine is needed for them): docker-compose or docker compose. Skips the
+    calling test, saying why, when there is neither."""
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"],
+                                                 capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    pytest.skip("docker-compose is not installed (Debian package docker-compose, which "
+                "make test installs; only its config check is used, no Docker engine)")
 
 
 def free_port():
