@@ -402,9 +402,8 @@ static void test_advertise_errors_say_what_is_wrong(void **state)
     name64[64] = '\0';
     /* 64 bytes before the ports: too long even though the rest is fine */
     snprintf(long_host, sizeof(long_host), "%s:1:2", name64);
-    const struct {
-        const char *in, *says;
-    } bad[] = {
+    /* Each bad value, and what its error must say. */
+    const char *const bad[][2] = {
         { "", "HOST is empty" },
         { ":9001", "HOST is empty" },
         { ":9001:9101", "HOST is empty" },
@@ -443,10 +442,10 @@ static void test_advertise_errors_say_what_is_wrong(void **state)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct netaddr_advertise a;
         char err[256] = "";
-        if (netaddr_parse_advertise(bad[i].in, &a, err, sizeof(err)) == 0)
-            fail_msg("accepted \"%s\"", bad[i].in);
-        if (strstr(err, bad[i].says) == NULL)
-            fail_msg("\"%s\": expected \"%s\" in \"%s\"", bad[i].in, bad[i].says, err);
+        if (netaddr_parse_advertise(bad[i][0], &a, err, sizeof(err)) == 0)
+            fail_msg("accepted \"%s\"", bad[i][0]);
+        if (strstr(err, bad[i][1]) == NULL)
+            fail_msg("\"%s\": expected \"%s\" in \"%s\"", bad[i][0], bad[i][1], err);
     }
     /* A small error buffer is cut, never overrun. */
     struct netaddr_advertise a;
