@@ -319,20 +319,24 @@ class Relay:
                 dst.sendall(data)
         except (OSError, ssl.SSLError):
             pass
-        for s in (src, dst):
-            try:
-                s.close()
-            except OSError:
-                pass
+        Relay._end(src)
+        Relay._end(dst)
+
+    @staticmethod
+    def _end(sock):
+        # shutdown, not close alone: a close does not wake the other pump
+        # blocked in recv() on the same socket, nor send the FIN while it is
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        sock.close()
 
     def close(self):
-        self.lsock.close()
+        Relay._end(self.lsock)  # wakes the accept() too
         with self.lock:
             for s in self.socks:
-                try:
-                    s.close()
-                except OSError:
-                    pass
+                Relay._end(s)
 
 
 def compose_command():
