@@ -59,8 +59,12 @@ static const struct cli_option node_options[] = {
                           "WebSocket + HTTP port, 0 picks a free one (default 0)" },
     [OPT_SYNC_PORT] = { "sync-port", 's', "PORT", "NODE_SYNC_PORT",
                         "peer link port, 0 picks a free one (default 0)" },
-    [OPT_ADVERTISE] = { "advertise", 'a', "ADDR", "NODE_ADVERTISE",
-                        "address announced to discovery (default: as discovery sees us)" },
+    [OPT_ADVERTISE] = { "advertise", 'a', "HOST[:CLIENTPORT[:SYNCPORT]]", "NODE_ADVERTISE",
+                        "what discovery hands out: clients connect to HOST:CLIENTPORT and "
+                        "peers dial HOST:SYNCPORT, e.g. the published side of a port mapping; "
+                        "HOST an IP address, IPv6 in brackets when ports follow; a port left "
+                        "out is the bound one (default: the address discovery sees, the "
+                        "bound ports)" },
     [OPT_DATA_DIR] = { "data-dir", 'D', "DIR", "NODE_DATA_DIR",
                        "where the identity (node.json) and the history (history.db) live "
                        "(default ./data/node)" },
@@ -179,7 +183,7 @@ static int set_option(int index, const char *v, void *ud, char *err, size_t errl
         *(index == OPT_CLIENT_PORT ? &c->client_port : &c->sync_port) = (int)l;
         return 0;
     case OPT_ADVERTISE:
-        return copy_opt(c->advertise, sizeof(c->advertise), v, err, errlen);
+        return netaddr_parse_advertise(v, &c->advertise, err, errlen);
     case OPT_DATA_DIR:
         return copy_opt(c->data_dir, sizeof(c->data_dir), v, err, errlen);
     case OPT_MAX_MESSAGE:

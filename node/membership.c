@@ -152,6 +152,33 @@ static void new_password(char *out, size_t len)
         snprintf(out + 2 * i, 3, "%02x", raw[i]);
 }
 
+/* The ports login announces: --advertise's, else the bound ones. Peers
+ * and clients use these; the node itself knows its entry by its id. */
+static int announced_client_port(const node *n)
+{
+    return n->cfg.advertise.client_port ? n->cfg.advertise.client_port : n->client_port;
+}
+
+static int announced_sync_port(const node *n)
+{
+    return n->cfg.advertise.sync_port ? n->cfg.advertise.sync_port : n->sync_port;
+}
+
+static void log_login(const node *n)
+{
+    const struct netaddr_advertise *a = &n->cfg.advertise;
+    if (a->host[0] == '\0') {
+        log_info("logged in with discovery (clients on port %d, sync on port %d)",
+                 n->client_port, n->sync_port);
+        return;
+    }
+    bool v6 = strchr(a->host, ':') != NULL;
+    log_info("logged in with discovery, announcing %s%s%s with clients on port %d and sync "
+             "on port %d (--advertise; bound %d and %d)", v6 ? "[" : "", a->host,
+             v6 ? "]" : "", announced_client_port(n), announced_sync_port(n), n->client_port,
+             n->sync_port);
+}
+
 /* Hands discovery's "activeNodes" array to the mesh. */
 static void apply_active_list(struct membership *m, json_t *root)
 {
@@ -330,8 +357,7 @@ static void answer_cb(int status, const char *body, size_t len, void *ud)
         if (status == 200) {
             contact_ok(m);
             if (m->state == M_LOGIN || !m->active)
-                log_info("logged in with discovery (clients on port %d, sync on port %d)",
-                         n->client_port, n->sync_port);
+                log_login(n);
             m->active = true;
             m->state = M_ACTIVE;
             apply_active_list(m, root);
@@ -375,18 +401,19 @@ static void membership_step(struct membership *m)
         snprintf(body, sizeof(body), "{\"password\":\"%s\"}", n->password);
         path = "/api/nodes/register";
         break;
-    case M_LOGIN:
-        if (n->cfg.advertise[0])
-            snprintf(body, sizeof(body),
-                     "{\"id\":%u,\"password\":\"%s\",\"syncport\":%d,\"clientport\":%d,"
-                     "\"address\":\"%s\"}", n->id, n->password, n->sync_port,
-                     n->client_port, n->cfg.advertise);
-        else
-            snprintf(body, sizeof(body),
-                     "{\"id\":%u,\"password\":\"%s\",\"syncport\":%d,\"clientport\":%d}",
-                     n->id, n->password, n->sync_port, n->client_port);
+    case M_LOGIN: {
+        /* The host is an IP literal (netaddr_parse_advertise): nothing in
+         * it needs escaping in JSON. */
+        const char *host = n->cfg.advertise.host;
+        int len = snprintf(body, sizeof(body),
+                           "{\"id\":%u,\"password\":\"%s\",\"syncport\":%d,"
+                           "\"clientport\":%d", n->id, n->password, announced_sync_port(n),
+                           announced_client_port(n));
+        snprintf(body + len, sizeof(body) - (size_t)len, "%s%s%s}",
+                 host[0] ? ",\"address\":\"" : "", host, host[0] ? "\"" : "");
         path = "/api/nodes/active/login";
         break;
+    }
     case M_ACTIVE:
         snprintf(body, sizeof(body), "{\"id\":%u,\"password\":\"%s\"}", n->id,
                  n->password);

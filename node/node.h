@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "common/http_server.h"
+#include "common/netaddr.h"
 
 struct membership;
 struct mesh;
@@ -31,7 +32,9 @@ struct node_config {
     char listen_host[64];   /* bind address for both ports */
     int client_port;        /* 0 = any */
     int sync_port;          /* 0 = any */
-    char advertise[64];     /* address announced to discovery, "" = seen */
+    struct netaddr_advertise advertise; /* --advertise: what login announces;
+                               host "" = the address discovery sees, a
+                               port 0 = the bound one */
     char data_dir[512];
     size_t max_message;     /* client frame bound (1009 beyond) */
     size_t max_queue;       /* soft bound of a client's outbound queue, bytes */

@@ -11,14 +11,18 @@ import hmac
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import ssl
 import struct
 import subprocess
+import threading
 import time
 import urllib.parse
 import urllib.request
+
+import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN_DIR = os.environ.get("DCHAT_BIN_DIR", os.path.join(REPO, "build", "test", "bin"))
@@ -250,6 +254,111 @@ def start_cluster(logdir, procs, n, ttl=3, node_extra=()):
         nodes.append(nd)
     wait_mesh(nodes)
     return d, nodes
+
+
+class Relay:
+    """A TCP forwarder on loopback, as docker's -p PUBLISHED:TARGET or a
+    party in the middle: listens on a port of its own (self.port) and joins
+    each connection to 127.0.0.1:target_port, copying both ways. The target
+    may be set later (set_target: a node's port is known once it runs); a
+    connection that comes first waits for it, up to RELAY_WAIT seconds.
+    With cert (certificate and key files) it terminates TLS on both sides:
+    its own certificate towards the dialler, an unverified TLS client
+    towards the target, as an attacker on the path with a certificate
+    would. self.connections counts the connections joined."""
+
+    RELAY_WAIT = 20
+
+    def __init__(self, target_port=None, cert=None):
+        self.cert = cert
+        self.target_port = target_port
+        self.target_set = threading.Event()
+        if target_port is not None:
+            self.target_set.set()
+        self.lsock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.lsock.getsockname()[1]
+        self.connections = 0
+        self.lock = threading.Lock()
+        self.socks = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def set_target(self, port):
+        self.target_port = port
+        self.target_set.set()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return  # closed
+            threading.Thread(target=self._join, args=(c,), daemon=True).start()
+
+    def _join(self, c):
+        try:
+            if not self.target_set.wait(self.RELAY_WAIT):
+                raise OSError("no target")
+            t = socket.create_connection(("127.0.0.1", self.target_port),
+                                         timeout=self.RELAY_WAIT)
+            t.settimeout(None)
+            if self.cert:
+                sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                sctx.load_cert_chain(*self.cert)
+                c = sctx.wrap_socket(c, server_side=True)
+                cctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                cctx.check_hostname = False
+                cctx.verify_mode = ssl.CERT_NONE
+                t = cctx.wrap_socket(t)
+        except (OSError, ssl.SSLError):
+            c.close()
+            return
+        with self.lock:
+            self.connections += 1
+            self.socks += [c, t]
+        threading.Thread(target=self._pump, args=(t, c), daemon=True).start()
+        self._pump(c, t)
+
+    @staticmethod
+    def _pump(src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except (OSError, ssl.SSLError):
+            pass
+        Relay._end(src)
+        Relay._end(dst)
+
+    @staticmethod
+    def _end(sock):
+        # shutdown, not close alone: a close does not wake the other pump
+        # blocked in recv() on the same socket, nor send the FIN while it is
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        sock.close()
+
+    def close(self):
+        Relay._end(self.lsock)  # wakes the accept() too
+        with self.lock:
+            for s in self.socks:
+                Relay._end(s)
+
+
+def compose_command():
+    """How to run Docker Compose here, for its config checks (no Docker
+    engine is needed for them): docker-compose or docker compose. Skips the
+    calling test, saying why, when there is neither."""
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"],
+                                                 capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    pytest.skip("docker-compose is not installed (Debian package docker-compose, which "
+                "make test installs; only its config check is used, no Docker engine)")
 
 
 def free_port():

@@ -10,17 +10,15 @@ session), while a plain TCP forwarder in the same place can."""
 import asyncio
 import json
 import os
-import socket
 import ssl
 import subprocess
-import threading
 import urllib.error
 import urllib.request
 
 import pytest
 import websockets
 
-from cluster import (BIN_DIR, Discovery, Node, http_json, new_message, wait_mesh,
+from cluster import (BIN_DIR, Discovery, Node, Relay, http_json, new_message, wait_mesh,
                      wait_until)
 
 HANG = 60  # seconds: only a guard against hangs
@@ -188,74 +186,6 @@ def test_nodes_that_disagree_on_peer_tls_link_nothing_and_say_why(logdir, procs,
     assert "--peer-tls" in a.log() and "--peer-tls" in b.log()
     assert a.peers_up() == [] and b.peers_up() == []
     assert a.status()["linksUnauthenticated"] > 0 and b.status()["linksUnauthenticated"] > 0
-
-
-class Relay:
-    """A party in the middle: listens on a loopback port and forwards each
-    connection to target. With tls, it terminates TLS on both sides (its
-    own certificate towards the dialler, an unverified TLS client towards
-    target), as an attacker on the path with a certificate would."""
-
-    def __init__(self, target_port, cert=None):
-        self.target_port = target_port
-        self.cert = cert
-        self.lsock = socket.socket()
-        self.lsock.bind(("127.0.0.1", 0))
-        self.lsock.listen(16)
-        self.port = self.lsock.getsockname()[1]
-        self.connections = 0
-        self.stopping = False
-        self.socks = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while not self.stopping:
-            try:
-                c, _ = self.lsock.accept()
-            except OSError:
-                return
-            try:
-                t = socket.create_connection(("127.0.0.1", self.target_port), timeout=HANG)
-                if self.cert:
-                    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-                    sctx.load_cert_chain(*self.cert)
-                    c = sctx.wrap_socket(c, server_side=True)
-                    cctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-                    cctx.check_hostname = False
-                    cctx.verify_mode = ssl.CERT_NONE
-                    t = cctx.wrap_socket(t)
-            except (OSError, ssl.SSLError):
-                c.close()
-                continue
-            self.connections += 1
-            self.socks += [c, t]
-            for src, dst in ((c, t), (t, c)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
-
-    @staticmethod
-    def _pump(src, dst):
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                dst.sendall(data)
-        except (OSError, ssl.SSLError):
-            pass
-        for s in (src, dst):
-            try:
-                s.close()
-            except OSError:
-                pass
-
-    def close(self):
-        self.stopping = True
-        self.lsock.close()
-        for s in self.socks:
-            try:
-                s.close()
-            except OSError:
-                pass
 
 
 def point_discovery_at(d, nd, port):

@@ -1,8 +1,9 @@
 /* Unit tests for common/netaddr.c: netaddr_parse and netaddr_to_string for
  * IPv4, IPv6 (bracketed or not), v4-mapped IPv6 shown as plain IPv4,
  * "localhost", bad literals and ports, small output buffers, and
- * netaddr_peer / netaddr_sockname on a connected loopback pair, and
- * netaddr_is_host on what login's "address" may and may not be. */
+ * netaddr_peer / netaddr_sockname on a connected loopback pair,
+ * netaddr_is_host on what login's "address" may and may not be, and
+ * netaddr_parse_advertise on --advertise values and what its errors say. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -13,6 +14,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <uv.h>
 
@@ -352,6 +354,125 @@ static void test_is_host(void **state)
     }
 }
 
+/* --- netaddr_parse_advertise ---------------------------------------------- */
+
+static void test_advertise_forms(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *host;
+        int client, sync;
+    } good[] = {
+        { "127.0.0.1", "127.0.0.1", 0, 0 },
+        { "203.0.113.7:9001", "203.0.113.7", 9001, 0 },
+        { "203.0.113.7:9001:9101", "203.0.113.7", 9001, 9101 },
+        { "10.0.0.1:1:65535", "10.0.0.1", 1, 65535 },
+        { "10.0.0.1:065535:00001", "10.0.0.1", 65535, 1 }, /* leading zeros: still decimal */
+        { "localhost:9001:9101", "localhost", 9001, 9101 },
+        /* a bare IPv6 address keeps working, ports or not in brackets */
+        { "::1", "::1", 0, 0 },
+        { "2001:db8::1", "2001:db8::1", 0, 0 },
+        { "2001:db8::1:9001", "2001:db8::1:9001", 0, 0 }, /* a whole address: no port */
+        { "::ffff:1.2.3.4", "::ffff:1.2.3.4", 0, 0 },
+        { "[::1]", "::1", 0, 0 },
+        { "[2001:db8::1]:9001", "2001:db8::1", 9001, 0 },
+        { "[2001:db8::1]:9001:7001", "2001:db8::1", 9001, 7001 },
+        { "[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255]:1:2",
+          "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255", 1, 2 },
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        struct netaddr_advertise a;
+        char err[256] = "";
+        memset(&a, 0xa5, sizeof(a));
+        if (netaddr_parse_advertise(good[i].in, &a, err, sizeof(err)) != 0)
+            fail_msg("refused \"%s\": %s", good[i].in, err);
+        assert_string_equal(a.host, good[i].host);
+        assert_int_equal(a.client_port, good[i].client);
+        assert_int_equal(a.sync_port, good[i].sync);
+    }
+}
+
+static void test_advertise_errors_say_what_is_wrong(void **state)
+{
+    (void)state;
+    char name63[80], name64[80], long_host[100];
+    memset(name63, 'a', 63);
+    name63[63] = '\0';
+    memset(name64, 'a', 64);
+    name64[64] = '\0';
+    /* 64 bytes before the ports: too long even though the rest is fine */
+    snprintf(long_host, sizeof(long_host), "%s:1:2", name64);
+    /* Each bad value, and what its error must say. */
+    const char *const bad[][2] = {
+        { "", "HOST is empty" },
+        { ":9001", "HOST is empty" },
+        { ":9001:9101", "HOST is empty" },
+        { "[]:9001", "HOST is empty" },
+        { "1.2.3.4:", "CLIENTPORT is empty" },
+        { "1.2.3.4::9101", "neither an IPv6 address nor" },
+        { "1.2.3.4:9001:", "SYNCPORT is empty" },
+        { "1.2.3.4:0", "CLIENTPORT 0 is out of range" },
+        { "1.2.3.4:9001:0", "SYNCPORT 0 is out of range" },
+        { "1.2.3.4:65536", "CLIENTPORT 65536 is out of range" },
+        { "1.2.3.4:9001:99999999999999999999", "SYNCPORT 999" },
+        { "1.2.3.4:-1", "CLIENTPORT '-1' is not a port number" },
+        { "1.2.3.4:+80", "not a port number" },
+        { "1.2.3.4: 80", "not a port number" },
+        { "1.2.3.4:80x", "not a port number" },
+        { "1.2.3.4:http", "not a port number" },
+        { "[::1]:9001:9101:9201", "more than two ports" },
+        { "1.2.3.4:1:2:3", "in brackets" },
+        { "2001:db8::1:9001:9101:x", "in brackets" },
+        { "fe80::1%eth0", "in brackets" },
+        { "[::1", "'[' without ']'" },
+        { "[::1]9001", "expected ':' and a port after ']'" },
+        { "[1.2.3.4]:9001", "brackets are for IPv6 only" },
+        { "[node1]:9001", "brackets are for IPv6 only" },
+        { "1.2.3", "not an IP address" },
+        { "1.2.3.4 ", "not an IP address" },
+        { "a b:9001", "not an IP address" },
+        { "http://1.2.3.4", "is a URL" },
+        { "ws://[::1]:9001", "is a URL" },
+        { "node1:9001:9101", "is a name" },
+        { "chat.example.com", "is a name" },
+        { name63, "is a name" },
+        { name64, "HOST has 64 bytes" },
+        { long_host, "HOST has 64 bytes" },
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct netaddr_advertise a;
+        char err[256] = "";
+        if (netaddr_parse_advertise(bad[i][0], &a, err, sizeof(err)) == 0)
+            fail_msg("accepted \"%s\"", bad[i][0]);
+        if (strstr(err, bad[i][1]) == NULL)
+            fail_msg("\"%s\": expected \"%s\" in \"%s\"", bad[i][0], bad[i][1], err);
+    }
+    /* A small error buffer is cut, never overrun. */
+    struct netaddr_advertise a;
+    char small[12];
+    memset(small, 'x', sizeof(small));
+    assert_int_equal(netaddr_parse_advertise("node1:1", &a, small, 8), -1);
+    assert_int_equal(strlen(small), 7);
+    assert_int_equal(small[8], 'x');
+}
+
+/* What it accepts, discovery accepts (netaddr_is_host) and peers can dial
+ * (netaddr_parse), for every host it gives back. */
+static void test_advertise_host_is_what_discovery_and_peers_take(void **state)
+{
+    (void)state;
+    const char *in[] = { "127.0.0.1:1", "[::1]:2:3", "::1", "localhost", "[fe80::1]:7" };
+    for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++) {
+        struct netaddr_advertise a;
+        struct sockaddr_storage ss;
+        char err[256];
+        assert_int_equal(netaddr_parse_advertise(in[i], &a, err, sizeof(err)), 0);
+        assert_true(netaddr_is_host(a.host));
+        assert_true(strlen(a.host) <= NETADDR_ADVERTISE_HOST_MAX);
+        assert_int_equal(netaddr_parse(a.host, a.sync_port, &ss), 0);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -366,6 +487,9 @@ int main(void)
         cmocka_unit_test(test_peer_ipv6),
         cmocka_unit_test(test_peer_not_connected),
         cmocka_unit_test(test_is_host),
+        cmocka_unit_test(test_advertise_forms),
+        cmocka_unit_test(test_advertise_errors_say_what_is_wrong),
+        cmocka_unit_test(test_advertise_host_is_what_discovery_and_peers_take),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
