@@ -165,9 +165,10 @@ class Client:
                     skip.add(int(err.split("names origin ")[1].split(",")[0]))
                     await self.sync(skip)
                 else:
-                    # "node cannot store messages now": one sent message
-                    # was refused (which one, the error does not say).
-                    self.refused[self.conn] = self.refused.get(self.conn, 0) + 1
+                    if "cannot store messages" in err or "cannot number messages" in err:
+                        # One sent message was refused (which one, the
+                        # error does not say): it will never come back.
+                        self.refused[self.conn] = self.refused.get(self.conn, 0) + 1
                     self.rec("error", self.conn, err)
 
     async def run(self):
