@@ -18,35 +18,8 @@ rundir=${DCHAT_RUN_DIR:-run}
 dport=${DISCOVERY_PORT:-8080}
 durl="http://127.0.0.1:$dport"
 
-exec 3>&2
-die() { echo "cluster: $*" >&2; exit 1; }
-
-# wait_for DESCRIPTION SECONDS COMMAND...: polls COMMAND until it succeeds.
-# (Shell functions share variables with their caller: the ones here carry
-# a w_ prefix so that they cannot clobber the caller's loop counter.)
-wait_for() {
-    w_what=$1 w_limit=$2
-    shift 2
-    w_tries=0
-    while ! "$@" >/dev/null 2>&1; do
-        w_tries=$((w_tries + 1))
-        [ "$w_tries" -gt $((w_limit * 10)) ] && die "timed out after ${w_limit}s waiting for $w_what; see the logs in $rundir"
-        sleep 0.1
-    done
-}
-
-alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
-
-# started NAME: true once NAME printed its "listening" line; exits with NAME's
-# own error (the last lines of its log) when it died before that.
-started() {
-    grep -q 'listening' "$rundir/$1.out" && return 0
-    alive "$rundir/$1.pid" && return 1
-    # fd 3 is the script's stderr: wait_for silences the command's own.
-    echo "cluster: $1 exited before it listened; the end of $rundir/$1.log:" >&3
-    tail -n 5 "$rundir/$1.log" >&3
-    exit 1
-}
+PROC_NAME=cluster PROC_DIR=$rundir
+. "$(dirname "$0")/proc-lib.sh"
 
 mesh_complete() {
     m_want=$1
@@ -64,7 +37,7 @@ start() {
     for b in discovery node; do
         [ -x "$bin/$b" ] || die "$bin/$b not found; run make first"
     done
-    alive "$rundir/discovery.pid" && die "a cluster already runs from $rundir; run: $0 stop"
+    alive discovery && die "a cluster already runs from $rundir; run: $0 stop"
     # Fail early and plainly when the discovery port is taken: the daemon
     # would say so too, but only in its log.
     if curl -s -o /dev/null --max-time 2 "$durl/" 2>/dev/null; then
@@ -85,7 +58,7 @@ start() {
     fi
 
     "$bin/discovery" --listen "127.0.0.1:$dport" --data-dir "$rundir/discovery" \
-        --cluster-secret-file "$secret" >"$rundir/discovery.out" 2>"$rundir/discovery.log" &
+        --cluster-secret-file "$secret" >"$rundir/discovery.out" 2>"$rundir/discovery.log" 3>&- &
     echo $! >"$rundir/discovery.pid"
     wait_for "discovery on port $dport" 10 started discovery
 
@@ -95,7 +68,7 @@ start() {
         "$bin/node" --discovery "$durl" --listen 127.0.0.1 --client-port 0 \
             --sync-port 0 --data-dir "$rundir/node$i" --cluster-secret-file "$secret" \
             ${NODE_ARGS:-} \
-            >"$rundir/node$i.out" 2>"$rundir/node$i.log" &
+            >"$rundir/node$i.out" 2>"$rundir/node$i.log" 3>&- &
         echo $! >"$rundir/node$i.pid"
         wait_for "node $i to listen" 10 started "node$i"
         i=$((i + 1))
@@ -123,7 +96,7 @@ stop() {
 status() {
     for f in "$rundir"/discovery.pid "$rundir"/node*.pid; do
         [ -f "$f" ] || continue
-        if alive "$f"; then s=running; else s=dead; fi
+        if alive "$(basename "$f" .pid)"; then s=running; else s=dead; fi
         echo "$(basename "$f" .pid): pid $(cat "$f") $s"
     done
     curl -fsS "$durl/api/nodes/active" 2>/dev/null && echo || echo "discovery does not answer on $durl"

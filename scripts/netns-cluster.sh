@@ -55,7 +55,8 @@ state=${DCHAT_RUN_DIR:-run/netns-$tag}
 sw=$tag-sw
 DPORT=8080 CPORT=9000 SPORT=7000
 
-die() { echo "netns-cluster: $*" >&2; exit 1; }
+PROC_NAME=netns-cluster PROC_DIR=$state
+. "$(dirname "$0")/proc-lib.sh"
 
 case "$tag" in
     *[!a-z0-9]* | "") die "NETNS_TAG must be lower-case letters and digits, got '$tag'" ;;
@@ -75,20 +76,6 @@ addr_of() {
 }
 
 hosts() { cat "$state/hosts" 2>/dev/null || true; }
-
-# wait_for WHAT SECONDS COMMAND...: polls COMMAND until it succeeds.
-wait_for() {
-    w_what=$1 w_limit=$2
-    shift 2
-    w_tries=0
-    while ! "$@" >/dev/null 2>&1; do
-        w_tries=$((w_tries + 1))
-        [ "$w_tries" -gt $((w_limit * 20)) ] && die "timed out after ${w_limit}s waiting for $w_what; see the logs in $state"
-        sleep 0.05
-    done
-}
-
-alive() { [ -s "$state/$1.pid" ] && kill -0 "$(cat "$state/$1.pid")" 2>/dev/null; }
 
 need_root() {
     [ "$(id -u)" = 0 ] || die "needs root (network namespaces); run it with sudo"
@@ -123,7 +110,7 @@ start_wire() {
     for h in "$@"; do taps="$taps $tag-$h"; done
     # shellcheck disable=SC2086
     ip netns exec "$sw" "$bin/netwire" --conf "$state/wire.conf" $taps \
-        >"$state/netwire.out" 2>"$state/netwire.log" &
+        >"$state/netwire.out" 2>"$state/netwire.log" 3>&- &
     echo $! >"$state/netwire.pid"
     wait_for "netwire to make its devices" 10 grep -q 'netwire: ready' "$state/netwire.out"
 }
@@ -179,7 +166,7 @@ start_prog() {
             ip netns exec "$(ns disc)" "$bin/discovery" --listen "$a:$DPORT" \
                 --data-dir "$state/disc" --cluster-secret-file "$state/cluster.secret" \
                 --log-level "$log" ${DISCOVERY_ARGS:-} \
-                >>"$state/disc.out" 2>>"$state/disc.log" &
+                >>"$state/disc.out" 2>>"$state/disc.log" 3>&- &
             ;;
         n*)
             # shellcheck disable=SC2086
@@ -187,21 +174,12 @@ start_prog() {
                 --listen "$a" --client-port "$CPORT" --sync-port "$SPORT" \
                 --data-dir "$state/$h" --cluster-secret-file "$state/cluster.secret" \
                 --log-level "$log" ${NODE_ARGS:-} \
-                >>"$state/$h.out" 2>>"$state/$h.log" &
+                >>"$state/$h.out" 2>>"$state/$h.log" 3>&- &
             ;;
         *) die "$h runs no program of the cluster" ;;
     esac
     echo $! >"$state/$h.pid"
     wait_for "$h to listen" 20 started "$h"
-}
-
-# started H: its "listening" line is out; exits with its error if it died.
-started() {
-    grep -q 'listening' "$state/$1.out" && return 0
-    alive "$1" && return 1
-    echo "netns-cluster: $1 exited before it listened; the end of $state/$1.log:" >&2
-    tail -n 5 "$state/$1.log" >&2
-    exit 1
 }
 
 stop_prog() {

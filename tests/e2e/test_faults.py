@@ -193,39 +193,48 @@ def netns(tmp_path, request):
         assert c.env["NETNS_TAG"] + "-" not in left, f"namespaces left behind: {left}"
 
 
-def test_kill9_during_load(netns, tmp_path):
-    c = netns()
+def under_load(c, tmp_path, fault, inject):
+    """Clients on every node; once 200 messages are acknowledged,
+    inject(load) makes the fault and ends it; once 200 more are, the load
+    stops and settles, and the checker runs."""
     record = str(tmp_path / "record")
     load = Load(c, record)
     load.more(200)
-    c.run("stop", "n2", "KILL")
-    load.more(100, "messages acknowledged with n2 dead")
-    c.run("start", "n2")
-    c.wait_mesh()
-    load.more(200, "messages acknowledged after n2 came back")
+    inject(load)
+    load.more(200, f"messages acknowledged after the {fault}")
     load.finish()
-    check(c, "kill -9", record)
+    check(c, fault, record)
+
+
+def test_kill9_during_load(netns, tmp_path):
+    c = netns()
+
+    def inject(load):
+        c.run("stop", "n2", "KILL")
+        load.more(100, "messages acknowledged with n2 dead")
+        c.run("start", "n2")
+        c.wait_mesh()
+
+    under_load(c, tmp_path, "kill -9", inject)
 
 
 def test_partition_of_one_node(netns, tmp_path):
     # Marks every second: a link that carries nothing is taken for dead
     # after 5 s (docs/PROTOCOL.md 2.6), well within the partition.
     c = netns(node_args="--sync-interval 1")
-    record = str(tmp_path / "record")
-    load = Load(c, record)
-    load.more(200)
-    c.run("partition", "n1")
-    wait_until(lambda: c.links_up("n2") == 1 and c.links_up("n1") == 0, HANG,
-               "the links to n1 to go down")
-    until = time.monotonic() + 10  # the partition lasts 10 s, whatever flows meanwhile
-    load.more(100, "messages acknowledged during the partition")
-    while time.monotonic() < until:
-        time.sleep(0.2)
-    c.run("join", "n1")
-    c.wait_mesh()
-    load.more(200, "messages acknowledged after the partition")
-    load.finish()
-    check(c, "partition", record)
+
+    def inject(load):
+        c.run("partition", "n1")
+        wait_until(lambda: c.links_up("n2") == 1 and c.links_up("n1") == 0, HANG,
+                   "the links to n1 to go down")
+        until = time.monotonic() + 10  # the partition lasts 10 s, whatever flows meanwhile
+        load.more(100, "messages acknowledged during the partition")
+        while time.monotonic() < until:
+            time.sleep(0.2)
+        c.run("join", "n1")
+        c.wait_mesh()
+
+    under_load(c, tmp_path, "partition", inject)
 
 
 def test_latency_and_loss_during_seed_bench(netns, tmp_path):
@@ -253,16 +262,6 @@ def test_latency_and_loss_during_seed_bench(netns, tmp_path):
 
 def test_discovery_down_for_10s(netns, tmp_path):
     c = netns()
-    record = str(tmp_path / "record")
-    load = Load(c, record)
-    load.more(200)
-    c.run("stop", "disc", "KILL")
-    until = time.monotonic() + 10
-    load.more(300, "messages acknowledged with discovery down")
-    assert all(c.links_up(h) == 2 for h in NODES), "a peer link went down with discovery"
-    while time.monotonic() < until:
-        time.sleep(0.2)
-    c.run("start", "disc")
 
     def logged_in():
         out = subprocess.run(["sh", SCRIPT, "exec", "load", "curl", "-fsS", "--max-time", "2",
@@ -270,10 +269,17 @@ def test_discovery_down_for_10s(netns, tmp_path):
                              env=c.env, capture_output=True, text=True)
         return out.returncode == 0 and len(json.loads(out.stdout)["activeNodes"]) == len(NODES)
 
-    wait_until(logged_in, HANG, "every node to log in to discovery again")
-    load.more(200, "messages acknowledged after discovery came back")
-    load.finish()
-    check(c, "discovery down", record)
+    def inject(load):
+        c.run("stop", "disc", "KILL")
+        until = time.monotonic() + 10
+        load.more(300, "messages acknowledged with discovery down")
+        assert all(c.links_up(h) == 2 for h in NODES), "a peer link went down with discovery"
+        while time.monotonic() < until:
+            time.sleep(0.2)
+        c.run("start", "disc")
+        wait_until(logged_in, HANG, "every node to log in to discovery again")
+
+    under_load(c, tmp_path, "discovery down", inject)
 
 
 def test_full_disk_under_one_node(netns, tmp_path):
@@ -294,26 +300,25 @@ def test_full_disk_under_one_node(netns, tmp_path):
             shutil.copy2(os.path.join(keep, name), data)
         c.run("start", "n1")
         c.wait_mesh()
-        record = str(tmp_path / "record")
-        load = Load(c, record)
-        load.more(200)
         filler = os.path.join(data, "filler")
-        with open(filler, "wb") as f:
+
+        def inject(load):
+            fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
             try:
                 while True:
-                    f.write(b"\0" * 65536)
-                    f.flush()
+                    os.write(fd, b"\0" * 65536)  # until ENOSPC
             except OSError:
                 pass
-        wait_until(lambda: (c.status("n1") or {}).get("history", {}).get("writable") is False,
-                   HANG, "n1 to say its history cannot be written")
-        load.more(100, "messages acknowledged while n1's disk is full (by n2 and n3)")
-        os.unlink(filler)
-        wait_until(lambda: (c.status("n1") or {}).get("history", {}).get("writable") is True,
-                   HANG, "n1 to write its history again")
-        load.more(200, "messages acknowledged after space came back")
-        load.finish()
-        check(c, "disk full", record)
+            finally:
+                os.close(fd)
+            wait_until(lambda: (c.status("n1") or {}).get("history", {}).get("writable") is False,
+                       HANG, "n1 to say its history cannot be written")
+            load.more(100, "messages acknowledged while n1's disk is full (by n2 and n3)")
+            os.unlink(filler)
+            wait_until(lambda: (c.status("n1") or {}).get("history", {}).get("writable") is True,
+                       HANG, "n1 to write its history again")
+
+        under_load(c, tmp_path, "disk full", inject)
     finally:
         c.run("stop", "n1")
         subprocess.run(["umount", "-l", data], capture_output=True)
@@ -321,14 +326,14 @@ def test_full_disk_under_one_node(netns, tmp_path):
 
 def test_rolling_restart(netns, tmp_path):
     c = netns(node_args="--drain-seconds 1")
-    record = str(tmp_path / "record")
-    load = Load(c, record)
-    load.more(200)
-    for h in NODES:
-        c.run("stop", h)
-        load.more(50, f"messages acknowledged with {h} stopped")
-        c.run("start", h)
-        c.wait_mesh()
-        load.more(100, f"messages acknowledged after {h} came back")
-    load.finish()
-    check(c, "rolling restart", record)
+
+    def inject(load):
+        for h in NODES:
+            c.run("stop", h)
+            load.more(50, f"messages acknowledged with {h} stopped")
+            c.run("start", h)
+            c.wait_mesh()
+            if h != NODES[-1]:
+                load.more(100, f"messages acknowledged after {h} came back")
+
+    under_load(c, tmp_path, "rolling restart", inject)
