@@ -342,10 +342,11 @@ json_t *history_digest(node *n)
     const struct store_origin *o = store_origins(n->store, &count);
     json_t *list = json_array();
     for (size_t i = 0; i < count; i++)
-        json_array_append_new(list, json_pack("{s:I, s:I, s:I}", "origin",
+        json_array_append_new(list, json_pack("{s:I, s:I, s:I, s:I}", "origin",
                                                (json_int_t)o[i].origin, "count",
                                                (json_int_t)o[i].count, "highest",
-                                               (json_int_t)o[i].highest));
+                                               (json_int_t)o[i].highest, "trimmed",
+                                               (json_int_t)o[i].trimmed));
     uint64_t since = 0;
     const char *failing = store_failing(n->store, &since);
     json_t *d = json_pack("{s:s, s:b, s:I, s:I, s:b, s:I, s:o}", "fsync",

@@ -44,7 +44,8 @@ enum {
     OPT_DISCOVERY, OPT_LISTEN, OPT_CLIENT_PORT, OPT_SYNC_PORT, OPT_ADVERTISE,
     OPT_DATA_DIR, OPT_MAX_MESSAGE, OPT_MAX_QUEUE, OPT_MAX_QUEUE_HARD, OPT_WRITE_DEADLINE,
     OPT_MAX_CLIENTS, OPT_HEARTBEAT, OPT_PING, OPT_DRAIN,
-    OPT_HANDSHAKE, OPT_ALLOWED_ORIGINS, OPT_FSYNC, OPT_SYNC_INTERVAL, OPT_SYNC_LIMIT, OPT_SYNC_SCAN, OPT_LOG_LEVEL,
+    OPT_HANDSHAKE, OPT_ALLOWED_ORIGINS, OPT_FSYNC, OPT_SYNC_INTERVAL, OPT_SYNC_LIMIT, OPT_SYNC_SCAN,
+    OPT_HISTORY_MAX_AGE, OPT_HISTORY_MAX_MESSAGES, OPT_HISTORY_MAX_BYTES, OPT_LOG_LEVEL,
     OPT_LOG_FORMAT,
     OPT_SECRET_FILE, OPT_INSECURE, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_ONLY, OPT_PEER_TLS,
     OPT_TEST_DROP, OPT_TEST_HOOKS,
@@ -109,6 +110,16 @@ static const struct cli_option node_options[] = {
                         "stored messages a clientSyncReply for a client in chat rooms looks "
                         "through at most, to find those of its chats; it says where to go on "
                         "(default 20000)" },
+    [OPT_HISTORY_MAX_AGE] = { "history-max-age", 0, "DURATION", "NODE_HISTORY_MAX_AGE",
+                              "retention: remove messages older than this, e.g. 30d, 12h, 90m, "
+                              "45s; every node of a cluster alike; 0 = no age limit (default 0)" },
+    [OPT_HISTORY_MAX_MESSAGES] = { "history-max-messages", 0, "N", "NODE_HISTORY_MAX_MESSAGES",
+                                   "retention: keep the newest N messages of each chat; 0 = no "
+                                   "limit (default 0)" },
+    [OPT_HISTORY_MAX_BYTES] = { "history-max-bytes", 0, "SIZE", "NODE_HISTORY_MAX_BYTES",
+                                "retention: the whole history at most this big (file and WAL), "
+                                "oldest messages removed first, e.g. 512M, 2G; at least 16M; 0 = "
+                                "no limit (default 1G)" },
     [OPT_LOG_LEVEL] = { "log-level", 0, "LEVEL", "DCHAT_LOG_LEVEL",
                         "debug, info, warn, error (default info)" },
     [OPT_LOG_FORMAT] = { "log-format", 0, "FORMAT", "DCHAT_LOG_FORMAT",
@@ -254,6 +265,24 @@ static int set_option(int index, const char *v, void *ud, char *err, size_t errl
             return -1;
         c->sync_scan = (unsigned)l;
         return 0;
+    case OPT_HISTORY_MAX_AGE:
+        if (store_parse_duration(v, &c->retention.max_age_ms) != 0) {
+            snprintf(err, errlen, "expected a duration such as 30d, 12h, 90m, 45s or 0");
+            return -1;
+        }
+        return 0;
+    case OPT_HISTORY_MAX_MESSAGES:
+        if (cli_long(v, 0, 1000000000, "a count", &l, err, errlen) != 0)
+            return -1;
+        c->retention.max_messages = (uint64_t)l;
+        return 0;
+    case OPT_HISTORY_MAX_BYTES:
+        if (store_parse_size(v, &c->retention.max_bytes) != 0 ||
+            (c->retention.max_bytes != 0 && c->retention.max_bytes < STORE_MIN_MAX_BYTES)) {
+            snprintf(err, errlen, "expected a size such as 512M or 2G, at least 16M, or 0");
+            return -1;
+        }
+        return 0;
     case OPT_SECRET_FILE:
         return copy_opt(c->secret_file, sizeof(c->secret_file), v, err, errlen);
     case OPT_INSECURE:
@@ -394,6 +423,14 @@ static int node_open_store(node *n)
         log_error("%s; pass a writable --data-dir", err);
         return -1;
     }
+    if (store_set_retention(n->store, &n->cfg.retention, err, sizeof(err)) != 0) {
+        log_error("cannot set up the history's retention: %s", err);
+        return -1;
+    }
+    log_info("history retention: max age %llu ms, max %llu messages per chat, max %llu bytes "
+             "(0 = no limit)", (unsigned long long)n->cfg.retention.max_age_ms,
+             (unsigned long long)n->cfg.retention.max_messages,
+             (unsigned long long)n->cfg.retention.max_bytes);
     struct relay_sinks sinks = { .to_clients = sink_clients, .to_peers = sink_peers, .ud = n };
     relay_init(n, &sinks);
     return 0;
@@ -498,6 +535,7 @@ int main(int argc, char **argv)
     c->sync_interval_ms = 5000;
     c->sync_limit = 1000;
     c->sync_scan = HISTORY_SCAN_ROWS;
+    c->retention.max_bytes = STORE_DEFAULT_MAX_BYTES;
     cli_parse(argc, argv, "node", "[OPTIONS]",
               "A dchat chat node: WebSocket clients (DSatter protocol) on the client port,\n"
               "a full-mesh TCP relay to the other nodes on the sync port, membership\n"

@@ -16,6 +16,7 @@
 
 #include "common/http_server.h"
 #include "common/netaddr.h"
+#include "node/store.h"
 
 struct membership;
 struct mesh;
@@ -54,6 +55,7 @@ struct node_config {
     unsigned sync_interval_ms; /* anti-entropy period per peer link */
     unsigned sync_limit;    /* messages per clientSyncReply at most */
     unsigned sync_scan;     /* rows such a reply looks at for a client in rooms */
+    struct store_retention retention; /* --history-max-age/-messages/-bytes */
     char tls_cert[512];     /* --tls-cert: PEM chain, or empty (no TLS) */
     char tls_key[512];      /* --tls-key */
     bool tls_only;          /* --tls-only: plain clients refused */

@@ -9,6 +9,7 @@
  * its own in another worker, while the next commits go on. */
 #include "node/store.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -134,6 +135,29 @@ struct store {
     struct metrics_histogram commit_seconds;  /* start_commit to commit_done */
     struct metrics_histogram commit_sizes;    /* messages per committed batch */
 
+    /* Retention (store.h). The worker fills trims, work_bytes, work_oldest
+     * and work_more for the commit in flight; commit_done applies them. */
+    struct store_retention ret;
+    uv_timer_t trim_timer;     /* commits with no rows, for trimming */
+    sqlite3_stmt *t_slots;     /* on wdb: every slot */
+    sqlite3_stmt *t_head;      /* on wdb: a slot's first rows */
+    sqlite3_stmt *t_del_range; /* on wdb: a key range */
+    sqlite3_stmt *t_chat_edge; /* on wdb: a chat's newest row past its limit */
+    sqlite3_stmt *t_chat_del;  /* on wdb: a chat's oldest rows up to that one */
+    sqlite3_stmt *t_floor;     /* on wdb: raises origins.trimmed */
+    sqlite3_stmt *t_pages, *t_free;
+    uint64_t page_size;
+    struct trim_res { uint32_t slot; uint64_t upto, rows; } *trims;
+    size_t ntrims, captrims;
+    uint32_t *wslots;          /* the worker's list of slots */
+    size_t capwslots;
+    int64_t *wchats;           /* the worker's list of a batch's chats */
+    size_t capwchats;
+    uint64_t work_bytes, work_wal, work_oldest;
+    int work_more;
+    int trim_more;             /* the last commit left rows over a limit */
+    uint64_t rows_trimmed, trim_steps, bytes, wal_bytes, oldest_ms, trim_epoch;
+
     int closing;
     int finished;              /* closing and nothing left: no more appends */
     int handles_open;
@@ -146,7 +170,8 @@ struct store {
 static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS origins ("
     "  slot    INTEGER PRIMARY KEY,"      /* 1, 2, 3 ... in the order first stored */
-    "  origin  INTEGER NOT NULL UNIQUE"   /* node that accepted it from a client */
+    "  origin  INTEGER NOT NULL UNIQUE,"  /* node that accepted it from a client */
+    "  trimmed INTEGER NOT NULL DEFAULT 0" /* seqs up to it may be gone (retention) */
     ");"
     "CREATE TABLE IF NOT EXISTS history ("
     "  key     INTEGER PRIMARY KEY,"      /* slot << 40 | seq */
@@ -311,8 +336,8 @@ static int load_origins(store *s, char *err, size_t errlen)
     sqlite3_stmt *st;
     uint32_t *origin_of = NULL; /* by slot */
     int rc;
-    if (sqlite3_prepare_v2(s->rdb, "SELECT slot, origin FROM origins ORDER BY slot", -1, &st,
-                           NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(s->rdb, "SELECT slot, origin, trimmed FROM origins ORDER BY slot",
+                           -1, &st, NULL) != SQLITE_OK)
         goto fail;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         sqlite3_int64 slot = sqlite3_column_int64(st, 0);
@@ -328,6 +353,12 @@ static int load_origins(store *s, char *err, size_t errlen)
         s->max_slot = (uint32_t)slot - 1; /* ascending: get_slot gives this one */
         struct slot_of *sl = get_slot(s, (uint32_t)origin);
         sl->stored = 1;
+        sqlite3_int64 trimmed = sqlite3_column_int64(st, 2);
+        if (trimmed > 0) {
+            /* Everything of it may be gone: its highest is still that. */
+            struct store_origin *o = get_origin(s, (uint32_t)origin);
+            o->trimmed = o->highest = o->committed = (uint64_t)trimmed;
+        }
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE)
@@ -351,7 +382,8 @@ static int load_origins(store *s, char *err, size_t errlen)
         }
         struct store_origin *o = get_origin(s, origin_of[slot]);
         o->count = (uint64_t)sqlite3_column_int64(st, 1);
-        o->highest = o->committed = (uint64_t)sqlite3_column_int64(st, 2);
+        uint64_t highest = (uint64_t)sqlite3_column_int64(st, 2);
+        o->highest = o->committed = UTIL_MAX(highest, o->trimmed);
         o->last_time_ms = (uint64_t)sqlite3_column_int64(st, 3);
     }
     sqlite3_finalize(st);
@@ -410,6 +442,24 @@ static int open_schema(sqlite3 *db, char *err, size_t errlen)
         }
         log_info("history: converted");
     }
+    /* A file from before retention gets the origins' low-water marks;
+     * older nodes still write it (they name the columns they insert). */
+    if (sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM pragma_table_info('origins') WHERE "
+                               "name = 'trimmed'", -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+        return -1;
+    }
+    rc = sqlite3_step(st);
+    int has_trimmed = rc == SQLITE_ROW && sqlite3_column_int(st, 0) > 0;
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW) {
+        snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+        return -1;
+    }
+    if (!has_trimmed &&
+        exec(db, "ALTER TABLE origins ADD COLUMN trimmed INTEGER NOT NULL DEFAULT 0;", err,
+             errlen) != 0)
+        return -1;
     return exec(db, VIEW, err, errlen);
 }
 
@@ -421,6 +471,14 @@ static void free_all(store *s)
     sqlite3_finalize(s->insert_many);
     sqlite3_finalize(s->reg);
     sqlite3_finalize(s->select);
+    sqlite3_finalize(s->t_slots);
+    sqlite3_finalize(s->t_head);
+    sqlite3_finalize(s->t_del_range);
+    sqlite3_finalize(s->t_chat_edge);
+    sqlite3_finalize(s->t_chat_del);
+    sqlite3_finalize(s->t_floor);
+    sqlite3_finalize(s->t_pages);
+    sqlite3_finalize(s->t_free);
     sqlite3_close(s->rdb);
     sqlite3_close(s->cdb);
     sqlite3_close(s->wdb); /* last: it runs the final checkpoint */
@@ -430,6 +488,9 @@ static void free_all(store *s)
     free(s->inflight.regs);
     free(s->origins);
     free(s->slots);
+    free(s->trims);
+    free(s->wslots);
+    free(s->wchats);
     free(s);
 }
 
@@ -508,6 +569,36 @@ store *store_open(uv_loop_t *loop, const char *dir, enum store_fsync mode,
         snprintf(why, sizeof(why), "%s", sqlite3_errmsg(s->wdb));
         goto fail;
     }
+    if (sqlite3_prepare_v2(s->wdb, "SELECT slot FROM origins ORDER BY slot", -1, &s->t_slots,
+                           NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->wdb, "SELECT key, time_ms FROM history WHERE key > ?1 AND key < ?2 "
+                           "ORDER BY key LIMIT ?3", -1, &s->t_head, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->wdb, "DELETE FROM history WHERE key >= ?1 AND key <= ?2", -1,
+                           &s->t_del_range, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->wdb, "SELECT time_ms, key FROM history WHERE chat_id = ?1 "
+                           "ORDER BY time_ms DESC, key DESC LIMIT 1 OFFSET ?2", -1,
+                           &s->t_chat_edge, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->wdb, "DELETE FROM history WHERE key IN (SELECT key FROM history "
+                           "WHERE chat_id = ?1 AND (time_ms < ?2 OR (time_ms = ?2 AND key <= ?3)) "
+                           "ORDER BY time_ms, key LIMIT ?4) RETURNING key", -1, &s->t_chat_del,
+                           NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->wdb, "UPDATE origins SET trimmed = ?2 WHERE slot = ?1 AND "
+                           "trimmed < ?2", -1, &s->t_floor, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->wdb, "PRAGMA page_count", -1, &s->t_pages, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->wdb, "PRAGMA freelist_count", -1, &s->t_free, NULL) != SQLITE_OK) {
+        snprintf(why, sizeof(why), "%s", sqlite3_errmsg(s->wdb));
+        goto fail;
+    }
+    {
+        sqlite3_stmt *ps;
+        if (sqlite3_prepare_v2(s->wdb, "PRAGMA page_size", -1, &ps, NULL) != SQLITE_OK) {
+            snprintf(why, sizeof(why), "%s", sqlite3_errmsg(s->wdb));
+            goto fail;
+        }
+        s->page_size = sqlite3_step(ps) == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(ps, 0)
+                                                      : 4096;
+        sqlite3_finalize(ps);
+    }
     if (sqlite3_open_v2(path, &s->rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
         SQLITE_OK) {
         snprintf(why, sizeof(why), "%s", s->rdb ? sqlite3_errmsg(s->rdb) : "out of memory");
@@ -531,6 +622,8 @@ store *store_open(uv_loop_t *loop, const char *dir, enum store_fsync mode,
     s->waker.data = s; /* referenced: a batch to commit keeps the loop alive */
     uv_timer_init(loop, &s->retry);
     s->retry.data = s;
+    uv_timer_init(loop, &s->trim_timer);
+    s->trim_timer.data = s;
     return s;
 fail:
     snprintf(err, errlen, "cannot open the history %s: %s", path, why);
@@ -641,6 +734,247 @@ uint64_t store_failures(const store *s)
     return s->failures;
 }
 
+/* ---- trimming (in the commit's worker) ---------------------------------- */
+
+/* Rows removed of slot up to seq upto: noted for commit_done. */
+static void trim_note(store *s, uint32_t slot, uint64_t upto, uint64_t rows)
+{
+    for (size_t i = 0; i < s->ntrims; i++) {
+        if (s->trims[i].slot == slot) {
+            s->trims[i].upto = UTIL_MAX(s->trims[i].upto, upto);
+            s->trims[i].rows += rows;
+            return;
+        }
+    }
+    if (s->ntrims == s->captrims) {
+        s->captrims = s->captrims ? 2 * s->captrims : 16;
+        s->trims = xrealloc(s->trims, s->captrims * sizeof(*s->trims));
+    }
+    s->trims[s->ntrims++] = (struct trim_res){ slot, upto, rows };
+}
+
+/* Steps st, which has no result rows; SQLITE_DONE or an error code. */
+static int step_reset(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc;
+}
+
+/* The first row of slot: its seq and time (found 0 when it has none). */
+static int slot_head(store *s, uint32_t slot, uint64_t *seq, uint64_t *time_ms, int *found)
+{
+    sqlite3_int64 base = (sqlite3_int64)((uint64_t)slot << STORE_SEQ_BITS);
+    sqlite3_bind_int64(s->t_head, 1, base);
+    sqlite3_bind_int64(s->t_head, 2, base + (sqlite3_int64)(1ull << STORE_SEQ_BITS));
+    sqlite3_bind_int64(s->t_head, 3, 1);
+    int rc = sqlite3_step(s->t_head);
+    *found = rc == SQLITE_ROW;
+    if (*found) {
+        *seq = (uint64_t)sqlite3_column_int64(s->t_head, 0) & STORE_SEQ_MASK;
+        *time_ms = (uint64_t)sqlite3_column_int64(s->t_head, 1);
+    }
+    sqlite3_reset(s->t_head);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Deletes the first rows of slot, at most max, those older than cut only
+ * (an origin's times never go down, so they are a prefix: one range
+ * delete). *removed says how many. */
+static int trim_slot_head(store *s, uint32_t slot, uint64_t cut, uint64_t max, uint64_t *removed)
+{
+    sqlite3_int64 base = (sqlite3_int64)((uint64_t)slot << STORE_SEQ_BITS);
+    sqlite3_bind_int64(s->t_head, 1, base);
+    sqlite3_bind_int64(s->t_head, 2, base + (sqlite3_int64)(1ull << STORE_SEQ_BITS));
+    sqlite3_bind_int64(s->t_head, 3, (sqlite3_int64)max);
+    sqlite3_int64 first = 0, last = 0;
+    uint64_t n = 0;
+    int rc;
+    while ((rc = sqlite3_step(s->t_head)) == SQLITE_ROW &&
+           (uint64_t)sqlite3_column_int64(s->t_head, 1) < cut) {
+        last = sqlite3_column_int64(s->t_head, 0);
+        if (n++ == 0)
+            first = last;
+    }
+    sqlite3_reset(s->t_head);
+    *removed = 0;
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return rc;
+    if (n == 0)
+        return SQLITE_OK;
+    sqlite3_bind_int64(s->t_del_range, 1, first);
+    sqlite3_bind_int64(s->t_del_range, 2, last);
+    if ((rc = step_reset(s->t_del_range)) != SQLITE_DONE)
+        return rc;
+    *removed = n;
+    trim_note(s, slot, (uint64_t)last & STORE_SEQ_MASK, n);
+    return SQLITE_OK;
+}
+
+/* The database file's pages in use, in bytes (freed pages are reused by
+ * later inserts, so this, not the file's size, is what grows). */
+static int store_bytes(store *s, uint64_t *bytes)
+{
+    int rc = sqlite3_step(s->t_pages);
+    uint64_t pages = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(s->t_pages, 0) : 0;
+    sqlite3_reset(s->t_pages);
+    if (rc != SQLITE_ROW)
+        return rc;
+    rc = sqlite3_step(s->t_free);
+    uint64_t free_pages = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(s->t_free, 0) : 0;
+    sqlite3_reset(s->t_free);
+    if (rc != SQLITE_ROW)
+        return rc;
+    *bytes = (pages - UTIL_MIN(free_pages, pages)) * s->page_size;
+    return SQLITE_OK;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The chats over the per-chat limit among those of batch b: their oldest
+ * rows, up to *budget in all. */
+static int trim_chats(store *s, const struct batch *b, uint64_t *budget)
+{
+    size_t n = 0;
+    if (b->n > s->capwchats) {
+        s->capwchats = b->n;
+        s->wchats = xrealloc(s->wchats, s->capwchats * sizeof(*s->wchats));
+    }
+    for (size_t off = 0, i = 0; i < b->n; i++) {
+        const struct rec *r = (const struct rec *)(b->arena + off);
+        s->wchats[n++] = r->chat_id;
+        off += REC_ALIGN(sizeof(*r) + r->sender_len + r->text_len);
+    }
+    qsort(s->wchats, n, sizeof(*s->wchats), cmp_i64);
+    for (size_t i = 0; i < n && *budget > 0; i++) {
+        if (i > 0 && s->wchats[i] == s->wchats[i - 1])
+            continue;
+        sqlite3_bind_int64(s->t_chat_edge, 1, s->wchats[i]);
+        sqlite3_bind_int64(s->t_chat_edge, 2, (sqlite3_int64)s->ret.max_messages);
+        int rc = sqlite3_step(s->t_chat_edge);
+        sqlite3_int64 edge_time = 0, edge_key = 0;
+        if (rc == SQLITE_ROW) {
+            edge_time = sqlite3_column_int64(s->t_chat_edge, 0);
+            edge_key = sqlite3_column_int64(s->t_chat_edge, 1);
+        }
+        sqlite3_reset(s->t_chat_edge);
+        if (rc == SQLITE_DONE)
+            continue; /* within its limit */
+        if (rc != SQLITE_ROW)
+            return rc;
+        sqlite3_bind_int64(s->t_chat_del, 1, s->wchats[i]);
+        sqlite3_bind_int64(s->t_chat_del, 2, edge_time);
+        sqlite3_bind_int64(s->t_chat_del, 3, edge_key);
+        sqlite3_bind_int64(s->t_chat_del, 4, (sqlite3_int64)*budget);
+        while ((rc = sqlite3_step(s->t_chat_del)) == SQLITE_ROW) {
+            uint64_t key = (uint64_t)sqlite3_column_int64(s->t_chat_del, 0);
+            trim_note(s, (uint32_t)(key >> STORE_SEQ_BITS), key & STORE_SEQ_MASK, 1);
+            (*budget)--;
+        }
+        sqlite3_reset(s->t_chat_del);
+        if (rc != SQLITE_DONE)
+            return rc;
+        if (*budget == 0)
+            s->work_more = 1;
+    }
+    return SQLITE_OK;
+}
+
+/* After the batch's inserts, in its transaction: removes what is over the
+ * limits, oldest first, at most STORE_TRIM_STEP rows, and writes the
+ * origins' new low-water marks; then measures the store for the metrics.
+ * Returns SQLITE_OK or an error code (the transaction is then rolled
+ * back: the batch is retried like any that fails). */
+static int trim_work(store *s, const struct batch *b)
+{
+    const struct store_retention *ret = &s->ret;
+    uint64_t budget = STORE_TRIM_STEP;
+    int rc;
+    size_t nslots = 0;
+    s->ntrims = 0;
+    s->work_more = 0;
+    while ((rc = sqlite3_step(s->t_slots)) == SQLITE_ROW) {
+        if (nslots == s->capwslots) {
+            s->capwslots = s->capwslots ? 2 * s->capwslots : 16;
+            s->wslots = xrealloc(s->wslots, s->capwslots * sizeof(*s->wslots));
+        }
+        s->wslots[nslots++] = (uint32_t)sqlite3_column_int64(s->t_slots, 0);
+    }
+    sqlite3_reset(s->t_slots);
+    if (rc != SQLITE_DONE)
+        return rc;
+    if (ret->max_age_ms > 0) {
+        uint64_t now = util_wall_ms(); /* time_ms is wall-clock */
+        uint64_t cut = now > ret->max_age_ms ? now - ret->max_age_ms : 0;
+        for (size_t i = 0; i < nslots && budget > 0; i++) {
+            uint64_t removed;
+            if ((rc = trim_slot_head(s, s->wslots[i], cut, budget, &removed)) != SQLITE_OK)
+                return rc;
+            budget -= removed;
+        }
+        if (budget == 0)
+            s->work_more = 1;
+    }
+    if (ret->max_messages > 0 && budget > 0 && (rc = trim_chats(s, b, &budget)) != SQLITE_OK)
+        return rc;
+    uint64_t bytes = 0;
+    if ((rc = store_bytes(s, &bytes)) != SQLITE_OK)
+        return rc;
+    /* The WAL takes up to checkpoint_pages between checkpoints, whatever
+     * the rows: the file's pages get the rest of the byte limit. */
+    uint64_t wal_cap = (uint64_t)s->checkpoint_pages * s->page_size;
+    uint64_t file_limit = ret->max_bytes > wal_cap ? ret->max_bytes - wal_cap : 1;
+    /* Over the byte limit: the oldest head among the origins, a chunk at a
+     * time, until under it or out of budget. */
+    while (ret->max_bytes > 0 && bytes > file_limit && budget > 0) {
+        uint32_t oldest_slot = 0;
+        uint64_t oldest = UINT64_MAX;
+        for (size_t i = 0; i < nslots; i++) {
+            uint64_t seq, t;
+            int found;
+            if ((rc = slot_head(s, s->wslots[i], &seq, &t, &found)) != SQLITE_OK)
+                return rc;
+            if (found && t < oldest) {
+                oldest = t;
+                oldest_slot = s->wslots[i];
+            }
+        }
+        if (oldest_slot == 0)
+            break; /* nothing left to remove */
+        uint64_t removed;
+        if ((rc = trim_slot_head(s, oldest_slot, UINT64_MAX, UTIL_MIN(budget, (uint64_t)64),
+                                 &removed)) != SQLITE_OK)
+            return rc;
+        budget -= removed;
+        if ((rc = store_bytes(s, &bytes)) != SQLITE_OK)
+            return rc;
+        if (budget == 0 && bytes > file_limit)
+            s->work_more = 1;
+    }
+    for (size_t i = 0; i < s->ntrims; i++) {
+        sqlite3_bind_int64(s->t_floor, 1, s->trims[i].slot);
+        sqlite3_bind_int64(s->t_floor, 2, (sqlite3_int64)s->trims[i].upto);
+        if ((rc = step_reset(s->t_floor)) != SQLITE_DONE)
+            return rc;
+    }
+    s->work_bytes = bytes;
+    s->work_wal = (uint64_t)s->wal_pages * s->page_size;
+    s->work_oldest = 0;
+    for (size_t i = 0; i < nslots; i++) {
+        uint64_t seq, t;
+        int found;
+        if ((rc = slot_head(s, s->wslots[i], &seq, &t, &found)) != SQLITE_OK)
+            return rc;
+        if (found && (s->work_oldest == 0 || t < s->work_oldest))
+            s->work_oldest = t;
+    }
+    return SQLITE_OK;
+}
+
 /* Worker thread: one transaction for the whole batch. */
 static void commit_work(uv_work_t *w)
 {
@@ -690,6 +1024,11 @@ static void commit_work(uv_work_t *w)
             return; /* work_ok stays 0; work_err says why */
         }
     }
+    if (trim_work(s, b) != SQLITE_OK) {
+        snprintf(s->work_err, sizeof(s->work_err), "%s", sqlite3_errmsg(db));
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return;
+    }
     if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
         snprintf(s->work_err, sizeof(s->work_err), "%s", sqlite3_errmsg(db));
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
@@ -703,6 +1042,8 @@ fail:
 
 static void finish_close(store *s);
 static void commit_done(uv_work_t *w, int status);
+static void start_commit(store *s);
+static void trim_timer_cb(uv_timer_t *t);
 
 /* ---- checkpoints -------------------------------------------------------- */
 
@@ -754,6 +1095,88 @@ uint64_t store_commits(const store *s)
     return s->commits;
 }
 
+/* ---- retention ---------------------------------------------------------- */
+
+/* Digits then a unit from units (each with its factor); none: factor 1. */
+static int parse_scaled(const char *s, const char *const *units, const uint64_t *factors,
+                        size_t nunits, uint64_t max, uint64_t *out)
+{
+    if (*s < '0' || *s > '9')
+        return -1;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0)
+        return -1;
+    uint64_t factor = 0;
+    if (*end == '\0')
+        factor = factors[0];
+    for (size_t i = 0; i < nunits && factor == 0; i++)
+        if (strcmp(end, units[i]) == 0)
+            factor = factors[i];
+    if (factor == 0 || v > max / factor)
+        return -1;
+    *out = v * factor;
+    return 0;
+}
+
+int store_parse_duration(const char *s, uint64_t *ms)
+{
+    static const char *const units[] = { "s", "ms", "m", "h", "d" };
+    static const uint64_t factors[] = { 1000, 1, 60000, 3600000, 86400000 };
+    return parse_scaled(s, units, factors, 5, 3650ull * 86400000, ms);
+}
+
+int store_parse_size(const char *s, uint64_t *bytes)
+{
+    static const char *const units[] = { "B", "K", "M", "G", "T" };
+    static const uint64_t factors[] = { 1, 1ull << 10, 1ull << 20, 1ull << 30, 1ull << 40 };
+    return parse_scaled(s, units, factors, 5, 1ull << 50, bytes);
+}
+
+int store_set_retention(store *s, const struct store_retention *r, char *err, size_t errlen)
+{
+    s->ret = *r;
+    if (r->max_messages > 0) {
+        log_info("history: indexing the history by chat for --history-max-messages (once; "
+                 "a while for a big file)");
+        if (exec(s->wdb, "CREATE INDEX IF NOT EXISTS history_chat ON history (chat_id, time_ms);",
+                 err, errlen) != 0)
+            return -1;
+    } else if (exec(s->wdb, "DROP INDEX IF EXISTS history_chat;", err, errlen) != 0) {
+        return -1;
+    }
+    uint64_t period = STORE_TRIM_PERIOD_MS;
+    if (r->max_age_ms > 0)
+        period = UTIL_MAX(UTIL_MIN(period, r->max_age_ms / 4), (uint64_t)50);
+    if (r->max_age_ms > 0 || r->max_messages > 0 || r->max_bytes > 0) {
+        uv_timer_start(&s->trim_timer, trim_timer_cb, period, period);
+        uv_unref((uv_handle_t *)&s->trim_timer);
+    }
+    return 0;
+}
+
+void store_stats_get(const store *s, struct store_stats *out)
+{
+    uint64_t rows = 0;
+    for (size_t i = 0; i < s->norigins; i++)
+        rows += s->origins[i].count;
+    *out = (struct store_stats){ .rows = rows, .bytes = s->bytes + s->wal_bytes,
+                                 .file_bytes = s->bytes, .oldest_ms = s->oldest_ms,
+                                 .trimmed = s->rows_trimmed, .trim_steps = s->trim_steps };
+}
+
+uint64_t store_trimmed(const store *s, uint32_t origin)
+{
+    const struct store_origin *o = find_origin(s, origin);
+    return o ? o->trimmed : 0;
+}
+
+uint64_t store_trim_epoch(const store *s)
+{
+    return s->trim_epoch;
+}
+
 const struct metrics_histogram *store_commit_seconds(const store *s)
 {
     return &s->commit_seconds;
@@ -782,6 +1205,47 @@ static void raise_committed(store *s, const struct batch *b)
             o->committed = r->seq;
         off += REC_ALIGN(sizeof(*r) + r->sender_len + r->text_len);
     }
+}
+
+/* On the loop, after a commit: what its worker removed lowers the origins'
+ * counts and raises their low-water marks. */
+static void apply_trims(store *s)
+{
+    uint64_t rows = 0;
+    for (size_t i = 0; i < s->ntrims; i++) {
+        const struct trim_res *t = &s->trims[i];
+        struct store_origin *o = NULL;
+        for (size_t k = 0; k < s->nslots && o == NULL; k++)
+            if (s->slots[k].slot == t->slot)
+                o = find_origin(s, s->slots[k].origin);
+        rows += t->rows;
+        if (o == NULL)
+            continue;
+        o->count -= UTIL_MIN(o->count, t->rows);
+        if (t->upto > o->trimmed) {
+            o->trimmed = t->upto;
+            s->trim_epoch++;
+        }
+    }
+    s->ntrims = 0;
+    s->rows_trimmed += rows;
+    s->trim_steps += rows > 0;
+    s->trim_more = s->work_more;
+    s->bytes = s->work_bytes;
+    s->wal_bytes = s->work_wal;
+    s->oldest_ms = s->work_oldest;
+}
+
+/* The retention timer: a commit with no rows when nothing else commits
+ * and an age limit is set (rows age without any write) or the last commit
+ * left rows over a limit. */
+static void trim_timer_cb(uv_timer_t *t)
+{
+    store *s = t->data;
+    if (s->closing || s->working || s->failing || s->pending.n > 0)
+        return;
+    if (s->ret.max_age_ms > 0 || s->trim_more)
+        start_commit(s);
 }
 
 /* Hands the batch in inflight to a worker (a first try, or a retry).
@@ -847,7 +1311,9 @@ static void commit_done(uv_work_t *w, int status)
                      s->failures - s->failures_before);
         s->failing = 0;
     }
-    if (ok) {
+    if (ok)
+        apply_trims(s);
+    if (ok && b->n > 0) { /* a commit with no rows only trimmed */
         s->commits++;
         metrics_histogram_observe(&s->commit_seconds,
                                   (double)(uv_hrtime() - s->commit_started_ns) / 1e9);
@@ -1048,7 +1514,8 @@ static void finish_close(store *s)
         w->cb(w->ud);
         free(w);
     }
-    s->handles_open = 3;
+    s->handles_open = 4;
+    uv_close((uv_handle_t *)&s->trim_timer, handle_closed_cb);
     uv_close((uv_handle_t *)&s->turn_end, handle_closed_cb);
     uv_close((uv_handle_t *)&s->waker, handle_closed_cb);
     uv_close((uv_handle_t *)&s->retry, handle_closed_cb);

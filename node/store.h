@@ -88,6 +88,11 @@ struct store_origin {
     uint64_t highest;       /* appended */
     uint64_t committed;     /* in a committed batch (or in the history at open) */
     uint64_t last_time_ms;  /* the latest time_ms among them */
+    uint64_t trimmed;       /* the low-water mark, less one: every seq up to it
+                               may be gone (removed by retention, or skipped
+                               because the peers had removed it: store_skip);
+                               every seq above it up to `highest` is held.
+                               0: nothing removed */
 };
 const struct store_origin *store_origins(const store *s, size_t *n);
 /* The highest seq appended for origin, 0 when none. */
@@ -122,6 +127,58 @@ int store_read(store *s, uint32_t origin, uint64_t after, uint64_t upto, size_t 
 int store_read_chats(store *s, uint32_t origin, uint64_t after, uint64_t upto, size_t limit,
                      const int64_t *chats, size_t nchats, size_t scan,
                      struct store_rows *out, uint64_t *seen);
+
+/* ---- retention (docs/PROTOCOL.md 3.3) ----------------------------------
+ * Limits every node of a cluster applies alike. Rows over a limit are
+ * deleted, oldest first, inside the commit's transaction in its worker,
+ * after the batch's inserts, at most STORE_TRIM_STEP rows per commit; a
+ * timer queues a commit with no rows every STORE_TRIM_PERIOD_MS (less for a
+ * short age limit) while an age limit is set or rows over a limit are left,
+ * so a quiet node trims too. Nothing of it runs on the loop. */
+struct store_retention {
+    uint64_t max_age_ms;    /* rows older than this go; 0: no age limit */
+    uint64_t max_messages;  /* per chat, the newest kept; 0: no limit */
+    uint64_t max_bytes;     /* the whole store (file pages in use + WAL); 0: none */
+};
+#define STORE_TRIM_STEP 1000
+#define STORE_TRIM_PERIOD_MS 1000
+#define STORE_DEFAULT_MAX_BYTES (1ull << 30)
+/* The WAL takes up to the checkpoint threshold (1000 pages of 4 KiB) between
+ * checkpoints whatever the rows, so the file's pages in use are kept under
+ * the byte limit less that; below this much a limit would leave them little. */
+#define STORE_MIN_MAX_BYTES (16ull << 20)
+
+/* "30d", "12h", "90m", "45s", "500ms", or plain seconds; "0" is 0. Returns
+ * 0, or -1 when s is not such a duration (or above ten years). */
+int store_parse_duration(const char *s, uint64_t *ms);
+/* "512M", "2G", "64K", "1T" (powers of 1024), or plain bytes; "0" is 0.
+ * Returns 0, or -1. */
+int store_parse_size(const char *s, uint64_t *bytes);
+
+/* Sets the limits; call before the first append. With a per-chat limit the
+ * history gets an index on (chat_id, time_ms) (built now: a while for a big
+ * file), without one that index is dropped (it costs every insert).
+ * Returns 0, or -1 with err filled. */
+int store_set_retention(store *s, const struct store_retention *r, char *err, size_t errlen);
+
+/* What the history holds and what retention removed, as of the last
+ * commit. */
+struct store_stats {
+    uint64_t rows;          /* held (committed or appended) */
+    uint64_t bytes;         /* file pages in use + WAL, at the last commit */
+    uint64_t file_bytes;    /* of which the file's pages in use */
+    uint64_t oldest_ms;     /* time_ms of the oldest row held; 0 when none */
+    uint64_t trimmed;       /* rows removed by retention since open */
+    uint64_t trim_steps;    /* commits that removed rows since open */
+};
+void store_stats_get(const store *s, struct store_stats *out);
+
+/* origin's low-water mark less one (store_origin.trimmed), 0 when none. */
+uint64_t store_trimmed(const store *s, uint32_t origin);
+
+/* Goes up every time some origin's `trimmed` rises: a sender of marks
+ * compares it with the value it last told a peer. */
+uint64_t store_trim_epoch(const store *s);
 
 /* Flushes what is pending, waits for the worker, and closes; done(ud)
  * runs on the loop when everything is released. */

@@ -26,6 +26,7 @@
 
 #include <sqlite3.h>
 
+#include "common/util.h"
 #include "node/store.h"
 
 struct fixture {
@@ -606,6 +607,209 @@ static void test_a_new_origin_survives_a_failed_first_batch(void **state)
     close_store(f, s);
 }
 
+/* ---- retention ---------------------------------------------------------- */
+
+/* Runs the loop once, kept alive meanwhile: the store's retention timer is
+ * unreferenced (it must not keep a stopping node's loop going). */
+static void keep_cb(uv_timer_t *t)
+{
+    (void)t;
+}
+
+static void run_alive(struct fixture *f)
+{
+    uv_timer_t keep;
+    uv_timer_init(&f->loop, &keep);
+    uv_timer_start(&keep, keep_cb, 10, 0);
+    uv_run(&f->loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&keep, NULL);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+}
+
+static void test_parse_duration_and_size(void **state)
+{
+    (void)state;
+    uint64_t v = 1;
+    assert_int_equal(store_parse_duration("0", &v), 0);
+    assert_int_equal(v, 0);
+    assert_int_equal(store_parse_duration("30d", &v), 0);
+    assert_int_equal(v, 30ull * 86400000);
+    assert_int_equal(store_parse_duration("12h", &v), 0);
+    assert_int_equal(v, 12ull * 3600000);
+    assert_int_equal(store_parse_duration("90m", &v), 0);
+    assert_int_equal(v, 90ull * 60000);
+    assert_int_equal(store_parse_duration("45s", &v), 0);
+    assert_int_equal(v, 45000);
+    assert_int_equal(store_parse_duration("45", &v), 0);
+    assert_int_equal(v, 45000);
+    assert_int_equal(store_parse_duration("500ms", &v), 0);
+    assert_int_equal(v, 500);
+    const char *bad_durations[] = { "", "d", "-1s", "1.5h", "10x", "3w", "1 d", "4000d",
+                                    "99999999999999999999999s" };
+    for (size_t i = 0; i < sizeof(bad_durations) / sizeof(*bad_durations); i++)
+        assert_int_equal(store_parse_duration(bad_durations[i], &v), -1);
+    assert_int_equal(store_parse_size("0", &v), 0);
+    assert_int_equal(v, 0);
+    assert_int_equal(store_parse_size("512M", &v), 0);
+    assert_int_equal(v, 512ull << 20);
+    assert_int_equal(store_parse_size("2G", &v), 0);
+    assert_int_equal(v, 2ull << 30);
+    assert_int_equal(store_parse_size("64K", &v), 0);
+    assert_int_equal(v, 64ull << 10);
+    assert_int_equal(store_parse_size("1000", &v), 0);
+    assert_int_equal(v, 1000);
+    const char *bad_sizes[] = { "", "M", "-1M", "1.5G", "2g", "2GB", "5000T" };
+    for (size_t i = 0; i < sizeof(bad_sizes) / sizeof(*bad_sizes); i++)
+        assert_int_equal(store_parse_size(bad_sizes[i], &v), -1);
+}
+
+static struct chat_message chat_msg(uint32_t origin, uint64_t seq, int64_t chat,
+                                    uint64_t time_ms, const char *text)
+{
+    struct chat_message m = msg(origin, seq, text);
+    m.chat_id = chat;
+    m.time_ms = time_ms;
+    return m;
+}
+
+static void set_retention(store *s, uint64_t age_ms, uint64_t per_chat, uint64_t bytes)
+{
+    char err[256];
+    struct store_retention r = { age_ms, per_chat, bytes };
+    if (store_set_retention(s, &r, err, sizeof(err)) != 0)
+        fail_msg("store_set_retention: %s", err);
+}
+
+/* A busy chat and a quiet one of the same origin under a per-chat limit:
+ * the busy one keeps its newest rows, the quiet one all of its own, the
+ * origin's low-water mark is the highest seq removed, and a reopen keeps
+ * the mark, the counts and the highest seq. */
+static void test_trims_a_busy_chat_and_keeps_a_quiet_one(void **state)
+{
+    struct fixture *f = *state;
+    store *s = open_store(f);
+    set_retention(s, 0, 10, 0);
+    uint64_t now = util_wall_ms();
+    for (uint64_t seq = 1; seq <= 60; seq++) {
+        /* every tenth message is of the quiet chat 2: six in all */
+        struct chat_message m = chat_msg(1, seq, seq % 10 == 0 ? 2 : 1, now + seq, "x");
+        store_append(s, &m);
+    }
+    wait_idle(f, s);
+    struct store_stats st;
+    store_stats_get(s, &st);
+    assert_int_equal(st.rows, 16);   /* 10 of chat 1, 6 of chat 2 */
+    assert_int_equal(st.trimmed, 44);
+    assert_int_equal(count_rows(f, "chat_id = 1"), 10);
+    assert_int_equal(count_rows(f, "chat_id = 2"), 6);
+    /* chat 1's newest 10 are seqs 49, 51..59; the 44 removed end at 48 */
+    assert_int_equal(store_trimmed(s, 1), 48);
+    assert_int_equal(store_highest(s, 1), 60);
+    size_t n;
+    const struct store_origin *o = store_origins(s, &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(o[0].count, 16);
+    /* What is left reads back: the quiet chat's old rows among them. */
+    struct store_rows rows = { 0 };
+    assert_int_equal(store_read(s, 1, 0, UINT64_MAX, 100, &rows), 0);
+    assert_int_equal(rows.n, 16);
+    assert_int_equal(rows.msgs[0].seq, 10);
+    assert_int_equal(rows.msgs[0].chat_id, 2);
+    store_rows_free(&rows);
+    close_store(f, s);
+
+    s = open_store(f);
+    assert_int_equal(store_trimmed(s, 1), 48);
+    assert_int_equal(store_highest(s, 1), 60);
+    o = store_origins(s, &n);
+    assert_int_equal(o[0].count, 16);
+    close_store(f, s);
+}
+
+/* Rows older than the age limit go, whole origins too; the origin's
+ * highest survives a reopen though none of its rows is left, so a peer
+ * sending them again finds them had (store_highest), not a gap. */
+static void test_trims_by_age_and_keeps_the_mark(void **state)
+{
+    struct fixture *f = *state;
+    store *s = open_store(f);
+    uint64_t now = util_wall_ms();
+    for (uint64_t seq = 1; seq <= 30; seq++) {
+        struct chat_message m = chat_msg(3, seq, 5, now - 7200000 + seq, "old");
+        store_append(s, &m);
+    }
+    for (uint64_t seq = 1; seq <= 5; seq++) {
+        struct chat_message m = chat_msg(4, seq, 5, seq <= 2 ? now - 7200000 : now, "mixed");
+        store_append(s, &m);
+    }
+    wait_idle(f, s);
+    assert_int_equal(count_rows(f, "1"), 35); /* no limit yet */
+    set_retention(s, 3600000, 0, 0);
+    /* The timer queues a commit with no rows (a quiet node trims too). */
+    struct store_stats st = { 0 };
+    while (st.trimmed < 32) {
+        run_alive(f);
+        store_stats_get(s, &st);
+    }
+    wait_idle(f, s);
+    store_stats_get(s, &st);
+    assert_int_equal(st.trimmed, 32);
+    assert_int_equal(st.rows, 3);
+    assert_true(st.oldest_ms == now);
+    assert_int_equal(store_trimmed(s, 3), 30);
+    assert_int_equal(store_trimmed(s, 4), 2);
+    assert_int_equal(store_commits(s), 1); /* trimming alone is no batch of messages */
+    close_store(f, s);
+
+    s = open_store(f);
+    assert_int_equal(count_rows(f, "origin = 3"), 0);
+    assert_int_equal(store_highest(s, 3), 30);
+    assert_int_equal(store_committed(s, 3), 30);
+    assert_int_equal(store_trimmed(s, 3), 30);
+    assert_int_equal(store_highest(s, 4), 5);
+    close_store(f, s);
+}
+
+/* Under a byte limit the oldest rows of all origins go first, a step at a
+ * time, and the store ends at or under the limit. */
+static void test_trims_to_a_byte_limit(void **state)
+{
+    struct fixture *f = *state;
+    store *s = open_store(f);
+    store_set_checkpoint_pages(s, 16);
+    const uint64_t limit = 1u << 20;
+    set_retention(s, 0, 0, limit);
+    char text[1001];
+    memset(text, 'b', 1000);
+    text[1000] = '\0';
+    uint64_t now = util_wall_ms();
+    for (uint64_t seq = 1; seq <= 3000; seq++) {
+        struct chat_message m = chat_msg(seq % 2 ? 1 : 2, (seq + 1) / 2, 9, now + seq, text);
+        store_append(s, &m);
+        if (seq % 100 == 0)
+            wait_idle(f, s);
+    }
+    wait_idle(f, s);
+    struct store_stats st = { 0 };
+    store_stats_get(s, &st);
+    const uint64_t file_limit = limit - 16 * 4096; /* the WAL's share: 16 pages */
+    while (st.file_bytes > file_limit) { /* the timer goes on while rows are over */
+        run_alive(f);
+        store_stats_get(s, &st);
+    }
+    assert_true(st.trimmed > 1000);
+    assert_int_equal(st.rows + st.trimmed, 3000);
+    assert_true(st.file_bytes > file_limit / 2);
+    assert_true(st.rows > 100);
+    /* Oldest first over both origins: their marks are close together. */
+    uint64_t t1 = store_trimmed(s, 1), t2 = store_trimmed(s, 2);
+    assert_true(t1 > 500 && t2 > 500);
+    assert_true(t1 >= t2 && t1 - t2 <= 64);
+    assert_int_equal(count_rows(f, "origin = 1 AND seq <= (SELECT trimmed FROM origins "
+                                   "WHERE origin = 1)"), 0);
+    close_store(f, s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -620,6 +824,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_the_first_layout_is_converted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_new_origin_survives_a_failed_first_batch, setup,
                                         teardown),
+        cmocka_unit_test(test_parse_duration_and_size),
+        cmocka_unit_test_setup_teardown(test_trims_a_busy_chat_and_keeps_a_quiet_one, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_trims_by_age_and_keeps_the_mark, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trims_to_a_byte_limit, setup, teardown),
     };
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }

@@ -1,0 +1,63 @@
+"""End-to-end tests of history retention (docs/PROTOCOL.md 3.3): nodes
+started with small limits remove what is over them, keep what is not, and
+keep the numbering of what they removed. Real processes on loopback; every
+wait polls a condition with a hang limit."""
+
+import asyncio
+
+from cluster import new_message, start_cluster, wait_until
+from test_history import HANG, FAST_SYNC, connect, frames_until, history, run, wait_converged
+
+
+async def send_chats(node, msgs):
+    """msgs: (text, chat) pairs, sent in order from one client; returns once
+    all came back to it (a node sends a message to its clients only once it
+    has stored it)."""
+    ws = await connect(node)
+    for text, chat in msgs:
+        await ws.send(new_message(text, sender="ret", chat=chat))
+    got = await frames_until(ws, len(msgs), "ret")
+    await ws.close()
+    return got
+
+
+def test_a_busy_chat_is_trimmed_and_a_quiet_chat_keeps_its_messages(logdir, procs):
+    _, nodes = start_cluster(logdir, procs, 2,
+                             node_extra=FAST_SYNC + ("--history-max-messages", "20"))
+    a, b = nodes
+    quiet = [(f"q{i}", 500) for i in range(3)]
+    busy = [(f"b{i}", 11) for i in range(100)]
+    run(send_chats(a, quiet + busy))
+
+    def kept(node):
+        h = history(node, a.id)
+        by_chat = {}
+        for m in h:
+            by_chat.setdefault(m["chatId"], []).append(m["text"])
+        return by_chat if len(by_chat.get(11, [])) == 20 else None
+    for node in (a, b):
+        by_chat = wait_until(lambda: kept(node), HANG, f"{node.name} to trim chat 11 to 20")
+        assert by_chat[500] == ["q0", "q1", "q2"]
+        assert by_chat[11] == [f"b{i}" for i in range(80, 100)]
+    # The digest counts what is held; the highest stays, so nothing removed
+    # comes back and numbering goes on after it.
+    wait_converged(nodes, {a.id: (23, 103)})
+    for node in (a, b):
+        o = node.status()["history"]["origins"][0]
+        assert o["trimmed"] == 83  # b0..b79 are seqs 4..83
+    got = run(send_chats(a, [("after", 11)]))
+    assert got[0]["id"] == 104
+
+
+def test_an_age_limit_removes_old_messages_and_keeps_the_numbering(logdir, procs):
+    _, nodes = start_cluster(logdir, procs, 1, node_extra=("--history-max-age", "2s"))
+    (a,) = nodes
+    run(send_chats(a, [(f"m{i}", 11) for i in range(5)]))
+    # Nothing else is sent: the node's timer trims a quiet history too.
+    wait_until(lambda: history(a, a.id) == [], HANG, "the messages to age out")
+    o = a.status()["history"]["origins"][0]
+    assert (o["count"], o["highest"], o["trimmed"]) == (0, 5, 5)
+    a.stop()
+    a.restart()
+    got = run(send_chats(a, [("after", 11)]))
+    assert got[0]["id"] == 6  # the restart kept the mark of what aged out
