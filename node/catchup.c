@@ -169,6 +169,16 @@ bool catchup_next(const catchup *c, uint32_t *origin, uint64_t *after)
     return true;
 }
 
+void catchup_skip(catchup *c, uint32_t origin, uint64_t upto)
+{
+    catchup_queued(c, origin, upto); /* makes the entry if need be */
+    size_t i = known_pos(c, origin);
+    struct known *e = &c->k[i];
+    e->has = UTIL_MAX(e->has, upto);
+    if (e->run_hi <= e->has)
+        e->run_lo = e->run_hi = 0;
+}
+
 void catchup_done(catchup *c)
 {
     if (c->head < c->ncu && ++c->head == c->ncu)

@@ -54,6 +54,10 @@ bool catchup_next(const catchup *c, uint32_t *origin, uint64_t *after);
  * the peer will have it. */
 void catchup_queued(catchup *c, uint32_t origin, uint64_t seq);
 
+/* The peer will have every seq of origin up to upto without frames: it
+ * skips to our low-water mark, which our last marks told it (sync.c). */
+void catchup_skip(catchup *c, uint32_t origin, uint64_t upto);
+
 /* The next cursor is done (the peer has all of its origin now). */
 void catchup_done(catchup *c);
 

@@ -3,6 +3,7 @@
  * decoder's buffer. */
 #include "node/peer_proto.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,20 +93,31 @@ msgbuf *peer_proto_msg(const struct chat_message *m, uint16_t flags)
 void peer_proto_marks_begin(peer_marks_writer *w, uint32_t node_id, uint16_t flags,
                             size_t max)
 {
-    w->max = (uint32_t)UTIL_MIN(max, (size_t)PEER_PROTO_MAX_MARKS);
+    bool floors = (flags & PEER_MARKS_FLOORS) != 0;
+    w->size = floors ? MARK_SIZE + 8 : MARK_SIZE;
+    w->max = (uint32_t)UTIL_MIN(max, floors ? (size_t)PEER_PROTO_MAX_FLOOR_MARKS
+                                            : (size_t)PEER_PROTO_MAX_MARKS);
     w->count = 0;
     w->last = 0;
-    w->b = frame_new(PEER_MARKS, node_id, 0, 4 + (size_t)w->max * MARK_SIZE);
+    w->b = frame_new(PEER_MARKS, node_id, 0, 4 + (size_t)w->max * w->size);
     put16(w->b->data + 6, flags);
 }
 
 int peer_proto_marks_add(peer_marks_writer *w, uint32_t origin, uint64_t seq)
 {
+    return peer_proto_marks_add_floor(w, origin, seq, 0);
+}
+
+int peer_proto_marks_add_floor(peer_marks_writer *w, uint32_t origin, uint64_t seq,
+                               uint64_t low)
+{
     if (w->count == w->max || origin <= w->last)
         return -1;
-    char *p = w->b->data + PEER_PROTO_HEADER + 4 + (size_t)w->count * MARK_SIZE;
+    char *p = w->b->data + PEER_PROTO_HEADER + 4 + (size_t)w->count * w->size;
     put32(p, origin);
     put64(p + 4, seq);
+    if (w->size > MARK_SIZE)
+        put64(p + MARK_SIZE, low);
     w->count++;
     w->last = origin;
     return 0;
@@ -114,7 +126,7 @@ int peer_proto_marks_add(peer_marks_writer *w, uint32_t origin, uint64_t seq)
 msgbuf *peer_proto_marks_end(peer_marks_writer *w)
 {
     msgbuf *b = w->b;
-    size_t payload = 4 + (size_t)w->count * MARK_SIZE;
+    size_t payload = 4 + (size_t)w->count * w->size;
     put32(b->data, (uint32_t)(PEER_PROTO_HEADER - 4 + payload));
     put32(b->data + PEER_PROTO_HEADER, w->count);
     b->len = (uint32_t)(PEER_PROTO_HEADER + payload);
@@ -125,8 +137,14 @@ msgbuf *peer_proto_marks_end(peer_marks_writer *w)
 void peer_proto_mark(const struct peer_frame *f, uint32_t i, uint32_t *origin,
                      uint64_t *seq)
 {
-    *origin = get32(f->marks + (size_t)i * MARK_SIZE);
-    *seq = get64(f->marks + (size_t)i * MARK_SIZE + 4);
+    *origin = get32(f->marks + (size_t)i * f->mark_size);
+    *seq = get64(f->marks + (size_t)i * f->mark_size + 4);
+}
+
+uint64_t peer_proto_mark_floor(const struct peer_frame *f, uint32_t i)
+{
+    return f->mark_size > MARK_SIZE ? get64(f->marks + (size_t)i * f->mark_size + MARK_SIZE)
+                                    : 0;
 }
 
 uint64_t peer_proto_mark_of(const struct peer_frame *f, uint32_t origin)
@@ -215,8 +233,9 @@ static int decode(peer_decoder *d, const char *p, size_t total, peer_frame_fn cb
         break;
     }
     case PEER_MARKS:
+        f.mark_size = f.flags & PEER_MARKS_FLOORS ? MARK_SIZE + 8 : MARK_SIZE;
         if (f.origin == 0 || f.origin > INT32_MAX || plen < 4 ||
-            (size_t)get32(pl) * MARK_SIZE != plen - 4)
+            (size_t)get32(pl) * f.mark_size != plen - 4)
             return bad(d, err, errlen, "marks frame with a bad origin or length");
         f.nmarks = get32(pl);
         f.marks = pl + 4;
@@ -226,7 +245,8 @@ static int decode(peer_decoder *d, const char *p, size_t total, peer_frame_fn cb
             uint32_t o;
             uint64_t q;
             peer_proto_mark(&f, i, &o, &q);
-            if (o == 0 || o > INT32_MAX || q >= MESSAGE_SEQ_LIMIT)
+            if (o == 0 || o > INT32_MAX || q >= MESSAGE_SEQ_LIMIT ||
+                (peer_proto_mark_floor(&f, i) > q))
                 return bad(d, err, errlen, "marks frame with an invalid origin or sequence");
             if (o <= prev)
                 return bad(d, err, errlen, "marks frame with origins not in ascending order");

@@ -48,6 +48,13 @@ enum peer_frame_type {
  * then forgets what it queued on the link and serves from these marks. */
 #define PEER_MARKS_REFUSED 0x0001u
 
+/* MARKS header flag: every entry carries a third field, u64 trimmed, the
+ * sender's low-water mark of that origin less one (every seq up to it may
+ * be gone from its history by retention; docs/PROTOCOL.md 2.4, 3.3):
+ * entries are then 20 bytes, not 12. Sent only by a node that has trimmed
+ * something; nodes before retention refuse such a frame. */
+#define PEER_MARKS_FLOORS 0x0002u
+
 /* A MARKS entry's seq meaning "I have a link to this origin and get its
  * messages from it directly: do not send me any". The highest seq there
  * can be, so a receiver that does not know the convention sends nothing of
@@ -62,6 +69,7 @@ struct peer_frame {
     struct chat_message msg;  /* PEER_MSG; strings point into the input */
     const char *marks;        /* PEER_MARKS: nmarks raw entries, see below */
     uint32_t nmarks;
+    uint32_t mark_size;       /* 12, or 20 with PEER_MARKS_FLOORS */
     const uint8_t *nonce;     /* PEER_HELLO: PEER_NONCE_LEN bytes */
     const uint8_t *mac;       /* PEER_AUTH: PEER_AUTH_LEN bytes */
 };
@@ -69,6 +77,10 @@ struct peer_frame {
 /* The i-th entry of a MARKS frame. */
 void peer_proto_mark(const struct peer_frame *f, uint32_t i, uint32_t *origin,
                      uint64_t *seq);
+
+/* The trimmed field of the i-th entry (0 in a frame without
+ * PEER_MARKS_FLOORS). */
+uint64_t peer_proto_mark_floor(const struct peer_frame *f, uint32_t i);
 
 /* The seq of origin's entry in a decoded MARKS frame (its entries are in
  * ascending origin order: a binary search), 0 when it has none. */
@@ -78,9 +90,11 @@ uint64_t peer_proto_mark_of(const struct peer_frame *f, uint32_t origin);
  * and never more than fit PEER_PROTO_MAX_FRAME: PEER_PROTO_MAX_MARKS), add
  * in strictly ascending origin order, end. */
 #define PEER_PROTO_MAX_MARKS ((PEER_PROTO_MAX_FRAME - (PEER_PROTO_HEADER - 4) - 4) / 12)
+#define PEER_PROTO_MAX_FLOOR_MARKS ((PEER_PROTO_MAX_FRAME - (PEER_PROTO_HEADER - 4) - 4) / 20)
 typedef struct peer_marks_writer {
     msgbuf *b;
     uint32_t count, max;
+    uint32_t size;            /* bytes per entry */
     uint32_t last;            /* the previous entry's origin */
 } peer_marks_writer;
 
@@ -89,6 +103,10 @@ void peer_proto_marks_begin(peer_marks_writer *w, uint32_t node_id, uint16_t fla
 /* Returns 0, or -1 (the entry left out) when the frame is full or origin
  * is not above the previous entry's. */
 int peer_proto_marks_add(peer_marks_writer *w, uint32_t origin, uint64_t seq);
+/* The same with the entry's trimmed field (begun with PEER_MARKS_FLOORS;
+ * otherwise low is not written). */
+int peer_proto_marks_add_floor(peer_marks_writer *w, uint32_t origin, uint64_t seq,
+                               uint64_t low);
 /* The frame; w is done. New reference. */
 msgbuf *peer_proto_marks_end(peer_marks_writer *w);
 

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +56,12 @@ struct slot_reg {
     uint32_t slot, origin;
 };
 
+/* An origin's low-water mark raised without rows (store_skip). */
+struct skip {
+    uint32_t slot;
+    uint64_t upto;
+};
+
 struct batch {
     uint64_t gen;
     char *arena;
@@ -62,7 +69,14 @@ struct batch {
     size_t n;
     struct slot_reg *regs;     /* slots this batch registers */
     size_t nregs, capregs;
+    struct skip *skips;        /* marks this batch writes */
+    size_t nskips, capskips;
 };
+
+static bool batch_empty(const struct batch *b)
+{
+    return b->n == 0 && b->nskips == 0;
+}
 
 /* origin -> slot, sorted by origin: every origin in the file, and those
  * given a slot since open. */
@@ -486,6 +500,8 @@ static void free_all(store *s)
     free(s->inflight.arena);
     free(s->pending.regs);
     free(s->inflight.regs);
+    free(s->pending.skips);
+    free(s->inflight.skips);
     free(s->origins);
     free(s->slots);
     free(s->trims);
@@ -651,32 +667,63 @@ static void turn_end_cb(uv_check_t *h)
     /* Either way poll may block now: commit_done wakes the loop itself and
      * restarts the waker if anything waits for the next commit. */
     uv_idle_stop(&s->waker);
-    if (s->pending.n == 0 || s->working)
+    if (batch_empty(&s->pending) || s->working)
         return;
     start_commit(s);
+}
+
+/* origin's slot, registered with the pending batch if the file does not
+ * have it yet (written with that batch; again with the next until one
+ * commits); NULL when every slot is taken (logged once). */
+static struct slot_of *pending_slot(store *s, uint32_t origin)
+{
+    struct batch *b = &s->pending;
+    struct slot_of *sl = get_slot(s, origin);
+    if (sl == NULL) {
+        if (!s->slots_full_logged)
+            log_error("history: %u origins already, no room for origin %" PRIu32 "; its "
+                      "messages are delivered but not stored (start this node on an empty "
+                      "--data-dir)", STORE_MAX_SLOT, origin);
+        s->slots_full_logged = 1;
+        return NULL;
+    }
+    if (!sl->stored && sl->reg_gen != b->gen) {
+        if (b->nregs == b->capregs) {
+            b->capregs = b->capregs ? 2 * b->capregs : 8;
+            b->regs = xrealloc(b->regs, b->capregs * sizeof(*b->regs));
+        }
+        b->regs[b->nregs++] = (struct slot_reg){ .slot = sl->slot, .origin = origin };
+        sl->reg_gen = b->gen;
+    }
+    return sl;
+}
+
+void store_skip(store *s, uint32_t origin, uint64_t upto)
+{
+    if (upto <= store_highest(s, origin))
+        return;
+    struct slot_of *sl = pending_slot(s, origin);
+    if (sl == NULL)
+        return;
+    struct batch *b = &s->pending;
+    if (b->nskips == b->capskips) {
+        b->capskips = b->capskips ? 2 * b->capskips : 8;
+        b->skips = xrealloc(b->skips, b->capskips * sizeof(*b->skips));
+    }
+    b->skips[b->nskips++] = (struct skip){ sl->slot, upto };
+    struct store_origin *o = get_origin(s, origin);
+    o->highest = upto;
+    o->trimmed = UTIL_MAX(o->trimmed, upto);
+    s->trim_epoch++;
+    uv_idle_start(&s->waker, waker_cb); /* the check must come soon */
 }
 
 uint64_t store_append(store *s, const struct chat_message *m)
 {
     struct batch *b = &s->pending;
-    struct slot_of *sl = get_slot(s, m->origin);
-    if (sl == NULL) {
-        if (!s->slots_full_logged)
-            log_error("history: %u origins already, no room for origin %" PRIu32 "; its "
-                      "messages are delivered but not stored (start this node on an empty "
-                      "--data-dir)", STORE_MAX_SLOT, m->origin);
-        s->slots_full_logged = 1;
+    struct slot_of *sl = pending_slot(s, m->origin);
+    if (sl == NULL)
         return b->gen;
-    }
-    if (!sl->stored && sl->reg_gen != b->gen) {
-        /* written with this batch; again with the next until one commits */
-        if (b->nregs == b->capregs) {
-            b->capregs = b->capregs ? 2 * b->capregs : 8;
-            b->regs = xrealloc(b->regs, b->capregs * sizeof(*b->regs));
-        }
-        b->regs[b->nregs++] = (struct slot_reg){ .slot = sl->slot, .origin = m->origin };
-        sl->reg_gen = b->gen;
-    }
     size_t need = REC_ALIGN(sizeof(struct rec) + m->sender_len + m->text_len);
     if (b->used + need > b->cap) {
         b->cap = UTIL_MAX(b->cap * 2, b->used + need + 64 * 1024);
@@ -706,7 +753,7 @@ uint64_t store_append(store *s, const struct chat_message *m)
 
 int store_busy(const store *s)
 {
-    return s->working || s->pending.n > 0;
+    return s->working || !batch_empty(&s->pending);
 }
 
 size_t store_backlog(const store *s)
@@ -849,6 +896,8 @@ static int trim_chats(store *s, const struct batch *b, uint64_t *budget)
         s->wchats[n++] = r->chat_id;
         off += REC_ALIGN(sizeof(*r) + r->sender_len + r->text_len);
     }
+    if (n == 0)
+        return SQLITE_OK; /* a commit with no rows: its chats were checked */
     qsort(s->wchats, n, sizeof(*s->wchats), cmp_i64);
     for (size_t i = 0; i < n && *budget > 0; i++) {
         if (i > 0 && s->wchats[i] == s->wchats[i - 1])
@@ -992,6 +1041,15 @@ static void commit_work(uv_work_t *w)
             snprintf(s->work_err, sizeof(s->work_err), "%s", sqlite3_errmsg(db));
         sqlite3_reset(s->reg);
         if (rc != SQLITE_DONE) {
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            return;
+        }
+    }
+    for (size_t i = 0; i < b->nskips; i++) {
+        sqlite3_bind_int64(s->t_floor, 1, b->skips[i].slot);
+        sqlite3_bind_int64(s->t_floor, 2, (sqlite3_int64)b->skips[i].upto);
+        if (step_reset(s->t_floor) != SQLITE_DONE) {
+            snprintf(s->work_err, sizeof(s->work_err), "%s", sqlite3_errmsg(db));
             sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
             return;
         }
@@ -1207,6 +1265,16 @@ static void raise_committed(store *s, const struct batch *b)
     }
 }
 
+/* The summary of the origin with that slot (a linear search: the slots
+ * are sorted by origin, and there are as many as nodes). */
+static struct store_origin *origin_of_slot(store *s, uint32_t slot)
+{
+    for (size_t k = 0; k < s->nslots; k++)
+        if (s->slots[k].slot == slot)
+            return find_origin(s, s->slots[k].origin);
+    return NULL;
+}
+
 /* On the loop, after a commit: what its worker removed lowers the origins'
  * counts and raises their low-water marks. */
 static void apply_trims(store *s)
@@ -1214,10 +1282,7 @@ static void apply_trims(store *s)
     uint64_t rows = 0;
     for (size_t i = 0; i < s->ntrims; i++) {
         const struct trim_res *t = &s->trims[i];
-        struct store_origin *o = NULL;
-        for (size_t k = 0; k < s->nslots && o == NULL; k++)
-            if (s->slots[k].slot == t->slot)
-                o = find_origin(s, s->slots[k].origin);
+        struct store_origin *o = origin_of_slot(s, t->slot);
         rows += t->rows;
         if (o == NULL)
             continue;
@@ -1321,12 +1386,18 @@ static void commit_done(uv_work_t *w, int status)
     }
     for (size_t i = 0; ok && i < b->nregs; i++)
         find_slot(s, b->regs[i].origin)->stored = 1;
+    for (size_t i = 0; ok && i < b->nskips; i++) {
+        struct store_origin *o = origin_of_slot(s, b->skips[i].slot);
+        if (o != NULL)
+            o->committed = UTIL_MAX(o->committed, b->skips[i].upto);
+    }
     s->working = 0;
     s->committed_gen = b->gen;
     b->n = 0;
     b->used = 0;
     b->nregs = 0;
-    if (s->pending.n > 0) {
+    b->nskips = 0;
+    if (!batch_empty(&s->pending)) {
         if (s->closing)
             start_commit(s); /* the loop may have nothing else to run for */
         else
@@ -1358,6 +1429,7 @@ static void start_commit(store *s)
     s->pending.n = 0;
     s->pending.used = 0;
     s->pending.nregs = 0;
+    s->pending.nskips = 0;
     s->working = 1;
     int rc = queue_inflight(s);
     if (rc != 0) {
@@ -1374,7 +1446,7 @@ void store_when_committed(store *s, void (*cb)(void *ud), void *ud)
         return;
     }
     struct waiter *w = xmalloc(sizeof(*w));
-    w->gen = s->pending.n > 0 ? s->pending.gen : s->inflight.gen;
+    w->gen = !batch_empty(&s->pending) ? s->pending.gen : s->inflight.gen;
     w->cb = cb;
     w->ud = ud;
     w->next = NULL;
@@ -1533,7 +1605,7 @@ void store_close(store *s, void (*done)(void *ud), void *ud)
     }
     if (s->working)
         return; /* commit_done goes on once the last batch is in */
-    if (s->pending.n > 0)
+    if (!batch_empty(&s->pending))
         start_commit(s);
     else if (!s->checkpointing) /* else checkpoint_done finishes */
         finish_close(s);

@@ -176,6 +176,13 @@ void store_stats_get(const store *s, struct store_stats *out);
 /* origin's low-water mark less one (store_origin.trimmed), 0 when none. */
 uint64_t store_trimmed(const store *s, uint32_t origin);
 
+/* The peers removed every message of origin up to upto and this node has
+ * less (it was away longer than the retention): its highest and low-water
+ * mark jump to upto, so that the next message it takes is upto + 1, and
+ * the jump is written with the next batch (a restart keeps it). Nothing
+ * when upto is not above its highest. */
+void store_skip(store *s, uint32_t origin, uint64_t upto);
+
 /* Goes up every time some origin's `trimmed` rises: a sender of marks
  * compares it with the value it last told a peer. */
 uint64_t store_trim_epoch(const store *s);

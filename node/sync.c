@@ -46,6 +46,7 @@ struct sync_link {
                                  last marks: flag the next ones */
     uint32_t *direct;         /* origins marked direct in our last marks */
     size_t ndirect;
+    uint64_t marks_epoch;     /* store_trim_epoch when our last marks went */
     size_t active_index;      /* in y->active, when waiting for the timer */
     bool active;
 };
@@ -138,8 +139,16 @@ static void sync_send_marks(sync_link *s)
     size_t ndirect;
     uint32_t *direct = s->y->direct(peer_id(s->p), &ndirect, s->y->ud);
     qsort(direct, ndirect, sizeof(*direct), id_cmp);
+    /* Low-water marks only once something was trimmed: until then the
+     * frame is the one nodes before retention read. */
+    bool floors = false;
+    for (size_t k = 0; k < count && !floors; k++)
+        floors = o[k].trimmed > 0;
     peer_marks_writer w;
-    peer_proto_marks_begin(&w, n->id, s->refused ? PEER_MARKS_REFUSED : 0, count + ndirect);
+    peer_proto_marks_begin(&w, n->id,
+                           (s->refused ? PEER_MARKS_REFUSED : 0) |
+                               (floors ? PEER_MARKS_FLOORS : 0),
+                           count + ndirect);
     /* Both lists ascending: one merge. Past the frame bound, the highest
      * origins are left out (docs/PROTOCOL.md 2.4). */
     size_t i = 0, d = 0;
@@ -160,7 +169,8 @@ static void sync_send_marks(sync_link *s)
             uint64_t mark = o[i].committed;
             if (o[i].origin == n->id)
                 mark = UTIL_MAX(mark, relay_delivered(n, n->id));
-            rc = peer_proto_marks_add(&w, o[i].origin, mark);
+            rc = peer_proto_marks_add_floor(&w, o[i].origin, mark,
+                                            UTIL_MIN(o[i].trimmed, mark));
             i++;
         }
     }
@@ -171,6 +181,7 @@ static void sync_send_marks(sync_link *s)
     peer_send(s->p, b);
     msgbuf_unref(b);
     s->refused = false;
+    s->marks_epoch = store_trim_epoch(n->store);
     uint64_t now = util_now_ms();
     s->marks_sent_ms = now;
     s->next_marks_ms = now + n->cfg.sync_interval_ms;
@@ -233,6 +244,16 @@ static bool sync_pump_some(sync_link *s)
     for (; reads < SYNC_CATCHUP_READS && peer_is_up(p) && peer_queued(p) < SYNC_CATCHUP_QUEUE &&
            catchup_next(s->cu, &origin, &after);
          reads++) {
+        /* Below our low-water mark we may lack rows (retention): the peer
+         * skips to it when our marks say it (sync_on_marks), so send it
+         * what is above, once marks with that mark went out first. */
+        uint64_t low = store_trimmed(n->store, origin);
+        if (after < low) {
+            if (s->marks_epoch != store_trim_epoch(n->store))
+                sync_send_marks(s);
+            catchup_skip(s->cu, origin, low);
+            after = low;
+        }
         struct store_rows rows = { 0 };
         /* Up to what went out live: our own messages committed but still
          * held for the commit callback go out live, so not here too. */
@@ -309,9 +330,35 @@ void sync_link_written(sync_link *s)
         sync_pump(s);
 }
 
+/* The peer removed every message of some origin up to its low-water mark
+ * and we hold less: we can get nothing below it from that peer, so skip to
+ * it (docs/PROTOCOL.md 2.4). Not for an origin our marks call direct (its
+ * own node, which may hold more, sends it), unless the peer is that node. */
+static void sync_skip_trimmed(sync_link *s, const struct peer_frame *f)
+{
+    node *n = s->y->n;
+    for (uint32_t i = 0; i < f->nmarks; i++) {
+        uint64_t low = peer_proto_mark_floor(f, i);
+        uint32_t origin;
+        uint64_t seq;
+        peer_proto_mark(f, i, &origin, &seq);
+        if (low == 0 || low <= store_highest(n->store, origin))
+            continue;
+        if (origin != peer_id(s->p) && sync_marked_direct(s, origin))
+            continue;
+        log_info("node %u removed the messages of origin %u up to %llu by retention, this "
+                 "node has them up to %llu only: skipping to %llu", peer_id(s->p), origin,
+                 (unsigned long long)low, (unsigned long long)store_highest(n->store, origin),
+                 (unsigned long long)low);
+        store_skip(n->store, origin, low);
+    }
+}
+
 void sync_on_marks(sync_link *s, const struct peer_frame *f)
 {
     struct sync *y = s->y;
+    if (f->flags & PEER_MARKS_FLOORS)
+        sync_skip_trimmed(s, f);
     /* What the peer holds of our own origin: numbering must not give
      * those numbers again (relay_own_marked). Never direct: a peer marks
      * direct only nodes other than the one it sends its marks to. */

@@ -61,3 +61,36 @@ def test_an_age_limit_removes_old_messages_and_keeps_the_numbering(logdir, procs
     a.restart()
     got = run(send_chats(a, [("after", 11)]))
     assert got[0]["id"] == 6  # the restart kept the mark of what aged out
+
+
+def caught_up(node):
+    return node.status()["messages"]["caughtUpToPeers"]
+
+
+def test_a_node_down_past_the_retention_catches_up_on_the_retained_range(logdir, procs):
+    _, nodes = start_cluster(logdir, procs, 3,
+                             node_extra=FAST_SYNC + ("--history-max-messages", "20"))
+    a, b, c = nodes
+    run(send_chats(a, [(f"early{i}", 11) for i in range(5)]))
+    wait_converged(nodes, {a.id: (5, 5)})
+    c.stop()
+    # A quiet chat's three (seqs 6..8) stay held below the busy chat's
+    # low-water mark: a and b keep them, but they are not in the retained
+    # range (above the mark) that a node coming back catches up on.
+    run(send_chats(a, [(f"q{i}", 500) for i in range(3)] + [(f"m{i}", 11) for i in range(100)]))
+    wait_converged([a, b], {a.id: (23, 108)})
+    before = {n.name: caught_up(n) for n in (a, b)}
+    c.restart()
+    # Without the low-water marks in MARKS, c would stay at seq 5 for ever:
+    # the peers hold nothing of chat 11 below 89, so 89 is a gap to it.
+    def c_has_all():
+        h = [m["text"] for m in history(c, a.id)]
+        return h if len(h) == 20 else None
+    got = wait_until(c_has_all, HANG, "c to catch up on the retained range")
+    assert got == [f"m{i}" for i in range(80, 100)]
+    o = c.status()["history"]["origins"][0]
+    assert (o["count"], o["highest"], o["trimmed"]) == (20, 108, 88)
+    # Each peer sent at most the 20 rows above the mark, never the quiet
+    # chat's rows below it, nor anything c's own retention would remove.
+    for n in (a, b):
+        assert caught_up(n) - before[n.name] <= 20, n.name

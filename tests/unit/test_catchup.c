@@ -46,6 +46,7 @@ static void marks_frame_init(struct marks_frame *m, const struct mark *e, size_t
     m->f.origin = 99;
     m->f.marks = m->raw;
     m->f.nmarks = (uint32_t)n;
+    m->f.mark_size = 12;
 }
 
 static void marks_frame_free(struct marks_frame *m)
@@ -447,9 +448,38 @@ static void test_twenty_thousand_origins_served_once(void **state)
     free(got);
 }
 
+/* A cursor below our low-water mark moves up to it (sync.c skips the
+ * peer there), and queued frames above it then count as usual. */
+static void test_skip_moves_the_cursor_to_the_low_water_mark(void **state)
+{
+    (void)state;
+    const struct mark ours[] = { { 4, 100 } };
+    const struct mark theirs[] = { { 4, 5 } };
+    struct marks_frame m;
+    marks_frame_init(&m, theirs, 1);
+    struct store_origin *o = ours_of(ours, 1);
+    catchup *c = catchup_new();
+    assert_int_equal(catchup_marks(c, &m.f, o, 1), 1);
+    uint32_t origin;
+    uint64_t after;
+    assert_true(catchup_next(c, &origin, &after));
+    assert_int_equal(after, 5);
+    catchup_skip(c, 4, 60);
+    assert_true(catchup_next(c, &origin, &after));
+    assert_int_equal(after, 60);
+    catchup_queued(c, 4, 61);
+    assert_int_equal(catchup_has(c, 4), 61);
+    catchup_skip(c, 4, 30); /* never down */
+    assert_int_equal(catchup_has(c, 4), 61);
+    catchup_free(c);
+    free(o);
+    free(m.raw);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_skip_moves_the_cursor_to_the_low_water_mark),
         cmocka_unit_test(test_disjoint_origins),
         cmocka_unit_test(test_equal_marks),
         cmocka_unit_test(test_peer_ahead),

@@ -851,10 +851,67 @@ static void test_marks_writer_bounds(void **state)
     msgbuf_unref(b);
 }
 
+static int floors_cb(const struct peer_frame *f, void *ud)
+{
+    uint64_t *lows = ud;
+    assert_int_equal(f->flags, PEER_MARKS_FLOORS);
+    assert_int_equal(f->nmarks, 3);
+    for (uint32_t i = 0; i < f->nmarks; i++)
+        lows[i] = peer_proto_mark_floor(f, i);
+    assert_int_equal(peer_proto_mark_of(f, 2), 1000);
+    return 0;
+}
+
+/* With PEER_MARKS_FLOORS each entry carries the sender's low-water mark
+ * (20 bytes); a frame without the flag reads as low-water marks 0; a mark
+ * above its entry's highest is a bad frame. */
+static void test_marks_with_floors(void **state)
+{
+    (void)state;
+    peer_marks_writer w;
+    peer_proto_marks_begin(&w, 9, PEER_MARKS_FLOORS, 10);
+    assert_int_equal(peer_proto_marks_add_floor(&w, 1, 50, 40), 0);
+    assert_int_equal(peer_proto_marks_add_floor(&w, 2, 1000, 0), 0);
+    assert_int_equal(peer_proto_marks_add(&w, 3, PEER_MARK_DIRECT), 0);
+    msgbuf *b = peer_proto_marks_end(&w);
+    assert_int_equal(b->len, PEER_PROTO_HEADER + 4 + 3 * 20);
+    for (int bytewise = 0; bytewise < 2; bytewise++) {
+        peer_decoder d;
+        uint64_t lows[3] = { 9, 9, 9 };
+        char err[128];
+        peer_decoder_init(&d, PEER_PROTO_MAX_FRAME);
+        for (uint32_t i = 0; i < b->len; i += bytewise ? 1 : b->len)
+            assert_int_equal(peer_decoder_feed(&d, b->data + i, bytewise ? 1 : b->len,
+                                               floors_cb, lows, err, sizeof(err)), 0);
+        assert_int_equal(lows[0], 40);
+        assert_int_equal(lows[1], 0);
+        assert_int_equal(lows[2], 0);
+        peer_decoder_free(&d);
+    }
+    /* entry 1's low-water mark above its highest */
+    b->data[PEER_PROTO_HEADER + 4 + 12 + 7] = 51;
+    peer_decoder d;
+    uint64_t lows[3];
+    char err[128];
+    peer_decoder_init(&d, PEER_PROTO_MAX_FRAME);
+    assert_int_equal(peer_decoder_feed(&d, b->data, b->len, floors_cb, lows, err, sizeof(err)),
+                     -1);
+    peer_decoder_free(&d);
+    /* without the flag the same bytes are a bad length */
+    b->data[PEER_PROTO_HEADER + 4 + 12 + 7] = 40;
+    b->data[7] = 0;
+    peer_decoder_init(&d, PEER_PROTO_MAX_FRAME);
+    assert_int_equal(peer_decoder_feed(&d, b->data, b->len, floors_cb, lows, err, sizeof(err)),
+                     -1);
+    peer_decoder_free(&d);
+    msgbuf_unref(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_marks_round_trip),
+        cmocka_unit_test(test_marks_with_floors),
         cmocka_unit_test(test_marks_writer_bounds),
         cmocka_unit_test(test_hello_bytes),
         cmocka_unit_test(test_msg_bytes),
