@@ -213,6 +213,19 @@ msgbuf *history_sync_reply(node *n, const struct sync_mark *req, size_t nreq,
         if (f.chats == NULL)
             f.chats = no_chats; /* in no chat: still filtered, by nothing */
     }
+    /* Origins whose asked range reaches below their low-water mark. */
+    struct sync_mark *trimmed = xcalloc(point->n ? point->n : 1, sizeof(*trimmed));
+    size_t ntrimmed = 0;
+    for (size_t i = 0; i < point->n; i++) {
+        uint32_t origin = point->marks[i].origin;
+        uint64_t upto = point->marks[i].seq, low = store_trimmed(n->store, origin);
+        uint64_t after = !latest ? mark_of(req, nreq, origin)
+                         : rooms || upto <= limit ? 0 : upto - limit;
+        if (after < low)
+            trimmed[ntrimmed++] = (struct sync_mark){ origin, low };
+    }
+    if (ntrimmed > 0)
+        bytes -= ntrimmed * MESSAGE_NEXT_MARK_LEN + 16;
     for (size_t i = 0; i < point->n; i++) {
         uint32_t origin = point->marks[i].origin;
         uint64_t upto = point->marks[i].seq;
@@ -235,6 +248,7 @@ msgbuf *history_sync_reply(node *n, const struct sync_mark *req, size_t nreq,
             store_rows_free(&rows);
             free(from);
             free(edge);
+            free(trimmed);
             snprintf(err, errlen, "cannot read the history now; retry");
             return NULL;
         }
@@ -252,8 +266,10 @@ msgbuf *history_sync_reply(node *n, const struct sync_mark *req, size_t nreq,
     struct sync_mark *next = NULL;
     if (rooms)
         next = next_marks(point, from, edge, &rows, count, latest);
-    msgbuf *b = message_sync_reply_frame_next(n->id, count ? rows.msgs + first : NULL, count,
-                                              truncated, next, next ? point->n : 0);
+    msgbuf *b = message_sync_reply_frame_trimmed(n->id, count ? rows.msgs + first : NULL, count,
+                                                 truncated, trimmed, ntrimmed, next,
+                                                 next ? point->n : 0);
+    free(trimmed);
     free(next);
     free(from);
     free(edge);
@@ -317,7 +333,7 @@ void history_http(node *n, http_request *req)
     size_t count = reply_count(n, &rows, (size_t)limit, bytes, false);
     bool more = count < rows.n;
     withhold_large(n, rows.msgs, count);
-    size_t cap = MESSAGE_REPLY_ENVELOPE + 1;
+    size_t cap = MESSAGE_REPLY_ENVELOPE + 40;
     for (size_t i = 0; i < count; i++)
         cap += message_object_len(&rows.msgs[i]) + 1;
     char *body = xmalloc(cap);
@@ -327,7 +343,12 @@ void history_http(node *n, http_request *req)
             body[len++] = ',';
         len += message_object_write(body + len, &rows.msgs[i]);
     }
-    len += (size_t)sprintf(body + len, "],\"more\":%s}", more ? "true" : "false");
+    len += (size_t)sprintf(body + len, "],\"more\":%s", more ? "true" : "false");
+    /* Retention removed messages of the range asked for (3.3). */
+    uint64_t low = store_trimmed(n->store, (uint32_t)origin);
+    if (after < low)
+        len += (size_t)sprintf(body + len, ",\"trimmed\":%" PRIu64, low);
+    body[len++] = '}';
     store_rows_free(&rows);
     http_respond(req, 200, "application/json", body, len);
     free(body);

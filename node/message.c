@@ -736,8 +736,27 @@ msgbuf *message_sync_reply_frame_next(uint32_t source, const struct chat_message
                                       size_t n, bool truncated,
                                       const struct sync_mark *next, size_t nnext)
 {
+    return message_sync_reply_frame_trimmed(source, m, n, truncated, NULL, 0, next, nnext);
+}
+
+/* ,"key":{"<origin>":<seq>,...} */
+static char *put_marks(char *o, const char *key, const struct sync_mark *marks, size_t n)
+{
+    o += sprintf(o, ",\"%s\":{", key);
+    for (size_t i = 0; i < n; i++)
+        o += sprintf(o, "%s\"%" PRIu32 "\":%" PRIu64, i ? "," : "", marks[i].origin,
+                     marks[i].seq);
+    *o++ = '}';
+    return o;
+}
+
+msgbuf *message_sync_reply_frame_trimmed(uint32_t source, const struct chat_message *m,
+                                         size_t n, bool truncated,
+                                         const struct sync_mark *trimmed, size_t ntrimmed,
+                                         const struct sync_mark *next, size_t nnext)
+{
     size_t cap = SERVER_HEADER_MAX + MESSAGE_REPLY_ENVELOPE + 1 +
-                 nnext * MESSAGE_NEXT_MARK_LEN + 16;
+                 (nnext + ntrimmed) * MESSAGE_NEXT_MARK_LEN + 32;
     for (size_t i = 0; i < n; i++)
         cap += message_object_len(&m[i]) + 1;
     msgbuf *b = msgbuf_new(cap);
@@ -750,13 +769,10 @@ msgbuf *message_sync_reply_frame_next(uint32_t source, const struct chat_message
         o += message_object_write(o, &m[i]);
     }
     o += sprintf(o, "],\"truncated\":%s", truncated ? "true" : "false");
-    if (next != NULL) {
-        o = PUT_LIT(o, ",\"next\":{");
-        for (size_t i = 0; i < nnext; i++)
-            o += sprintf(o, "%s\"%" PRIu32 "\":%" PRIu64, i ? "," : "", next[i].origin,
-                         next[i].seq);
-        *o++ = '}';
-    }
+    if (ntrimmed > 0)
+        o = put_marks(o, "trimmed", trimmed, ntrimmed);
+    if (next != NULL)
+        o = put_marks(o, "next", next, nnext);
     *o++ = '}';
     return finish_frame(b, (size_t)(o - start));
 }

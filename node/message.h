@@ -146,6 +146,15 @@ msgbuf *message_sync_reply_frame_next(uint32_t source, const struct chat_message
                                       size_t n, bool truncated,
                                       const struct sync_mark *next, size_t nnext);
 
+/* The same with "trimmed":{"<origin>":<id>,...} after "truncated" when
+ * ntrimmed > 0: per origin, messages with an id up to that one that the
+ * reply lacks were removed by retention (docs/PROTOCOL.md 1.4, 3.3). Each
+ * adds at most MESSAGE_NEXT_MARK_LEN bytes too. */
+msgbuf *message_sync_reply_frame_trimmed(uint32_t source, const struct chat_message *m,
+                                         size_t n, bool truncated,
+                                         const struct sync_mark *trimmed, size_t ntrimmed,
+                                         const struct sync_mark *next, size_t nnext);
+
 /* {"type":T,"source":S,"payload":{"all":B,"chatIds":[...]}} with T
  * "subscribeReply" or "unsubscribeReply": the client's chats after the
  * request (sorted ascending), or all true and no ids for a client that

@@ -5,8 +5,9 @@ wait polls a condition with a hang limit."""
 
 import asyncio
 
-from cluster import new_message, start_cluster, wait_until
-from test_history import HANG, FAST_SYNC, connect, frames_until, history, run, wait_converged
+from cluster import http_json, new_message, start_cluster, wait_until
+from test_history import (HANG, FAST_SYNC, connect, frames_until, history, run, sync_on,
+                          wait_converged)
 
 
 async def send_chats(node, msgs):
@@ -94,3 +95,37 @@ def test_a_node_down_past_the_retention_catches_up_on_the_retained_range(logdir,
     # chat's rows below it, nor anything c's own retention would remove.
     for n in (a, b):
         assert caught_up(n) - before[n.name] <= 20, n.name
+
+
+def test_a_client_catching_up_across_the_trimmed_boundary_is_told(logdir, procs):
+    _, nodes = start_cluster(logdir, procs, 1, node_extra=("--history-max-messages", "20"))
+    (a,) = nodes
+    run(send_chats(a, [(f"q{i}", 500) for i in range(3)] + [(f"m{i}", 11) for i in range(100)]))
+    o = wait_until(lambda: [o for o in a.status()["history"]["origins"]
+                            if o["trimmed"] == 83 and o["count"] == 23],
+                   HANG, "the node to trim chat 11 to 20")
+    assert o
+    key = str(a.id)
+
+    async def syncs():
+        across = await sync_on(a, {key: 0})
+        latest = await sync_on(a, [])
+        above = await sync_on(a, {key: 90})
+        return across, latest, above
+    across, latest, above = run(syncs())
+    # Across the boundary: what is still held (the quiet chat's three and
+    # the busy chat's newest 20), and the flag with the low-water mark.
+    assert across["type"] == "clientSyncReply"
+    assert across["trimmed"] == {key: 83}
+    assert [m["text"] for m in across["payload"]] == \
+        ["q0", "q1", "q2"] + [f"m{i}" for i in range(80, 100)]
+    assert latest["trimmed"] == {key: 83} and len(latest["payload"]) == 23
+    # Above it: no new key, the reply as before retention.
+    assert "trimmed" not in above
+    assert list(above) == ["type", "source", "payload", "truncated"]
+    assert [m["id"] for m in above["payload"]] == list(range(91, 104))
+    # /api/history says the same.
+    _, body = http_json(f"{a.url}/api/history?origin={a.id}&after=0&limit=5")
+    assert body["trimmed"] == 83 and [m["id"] for m in body["messages"]] == [1, 2, 3, 84, 85]
+    _, body = http_json(f"{a.url}/api/history?origin={a.id}&after=83&limit=5")
+    assert "trimmed" not in body
