@@ -210,12 +210,24 @@ static void status_metrics(const node *n, struct metrics_out *m)
 
     if (n->store != NULL) {
         size_t count;
-        const struct store_origin *o = store_origins(n->store, &count);
-        uint64_t rows = 0;
-        for (size_t k = 0; k < count; k++)
-            rows += o[k].count;
+        store_origins(n->store, &count);
+        struct store_stats st;
+        store_stats_get(n->store, &st);
         metrics_gauge(m, "dchat_history_messages",
-                      "Messages in this node's history, stored or being stored.", (double)rows);
+                      "Messages in this node's history, stored or being stored.",
+                      (double)st.rows);
+        metrics_gauge(m, "dchat_history_bytes",
+                      "The history's database pages in use plus its WAL, in bytes, at the "
+                      "last commit: what --history-max-bytes bounds.", (double)st.bytes);
+        metrics_gauge(m, "dchat_history_oldest_seconds",
+                      "Unix time of the oldest message the history holds, at the last commit; "
+                      "0 when it holds none.", (double)st.oldest_ms / 1000.0);
+        metrics_counter(m, "dchat_history_trimmed_total",
+                        "Messages removed from the history by its retention limits.",
+                        st.trimmed);
+        metrics_counter(m, "dchat_history_trim_steps_total",
+                        "Commits that removed messages by retention (at most 1000 each).",
+                        st.trim_steps);
         metrics_gauge(m, "dchat_history_origins", "Origins (nodes) the history has messages of.",
                       (double)count);
         metrics_counter(m, "dchat_history_commits_total",

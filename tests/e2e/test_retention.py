@@ -4,8 +4,11 @@ keep the numbering of what they removed. Real processes on loopback; every
 wait polls a condition with a hang limit."""
 
 import asyncio
+import datetime
 
-from cluster import http_json, new_message, start_cluster, wait_until
+import pytest
+
+from cluster import http_json, metrics, new_message, start_cluster, wait_until
 from test_history import (HANG, FAST_SYNC, connect, frames_until, history, run, sync_on,
                           wait_converged)
 
@@ -20,6 +23,13 @@ async def send_chats(node, msgs):
     got = await frames_until(ws, len(msgs), "ret")
     await ws.close()
     return got
+
+
+def h_first_time(node, origin):
+    """The time in ms of the first message of origin node holds."""
+    m = history(node, origin)[0]
+    dt = datetime.datetime.strptime(m["dateTime"], "%Y-%m-%dT%H:%M:%S.%fZ")
+    return int(dt.replace(tzinfo=datetime.timezone.utc).timestamp() * 1000 + 0.5)
 
 
 def test_a_busy_chat_is_trimmed_and_a_quiet_chat_keeps_its_messages(logdir, procs):
@@ -44,8 +54,18 @@ def test_a_busy_chat_is_trimmed_and_a_quiet_chat_keeps_its_messages(logdir, proc
     # comes back and numbering goes on after it.
     wait_converged(nodes, {a.id: (23, 103)})
     for node in (a, b):
-        o = node.status()["history"]["origins"][0]
-        assert o["trimmed"] == 83  # b0..b79 are seqs 4..83
+        h = node.status()["history"]
+        assert h["origins"][0]["trimmed"] == 83  # b0..b79 are seqs 4..83
+        r = h["retention"]
+        assert (r["maxMessages"], r["rows"], r["trimmed"]) == (20, 23, 80)
+        assert r["trimSteps"] >= 1 and r["bytes"] > 0
+        mt = metrics(node.url)
+        assert mt[("dchat_history_trimmed_total", None)] == 80
+        assert mt[("dchat_history_messages", None)] == 23
+        # the oldest held is the quiet chat's first message
+        assert mt[("dchat_history_oldest_seconds", None)] * 1000 == \
+            pytest.approx(r["oldestMs"], abs=1)
+        assert r["oldestMs"] == h_first_time(node, a.id)
     got = run(send_chats(a, [("after", 11)]))
     assert got[0]["id"] == 104
 
@@ -58,6 +78,9 @@ def test_an_age_limit_removes_old_messages_and_keeps_the_numbering(logdir, procs
     wait_until(lambda: history(a, a.id) == [], HANG, "the messages to age out")
     o = a.status()["history"]["origins"][0]
     assert (o["count"], o["highest"], o["trimmed"]) == (0, 5, 5)
+    mt = metrics(a.url)
+    assert mt[("dchat_history_trimmed_total", None)] == 5
+    assert mt[("dchat_history_oldest_seconds", None)] == 0
     a.stop()
     a.restart()
     got = run(send_chats(a, [("after", 11)]))
