@@ -810,6 +810,40 @@ static void test_trims_to_a_byte_limit(void **state)
     close_store(f, s);
 }
 
+/* A skip past what the peers removed raises the origin's highest and mark
+ * at once, is written with the next batch, and survives a reopen; a skip
+ * not above the highest changes nothing. */
+static void test_a_skip_is_kept(void **state)
+{
+    struct fixture *f = *state;
+    store *s = open_store(f);
+    struct chat_message m = chat_msg(6, 1, 1, util_wall_ms(), "one");
+    store_append(s, &m);
+    wait_idle(f, s);
+    uint64_t epoch = store_trim_epoch(s);
+    store_skip(s, 9, 50);   /* an origin it has nothing of */
+    store_skip(s, 6, 1);    /* not above its highest */
+    assert_int_equal(store_highest(s, 9), 50);
+    assert_int_equal(store_trimmed(s, 9), 50);
+    assert_int_equal(store_committed(s, 9), 0); /* not written yet */
+    assert_int_equal(store_trimmed(s, 6), 0);
+    assert_true(store_trim_epoch(s) > epoch);
+    assert_true(store_busy(s));
+    wait_idle(f, s);
+    assert_int_equal(store_committed(s, 9), 50);
+    m = chat_msg(9, 51, 1, util_wall_ms(), "next");
+    store_append(s, &m);
+    wait_idle(f, s);
+    close_store(f, s);
+
+    s = open_store(f);
+    assert_int_equal(store_highest(s, 9), 51);
+    assert_int_equal(store_trimmed(s, 9), 50);
+    assert_int_equal(store_highest(s, 6), 1);
+    assert_int_equal(count_rows(f, "origin = 9"), 1);
+    close_store(f, s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -829,6 +863,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_trims_by_age_and_keeps_the_mark, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trims_to_a_byte_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_skip_is_kept, setup, teardown),
     };
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }
