@@ -228,6 +228,10 @@ static void status_metrics(const node *n, struct metrics_out *m)
         metrics_counter(m, "dchat_history_trim_steps_total",
                         "Commits that removed messages by retention (at most 1000 each).",
                         st.trim_steps);
+        metrics_histogram_write(m, "dchat_history_trim_seconds",
+                                "Per commit that removed messages, the time its worker spent "
+                                "in the retention step, inside the commit (never on the loop).",
+                                store_trim_seconds(n->store));
         metrics_gauge(m, "dchat_history_origins", "Origins (nodes) the history has messages of.",
                       (double)count);
         metrics_counter(m, "dchat_history_commits_total",

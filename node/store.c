@@ -168,6 +168,8 @@ struct store {
     int64_t *wchats;           /* the worker's list of a batch's chats */
     size_t capwchats;
     uint64_t work_bytes, work_wal, work_oldest;
+    uint64_t work_trim_ns;     /* trim_work's time in the worker */
+    struct metrics_histogram trim_seconds; /* of the commits that removed rows */
     int work_more;
     int trim_more;             /* the last commit left rows over a limit */
     uint64_t rows_trimmed, trim_steps, bytes, wal_bytes, oldest_ms, trim_epoch;
@@ -549,6 +551,7 @@ store *store_open(uv_loop_t *loop, const char *dir, enum store_fsync mode,
     static const double sizes[] = { 1, 4, 16, 64, 256, 1024, 4096, 16384, 65536 };
     metrics_histogram_init(&s->commit_seconds, seconds, sizeof(seconds) / sizeof(seconds[0]));
     metrics_histogram_init(&s->commit_sizes, sizes, sizeof(sizes) / sizeof(sizes[0]));
+    metrics_histogram_init(&s->trim_seconds, seconds, sizeof(seconds) / sizeof(seconds[0]));
 
     uv_once(&sqlite_setup_once, sqlite_setup);
     if (sqlite_setup_rc != SQLITE_OK)
@@ -1082,7 +1085,10 @@ static void commit_work(uv_work_t *w)
             return; /* work_ok stays 0; work_err says why */
         }
     }
-    if (trim_work(s, b) != SQLITE_OK) {
+    uint64_t trim_start = uv_hrtime();
+    int trim_rc = trim_work(s, b);
+    s->work_trim_ns = uv_hrtime() - trim_start;
+    if (trim_rc != SQLITE_OK) {
         snprintf(s->work_err, sizeof(s->work_err), "%s", sqlite3_errmsg(db));
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
         return;
@@ -1230,6 +1236,11 @@ uint64_t store_trimmed(const store *s, uint32_t origin)
     return o ? o->trimmed : 0;
 }
 
+const struct metrics_histogram *store_trim_seconds(const store *s)
+{
+    return &s->trim_seconds;
+}
+
 uint64_t store_trim_epoch(const store *s)
 {
     return s->trim_epoch;
@@ -1295,6 +1306,8 @@ static void apply_trims(store *s)
     s->ntrims = 0;
     s->rows_trimmed += rows;
     s->trim_steps += rows > 0;
+    if (rows > 0)
+        metrics_histogram_observe(&s->trim_seconds, (double)s->work_trim_ns / 1e9);
     s->trim_more = s->work_more;
     s->bytes = s->work_bytes;
     s->wal_bytes = s->work_wal;

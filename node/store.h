@@ -173,6 +173,11 @@ struct store_stats {
 };
 void store_stats_get(const store *s, struct store_stats *out);
 
+/* Of the commits that removed rows: the seconds the worker spent in the
+ * retention step (finding, deleting and measuring), inside the commit's
+ * transaction; the loop spends none of it. */
+const struct metrics_histogram *store_trim_seconds(const store *s);
+
 /* origin's low-water mark less one (store_origin.trimmed), 0 when none. */
 uint64_t store_trimmed(const store *s, uint32_t origin);
 
