@@ -115,6 +115,13 @@ start_wire() {
     wait_for "netwire to make its devices" 10 grep -q 'netwire: ready' "$state/netwire.out"
 }
 
+# Addresses that went unanswered during a cut stay FAILED in the hosts'
+# neighbour tables (connects fail at once with "no route to host") until
+# the kernel probes them again: after a change, every host forgets them.
+forget_neighbours() {
+    for h in $(hosts); do ip -n "$(ns "$h")" neigh flush dev eth0 2>/dev/null || true; done
+}
+
 # The impairment and the cut hosts, as the links apply them.
 apply_links() {
     delay=$(sed -n 's/^delay=//p' "$state/impair" 2>/dev/null || true)
@@ -134,6 +141,7 @@ apply_links() {
         kill -HUP "$(cat "$state/netwire.pid")"
         wait_for "netwire to take the new settings" 5 \
             sh -c "[ \$(grep -c 'netwire: delay' '$state/netwire.log') -gt $before ]"
+        forget_neighbours
         return
     fi
     for h in $(hosts); do
@@ -150,6 +158,7 @@ apply_links() {
                 die "tc netem failed: this kernel has no sch_netem; use NETNS_LINK=wire (make tools builds netwire)"
         fi
     done
+    forget_neighbours
 }
 
 # --- programs ---------------------------------------------------------------
@@ -214,7 +223,9 @@ mesh_complete() {
 
 up() {
     n=${1:-3}
-    [ "$n" -ge 1 ] 2>/dev/null && [ "$n" -le 80 ] || die "N must be 1 .. 80, got '$n'"
+    if ! { [ "$n" -ge 1 ] && [ "$n" -le 80 ]; } 2>/dev/null; then
+        die "N must be 1 .. 80, got '$n'"
+    fi
     need_root
     for b in discovery node; do
         [ -x "$bin/$b" ] || die "$bin/$b not found; run make first (or set DCHAT_BIN_DIR)"
@@ -263,7 +274,9 @@ down() {
     for h in $(hosts) sw; do
         for pid in $(ip netns pids "$(ns "$h")" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
     done
-    [ -s "$state/netwire.pid" ] && kill -TERM "$(cat "$state/netwire.pid")" 2>/dev/null || true
+    if [ -s "$state/netwire.pid" ]; then
+        kill -TERM "$(cat "$state/netwire.pid")" 2>/dev/null || true
+    fi
     for name in $(ip netns list | sed -n "s/^\($tag-[a-z0-9]*\).*/\1/p"); do
         ip netns del "$name" || echo "netns-cluster: could not remove namespace $name" >&2
     done
