@@ -115,9 +115,9 @@ start_wire() {
     wait_for "netwire to make its devices" 10 grep -q 'netwire: ready' "$state/netwire.out"
 }
 
-# Addresses that went unanswered during a cut stay FAILED in the hosts'
-# neighbour tables (connects fail at once with "no route to host") until
-# the kernel probes them again: after a change, every host forgets them.
+# A neighbour lookup left unanswered during a cut can fail a connection
+# made right after the heal ("no route to host") when its last probe was
+# lost: after every change of the links, every host forgets them.
 forget_neighbours() {
     for h in $(hosts); do ip -n "$(ns "$h")" neigh flush dev eth0 2>/dev/null || true; done
 }
