@@ -20,10 +20,8 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
-import urllib.request
 
 import pytest
 
@@ -83,11 +81,18 @@ class NetnsCluster:
     def addr(self, host):
         return f"{self.subnet}.{10 + int(host[1:])}"
 
-    def status(self, host):
-        out = subprocess.run(["sh", SCRIPT, "exec", host, "curl", "-fsS", "--max-time", "2",
-                              f"http://{self.addr(host)}:9000/api/status"],
-                             env=self.env, capture_output=True, text=True)
+    def curl(self, host, url, *opts):
+        """curl (2 s at most) run in host's namespace: the finished process."""
+        return subprocess.run(["sh", SCRIPT, "exec", host, "curl", "--max-time", "2", *opts, url],
+                              env=self.env, capture_output=True, text=True)
+
+    def get_json(self, host, url):
+        """The JSON answer of a GET from host, None when it fails."""
+        out = self.curl(host, url, "-fsS")
         return json.loads(out.stdout) if out.returncode == 0 else None
+
+    def status(self, host):
+        return self.get_json(host, f"http://{self.addr(host)}:9000/api/status")
 
     def links_up(self, host):
         s = self.status(host)
@@ -264,10 +269,8 @@ def test_discovery_down_for_10s(netns, tmp_path):
     c = netns()
 
     def logged_in():
-        out = subprocess.run(["sh", SCRIPT, "exec", "load", "curl", "-fsS", "--max-time", "2",
-                              f"http://{c.subnet}.1:8080/api/clients"],
-                             env=c.env, capture_output=True, text=True)
-        return out.returncode == 0 and len(json.loads(out.stdout)["activeNodes"]) == len(NODES)
+        listed = c.get_json("load", f"http://{c.subnet}.1:8080/api/clients")
+        return listed is not None and len(listed["activeNodes"]) == len(NODES)
 
     def inject(load):
         c.run("stop", "disc", "KILL")
@@ -351,11 +354,8 @@ def test_cut_and_heal(netns, link):
     c = netns(link)
 
     def healthz(host):
-        r = subprocess.run(["sh", SCRIPT, "exec", "load", "curl", "-s", "-o", "/dev/null",
-                            "-w", "%{http_code}", "--max-time", "2",
-                            f"http://{c.addr(host)}:9000/healthz"],
-                           env=c.env, capture_output=True, text=True)
-        return r.stdout
+        return c.curl("load", f"http://{c.addr(host)}:9000/healthz", "-s", "-o", "/dev/null",
+                      "-w", "%{http_code}").stdout
 
     assert healthz("n2") == "200"
     c.run("cut", "n2")

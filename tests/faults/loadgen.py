@@ -71,7 +71,8 @@ def ws_frame(opcode, payload):
 
 
 async def ws_read(reader):
-    """The next whole text message (pings answered by the caller)."""
+    """The next frame: (opcode, FIN bit, payload); the caller answers
+    pings and takes only whole text frames (the node sends no fragments)."""
     b0, b1 = await reader.readexactly(2)
     n = b1 & 0x7F
     if n == 126:
