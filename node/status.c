@@ -232,6 +232,10 @@ static void status_metrics(const node *n, struct metrics_out *m)
                                 "Per commit that removed messages, the time its worker spent "
                                 "in the retention step, inside the commit (never on the loop).",
                                 store_trim_seconds(n->store));
+        metrics_histogram_write(m, "dchat_history_trim_loop_seconds",
+                                "Per commit that removed messages, the time the event loop "
+                                "spent applying the removal (counts and low-water marks).",
+                                store_trim_loop_seconds(n->store));
         metrics_gauge(m, "dchat_history_origins", "Origins (nodes) the history has messages of.",
                       (double)count);
         metrics_counter(m, "dchat_history_commits_total",

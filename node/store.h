@@ -177,6 +177,9 @@ void store_stats_get(const store *s, struct store_stats *out);
  * retention step (finding, deleting and measuring), inside the commit's
  * transaction; the loop spends none of it. */
 const struct metrics_histogram *store_trim_seconds(const store *s);
+/* Of the same commits: the time the loop spent applying what the worker
+ * removed (apply_trims: the origins' counts and low-water marks). */
+const struct metrics_histogram *store_trim_loop_seconds(const store *s);
 
 /* origin's low-water mark less one (store_origin.trimmed), 0 when none. */
 uint64_t store_trimmed(const store *s, uint32_t origin);
