@@ -152,3 +152,35 @@ def test_a_client_catching_up_across_the_trimmed_boundary_is_told(logdir, procs)
     assert body["trimmed"] == 83 and [m["id"] for m in body["messages"]] == [1, 2, 3, 84, 85]
     _, body = http_json(f"{a.url}/api/history?origin={a.id}&after=83&limit=5")
     assert "trimmed" not in body
+
+
+def test_a_limit_lowered_at_restart_trims_chats_that_stay_silent(logdir, procs):
+    _, nodes = start_cluster(logdir, procs, 1, node_extra=("--history-max-messages", "20"))
+    (a,) = nodes
+    # seqs 1..15 in chat 11, 16..27 in chat 12, 28..30 in chat 500: all
+    # under 20, nothing removed.
+    run(send_chats(a, [(f"m{i}", 11) for i in range(15)] + [(f"n{i}", 12) for i in range(12)] +
+                   [(f"q{i}", 500) for i in range(3)]))
+    wait_converged(nodes, {a.id: (30, 30)})
+    a.stop()
+    i = a.args.index("--history-max-messages")
+    a.args[i + 1] = "5"
+    a.restart()
+    # Nothing is sent: the sweep's pass at open trims the chats over the
+    # new limit, and then stops.
+    r = wait_until(lambda: (lambda r: r if r["sweepPasses"] >= 1 and not r["sweeping"]
+                            else None)(a.status()["history"]["retention"]),
+                   HANG, "the sweep to finish its pass")
+    assert (r["maxMessages"], r["rows"], r["trimmed"]) == (5, 13, 17)
+    assert metrics(a.url)[("dchat_history_trimmed_total", None)] == 17
+    by_chat = {}
+    for m in history(a, a.id):
+        by_chat.setdefault(m["chatId"], []).append(m["text"])
+    assert by_chat == {11: [f"m{i}" for i in range(10, 15)],
+                       12: [f"n{i}" for i in range(7, 12)],
+                       500: ["q0", "q1", "q2"]}
+    o = a.status()["history"]["origins"][0]
+    assert (o["count"], o["highest"], o["trimmed"]) == (13, 30, 22)
+    got = run(send_chats(a, [("after", 12)]))
+    assert got[0]["id"] == 31
+
