@@ -380,13 +380,16 @@ json_t *history_digest(node *n)
     store_stats_get(n->store, &st);
     const struct store_retention *r = &n->cfg.retention;
     json_object_set_new(d, "retention",
-                        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "maxAgeMs",
+                        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:I}",
+                                  "maxAgeMs",
                                   (json_int_t)r->max_age_ms, "maxMessages",
                                   (json_int_t)r->max_messages, "maxBytes",
                                   (json_int_t)r->max_bytes, "rows", (json_int_t)st.rows,
-                                  "bytes", (json_int_t)st.bytes, "oldestMs",
+                                  "bytes", (json_int_t)st.bytes, "fileBytes",
+                                  (json_int_t)st.file_bytes, "oldestMs",
                                   (json_int_t)st.oldest_ms, "trimmed", (json_int_t)st.trimmed,
-                                  "trimSteps", (json_int_t)st.trim_steps));
+                                  "trimSteps", (json_int_t)st.trim_steps, "sweeping",
+                                  st.sweeping, "sweepPasses", (json_int_t)st.sweep_passes));
     if (failing != NULL) {
         json_object_set_new(d, "error", json_string(failing));
         json_object_set_new(d, "failingForMs", json_integer((json_int_t)(util_now_ms() - since)));

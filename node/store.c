@@ -158,6 +158,7 @@ struct store {
     sqlite3_stmt *t_del_range; /* on wdb: a key range */
     sqlite3_stmt *t_chat_edge; /* on wdb: a chat's newest row past its limit */
     sqlite3_stmt *t_chat_del;  /* on wdb: a chat's oldest rows up to that one */
+    sqlite3_stmt *t_next_chat; /* on wdb: the least chat id at or above one */
     sqlite3_stmt *t_floor;     /* on wdb: raises origins.trimmed */
     sqlite3_stmt *t_pages, *t_free;
     uint64_t page_size;
@@ -173,6 +174,21 @@ struct store {
     struct metrics_histogram trim_loop_seconds; /* their apply_trims, on the loop */
     int work_more;
     int trim_more;             /* the last commit left rows over a limit */
+    /* The sweep (per-chat limit, trim_sweep): a cursor over the distinct
+     * chat ids that checks a few chats per commit, so that chats no batch
+     * brings are brought under the limit too. The worker's: set by
+     * store_set_retention before any commit, then only by commits; a
+     * commit that fails gets back the state it started from (sweep_was),
+     * since its deletes were rolled back. */
+    struct sweep {
+        int on;                /* a pass is under way */
+        int again;             /* the per-batch path left chats unchecked during it */
+        int64_t from;          /* the pass goes on at the least chat id >= this */
+        uint64_t passes;       /* completed */
+    } sweep, sweep_was;
+    /* Copies for the loop, taken in commit_done. */
+    int sweeping;
+    uint64_t sweep_passes;
     uint64_t rows_trimmed, trim_steps, bytes, wal_bytes, oldest_ms, trim_epoch;
 
     int closing;
@@ -493,6 +509,7 @@ static void free_all(store *s)
     sqlite3_finalize(s->t_del_range);
     sqlite3_finalize(s->t_chat_edge);
     sqlite3_finalize(s->t_chat_del);
+    sqlite3_finalize(s->t_next_chat);
     sqlite3_finalize(s->t_floor);
     sqlite3_finalize(s->t_pages);
     sqlite3_finalize(s->t_free);
@@ -606,6 +623,8 @@ store *store_open(uv_loop_t *loop, const char *dir, enum store_fsync mode,
                            "WHERE chat_id = ?1 AND (time_ms < ?2 OR (time_ms = ?2 AND key <= ?3)) "
                            "ORDER BY time_ms, key LIMIT ?4) RETURNING key", -1, &s->t_chat_del,
                            NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->wdb, "SELECT MIN(chat_id) FROM history WHERE chat_id >= ?1", -1,
+                           &s->t_next_chat, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(s->wdb, "UPDATE origins SET trimmed = ?2 WHERE slot = ?1 AND "
                            "trimmed < ?2", -1, &s->t_floor, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(s->wdb, "PRAGMA page_count", -1, &s->t_pages, NULL) != SQLITE_OK ||
@@ -890,11 +909,57 @@ static int cmp_i64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* Brings chat under the per-chat limit: its oldest rows past its newest
+ * max_messages go, at most *budget of them. *done says whether it is under
+ * the limit now (not when the budget ran out first). */
+static int trim_chat(store *s, int64_t chat, uint64_t *budget, int *done)
+{
+    *done = 0;
+    sqlite3_bind_int64(s->t_chat_edge, 1, chat);
+    sqlite3_bind_int64(s->t_chat_edge, 2, (sqlite3_int64)s->ret.max_messages);
+    int rc = sqlite3_step(s->t_chat_edge);
+    sqlite3_int64 edge_time = 0, edge_key = 0;
+    if (rc == SQLITE_ROW) {
+        edge_time = sqlite3_column_int64(s->t_chat_edge, 0);
+        edge_key = sqlite3_column_int64(s->t_chat_edge, 1);
+    }
+    sqlite3_reset(s->t_chat_edge);
+    if (rc == SQLITE_DONE) {
+        *done = 1; /* within its limit */
+        return SQLITE_OK;
+    }
+    if (rc != SQLITE_ROW)
+        return rc;
+    if (*budget == 0)
+        return SQLITE_OK;
+    uint64_t asked = *budget;
+    sqlite3_bind_int64(s->t_chat_del, 1, chat);
+    sqlite3_bind_int64(s->t_chat_del, 2, edge_time);
+    sqlite3_bind_int64(s->t_chat_del, 3, edge_key);
+    sqlite3_bind_int64(s->t_chat_del, 4, (sqlite3_int64)asked);
+    uint64_t removed = 0;
+    while ((rc = sqlite3_step(s->t_chat_del)) == SQLITE_ROW) {
+        uint64_t key = (uint64_t)sqlite3_column_int64(s->t_chat_del, 0);
+        trim_note(s, (uint32_t)(key >> STORE_SEQ_BITS), key & STORE_SEQ_MASK, 1);
+        removed++;
+    }
+    sqlite3_reset(s->t_chat_del);
+    if (rc != SQLITE_DONE)
+        return rc;
+    *budget -= removed;
+    /* Fewer than asked: the delete reached the edge row. */
+    *done = removed < asked;
+    return SQLITE_OK;
+}
+
 /* The chats over the per-chat limit among those of batch b: their oldest
- * rows, up to *budget in all. */
-static int trim_chats(store *s, const struct batch *b, uint64_t *budget)
+ * rows, up to *budget in all. *left says whether some of b's chats may
+ * still be over the limit (the budget ran out first): the sweep takes
+ * them then. */
+static int trim_chats(store *s, const struct batch *b, uint64_t *budget, int *left)
 {
     size_t n = 0;
+    *left = 0;
     if (b->n > s->capwchats) {
         s->capwchats = b->n;
         s->wchats = xrealloc(s->wchats, s->capwchats * sizeof(*s->wchats));
@@ -907,37 +972,93 @@ static int trim_chats(store *s, const struct batch *b, uint64_t *budget)
     if (n == 0)
         return SQLITE_OK; /* a commit with no rows: its chats were checked */
     qsort(s->wchats, n, sizeof(*s->wchats), cmp_i64);
-    for (size_t i = 0; i < n && *budget > 0; i++) {
+    for (size_t i = 0; i < n; i++) {
         if (i > 0 && s->wchats[i] == s->wchats[i - 1])
             continue;
-        sqlite3_bind_int64(s->t_chat_edge, 1, s->wchats[i]);
-        sqlite3_bind_int64(s->t_chat_edge, 2, (sqlite3_int64)s->ret.max_messages);
-        int rc = sqlite3_step(s->t_chat_edge);
-        sqlite3_int64 edge_time = 0, edge_key = 0;
-        if (rc == SQLITE_ROW) {
-            edge_time = sqlite3_column_int64(s->t_chat_edge, 0);
-            edge_key = sqlite3_column_int64(s->t_chat_edge, 1);
+        if (*budget == 0) {
+            *left = 1;
+            break;
         }
-        sqlite3_reset(s->t_chat_edge);
-        if (rc == SQLITE_DONE)
-            continue; /* within its limit */
+        int done, rc = trim_chat(s, s->wchats[i], budget, &done);
+        if (rc != SQLITE_OK)
+            return rc;
+        if (!done)
+            *left = 1;
+    }
+    if (*left)
+        s->work_more = 1;
+    return SQLITE_OK;
+}
+
+/* Chats per commit the sweep checks: each check reads up to max_messages
+ * + 1 index entries, so STORE_SWEEP_SCAN entries in all, at least one chat
+ * and at most STORE_SWEEP_CHATS. */
+#define STORE_SWEEP_SCAN 16384
+static uint64_t sweep_step_chats(const store *s)
+{
+    uint64_t per = STORE_SWEEP_SCAN / (s->ret.max_messages + 1);
+    return UTIL_MAX(UTIL_MIN(per, (uint64_t)STORE_SWEEP_CHATS), (uint64_t)1);
+}
+
+/* Starts a pass over every chat at the least chat id, or, while one is
+ * under way, says that it must be followed by another. */
+static void sweep_arm(store *s)
+{
+    if (s->sweep.on) {
+        s->sweep.again = 1;
+        return;
+    }
+    s->sweep.on = 1;
+    s->sweep.again = 0;
+    s->sweep.from = INT64_MIN;
+}
+
+/* A pass completed: the sweep ends, or another pass follows. */
+static void sweep_end(store *s)
+{
+    s->sweep.passes++;
+    s->sweep.on = 0;
+    if (s->sweep.again)
+        sweep_arm(s); /* it starts with the next step */
+}
+
+/* The sweep's step: the next few chats of the pass, in chat id order,
+ * each brought under the per-chat limit out of *budget. The cursor never
+ * passes a chat still over the limit (the budget ran out in it: the next
+ * commit goes on with it), so a completed pass leaves every chat it
+ * checked within the limit; rows that come meanwhile are the per-batch
+ * path's (trim_chats), and what that path leaves makes another pass
+ * follow. A pass that completes with none to follow ends the sweep until
+ * sweep_arm. */
+static int trim_sweep(store *s, uint64_t *budget)
+{
+    uint64_t chats = sweep_step_chats(s);
+    while (s->sweep.on && chats > 0 && *budget > 0) {
+        sqlite3_bind_int64(s->t_next_chat, 1, s->sweep.from);
+        int rc = sqlite3_step(s->t_next_chat);
+        int end = rc != SQLITE_ROW || sqlite3_column_type(s->t_next_chat, 0) == SQLITE_NULL;
+        int64_t chat = end ? 0 : sqlite3_column_int64(s->t_next_chat, 0);
+        sqlite3_reset(s->t_next_chat);
         if (rc != SQLITE_ROW)
             return rc;
-        sqlite3_bind_int64(s->t_chat_del, 1, s->wchats[i]);
-        sqlite3_bind_int64(s->t_chat_del, 2, edge_time);
-        sqlite3_bind_int64(s->t_chat_del, 3, edge_key);
-        sqlite3_bind_int64(s->t_chat_del, 4, (sqlite3_int64)*budget);
-        while ((rc = sqlite3_step(s->t_chat_del)) == SQLITE_ROW) {
-            uint64_t key = (uint64_t)sqlite3_column_int64(s->t_chat_del, 0);
-            trim_note(s, (uint32_t)(key >> STORE_SEQ_BITS), key & STORE_SEQ_MASK, 1);
-            (*budget)--;
+        if (end) {
+            sweep_end(s);
+            break;
         }
-        sqlite3_reset(s->t_chat_del);
-        if (rc != SQLITE_DONE)
+        int done;
+        if ((rc = trim_chat(s, chat, budget, &done)) != SQLITE_OK)
             return rc;
-        if (*budget == 0)
-            s->work_more = 1;
+        chats--;
+        if (!done)
+            break; /* the budget ran out in it: it comes first next time */
+        if (chat == INT64_MAX) { /* no id above it */
+            sweep_end(s);
+            break;
+        }
+        s->sweep.from = chat + 1;
     }
+    if (s->sweep.on && *budget == 0)
+        s->work_more = 1;
     return SQLITE_OK;
 }
 
@@ -976,8 +1097,15 @@ static int trim_work(store *s, const struct batch *b)
         if (budget == 0)
             s->work_more = 1;
     }
-    if (ret->max_messages > 0 && budget > 0 && (rc = trim_chats(s, b, &budget)) != SQLITE_OK)
-        return rc;
+    if (ret->max_messages > 0) {
+        int left = 0;
+        if ((rc = trim_chats(s, b, &budget, &left)) != SQLITE_OK)
+            return rc;
+        if (left)
+            sweep_arm(s);
+        if ((rc = trim_sweep(s, &budget)) != SQLITE_OK)
+            return rc;
+    }
     uint64_t bytes = 0;
     if ((rc = store_bytes(s, &bytes)) != SQLITE_OK)
         return rc;
@@ -1039,6 +1167,7 @@ static void commit_work(uv_work_t *w)
     struct batch *b = &s->inflight;
     sqlite3 *db = s->wdb;
     s->work_ok = 0;
+    s->sweep_was = s->sweep;
     if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
         goto fail;
     for (size_t i = 0; i < b->nregs; i++) {
@@ -1206,6 +1335,12 @@ int store_parse_size(const char *s, uint64_t *bytes)
 int store_set_retention(store *s, const struct store_retention *r, char *err, size_t errlen)
 {
     s->ret = *r;
+    /* No commit has run yet: the worker's sweep fields are the loop's. A
+     * pass at open brings every chat under the limit, which may be lower
+     * than the one the file was written under. */
+    s->sweep.on = s->sweeping = r->max_messages > 0;
+    s->sweep.again = 0;
+    s->sweep.from = INT64_MIN;
     if (r->max_messages > 0) {
         log_info("history: indexing the history by chat for --history-max-messages (once; "
                  "a while for a big file)");
@@ -1232,7 +1367,8 @@ void store_stats_get(const store *s, struct store_stats *out)
         rows += s->origins[i].count;
     *out = (struct store_stats){ .rows = rows, .bytes = s->bytes + s->wal_bytes,
                                  .file_bytes = s->bytes, .oldest_ms = s->oldest_ms,
-                                 .trimmed = s->rows_trimmed, .trim_steps = s->trim_steps };
+                                 .trimmed = s->rows_trimmed, .trim_steps = s->trim_steps,
+                                 .sweeping = s->sweeping, .sweep_passes = s->sweep_passes };
 }
 
 uint64_t store_trimmed(const store *s, uint32_t origin)
@@ -1321,20 +1457,22 @@ static void apply_trims(store *s)
         metrics_histogram_observe(&s->trim_loop_seconds, (double)(uv_hrtime() - start) / 1e9);
     }
     s->trim_more = s->work_more;
+    s->sweeping = s->sweep.on;
+    s->sweep_passes = s->sweep.passes;
     s->bytes = s->work_bytes;
     s->wal_bytes = s->work_wal;
     s->oldest_ms = s->work_oldest;
 }
 
 /* The retention timer: a commit with no rows when nothing else commits
- * and an age limit is set (rows age without any write) or the last commit
- * left rows over a limit. */
+ * and an age limit is set (rows age without any write), the last commit
+ * left rows over a limit, or the sweep is under way. */
 static void trim_timer_cb(uv_timer_t *t)
 {
     store *s = t->data;
     if (s->closing || s->working || s->failing || s->pending.n > 0)
         return;
-    if (s->ret.max_age_ms > 0 || s->trim_more)
+    if (s->ret.max_age_ms > 0 || s->trim_more || s->sweeping)
         start_commit(s);
 }
 
@@ -1390,6 +1528,8 @@ static void commit_done(uv_work_t *w, int status)
     store *s = w->data;
     struct batch *b = &s->inflight;
     int ok = status == 0 && s->work_ok;
+    if (!ok)
+        s->sweep = s->sweep_was; /* its deletes were rolled back */
     if (!ok && !commit_failed(s, status != 0 ? uv_strerror(status) : s->work_err))
         return; /* still working on it: retry_cb */
     if (ok) {

@@ -133,8 +133,15 @@ int store_read_chats(store *s, uint32_t origin, uint64_t after, uint64_t upto, s
  * deleted, oldest first, inside the commit's transaction in its worker,
  * after the batch's inserts, at most STORE_TRIM_STEP rows per commit; a
  * timer queues a commit with no rows every STORE_TRIM_PERIOD_MS (less for a
- * short age limit) while an age limit is set or rows over a limit are left,
- * so a quiet node trims too. Nothing of it runs on the loop. */
+ * short age limit) while an age limit is set, rows over a limit are left
+ * or the sweep is under way, so a quiet node trims too. Nothing of it runs
+ * on the loop.
+ * A per-chat limit is checked on the chats of each batch, and by the
+ * sweep: a pass over every chat id, at most STORE_SWEEP_CHATS chats per
+ * commit (fewer for a large limit), which runs once from open (a limit
+ * lowered since the file was written) and again whenever a commit could
+ * not bring all its batch's chats under the limit; it stops after a pass
+ * that nothing followed. */
 struct store_retention {
     uint64_t max_age_ms;    /* rows older than this go; 0: no age limit */
     uint64_t max_messages;  /* per chat, the newest kept; 0: no limit */
@@ -142,6 +149,7 @@ struct store_retention {
 };
 #define STORE_TRIM_STEP 1000
 #define STORE_TRIM_PERIOD_MS 1000
+#define STORE_SWEEP_CHATS 256
 #define STORE_DEFAULT_MAX_BYTES (1ull << 30)
 /* The WAL takes up to the checkpoint threshold (1000 pages of 4 KiB) between
  * checkpoints whatever the rows, so the file's pages in use are kept under
@@ -170,6 +178,8 @@ struct store_stats {
     uint64_t oldest_ms;     /* time_ms of the oldest row held; 0 when none */
     uint64_t trimmed;       /* rows removed by retention since open */
     uint64_t trim_steps;    /* commits that removed rows since open */
+    int sweeping;           /* a pass of the per-chat sweep is under way */
+    uint64_t sweep_passes;  /* passes of the sweep completed since open */
 };
 void store_stats_get(const store *s, struct store_stats *out);
 

@@ -18,6 +18,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -810,6 +811,90 @@ static void test_trims_to_a_byte_limit(void **state)
     close_store(f, s);
 }
 
+/* Runs the loop until the sweep has no pass under way, at most a minute
+ * (a hang); each pass step is a commit the retention timer queues every
+ * STORE_TRIM_PERIOD_MS. */
+static void wait_sweep_done(struct fixture *f, store *s, struct store_stats *st)
+{
+    for (int i = 0; i < 6000; i++) {
+        store_stats_get(s, st);
+        if (!st->sweeping && !store_busy(s))
+            return;
+        run_alive(f);
+    }
+    fail_msg("the sweep did not finish its pass in a minute");
+}
+
+/* A chat left over its limit by a commit whose budget ran out, and that
+ * gets no more messages, is brought under it by the sweep's commits with
+ * no rows (the per-batch path alone checks only the chats of a batch). */
+static void test_the_sweep_trims_a_chat_no_batch_brings(void **state)
+{
+    struct fixture *f = *state;
+    store *s = open_store(f);
+    set_retention(s, 0, 10, 0);
+    uint64_t now = util_wall_ms();
+    /* One batch: chat 1 takes 1100 rows, chat 2 (after it) 50. */
+    for (uint64_t seq = 1; seq <= 1150; seq++) {
+        struct chat_message m = chat_msg(1, seq, seq <= 1100 ? 1 : 2, now + seq, "x");
+        store_append(s, &m);
+    }
+    wait_idle(f, s);
+    struct store_stats st;
+    store_stats_get(s, &st);
+    /* The batch's own commit spent its budget on chat 1. */
+    assert_int_equal(st.trimmed, STORE_TRIM_STEP);
+    assert_int_equal(count_rows(f, "chat_id = 2"), 50);
+    assert_true(st.sweeping);
+    wait_sweep_done(f, s, &st);
+    assert_int_equal(count_rows(f, "chat_id = 1"), 10);
+    assert_int_equal(count_rows(f, "chat_id = 2"), 10);
+    assert_int_equal(count_rows(f, "chat_id = 1 AND seq <= 1090"), 0);
+    assert_int_equal(count_rows(f, "chat_id = 2 AND seq <= 1140"), 0);
+    assert_int_equal(st.rows, 20);
+    assert_int_equal(st.trimmed, 1130);
+    /* The pass the batch left work to was followed by another. */
+    assert_true(st.sweep_passes >= 2);
+    assert_int_equal(store_commits(s), 1); /* the sweep's commits carry no rows */
+    close_store(f, s);
+}
+
+/* A file written without a limit (or under a higher one) and reopened
+ * with a lower one: the pass at open trims every chat, a bounded number
+ * of chats per commit, with no message coming in. */
+static void test_a_limit_lowered_at_reopen_trims_every_chat(void **state)
+{
+    struct fixture *f = *state;
+    store *s = open_store(f);
+    uint64_t now = util_wall_ms();
+    const uint64_t chats = STORE_SWEEP_CHATS + 44; /* two steps of the sweep at least */
+    for (uint64_t seq = 1; seq <= 8 * chats; seq++) {
+        struct chat_message m = chat_msg(2, seq, (int64_t)(seq % chats) - 100, now + seq, "y");
+        store_append(s, &m);
+    }
+    wait_idle(f, s);
+    close_store(f, s);
+
+    s = open_store(f);
+    f->committed_gen = 0; /* a new store numbers its batches from 1 */
+    set_retention(s, 0, 5, 0);
+    struct store_stats st;
+    wait_sweep_done(f, s, &st);
+    /* Each chat keeps its newest 5: every row above seq 3 * chats. */
+    assert_int_equal(count_rows(f, "1"), 5 * chats);
+    assert_int_equal(count_rows(f, "chat_id IN (SELECT chat_id FROM messages GROUP BY "
+                                   "chat_id HAVING COUNT(*) <> 5)"), 0);
+    char where[64];
+    snprintf(where, sizeof(where), "seq <= %" PRIu64, 3 * chats);
+    assert_int_equal(count_rows(f, where), 0);
+    assert_int_equal(st.trimmed, 3 * chats);
+    assert_true(st.trim_steps >= 2);
+    assert_int_equal(st.sweep_passes, 1); /* nothing followed it: the sweep stopped */
+    assert_int_equal(store_trimmed(s, 2), 3 * chats);
+    assert_int_equal(store_commits(s), 0);
+    close_store(f, s);
+}
+
 /* A skip past what the peers removed raises the origin's highest and mark
  * at once, is written with the next batch, and survives a reopen; a skip
  * not above the highest changes nothing. */
@@ -864,6 +949,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_trims_by_age_and_keeps_the_mark, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trims_to_a_byte_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_skip_is_kept, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_the_sweep_trims_a_chat_no_batch_brings, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_a_limit_lowered_at_reopen_trims_every_chat, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }
