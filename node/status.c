@@ -269,6 +269,10 @@ static void status_metrics(const node *n, struct metrics_out *m)
                         store_failures(n->store));
         metrics_counter(m, "dchat_history_checkpoints_total",
                         "WAL checkpoints completed.", store_checkpoints(n->store));
+        metrics_counter(m, "dchat_history_checkpoints_forced_total",
+                        "Of those, the ones a commit ran first, emptying the WAL, because it "
+                        "had grown past twice its threshold.",
+                        store_checkpoints_forced(n->store));
         metrics_gauge(m, "dchat_history_pending_bytes",
                       "Bytes of messages appended and not committed yet.",
                       (double)store_backlog(n->store));

@@ -6,7 +6,9 @@
  * database file and, but for --fsync off, fsync it) never run inside a
  * commit: SQLite's automatic checkpoint is off, and once a commit leaves
  * the WAL past STORE_CHECKPOINT_PAGES a checkpoint runs on a connection of
- * its own in another worker, while the next commits go on. */
+ * its own in another worker, while the next commits go on; only a WAL
+ * those did not keep short (STORE_WAL_FORCE_FACTOR) is emptied by a
+ * commit before its transaction. */
 #include "node/store.h"
 
 #include <errno.h>
@@ -25,6 +27,15 @@
 /* WAL pages (of 4 KiB) after which a checkpoint starts: SQLite's own
  * automatic threshold. */
 #define STORE_CHECKPOINT_PAGES 1000
+
+/* A checkpoint beside the commits copies what the WAL held when it began;
+ * the WAL starts over at its beginning only when a commit finds all of it
+ * copied, which commits in quick succession never do: under a heavy load
+ * (big messages) it grew to 80 MiB against a 16 MiB --history-max-bytes.
+ * Past this many times the threshold, the next commit first runs a
+ * TRUNCATE checkpoint itself (copying the rest, emptying the file), which
+ * that commit waits for. The WAL's share of the byte limit is this much. */
+#define STORE_WAL_FORCE_FACTOR 2
 
 /* A row's key is (slot << STORE_SEQ_BITS) | seq, the slot being the
  * origin's small number in the file (docs/PROTOCOL.md 3.1): one integer,
@@ -144,6 +155,8 @@ struct store {
     int ckpt_rc;
     char ckpt_err[256];
     uint64_t checkpoints;      /* completed */
+    uint64_t forced;           /* of which TRUNCATE ones run by a commit */
+    int work_forced;           /* the commit in flight ran one */
     uint64_t commits;          /* batches committed */
     uint64_t commit_started_ns; /* uv_hrtime at start_commit */
     struct metrics_histogram commit_seconds;  /* start_commit to commit_done */
@@ -1109,10 +1122,15 @@ static int trim_work(store *s, const struct batch *b)
     uint64_t bytes = 0;
     if ((rc = store_bytes(s, &bytes)) != SQLITE_OK)
         return rc;
-    /* The WAL takes up to checkpoint_pages between checkpoints, whatever
-     * the rows: the file's pages get the rest of the byte limit. */
-    uint64_t wal_cap = (uint64_t)s->checkpoint_pages * s->page_size;
+    /* The WAL takes up to STORE_WAL_FORCE_FACTOR times the checkpoint
+     * threshold, whatever the rows, plus the commit that passes it; the
+     * file, between two trims, one batch more than it keeps (its rows are
+     * inserted before the trim that makes room): the file's pages get
+     * the rest of the byte limit, with room for two batches like this
+     * one (at most half of what is left). */
+    uint64_t wal_cap = (uint64_t)STORE_WAL_FORCE_FACTOR * s->checkpoint_pages * s->page_size;
     uint64_t file_limit = ret->max_bytes > wal_cap ? ret->max_bytes - wal_cap : 1;
+    file_limit -= UTIL_MIN(2 * (uint64_t)b->used, file_limit / 2);
     /* Over the byte limit: the oldest head among the origins, a chunk at a
      * time, until under it or out of budget. */
     while (ret->max_bytes > 0 && bytes > file_limit && budget > 0) {
@@ -1168,6 +1186,16 @@ static void commit_work(uv_work_t *w)
     sqlite3 *db = s->wdb;
     s->work_ok = 0;
     s->sweep_was = s->sweep;
+    s->work_forced = 0;
+    if (s->wal_pages >= STORE_WAL_FORCE_FACTOR * s->checkpoint_pages) {
+        /* BUSY while the checkpoint beside us runs: the next commit tries
+         * again (maybe_checkpoint starts no other meanwhile). */
+        if (sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL) ==
+            SQLITE_OK) {
+            s->work_forced = 1;
+            s->wal_pages = 0;
+        }
+    }
     if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
         goto fail;
     for (size_t i = 0; i < b->nregs; i++) {
@@ -1278,6 +1306,9 @@ static void maybe_checkpoint(store *s)
 {
     if (s->checkpointing || s->closing || s->wal_pages < s->checkpoint_pages)
         return;
+    if (s->wal_pages >= STORE_WAL_FORCE_FACTOR * s->checkpoint_pages &&
+        (s->working || !batch_empty(&s->pending)))
+        return; /* the next commit truncates it */
     s->ckpt_work.data = s;
     if (uv_queue_work(s->loop, &s->ckpt_work, checkpoint_work, checkpoint_done) == 0)
         s->checkpointing = 1;
@@ -1407,6 +1438,11 @@ uint64_t store_checkpoints(const store *s)
     return s->checkpoints;
 }
 
+uint64_t store_checkpoints_forced(const store *s)
+{
+    return s->forced;
+}
+
 /* The batch b committed: its rows are in the history, so its origins'
  * committed marks rise. (Every origin of b has its entry: appending made it.) */
 static void raise_committed(store *s, const struct batch *b)
@@ -1528,6 +1564,11 @@ static void commit_done(uv_work_t *w, int status)
     store *s = w->data;
     struct batch *b = &s->inflight;
     int ok = status == 0 && s->work_ok;
+    if (status == 0 && s->work_forced) {
+        s->checkpoints++;
+        s->forced++;
+        s->work_forced = 0;
+    }
     if (!ok)
         s->sweep = s->sweep_was; /* its deletes were rolled back */
     if (!ok && !commit_failed(s, status != 0 ? uv_strerror(status) : s->work_err))

@@ -151,9 +151,10 @@ struct store_retention {
 #define STORE_TRIM_PERIOD_MS 1000
 #define STORE_SWEEP_CHATS 256
 #define STORE_DEFAULT_MAX_BYTES (1ull << 30)
-/* The WAL takes up to the checkpoint threshold (1000 pages of 4 KiB) between
- * checkpoints whatever the rows, so the file's pages in use are kept under
- * the byte limit less that; below this much a limit would leave them little. */
+/* The WAL takes up to twice the checkpoint threshold (2000 pages of 4 KiB,
+ * store.c) whatever the rows, so the file's pages in use are kept under the
+ * byte limit less that (and less room for two batches); below this much a
+ * limit would leave them little. */
 #define STORE_MIN_MAX_BYTES (16ull << 20)
 
 /* "30d", "12h", "90m", "45s", "500ms", or plain seconds; "0" is 0. Returns
@@ -213,6 +214,10 @@ void store_close(store *s, void (*done)(void *ud), void *ud);
  * completed, and the WAL size in 4 KiB pages that starts one (tests use a
  * small one; the default is 1000). */
 uint64_t store_checkpoints(const store *s);
+/* Of those, the TRUNCATE checkpoints a commit ran first because the WAL had
+ * grown past twice the threshold (the ones beside the commits were not
+ * keeping up). */
+uint64_t store_checkpoints_forced(const store *s);
 void store_set_checkpoint_pages(store *s, int pages);
 
 /* Batches (transactions) committed since open: the messages stored over

@@ -502,6 +502,27 @@ static void test_checkpoints_run_outside_the_commits(void **state)
     assert_int_equal(count_rows(f, "origin = 5"), 7200);
 }
 
+/* A WAL past twice the threshold (the checkpoints beside the commits did
+ * not keep up): the next commit first empties it with a TRUNCATE
+ * checkpoint of its own, counted as forced, and nothing is lost. */
+static void test_a_commit_empties_a_runaway_wal(void **state)
+{
+    struct fixture *f = *state;
+    store *s = open_store(f);
+    store_set_checkpoint_pages(s, 1000000);
+    append_kib(f, s, 1, 3000);
+    off_t before = wal_size(f);
+    assert_true(before > 3 * 1024 * 1024);
+    assert_int_equal(store_checkpoints_forced(s), 0);
+    store_set_checkpoint_pages(s, 50); /* the WAL holds far more than 100 pages */
+    append_kib(f, s, 3001, 100);       /* one commit */
+    assert_int_equal(store_checkpoints_forced(s), 1);
+    assert_true(store_checkpoints(s) >= 1);
+    assert_true(wal_size(f) < before / 4); /* emptied, then that commit's pages */
+    assert_int_equal(count_rows(f, "origin = 5"), 3100);
+    close_store(f, s);
+}
+
 /* The first layout: one WITHOUT ROWID table keyed by (origin, seq). A
  * file of it, as an older node left it, is converted on open: every row
  * is there, read back the same, and `messages` is a view of the new
@@ -940,6 +961,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_parse_fsync_and_bad_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_committed_apart_from_appended, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoints_run_outside_the_commits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_commit_empties_a_runaway_wal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_the_first_layout_is_converted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_new_origin_survives_a_failed_first_batch, setup,
                                         teardown),
