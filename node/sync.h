@@ -34,6 +34,9 @@ void sync_close(struct sync *y, void (*done)(void *ud), void *ud);
 
 /* Messages sent to peers by catch-up since start. */
 uint64_t sync_caught_up(const struct sync *y);
+/* Of those, rows below this node's low-water mark of their origin, sent
+ * to a peer that skipped past them (backfill, docs/PROTOCOL.md 2.4). */
+uint64_t sync_backfilled(const struct sync *y);
 
 typedef struct sync_link sync_link;
 
