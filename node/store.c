@@ -707,6 +707,30 @@ static struct slot_of *pending_slot(store *s, uint32_t origin)
     return sl;
 }
 
+static void batch_add_below(struct batch *b, uint64_t key)
+{
+    if (b->nbelow == b->capbelow) {
+        b->capbelow = b->capbelow ? 2 * b->capbelow : 16;
+        b->below = xrealloc(b->below, b->capbelow * sizeof(*b->below));
+    }
+    b->below[b->nbelow++] = key;
+}
+
+/* The mark of the origin of slot rose to mark: the rows of it that batch b
+ * appended before as the next of their origin are now below the mark too.
+ * Noted with the batch's rows below marks, so that a peer's backfill of
+ * one of them finds it held before it commits (store_append_below_floor).
+ * A scan of the batch: marks rise by a skip (rare) or a commit's trim. */
+static void batch_note_below(struct batch *b, uint32_t slot, uint64_t mark)
+{
+    for (size_t off = 0, i = 0; i < b->n; i++) {
+        const struct rec *r = (const struct rec *)(b->arena + off);
+        if (r->slot == slot && r->seq <= mark)
+            batch_add_below(b, ((uint64_t)slot << STORE_SEQ_BITS) | r->seq);
+        off += REC_ALIGN(sizeof(*r) + r->sender_len + r->text_len);
+    }
+}
+
 void store_skip(store *s, uint32_t origin, uint64_t upto)
 {
     if (upto <= store_highest(s, origin))
@@ -721,6 +745,11 @@ void store_skip(store *s, uint32_t origin, uint64_t upto)
     }
     b->skips[b->nskips++] = (struct skip){ sl->slot, upto };
     struct store_origin *o = get_origin(s, origin);
+    if (o->committed < o->highest) { /* rows of it not committed yet */
+        batch_note_below(b, sl->slot, upto);
+        if (s->working)
+            batch_note_below(&s->inflight, sl->slot, upto);
+    }
     o->highest = upto;
     o->trimmed = UTIL_MAX(o->trimmed, upto);
     s->trim_epoch++;
@@ -804,12 +833,7 @@ int store_append_below_floor(store *s, const struct chat_message *m, uint64_t *g
     int held = file_holds(s, key);
     if (held != 0)
         return held < 0 ? -1 : 0;
-    struct batch *b = &s->pending;
-    if (b->nbelow == b->capbelow) {
-        b->capbelow = b->capbelow ? 2 * b->capbelow : 16;
-        b->below = xrealloc(b->below, b->capbelow * sizeof(*b->below));
-    }
-    b->below[b->nbelow++] = key;
+    batch_add_below(&s->pending, key);
     /* store_append counts it and leaves highest as it is (seq is below);
      * committed and the mark do not move either. */
     *gen = store_append(s, m);
@@ -1363,6 +1387,7 @@ static void apply_trims(store *s)
         if (t->upto > o->trimmed) {
             o->trimmed = t->upto;
             s->trim_epoch++;
+            batch_note_below(&s->pending, t->slot, t->upto); /* the next batch's */
         }
     }
     s->ntrims = 0;

@@ -125,7 +125,11 @@ def test_a_node_down_past_the_retention_catches_up_on_the_retained_range(logdir,
     # retention would remove.
     for n in (a, b):
         assert caught_up(n) - before[n.name] <= 23, n.name
-    assert backfilled(c)[1] == 3
+    # Sent as backfill; taken as such unless c had not skipped yet on the
+    # link they came by (its marks call a direct there: it skips on a's),
+    # when 6..8 simply came next after its 5.
+    assert sum(backfilled(n)[0] for n in (a, b)) >= 3
+    assert backfilled(c)[1] <= 3
 
 
 def test_a_quiet_chat_held_below_the_mark_is_backfilled_to_a_node_coming_back(logdir, procs):
@@ -156,12 +160,15 @@ def test_a_quiet_chat_held_below_the_mark_is_backfilled_to_a_node_coming_back(lo
     assert (o["count"], o["highest"], o["trimmed"]) == (55, 205, 155)
     # The three histories agree, row for row.
     assert history(a, a.id) == history(b, a.id) == got
-    # Stored once however many peers sent them; sent at most once per peer.
+    # Sent as backfill, at most once per peer; stored once (the count above)
+    # however many peers sent them: as backfill, or as the next ones of
+    # their origin when they came by a link on which c had not skipped yet
+    # (its marks there call a direct: it skips on a's).
     sent = sum(backfilled(n)[0] for n in (a, b))
-    assert backfilled(c)[1] == 5
     assert 5 <= sent <= 10
-    mt = metrics(c.url)
-    assert mt[("dchat_backfill_messages_taken_total", None)] == 5
+    taken = backfilled(c)[1]
+    assert taken <= 5
+    assert metrics(c.url)[("dchat_backfill_messages_taken_total", None)] == taken
     # A client of c catching up from 0 gets the quiet chat's rows too, told
     # that older messages of the origin were removed.
     key = str(a.id)
@@ -172,7 +179,8 @@ def test_a_quiet_chat_held_below_the_mark_is_backfilled_to_a_node_coming_back(lo
     got = run(send_chats(a, [("after", 2)]))
     assert got[0]["id"] == 206
     wait_converged(nodes, {a.id: (56, 206)})
-    assert backfilled(c)[1] == 5
+    assert backfilled(c)[1] == taken
+    assert sum(backfilled(n)[0] for n in (a, b)) == sent
 
 
 def test_a_client_catching_up_across_the_trimmed_boundary_is_told(logdir, procs):

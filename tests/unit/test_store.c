@@ -911,6 +911,33 @@ static void test_rows_below_the_mark_are_backfilled_once(void **state)
     close_store(f, s);
 }
 
+/* Rows appended as the next of their origin and not committed yet when a
+ * skip raises the mark past them (a peer's catch-up came first, its marks
+ * then): a backfill of one of them finds it held, in either batch, and the
+ * count stays right. */
+static void test_a_skip_past_uncommitted_rows_keeps_them_held(void **state)
+{
+    struct fixture *f = *state;
+    store *s = open_store(f);
+    uint64_t now = util_wall_ms(), gen;
+    struct chat_message m = chat_msg(1, 1, 2, now, "one");
+    store_append(s, &m);
+    m = chat_msg(1, 2, 2, now, "two");
+    store_append(s, &m);
+    store_skip(s, 1, 50);
+    assert_int_equal(store_append_below_floor(s, &m, &gen), 0);
+    m = chat_msg(1, 1, 2, now, "one");
+    assert_int_equal(store_append_below_floor(s, &m, &gen), 0);
+    m = chat_msg(1, 3, 2, now, "three");
+    assert_int_equal(store_append_below_floor(s, &m, &gen), 1);
+    wait_idle(f, s);
+    size_t n;
+    const struct store_origin *o = store_origins(s, &n);
+    assert_int_equal(o[0].count, 3);
+    assert_int_equal(count_rows(f, "origin = 1"), 3);
+    close_store(f, s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -932,6 +959,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_trims_to_a_byte_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_skip_is_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rows_below_the_mark_are_backfilled_once, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_a_skip_past_uncommitted_rows_keeps_them_held, setup,
                                         teardown),
     };
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);
