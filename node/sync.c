@@ -241,7 +241,8 @@ void sync_queued(sync_link *s, uint32_t origin, uint64_t seq)
  * low-water mark, queued to the peer flagged PEER_MSG_BACKFILL while its
  * queue is short (docs/PROTOCOL.md 2.4). They move no cursor: the peer has
  * skipped past them already. Returns 0, or -1 when the link went down or
- * the store could not be read (the backfill is dropped: logged). */
+ * the store could not be read (logged: the cursors are dropped, and the
+ * peer's next marks set them again, the range left included). */
 static int sync_backfill_some(sync_link *s, uint32_t origin, uint64_t after, uint64_t upto)
 {
     node *n = s->y->n;

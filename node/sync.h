@@ -4,8 +4,9 @@
  * refusal; the other answers with the MSG frames the peer lacks (catchup.h),
  * read from the store while the link's queue is short, and more each time a
  * write on the link completes; below its low-water mark of an origin, which
- * the peer skips to, the rows it still holds go first, flagged as backfill. Owns a zero timer for pumps that must go on
- * with nothing on the wire; one sync_link per peer link, held by the mesh. */
+ * the peer skips to, the rows it still holds go first, flagged as backfill.
+ * Owns a zero timer for pumps that must go on with nothing on the wire;
+ * one sync_link per peer link, held by the mesh. */
 #ifndef DCHAT_SYNC_H
 #define DCHAT_SYNC_H
 
