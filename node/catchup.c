@@ -25,7 +25,15 @@ struct known {
     uint64_t has;             /* the peer has or will have every seq up to it */
     uint64_t run_lo, run_hi;  /* frames queued beyond has+1, not yet known to
                                  connect to it; 0, 0 when none */
+    uint64_t back_from;       /* the backfill range (catchup_skip): rows in */
+    uint64_t back_after;      /* (back_after, back_upto] are still to go, */
+    uint64_t back_upto;       /* (back_from, back_upto] after a refusal */
 };
+
+static bool back_pending(const struct known *e)
+{
+    return e->back_after < e->back_upto;
+}
 
 struct catchup {
     struct known *k;
@@ -141,11 +149,13 @@ size_t catchup_marks(catchup *c, const struct peer_frame *f, const struct store_
         if (reset) {
             e.has = direct ? 0 : theirs;
             e.run_lo = e.run_hi = 0;
+            if (back_pending(&e))
+                e.back_after = e.back_from; /* what went may have been refused */
         } else if (!direct) {
             known_raise(&e, theirs);
         }
         nk[nn++] = e;
-        if (o != NULL && !direct && o->highest > e.has) {
+        if (o != NULL && !direct && (o->highest > e.has || back_pending(&e))) {
             if (c->ncu == c->capcu) {
                 c->capcu = c->capcu ? 2 * c->capcu : 16;
                 c->cu = xrealloc(c->cu, c->capcu * sizeof(*c->cu));
@@ -171,12 +181,44 @@ bool catchup_next(const catchup *c, uint32_t *origin, uint64_t *after)
 
 void catchup_skip(catchup *c, uint32_t origin, uint64_t upto)
 {
+    uint64_t had = catchup_has(c, origin);
     catchup_queued(c, origin, upto); /* makes the entry if need be */
     size_t i = known_pos(c, origin);
     struct known *e = &c->k[i];
+    if (upto > had) {
+        if (back_pending(e)) {
+            e->back_from = UTIL_MIN(e->back_from, had);
+            e->back_after = UTIL_MIN(e->back_after, had);
+            e->back_upto = UTIL_MAX(e->back_upto, upto);
+        } else {
+            e->back_from = e->back_after = had;
+            e->back_upto = upto;
+        }
+    }
     e->has = UTIL_MAX(e->has, upto);
     if (e->run_hi <= e->has)
         e->run_lo = e->run_hi = 0;
+}
+
+bool catchup_backfill(const catchup *c, uint32_t origin, uint64_t *after, uint64_t *upto)
+{
+    const struct known *e = known_find(c, origin);
+    if (e == NULL || !back_pending(e))
+        return false;
+    *after = e->back_after;
+    *upto = e->back_upto;
+    return true;
+}
+
+void catchup_backfilled(catchup *c, uint32_t origin, uint64_t seq)
+{
+    size_t i = known_pos(c, origin);
+    if (i == c->nk || c->k[i].origin != origin)
+        return;
+    struct known *e = &c->k[i];
+    e->back_after = UTIL_MAX(e->back_after, UTIL_MIN(seq, e->back_upto));
+    if (!back_pending(e))
+        e->back_from = e->back_after = e->back_upto = 0;
 }
 
 void catchup_done(catchup *c)

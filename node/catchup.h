@@ -13,7 +13,11 @@
  * message while the peer is still behind) are kept aside as one run, and
  * counted once a MARKS shows the peer reached the run's start. A MARKS
  * flagged PEER_MARKS_REFUSED (the peer refused a frame we sent) drops all
- * of it and starts again from the marks. */
+ * of it and starts again from the marks.
+ *
+ * Below our low-water mark (retention) a peer that lags behind skips to it
+ * (catchup_skip); the rows we still hold below it are then sent apart, as
+ * backfill, which moves no mark (docs/PROTOCOL.md 2.4). */
 #ifndef DCHAT_CATCHUP_H
 #define DCHAT_CATCHUP_H
 
@@ -55,8 +59,22 @@ bool catchup_next(const catchup *c, uint32_t *origin, uint64_t *after);
 void catchup_queued(catchup *c, uint32_t origin, uint64_t seq);
 
 /* The peer will have every seq of origin up to upto without frames: it
- * skips to our low-water mark, which our last marks told it (sync.c). */
+ * skips to our low-water mark, which our last marks told it (sync.c).
+ * What it had before, up to upto, it lacks: the rows we still hold in that
+ * range (a quiet chat's, below a busy chat's mark) are to be backfilled
+ * (catchup_backfill), once per link; a second skip widens the range. */
 void catchup_skip(catchup *c, uint32_t origin, uint64_t upto);
+
+/* The rows of origin still to backfill to the peer: false when none;
+ * otherwise every row we hold with *after < seq <= *upto. The cursor of
+ * origin stays while they are left, even once the peer has all above the
+ * mark; a refused-flagged MARKS starts the range over, its rows not
+ * counting as had either. */
+bool catchup_backfill(const catchup *c, uint32_t origin, uint64_t *after, uint64_t *upto);
+
+/* Every row of origin's backfill range up to seq was queued (or there is
+ * none left up to it). */
+void catchup_backfilled(catchup *c, uint32_t origin, uint64_t seq);
 
 /* The next cursor is done (the peer has all of its origin now). */
 void catchup_done(catchup *c);

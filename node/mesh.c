@@ -367,7 +367,7 @@ static void link_frame_cb(peer *p, const struct peer_frame *f, void *ud)
         return;
     }
     flow_note(n, peer_flow(p));
-    sync_after_msg(l->sync, relay_remote(n, &f->msg, f->flags & PEER_MSG_REPAIR) == RELAY_GAP);
+    sync_after_msg(l->sync, relay_remote(n, &f->msg, f->flags) == RELAY_GAP);
 }
 
 static void link_written_cb(peer *p, void *ud)
@@ -646,6 +646,7 @@ uint64_t mesh_links_unauthenticated(const struct mesh *m) { return m->auth_faile
 uint64_t mesh_forged_dropped(const struct mesh *m) { return m->forged; }
 
 uint64_t mesh_caught_up(const struct mesh *m) { return sync_caught_up(m->sync); }
+uint64_t mesh_backfilled(const struct mesh *m) { return sync_backfilled(m->sync); }
 
 int mesh_test_cut(struct mesh *m, uint32_t peer_id, unsigned ms)
 {

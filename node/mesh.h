@@ -52,6 +52,8 @@ uint64_t mesh_forged_dropped(const struct mesh *m);
 
 /* Messages sent to peers by anti-entropy since start (sync.h). */
 uint64_t mesh_caught_up(const struct mesh *m);
+/* Of those, rows below this node's low-water marks (backfill, sync.h). */
+uint64_t mesh_backfilled(const struct mesh *m);
 
 /* A JSON array describing each known peer and its link, for /api/status.
  * New reference. */

@@ -42,6 +42,15 @@ enum peer_frame_type {
  * flag ignores it). */
 #define PEER_MSG_REPAIR 0x0001u
 
+/* MSG header flag, with PEER_MSG_REPAIR: the message is at or below the
+ * sender's low-water mark of its origin, a row it still holds there (a
+ * quiet chat's, below a busy chat's mark) sent by catch-up to a peer whose
+ * mark was below that mark and which skipped to it (docs/PROTOCOL.md 2.4).
+ * A receiver that has skipped past it stores it if it lacks it, with no
+ * gap test. A receiver that does not know the flag ignores it and finds
+ * the message at or below its highest: a duplicate, dropped. */
+#define PEER_MSG_BACKFILL 0x0002u
+
 /* MARKS header flag: since its previous MARKS on this link, the sender
  * refused a MSG frame the receiver sent on it that was not a duplicate (it
  * came after a gap, or the sender's store could not take it). The receiver
@@ -116,7 +125,8 @@ msgbuf *peer_proto_hello(uint32_t node_id, const uint8_t nonce[PEER_NONCE_LEN]);
 /* Our proof of the secret. New reference. */
 msgbuf *peer_proto_auth(uint32_t node_id, const uint8_t mac[PEER_AUTH_LEN]);
 
-/* One chat message; flags 0 or PEER_MSG_REPAIR. New reference. */
+/* One chat message; flags 0, PEER_MSG_REPAIR, or that and
+ * PEER_MSG_BACKFILL. New reference. */
 msgbuf *peer_proto_msg(const struct chat_message *m, uint16_t flags);
 
 /* An incremental decoder for one link's byte stream. */

@@ -286,12 +286,39 @@ int relay_local(node *n, struct chat_message *m)
     return 0;
 }
 
-enum relay_result relay_remote(node *n, const struct chat_message *m, bool repair)
+/* A row the peer holds below its low-water mark, at or below ours: we
+ * skipped past it (2.4), so it is no gap, and every seq up to our highest
+ * counts as had; the store tells whether we hold it. Storing is enough:
+ * delivered live, it would reach our clients after higher ids of its
+ * origin. A store that cannot take it now refuses it like a gap: the
+ * peer's backfill starts over on our refused-flagged marks. */
+static enum relay_result relay_backfill(node *n, const struct chat_message *m)
+{
+    struct relay *r = n->relay;
+    uint64_t gen;
+    int rc = store_accepting(n->store) ? store_append_below_floor(n->store, m, &gen) : -1;
+    if (rc < 0) {
+        r->counters.dropped_gap++;
+        return RELAY_GAP;
+    }
+    if (rc == 0) {
+        r->counters.dropped_dup++;
+        return RELAY_DUP;
+    }
+    r->counters.repaired++;
+    r->counters.backfilled++;
+    return RELAY_NEW;
+}
+
+enum relay_result relay_remote(node *n, const struct chat_message *m, uint16_t flags)
 {
     struct relay *r = n->relay;
     uint64_t read_ns = util_now_ns();
+    bool repair = (flags & PEER_MSG_REPAIR) != 0;
     r->counters.peer_msgs_in++;
     r->counters.repair_in += repair;
+    if ((flags & PEER_MSG_BACKFILL) && m->seq <= store_trimmed(n->store, m->origin))
+        return relay_backfill(n, m);
     /* Our own origin, which the relay numbers (it has, since start). */
     bool numbered = m->origin == n->id && r->seq_origin == n->id;
     uint64_t mark = store_highest(n->store, m->origin);

@@ -9,7 +9,9 @@
  * its origin: a duplicate is ignored, one after a gap too (the gap is
  * repaired by anti-entropy, see sync.h, which delivers in order). That
  * holds for our own origin too: peers send back what our history lacks
- * of it (a crash with --fsync off, a history restored or deleted).
+ * of it (a crash with --fsync off, a history restored or deleted). The
+ * exception: a row a peer backfills below our low-water mark of its origin
+ * (sync.h) is stored if we lack it, and not delivered live.
  * The relay knows its recipients only as the sinks main hands it at
  * start: it calls nothing of clients or the mesh, which call into it. It
  * owns the message counters and the time-in-node histogram of /metrics. */
@@ -95,9 +97,14 @@ enum relay_result { RELAY_NEW, RELAY_DUP, RELAY_GAP };
  * its origin (RELAY_NEW; numbering then goes on after one of ours); ignored
  * when already had (RELAY_DUP), or when messages before it are missing or
  * the store cannot take it now (RELAY_GAP: the caller should ask that
- * peer again). repair: the peer sent it by anti-entropy catch-up
- * (PEER_MSG_REPAIR), for the counters. */
-enum relay_result relay_remote(node *n, const struct chat_message *m, bool repair);
+ * peer again). flags are its MSG frame's: PEER_MSG_REPAIR, sent by
+ * anti-entropy catch-up (for the counters); PEER_MSG_BACKFILL, a row the
+ * peer holds below its low-water mark of the origin: one at or below ours
+ * too (we skipped past it) is stored if we lack it (RELAY_NEW, else
+ * RELAY_DUP), with no gap test and no mark moved, and not delivered live:
+ * live frames of an origin reach clients in increasing id order, and
+ * clientSyncRequest serves it (docs/PROTOCOL.md 1.6, 2.7). */
+enum relay_result relay_remote(node *n, const struct chat_message *m, uint16_t flags);
 
 /* The relay's counters, since start (status.c shows them). */
 struct relay_counters {
@@ -109,6 +116,8 @@ struct relay_counters {
     uint64_t dropped_gap;      /* peer messages ignored for coming after a gap */
     uint64_t repair_in;        /* peer messages sent by catch-up, received */
     uint64_t repaired;         /* of those, taken: missing here until then */
+    uint64_t backfilled;       /* of those, rows below our low-water mark of
+                                  their origin (PEER_MSG_BACKFILL) */
     uint64_t unstored_dropped; /* own messages never stored (the store gave up
                                   a failing batch as it closed): sent nowhere */
 };

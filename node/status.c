@@ -41,7 +41,8 @@ static json_t *status_json(const node *n)
      * errors, the mesh (its sync) what catch-up sent. */
     const struct relay_counters *c = relay_counters(n);
     json_t *o = json_pack(
-        "{s:I, s:i, s:i, s:{s:s, s:b}, s:o, s:I, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, "
+        "{s:I, s:i, s:i, s:{s:s, s:b}, s:o, s:I, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+        "s:I}, "
         "s:o, s:{s:I, s:I, s:I, s:I}, s:I}",
         "id", (json_int_t)n->id,
         "clientport", n->client_port,
@@ -58,6 +59,8 @@ static json_t *status_json(const node *n)
         "duplicatesDropped", (json_int_t)c->dropped_dup,
         "gapsDropped", (json_int_t)c->dropped_gap,
         "caughtUpToPeers", (json_int_t)(n->mesh ? mesh_caught_up(n->mesh) : 0),
+        "backfilledToPeers", (json_int_t)(n->mesh ? mesh_backfilled(n->mesh) : 0),
+        "backfilledFromPeers", (json_int_t)c->backfilled,
         "history", history_digest((node *)n),
         "flow",
         "pausedClients", (json_int_t)flow_paused(n, FLOW_CLIENT),
@@ -127,6 +130,13 @@ static void status_metrics(const node *n, struct metrics_out *m)
     metrics_counter(m, "dchat_catchup_messages_sent_total",
                     "Messages sent to peers by anti-entropy catch-up.",
                     n->mesh ? mesh_caught_up(n->mesh) : 0);
+    metrics_counter(m, "dchat_backfill_messages_sent_total",
+                    "Of the catch-up messages sent, rows held below this node's low-water mark "
+                    "of their origin, to peers that had skipped past them.",
+                    n->mesh ? mesh_backfilled(n->mesh) : 0);
+    metrics_counter(m, "dchat_backfill_messages_taken_total",
+                    "Rows below this node's low-water mark of their origin that it lacked and "
+                    "took from a peer's backfill.", c->backfilled);
     metrics_counter(m, "dchat_catchup_messages_received_total",
                     "Messages peers sent this node by anti-entropy catch-up.", c->repair_in);
     metrics_counter(m, "dchat_gaps_repaired_total",

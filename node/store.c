@@ -82,6 +82,10 @@ struct batch {
     size_t nregs, capregs;
     struct skip *skips;        /* marks this batch writes */
     size_t nskips, capskips;
+    uint64_t *below;           /* keys of its rows below their origin's mark
+                                  (store_append_below_floor), for telling
+                                  duplicates before the commit */
+    size_t nbelow, capbelow;
 };
 
 static bool batch_empty(const struct batch *b)
@@ -535,6 +539,8 @@ static void free_all(store *s)
     free(s->inflight.regs);
     free(s->pending.skips);
     free(s->inflight.skips);
+    free(s->pending.below);
+    free(s->inflight.below);
     free(s->origins);
     free(s->slots);
     free(s->trims);
@@ -738,6 +744,30 @@ static struct slot_of *pending_slot(store *s, uint32_t origin)
     return sl;
 }
 
+static void batch_add_below(struct batch *b, uint64_t key)
+{
+    if (b->nbelow == b->capbelow) {
+        b->capbelow = b->capbelow ? 2 * b->capbelow : 16;
+        b->below = xrealloc(b->below, b->capbelow * sizeof(*b->below));
+    }
+    b->below[b->nbelow++] = key;
+}
+
+/* The mark of the origin of slot rose to mark: the rows of it that batch b
+ * appended before as the next of their origin are now below the mark too.
+ * Noted with the batch's rows below marks, so that a peer's backfill of
+ * one of them finds it held before it commits (store_append_below_floor).
+ * A scan of the batch: marks rise by a skip (rare) or a commit's trim. */
+static void batch_note_below(struct batch *b, uint32_t slot, uint64_t mark)
+{
+    for (size_t off = 0, i = 0; i < b->n; i++) {
+        const struct rec *r = (const struct rec *)(b->arena + off);
+        if (r->slot == slot && r->seq <= mark)
+            batch_add_below(b, ((uint64_t)slot << STORE_SEQ_BITS) | r->seq);
+        off += REC_ALIGN(sizeof(*r) + r->sender_len + r->text_len);
+    }
+}
+
 void store_skip(store *s, uint32_t origin, uint64_t upto)
 {
     if (upto <= store_highest(s, origin))
@@ -752,6 +782,11 @@ void store_skip(store *s, uint32_t origin, uint64_t upto)
     }
     b->skips[b->nskips++] = (struct skip){ sl->slot, upto };
     struct store_origin *o = get_origin(s, origin);
+    if (o->committed < o->highest) { /* rows of it not committed yet */
+        batch_note_below(b, sl->slot, upto);
+        if (s->working)
+            batch_note_below(&s->inflight, sl->slot, upto);
+    }
     o->highest = upto;
     o->trimmed = UTIL_MAX(o->trimmed, upto);
     s->trim_epoch++;
@@ -789,6 +824,57 @@ uint64_t store_append(store *s, const struct chat_message *m)
     if (b->n == 1)
         uv_idle_start(&s->waker, waker_cb); /* the check must come soon */
     return b->gen;
+}
+
+/* Whether batch b holds the row of key (its rows below their marks only). */
+static bool batch_has_below(const struct batch *b, uint64_t key)
+{
+    for (size_t i = 0; i < b->nbelow; i++)
+        if (b->below[i] == key)
+            return true;
+    return false;
+}
+
+/* Whether the history file holds the row of key (committed): 1, 0, or -1
+ * on a read error (logged). */
+static int file_holds(store *s, uint64_t key)
+{
+    sqlite3_stmt *st = s->select;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)(key - 1));
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)key);
+    sqlite3_bind_int64(st, 3, 1);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        log_error("history: cannot look up a message: %s", sqlite3_errmsg(s->rdb));
+        return -1;
+    }
+    return rc == SQLITE_ROW;
+}
+
+int store_append_below_floor(store *s, const struct chat_message *m, uint64_t *gen)
+{
+    struct store_origin *o = find_origin(s, m->origin);
+    *gen = s->pending.gen;
+    if (o == NULL || m->seq == 0 || m->seq > o->trimmed)
+        return 0;
+    struct slot_of *sl = find_slot(s, m->origin);
+    if (sl == NULL)
+        return 0; /* never: a mark above 0 comes with a slot */
+    /* The rows between the mark and the highest are all held, but below
+     * the mark any may be missing: ask the file, and the batches not
+     * committed yet (their rows below a mark are few: a list). */
+    uint64_t key = ((uint64_t)sl->slot << STORE_SEQ_BITS) | m->seq;
+    if (batch_has_below(&s->pending, key) || (s->working && batch_has_below(&s->inflight, key)))
+        return 0;
+    int held = file_holds(s, key);
+    if (held != 0)
+        return held < 0 ? -1 : 0;
+    batch_add_below(&s->pending, key);
+    /* store_append counts it and leaves highest as it is (seq is below);
+     * committed and the mark do not move either. */
+    *gen = store_append(s, m);
+    return 1;
 }
 
 int store_busy(const store *s)
@@ -1483,6 +1569,7 @@ static void apply_trims(store *s)
         if (t->upto > o->trimmed) {
             o->trimmed = t->upto;
             s->trim_epoch++;
+            batch_note_below(&s->pending, t->slot, t->upto); /* the next batch's */
         }
     }
     s->ntrims = 0;
@@ -1603,6 +1690,7 @@ static void commit_done(uv_work_t *w, int status)
     b->used = 0;
     b->nregs = 0;
     b->nskips = 0;
+    b->nbelow = 0;
     if (!batch_empty(&s->pending)) {
         if (s->closing)
             start_commit(s); /* the loop may have nothing else to run for */
@@ -1636,6 +1724,7 @@ static void start_commit(store *s)
     s->pending.used = 0;
     s->pending.nregs = 0;
     s->pending.nskips = 0;
+    s->pending.nbelow = 0;
     s->working = 1;
     int rc = queue_inflight(s);
     if (rc != 0) {

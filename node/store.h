@@ -202,6 +202,17 @@ uint64_t store_trimmed(const store *s, uint32_t origin);
  * when upto is not above its highest. */
 void store_skip(store *s, uint32_t origin, uint64_t upto);
 
+/* A message of origin at or below its low-water mark (m->seq <=
+ * store_trimmed): one a peer still held below its own mark and sent as
+ * backfill (docs/PROTOCOL.md 2.4). When this node does not hold that row
+ * (neither in the file nor in a batch not committed yet), it is queued
+ * like store_append (strings copied) and counted in the origin's count;
+ * the origin's highest, committed and low-water mark do not move, and
+ * retention then applies to it as to any row. Returns 1 when queued (*gen
+ * its batch), 0 when held already or not below the mark, -1 when the
+ * file could not be read (logged). */
+int store_append_below_floor(store *s, const struct chat_message *m, uint64_t *gen);
+
 /* Goes up every time some origin's `trimmed` rises: a sender of marks
  * compares it with the value it last told a peer. */
 uint64_t store_trim_epoch(const store *s);

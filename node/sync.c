@@ -33,6 +33,7 @@ struct sync {
     void (*closed)(void *ud);
     void *closed_ud;
     uint64_t caught_up;       /* MSG frames queued by catch-up */
+    uint64_t backfilled;      /* of those, below our low-water mark */
 };
 
 struct sync_link {
@@ -85,6 +86,11 @@ void sync_close(struct sync *y, void (*done)(void *ud), void *ud)
 uint64_t sync_caught_up(const struct sync *y)
 {
     return y->caught_up;
+}
+
+uint64_t sync_backfilled(const struct sync *y)
+{
+    return y->backfilled;
 }
 
 sync_link *sync_link_new(struct sync *y, peer *p)
@@ -231,6 +237,44 @@ void sync_queued(sync_link *s, uint32_t origin, uint64_t seq)
     catchup_queued(s->cu, origin, seq);
 }
 
+/* One read of the rows of origin held in (after, upto], below our
+ * low-water mark, queued to the peer flagged PEER_MSG_BACKFILL while its
+ * queue is short (docs/PROTOCOL.md 2.4). They move no cursor: the peer has
+ * skipped past them already. Returns 0, or -1 when the link went down or
+ * the store could not be read (logged: the cursors are dropped, and the
+ * peer's next marks set them again, the range left included). */
+static int sync_backfill_some(sync_link *s, uint32_t origin, uint64_t after, uint64_t upto)
+{
+    node *n = s->y->n;
+    peer *p = s->p;
+    struct store_rows rows = { 0 };
+    if (store_read(n->store, origin, after, upto, SYNC_CATCHUP_ROWS, &rows) != 0) {
+        catchup_clear(s->cu); /* logged; the next marks start over */
+        store_rows_free(&rows);
+        return -1;
+    }
+    size_t i = 0;
+    for (; i < rows.n && peer_is_up(p) && peer_queued(p) < SYNC_CATCHUP_QUEUE; i++) {
+        msgbuf *b = peer_proto_msg(&rows.msgs[i], PEER_MSG_REPAIR | PEER_MSG_BACKFILL);
+        peer_send(p, b);
+        msgbuf_unref(b);
+        if (!peer_is_up(p))
+            break;
+        catchup_backfilled(s->cu, origin, rows.msgs[i].seq);
+        s->y->caught_up++;
+        s->y->backfilled++;
+    }
+    /* All of the range read and queued: none left (an age or byte limit
+     * removes prefixes, so then this is the first and only read). */
+    if (i == rows.n && rows.n < SYNC_CATCHUP_ROWS && peer_is_up(p)) {
+        catchup_backfilled(s->cu, origin, upto);
+        log_debug("node %u backfilled on origin %u below %llu", peer_id(p), origin,
+                  (unsigned long long)upto);
+    }
+    store_rows_free(&rows);
+    return peer_is_up(p) ? 0 : -1;
+}
+
 /* Sends what the cursors say the peer lacks, while its queue is short.
  * Returns whether it stopped at its bound on store reads with cursors left
  * (rather than at a full queue, the end, or a link down). */
@@ -251,8 +295,16 @@ static bool sync_pump_some(sync_link *s)
         if (after < low) {
             if (s->marks_epoch != store_trim_epoch(n->store))
                 sync_send_marks(s);
-            catchup_skip(s->cu, origin, low);
+            catchup_skip(s->cu, origin, low); /* and what it lacked below: backfill */
             after = low;
+        }
+        /* Rows we still hold below the mark, which the peer lacked (a quiet
+         * chat's, below a busy chat's mark): first, a read at a time. */
+        uint64_t back_after, back_upto;
+        if (catchup_backfill(s->cu, origin, &back_after, &back_upto)) {
+            if (sync_backfill_some(s, origin, back_after, back_upto) != 0)
+                return false;
+            continue;
         }
         struct store_rows rows = { 0 };
         /* Up to what went out live: our own messages committed but still

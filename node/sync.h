@@ -3,8 +3,10 @@
  * it links to) when a link comes up, every --sync-interval and soon after a
  * refusal; the other answers with the MSG frames the peer lacks (catchup.h),
  * read from the store while the link's queue is short, and more each time a
- * write on the link completes. Owns a zero timer for pumps that must go on
- * with nothing on the wire; one sync_link per peer link, held by the mesh. */
+ * write on the link completes; below its low-water mark of an origin, which
+ * the peer skips to, the rows it still holds go first, flagged as backfill.
+ * Owns a zero timer for pumps that must go on with nothing on the wire;
+ * one sync_link per peer link, held by the mesh. */
 #ifndef DCHAT_SYNC_H
 #define DCHAT_SYNC_H
 
@@ -34,6 +36,9 @@ void sync_close(struct sync *y, void (*done)(void *ud), void *ud);
 
 /* Messages sent to peers by catch-up since start. */
 uint64_t sync_caught_up(const struct sync *y);
+/* Of those, rows below this node's low-water mark of their origin, sent
+ * to a peer that skipped past them (backfill, docs/PROTOCOL.md 2.4). */
+uint64_t sync_backfilled(const struct sync *y);
 
 typedef struct sync_link sync_link;
 

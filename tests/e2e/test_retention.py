@@ -91,6 +91,11 @@ def caught_up(node):
     return node.status()["messages"]["caughtUpToPeers"]
 
 
+def backfilled(node):
+    m = node.status()["messages"]
+    return m["backfilledToPeers"], m["backfilledFromPeers"]
+
+
 def test_a_node_down_past_the_retention_catches_up_on_the_retained_range(logdir, procs):
     _, nodes = start_cluster(logdir, procs, 3,
                              node_extra=FAST_SYNC + ("--history-max-messages", "20"))
@@ -99,25 +104,83 @@ def test_a_node_down_past_the_retention_catches_up_on_the_retained_range(logdir,
     wait_converged(nodes, {a.id: (5, 5)})
     c.stop()
     # A quiet chat's three (seqs 6..8) stay held below the busy chat's
-    # low-water mark: a and b keep them, but they are not in the retained
-    # range (above the mark) that a node coming back catches up on.
+    # low-water mark (88): c, which skips to that mark, gets them as
+    # backfill, besides the retained range above the mark.
     run(send_chats(a, [(f"q{i}", 500) for i in range(3)] + [(f"m{i}", 11) for i in range(100)]))
     wait_converged([a, b], {a.id: (23, 108)})
     before = {n.name: caught_up(n) for n in (a, b)}
     c.restart()
     # Without the low-water marks in MARKS, c would stay at seq 5 for ever:
     # the peers hold nothing of chat 11 below 89, so 89 is a gap to it.
+    # Its own retention then removes early0..4 (chat 11 has 25).
     def c_has_all():
         h = [m["text"] for m in history(c, a.id)]
-        return h if len(h) == 20 else None
+        return h if len(h) == 23 else None
     got = wait_until(c_has_all, HANG, "c to catch up on the retained range")
-    assert got == [f"m{i}" for i in range(80, 100)]
+    assert got == [f"q{i}" for i in range(3)] + [f"m{i}" for i in range(80, 100)]
     o = c.status()["history"]["origins"][0]
-    assert (o["count"], o["highest"], o["trimmed"]) == (20, 108, 88)
-    # Each peer sent at most the 20 rows above the mark, never the quiet
-    # chat's rows below it, nor anything c's own retention would remove.
+    assert (o["count"], o["highest"], o["trimmed"]) == (23, 108, 88)
+    # Each peer sent at most the 20 rows above the mark and the quiet
+    # chat's 3 below it, never what was removed nor anything c's own
+    # retention would remove.
     for n in (a, b):
-        assert caught_up(n) - before[n.name] <= 20, n.name
+        assert caught_up(n) - before[n.name] <= 23, n.name
+    # Sent as backfill; taken as such unless c had not skipped yet on the
+    # link they came by (its marks call a direct there: it skips on a's),
+    # when 6..8 simply came next after its 5.
+    assert sum(backfilled(n)[0] for n in (a, b)) >= 3
+    assert backfilled(c)[1] <= 3
+
+
+def test_a_quiet_chat_held_below_the_mark_is_backfilled_to_a_node_coming_back(logdir, procs):
+    """Issue 16: a busy chat raises the origin's low-water mark past a
+    quiet chat's rows, which every node keeps; a node down since before
+    them skips to the mark and still gets them, once, from a peer's
+    backfill, and the three histories agree."""
+    _, nodes = start_cluster(logdir, procs, 3,
+                             node_extra=FAST_SYNC + ("--history-max-messages", "50"))
+    a, b, c = nodes
+    c.stop()
+    run(send_chats(a, [(f"q{i}", 2) for i in range(5)] + [(f"b{i}", 1) for i in range(200)]))
+    wait_converged([a, b], {a.id: (55, 205)})
+    for n in (a, b):
+        assert n.status()["history"]["origins"][0]["trimmed"] == 155
+    want = [f"q{i}" for i in range(5)] + [f"b{i}" for i in range(150, 200)]
+    assert [m["text"] for m in history(a, a.id)] == want
+    c.restart()
+
+    def c_has_all():
+        h = history(c, a.id)
+        return h if len(h) == 55 else None
+    got = wait_until(c_has_all, HANG, "c to get the quiet chat's rows and the retained range")
+    assert [m["text"] for m in got] == want
+    assert [m["id"] for m in got] == list(range(1, 6)) + list(range(156, 206))
+    wait_converged(nodes, {a.id: (55, 205)})
+    o = c.status()["history"]["origins"][0]
+    assert (o["count"], o["highest"], o["trimmed"]) == (55, 205, 155)
+    # The three histories agree, row for row.
+    assert history(a, a.id) == history(b, a.id) == got
+    # Sent as backfill, at most once per peer; stored once (the count above)
+    # however many peers sent them: as backfill, or as the next ones of
+    # their origin when they came by a link on which c had not skipped yet
+    # (its marks there call a direct: it skips on a's).
+    sent = sum(backfilled(n)[0] for n in (a, b))
+    assert 5 <= sent <= 10
+    taken = backfilled(c)[1]
+    assert taken <= 5
+    assert metrics(c.url)[("dchat_backfill_messages_taken_total", None)] == taken
+    # A client of c catching up from 0 gets the quiet chat's rows too, told
+    # that older messages of the origin were removed.
+    key = str(a.id)
+    reply = run(sync_on(c, {key: 0}))
+    assert reply["trimmed"] == {key: 155}
+    assert [m["text"] for m in reply["payload"]] == want
+    # Numbering goes on after the highest, on every node.
+    got = run(send_chats(a, [("after", 2)]))
+    assert got[0]["id"] == 206
+    wait_converged(nodes, {a.id: (56, 206)})
+    assert backfilled(c)[1] == taken
+    assert sum(backfilled(n)[0] for n in (a, b)) == sent
 
 
 def test_a_client_catching_up_across_the_trimmed_boundary_is_told(logdir, procs):

@@ -4,7 +4,8 @@
  * they are served and dropped, and what queued frames count for: never
  * sent again, but only once the peer will accept them; a refused-flagged
  * MARKS starts over; origins the peer gets directly are not sent; the
- * peer's own origin is sent back when it marks less of it than we hold. */
+ * peer's own origin is sent back when it marks less of it than we hold;
+ * a skip to our low-water mark leaves a backfill range, served once. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -476,10 +477,63 @@ static void test_skip_moves_the_cursor_to_the_low_water_mark(void **state)
     free(m.raw);
 }
 
+/* A skip leaves the range the peer lacked below our mark to backfill,
+ * once: it keeps the origin's cursor through later MARKS (which show the
+ * peer past the mark) until it is done; a second skip widens it; a
+ * refused-flagged MARKS starts it over; once done, later MARKS at or
+ * above the mark ask for none again. */
+static void test_a_skip_leaves_a_backfill_range_served_once(void **state)
+{
+    (void)state;
+    const struct mark ours[] = { { 4, 205 } };
+    const struct mark behind[] = { { 4, 0 } };
+    struct mark got[1];
+    catchup *c = catchup_new();
+    uint64_t after, upto;
+    assert_false(catchup_backfill(c, 4, &after, &upto));
+    assert_int_equal(merge_and_serve(c, ours, 1, behind, 1, 0, got, 1), 1);
+    catchup_skip(c, 4, 155);
+    assert_true(catchup_backfill(c, 4, &after, &upto));
+    assert_int_equal(after, 0);
+    assert_int_equal(upto, 155);
+    catchup_backfilled(c, 4, 3);
+    assert_true(catchup_backfill(c, 4, &after, &upto));
+    assert_int_equal(after, 3);
+    queue_range(c, 4, 156, 205);
+    /* The peer has everything above the mark: the origin's cursor stays
+     * for what is left below it. */
+    const struct mark past[] = { { 4, 205 } };
+    assert_int_equal(merge_and_serve(c, ours, 1, past, 1, 0, got, 1), 1);
+    assert_int_equal(got[0].seq, 205);
+    assert_true(catchup_backfill(c, 4, &after, &upto));
+    assert_int_equal(after, 3);
+    /* A refusal starts it over. */
+    assert_int_equal(merge_and_serve(c, ours, 1, past, 1, PEER_MARKS_REFUSED, got, 1), 1);
+    assert_true(catchup_backfill(c, 4, &after, &upto));
+    assert_int_equal(after, 0);
+    catchup_backfilled(c, 4, 100);
+    /* Our mark rose while the peer was still below it: the range widens. */
+    catchup_skip(c, 4, 300);
+    assert_true(catchup_backfill(c, 4, &after, &upto));
+    assert_int_equal(after, 100);
+    assert_int_equal(upto, 300);
+    catchup_backfilled(c, 4, 300);
+    assert_false(catchup_backfill(c, 4, &after, &upto));
+    const struct mark ours2[] = { { 4, 300 } };
+    const struct mark done[] = { { 4, 300 } };
+    assert_int_equal(merge_and_serve(c, ours2, 1, done, 1, 0, got, 1), 0);
+    assert_int_equal(merge_and_serve(c, ours2, 1, done, 1, PEER_MARKS_REFUSED, got, 1), 0);
+    /* A skip that moves nothing leaves nothing to backfill. */
+    catchup_skip(c, 4, 250);
+    assert_false(catchup_backfill(c, 4, &after, &upto));
+    catchup_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_skip_moves_the_cursor_to_the_low_water_mark),
+        cmocka_unit_test(test_a_skip_leaves_a_backfill_range_served_once),
         cmocka_unit_test(test_disjoint_origins),
         cmocka_unit_test(test_equal_marks),
         cmocka_unit_test(test_peer_ahead),

@@ -5,7 +5,8 @@
  * hold numbering back until its own messages, sent back by peers, fill the
  * history up to them, and numbering then goes on after them; numbers given
  * before such marks came are counted as conflicts, once each; and a peer's
- * message of our own origin is taken like any other: the next one only. */
+ * message of our own origin is taken like any other: the next one only;
+ * a row backfilled below our low-water mark is stored, not delivered. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -16,6 +17,7 @@
 #include <string.h>
 
 #include "node/node.h"
+#include "node/peer_proto.h"
 #include "node/relay.h"
 #include "node/store.h"
 
@@ -162,14 +164,14 @@ static void test_behind_until_the_peers_sent_ours_back(void **state)
 
     /* Ours, back from a peer: the next one only, delivered to our clients. */
     struct chat_message m2 = message(7, 2), m1 = message(7, 1), m3 = message(7, 3);
-    assert_int_equal(relay_remote(&f->n, &m2, true), RELAY_GAP);
-    assert_int_equal(relay_remote(&f->n, &m1, true), RELAY_NEW);
-    assert_int_equal(relay_remote(&f->n, &m1, true), RELAY_DUP);
+    assert_int_equal(relay_remote(&f->n, &m2, PEER_MSG_REPAIR), RELAY_GAP);
+    assert_int_equal(relay_remote(&f->n, &m1, PEER_MSG_REPAIR), RELAY_NEW);
+    assert_int_equal(relay_remote(&f->n, &m1, PEER_MSG_REPAIR), RELAY_DUP);
     assert_int_equal(f->to_clients, 1);
     assert_int_equal(own_state(f, &behind), RELAY_OWN_BEHIND);
     assert_int_equal(behind, 2);
-    assert_int_equal(relay_remote(&f->n, &m2, true), RELAY_NEW);
-    assert_int_equal(relay_remote(&f->n, &m3, true), RELAY_NEW);
+    assert_int_equal(relay_remote(&f->n, &m2, PEER_MSG_REPAIR), RELAY_NEW);
+    assert_int_equal(relay_remote(&f->n, &m3, PEER_MSG_REPAIR), RELAY_NEW);
     assert_int_equal(own_state(f, &behind), RELAY_OWN_OPEN);
     assert_int_equal(behind, 0);
     assert_int_equal(f->to_clients, 3);
@@ -177,12 +179,46 @@ static void test_behind_until_the_peers_sent_ours_back(void **state)
 
     /* Numbering started: one more back from a peer goes on after it. */
     struct chat_message m5 = message(7, 5);
-    assert_int_equal(relay_remote(&f->n, &m5, true), RELAY_NEW);
+    assert_int_equal(relay_remote(&f->n, &m5, PEER_MSG_REPAIR), RELAY_NEW);
     assert_int_equal(client_sends(f), 6);
     struct relay_own own;
     relay_own(&f->n, &own);
     assert_int_equal(own.conflicts, 0);
     assert_int_equal(own.highest, 6);
+    stop(f);
+}
+
+/* A peer's backfill of a row below our low-water mark (we skipped past
+ * it): stored once, counted, delivered to no client, no mark moved; the
+ * flag on a row above our mark changes nothing (the gap test holds); a
+ * repair without the flag below the mark is a duplicate, as before. */
+static void test_backfill_below_the_mark_is_stored_not_delivered(void **state)
+{
+    (void)state;
+    struct fixture *f = start(7);
+    store_skip(f->n.store, 3, 100);
+    struct chat_message q = message(3, 4), above = message(3, 102), plain = message(3, 5);
+    const uint16_t back = PEER_MSG_REPAIR | PEER_MSG_BACKFILL;
+    assert_int_equal(relay_remote(&f->n, &plain, PEER_MSG_REPAIR), RELAY_DUP);
+    assert_int_equal(relay_remote(&f->n, &q, back), RELAY_NEW);
+    assert_int_equal(relay_remote(&f->n, &q, back), RELAY_DUP);
+    assert_int_equal(relay_remote(&f->n, &above, back), RELAY_GAP);
+    assert_int_equal(f->to_clients, 0);
+    assert_int_equal(store_highest(f->n.store, 3), 100);
+    assert_int_equal(store_trimmed(f->n.store, 3), 100);
+    const struct relay_counters *c = relay_counters(&f->n);
+    assert_int_equal(c->backfilled, 1);
+    assert_int_equal(c->repaired, 1);
+    assert_int_equal(c->dropped_dup, 2);
+    assert_int_equal(c->dropped_gap, 1);
+    while (store_busy(f->n.store))
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_int_equal(relay_remote(&f->n, &q, back), RELAY_DUP); /* committed */
+    struct store_rows rows = { 0 };
+    assert_int_equal(store_read(f->n.store, 3, 0, 100, 10, &rows), 0);
+    assert_int_equal(rows.n, 1);
+    assert_int_equal(rows.msgs[0].seq, 4);
+    store_rows_free(&rows);
     stop(f);
 }
 
@@ -210,10 +246,10 @@ static void test_numbers_given_before_the_marks_came_are_conflicts(void **state)
 
     /* Ours that we numbered are never taken from a peer; the rest is. */
     struct chat_message m2 = message(7, 2);
-    assert_int_equal(relay_remote(&f->n, &m2, true), RELAY_DUP);
+    assert_int_equal(relay_remote(&f->n, &m2, PEER_MSG_REPAIR), RELAY_DUP);
     for (uint64_t q = 3; q <= 5; q++) {
         struct chat_message m = message(7, q);
-        assert_int_equal(relay_remote(&f->n, &m, true), RELAY_NEW);
+        assert_int_equal(relay_remote(&f->n, &m, PEER_MSG_REPAIR), RELAY_NEW);
     }
     assert_int_equal(own_state(f, NULL), RELAY_OWN_OPEN);
     assert_int_equal(client_sends(f), 6);
@@ -226,6 +262,7 @@ int main(void)
         cmocka_unit_test(test_a_restarted_node_waits_for_its_peers),
         cmocka_unit_test(test_behind_until_the_peers_sent_ours_back),
         cmocka_unit_test(test_numbers_given_before_the_marks_came_are_conflicts),
+        cmocka_unit_test(test_backfill_below_the_mark_is_stored_not_delivered),
     };
     return cmocka_run_group_tests_name("relay", tests, NULL, NULL);
 }

@@ -950,6 +950,100 @@ static void test_a_skip_is_kept(void **state)
     close_store(f, s);
 }
 
+/* A row below an origin's mark that the node lacks (a quiet chat's row a
+ * peer still held when this node skipped past it) is stored and counted,
+ * once however often it comes, before and after its commit; the origin's
+ * highest, committed and mark stay; one above the mark is not taken here,
+ * nor one of an origin it has no mark of. Per-chat retention then applies
+ * to it like any row. */
+static void test_rows_below_the_mark_are_backfilled_once(void **state)
+{
+    struct fixture *f = *state;
+    store *s = open_store(f);
+    set_retention(s, 0, 3, 0);
+    uint64_t now = util_wall_ms();
+    store_skip(s, 1, 50);
+    struct chat_message m = chat_msg(1, 51, 1, now + 51, "after");
+    store_append(s, &m);
+    wait_idle(f, s);
+    uint64_t gen;
+    struct chat_message q = chat_msg(1, 7, 2, now + 7, "quiet7");
+    assert_int_equal(store_append_below_floor(s, &q, &gen), 1);
+    assert_true(store_busy(s));
+    assert_int_equal(store_append_below_floor(s, &q, &gen), 0); /* in the pending batch */
+    q = chat_msg(1, 9, 2, now + 9, "quiet9");
+    assert_int_equal(store_append_below_floor(s, &q, &gen), 1);
+    size_t n;
+    const struct store_origin *o = store_origins(s, &n);
+    assert_int_equal(o[0].count, 3);
+    assert_int_equal(o[0].highest, 51);
+    wait_idle(f, s);
+    assert_int_equal(store_append_below_floor(s, &q, &gen), 0); /* in the file */
+    struct chat_message above = chat_msg(1, 52, 2, now + 52, "above");
+    assert_int_equal(store_append_below_floor(s, &above, &gen), 0);
+    struct chat_message other = chat_msg(5, 1, 2, now, "unknown origin");
+    assert_int_equal(store_append_below_floor(s, &other, &gen), 0);
+    o = store_origins(s, &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(o[0].count, 3);
+    assert_int_equal(o[0].highest, 51);
+    assert_int_equal(o[0].committed, 51);
+    assert_int_equal(o[0].trimmed, 50);
+    assert_int_equal(count_rows(f, "chat_id = 2"), 2);
+    struct store_rows rows = { 0 };
+    assert_int_equal(store_read(s, 1, 0, 50, 10, &rows), 0);
+    assert_int_equal(rows.n, 2);
+    assert_int_equal(rows.msgs[0].seq, 7);
+    assert_int_equal(rows.msgs[1].seq, 9);
+    assert_memory_equal(rows.msgs[1].text, "quiet9", 6);
+    store_rows_free(&rows);
+    /* Chat 2 over its limit of 3: its oldest backfilled row goes. */
+    for (uint64_t seq = 3; seq <= 4; seq++) {
+        q = chat_msg(1, seq * 10, 2, now + seq * 10, "quiet");
+        assert_int_equal(store_append_below_floor(s, &q, &gen), 1);
+    }
+    wait_idle(f, s);
+    assert_int_equal(count_rows(f, "chat_id = 2"), 3);
+    assert_int_equal(count_rows(f, "chat_id = 2 AND seq = 7"), 0);
+    o = store_origins(s, &n);
+    assert_int_equal(o[0].count, 4);
+    assert_int_equal(o[0].trimmed, 50);
+    close_store(f, s);
+
+    s = open_store(f);
+    o = store_origins(s, &n);
+    assert_int_equal(o[0].count, 4);
+    assert_int_equal(o[0].highest, 51);
+    close_store(f, s);
+}
+
+/* Rows appended as the next of their origin and not committed yet when a
+ * skip raises the mark past them (a peer's catch-up came first, its marks
+ * then): a backfill of one of them finds it held, in either batch, and the
+ * count stays right. */
+static void test_a_skip_past_uncommitted_rows_keeps_them_held(void **state)
+{
+    struct fixture *f = *state;
+    store *s = open_store(f);
+    uint64_t now = util_wall_ms(), gen;
+    struct chat_message m = chat_msg(1, 1, 2, now, "one");
+    store_append(s, &m);
+    m = chat_msg(1, 2, 2, now, "two");
+    store_append(s, &m);
+    store_skip(s, 1, 50);
+    assert_int_equal(store_append_below_floor(s, &m, &gen), 0);
+    m = chat_msg(1, 1, 2, now, "one");
+    assert_int_equal(store_append_below_floor(s, &m, &gen), 0);
+    m = chat_msg(1, 3, 2, now, "three");
+    assert_int_equal(store_append_below_floor(s, &m, &gen), 1);
+    wait_idle(f, s);
+    size_t n;
+    const struct store_origin *o = store_origins(s, &n);
+    assert_int_equal(o[0].count, 3);
+    assert_int_equal(count_rows(f, "origin = 1"), 3);
+    close_store(f, s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -974,6 +1068,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_the_sweep_trims_a_chat_no_batch_brings, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_a_limit_lowered_at_reopen_trims_every_chat, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_rows_below_the_mark_are_backfilled_once, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_a_skip_past_uncommitted_rows_keeps_them_held, setup,
                                         teardown),
     };
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);
