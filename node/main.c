@@ -48,7 +48,7 @@ enum {
     OPT_HISTORY_MAX_AGE, OPT_HISTORY_MAX_MESSAGES, OPT_HISTORY_MAX_BYTES, OPT_LOG_LEVEL,
     OPT_LOG_FORMAT,
     OPT_SECRET_FILE, OPT_INSECURE, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_ONLY, OPT_PEER_TLS,
-    OPT_TEST_DROP, OPT_TEST_HOOKS,
+    OPT_TEST_DROP, OPT_TEST_HOOKS, OPT_TEST_BEFORE_RETENTION,
 };
 
 static const struct cli_option node_options[] = {
@@ -145,6 +145,10 @@ static const struct cli_option node_options[] = {
                         "TESTS ONLY: drop every Nth message from peers before local delivery" },
     [OPT_TEST_HOOKS] = { "test-hooks", 0, NULL, NULL,
                          "TESTS ONLY: serve POST /api/test/cut-link?peer=N&ms=M" },
+    [OPT_TEST_BEFORE_RETENTION] = { "test-before-retention", 0, NULL, NULL,
+                                    "TESTS ONLY: towards peers, act as a node built before "
+                                    "retention (no HELLO features; MARKS with floors are a "
+                                    "bad frame)" },
 };
 
 static int copy_opt(char *dst, size_t len, const char *v, char *err, size_t errlen)
@@ -300,6 +304,9 @@ static int set_option(int index, const char *v, void *ud, char *err, size_t errl
         return 0;
     case OPT_TEST_HOOKS:
         c->test_hooks = true;
+        return 0;
+    case OPT_TEST_BEFORE_RETENTION:
+        c->test_before_retention = true;
         return 0;
     case OPT_TEST_DROP:
         if (cli_long(v, 0, 1000000000, "a count", &l, err, errlen) != 0)

@@ -714,6 +714,10 @@ json_t *mesh_status(const struct mesh *m)
                                 json_integer((json_int_t)(now - peer_since_ms(p))));
             json_object_set_new(e, "queuedBytes", json_integer((json_int_t)peer_queued(p)));
             json_object_set_new(e, "tls", json_boolean(peer_tls(p)));
+            /* Whether our marks may carry low-water marks on it: false for
+             * a node before retention (or before its hello came). */
+            json_object_set_new(e, "floors",
+                                json_boolean(peer_features(p) & PEER_HELLO_FLOORS));
         }
         json_array_append_new(arr, e);
     }

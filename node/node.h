@@ -51,6 +51,8 @@ struct node_config {
     struct origins *allowed_origins; /* --allowed-origins; NULL: any */
     unsigned test_drop_every; /* test only: drop every Nth relayed delivery */
     bool test_hooks;        /* test only: POST /api/test/cut-link */
+    bool test_before_retention; /* test only: no HELLO features; a MARKS
+                               frame with floors is a bad frame */
     int fsync_mode;         /* enum store_fsync */
     unsigned sync_interval_ms; /* anti-entropy period per peer link */
     unsigned sync_limit;    /* messages per clientSyncReply at most */

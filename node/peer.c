@@ -43,6 +43,7 @@ struct peer {
     uint64_t last_read_ms;    /* anything read: the link is alive */
     tls_conn *tls;            /* --peer-tls: the link's TLS session */
     bool sniffed;             /* accepted: its first bytes were looked at */
+    uint16_t features;        /* PEER_HELLO_* both hellos carried */
 };
 
 /* One loop thread reads every link, one read at a time: one buffer serves
@@ -60,6 +61,14 @@ uint64_t peer_since_ms(const peer *p) { return p->since_ms; }
 uint64_t peer_last_read_ms(const peer *p) { return p->last_read_ms; }
 size_t peer_queued(const peer *p) { return outq_bytes(&p->q); }
 bool peer_tls(const peer *p) { return p->tls != NULL; }
+uint16_t peer_features(const peer *p) { return p->features; }
+
+/* The features our hello announces. --test-before-retention: none, like a
+ * node built before them. */
+static uint16_t peer_our_features(const peer *p)
+{
+    return p->n->cfg.test_before_retention ? 0 : PEER_HELLO_FLOORS;
+}
 struct flow_reader *peer_flow(peer *p) { return &p->flow; }
 
 int peer_remote_ip(const peer *p, char *buf, size_t len)
@@ -179,10 +188,11 @@ static int peer_hello_in(peer *p, const struct peer_frame *f)
     p->hs.dialer_id = id;
     p->hs.acceptor_id = self;
     memcpy(p->hs.dialer_nonce, f->nonce, PEER_NONCE_LEN);
+    p->features = f->flags & peer_our_features(p);
     secret_random(p->hs.acceptor_nonce, PEER_NONCE_LEN);
     uint8_t proof[PEER_AUTH_LEN];
     peer_auth_proof(&p->hs, PEER_ACCEPTOR, proof);
-    msgbuf *hello = peer_proto_hello(self, p->hs.acceptor_nonce);
+    msgbuf *hello = peer_proto_hello(self, peer_our_features(p), p->hs.acceptor_nonce);
     msgbuf *auth = peer_proto_auth(self, proof);
     peer_send(p, hello);
     peer_send(p, auth);
@@ -205,6 +215,7 @@ static int peer_hello_back(peer *p, const struct peer_frame *f)
         return -1;
     }
     memcpy(p->hs.acceptor_nonce, f->nonce, PEER_NONCE_LEN);
+    p->features = f->flags & peer_our_features(p);
     p->state = PEER_WAIT_AUTH;
     return 0;
 }
@@ -267,6 +278,14 @@ static int peer_frame_cb(const struct peer_frame *f, void *ud)
     }
     if (p->state != PEER_UP)
         return -1;
+    if (p->n->cfg.test_before_retention && f->type == PEER_MARKS &&
+        (f->flags & PEER_MARKS_FLOORS)) {
+        /* What a node before retention makes of 20-byte entries. */
+        log_warn("peer %s sent a bad frame: marks frame with a bad origin or length; "
+                 "disconnecting it", p->addr);
+        peer_close(p, NULL);
+        return -1;
+    }
     if (f->type == PEER_MSG || f->type == PEER_MARKS) {
         p->ev->frame(p, f, p->ud);
     } else {
@@ -446,7 +465,7 @@ static void peer_connected_cb(uv_connect_t *req, int status)
     p->hs.dialer_id = p->n->id;
     p->hs.acceptor_id = p->id;
     secret_random(p->hs.dialer_nonce, PEER_NONCE_LEN);
-    msgbuf *hello = peer_proto_hello(p->n->id, p->hs.dialer_nonce);
+    msgbuf *hello = peer_proto_hello(p->n->id, peer_our_features(p), p->hs.dialer_nonce);
     peer_send(p, hello);
     msgbuf_unref(hello);
     if (p->state != PEER_CLOSING)

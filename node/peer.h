@@ -94,6 +94,10 @@ uint64_t peer_last_read_ms(const peer *p);
 /* Bytes in its write queue. */
 size_t peer_queued(const peer *p);
 bool peer_tls(const peer *p);
+/* The PEER_HELLO_* features both ends announced in their hellos (ours
+ * and'ed with the peer's): 0 with a node before retention. Set once the
+ * peer's hello came. */
+uint16_t peer_features(const peer *p);
 /* Its back-pressure reader (flow.h): paused while our clients lag. */
 struct flow_reader *peer_flow(peer *p);
 

@@ -58,9 +58,11 @@ static msgbuf *frame_new(uint8_t type, uint32_t origin, uint64_t seq, size_t pay
     return b;
 }
 
-msgbuf *peer_proto_hello(uint32_t node_id, const uint8_t nonce[PEER_NONCE_LEN])
+msgbuf *peer_proto_hello(uint32_t node_id, uint16_t flags,
+                         const uint8_t nonce[PEER_NONCE_LEN])
 {
     msgbuf *b = frame_new(PEER_HELLO, node_id, 0, 4 + PEER_NONCE_LEN);
+    put16(b->data + 6, flags);
     put32(b->data + PEER_PROTO_HEADER, PEER_PROTO_MAGIC);
     memcpy(b->data + PEER_PROTO_HEADER + 4, nonce, PEER_NONCE_LEN);
     return b;

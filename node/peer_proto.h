@@ -2,14 +2,15 @@
  * is length-prefixed and carries a fixed header:
  *   u32 length of the rest | u8 version | u8 type | u16 flags |
  *   u32 origin | u64 seq | payload          (all integers big-endian)
- * HELLO opens a link (origin = the sender's node id, payload = magic and
- * a fresh nonce); AUTH proves the cluster secret (payload = a MAC, see
+ * HELLO opens a link (origin = the sender's node id, flags = the features
+ * it speaks, payload = magic and a fresh nonce); AUTH proves the cluster secret (payload = a MAC, see
  * node/peer_auth.h); MSG carries one chat message. After each side's AUTH
  * its bytes come in sealed records (peer_auth.h) holding frames.
  * docs/PROTOCOL.md has the byte tables. */
 #ifndef DCHAT_PEER_PROTO_H
 #define DCHAT_PEER_PROTO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,6 +37,12 @@ enum peer_frame_type {
      * peer_auth_proof); the last frame it sends outside a record. */
     PEER_AUTH = 4,
 };
+
+/* HELLO header flag: the sender reads MARKS frames with PEER_MARKS_FLOORS.
+ * Nodes before retention send no HELLO flag and ignore the field, so a
+ * link carries floors only when both HELLOs had it (docs/PROTOCOL.md 2.1;
+ * the AUTH proofs do not cover the flags, see there). */
+#define PEER_HELLO_FLOORS 0x0001u
 
 /* MSG header flag: the message is sent by anti-entropy catch-up, not live
  * (for the receiver's counters only; a receiver that does not know the
@@ -69,6 +76,18 @@ enum peer_frame_type {
  * can be, so a receiver that does not know the convention sends nothing of
  * that origin either. */
 #define PEER_MARK_DIRECT (MESSAGE_SEQ_LIMIT - 1)
+
+/* The flags of a MARKS frame on a link whose HELLOs agreed on features
+ * (both sides' HELLO flags, and'ed): PEER_MARKS_REFUSED when refused;
+ * PEER_MARKS_FLOORS when the sender trimmed something and the link has
+ * PEER_HELLO_FLOORS. Without it, a trimmed sender's marks are the plain
+ * 12-byte entries that nodes before retention read. */
+static inline uint16_t peer_proto_marks_flags(uint16_t link_features, bool refused,
+                                              bool trimmed)
+{
+    return (uint16_t)((refused ? PEER_MARKS_REFUSED : 0) |
+                      (trimmed && (link_features & PEER_HELLO_FLOORS) ? PEER_MARKS_FLOORS : 0));
+}
 
 struct peer_frame {
     uint8_t type;
@@ -119,8 +138,10 @@ int peer_proto_marks_add_floor(peer_marks_writer *w, uint32_t origin, uint64_t s
 /* The frame; w is done. New reference. */
 msgbuf *peer_proto_marks_end(peer_marks_writer *w);
 
-/* The link's first frame: announces node_id and our nonce. New reference. */
-msgbuf *peer_proto_hello(uint32_t node_id, const uint8_t nonce[PEER_NONCE_LEN]);
+/* The link's first frame: announces node_id, the features we speak
+ * (flags: PEER_HELLO_FLOORS or 0) and our nonce. New reference. */
+msgbuf *peer_proto_hello(uint32_t node_id, uint16_t flags,
+                         const uint8_t nonce[PEER_NONCE_LEN]);
 
 /* Our proof of the secret. New reference. */
 msgbuf *peer_proto_auth(uint32_t node_id, const uint8_t mac[PEER_AUTH_LEN]);

@@ -50,6 +50,7 @@ struct sync_link {
     uint64_t marks_epoch;     /* store_trim_epoch when our last marks went */
     size_t active_index;      /* in y->active, when waiting for the timer */
     bool active;
+    bool old_gap_logged;      /* see sync_pump_some */
 };
 
 struct sync *sync_new(node *n, sync_direct_fn direct, void *ud)
@@ -145,15 +146,14 @@ static void sync_send_marks(sync_link *s)
     size_t ndirect;
     uint32_t *direct = s->y->direct(peer_id(s->p), &ndirect, s->y->ud);
     qsort(direct, ndirect, sizeof(*direct), id_cmp);
-    /* Low-water marks only once something was trimmed: until then the
-     * frame is the one nodes before retention read. */
+    /* Low-water marks only once something was trimmed, and only to a
+     * peer whose hello says it reads them (peer_proto_marks_flags). */
     bool floors = false;
     for (size_t k = 0; k < count && !floors; k++)
         floors = o[k].trimmed > 0;
     peer_marks_writer w;
-    peer_proto_marks_begin(&w, n->id,
-                           (s->refused ? PEER_MARKS_REFUSED : 0) |
-                               (floors ? PEER_MARKS_FLOORS : 0),
+    peer_proto_marks_begin(&w, n->id, peer_proto_marks_flags(peer_features(s->p), s->refused,
+                                                             floors),
                            count + ndirect);
     /* Both lists ascending: one merge. Past the frame bound, the highest
      * origins are left out (docs/PROTOCOL.md 2.4). */
@@ -292,6 +292,20 @@ static bool sync_pump_some(sync_link *s)
          * skips to it when our marks say it (sync_on_marks), so send it
          * what is above, once marks with that mark went out first. */
         uint64_t low = store_trimmed(n->store, origin);
+        if (after < low && !(peer_features(p) & PEER_HELLO_FLOORS)) {
+            /* A node before retention cannot skip to low and refuses what
+             * follows a gap: send it nothing of origin, rather than frames
+             * that come back refused each round (docs/PROTOCOL.md 3.3). */
+            if (!s->old_gap_logged)
+                log_warn("node %u runs a version before retention and lacks messages of origin "
+                         "%u this node removed (it has them up to %llu, this node from %llu on):"
+                         " it gets nothing of such origins from this node until upgraded",
+                         peer_id(p), origin, (unsigned long long)after,
+                         (unsigned long long)low + 1);
+            s->old_gap_logged = true;
+            catchup_done(s->cu);
+            continue;
+        }
         if (after < low) {
             if (s->marks_epoch != store_trim_epoch(n->store))
                 sync_send_marks(s);

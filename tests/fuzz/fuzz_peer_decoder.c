@@ -75,8 +75,9 @@ static void check_round_trip(const struct peer_frame *f)
     g.flags = 0;
     switch (f->type) {
     case PEER_HELLO:
+        g.flags = f->flags; /* the writer sends the features as given */
         g.seq = 0; /* the decoder does not look at a hello's seq */
-        decode_one(peer_proto_hello(f->origin, f->nonce), &got);
+        decode_one(peer_proto_hello(f->origin, f->flags, f->nonce), &got);
         break;
     case PEER_AUTH:
         g.seq = 0; /* nor at an auth's */

@@ -77,6 +77,7 @@ static uint64_t get64(const char *p)
  * callback). */
 typedef struct {
     uint8_t type;
+    uint16_t flags;
     uint32_t origin;
     uint64_t seq;
     uint64_t time_ms;
@@ -113,6 +114,7 @@ static int collect_cb(const struct peer_frame *f, void *ud)
     got_frame *g = &c->f[c->n++];
     memset(g, 0, sizeof(*g));
     g->type = f->type;
+    g->flags = f->flags;
     g->origin = f->origin;
     g->seq = f->seq;
     if (f->type == PEER_MSG) {
@@ -251,7 +253,7 @@ static struct chat_message make_msg(uint32_t origin, uint64_t seq, const char *s
 static void test_hello_bytes(void **state)
 {
     (void)state;
-    msgbuf *b = peer_proto_hello(0x01020304, NONCE);
+    msgbuf *b = peer_proto_hello(0x01020304, 0, NONCE);
     assert_int_equal(b->refs, 1);
     assert_int_equal(b->len, PEER_PROTO_HEADER + 4 + PEER_NONCE_LEN);
     const unsigned char want[] = {
@@ -307,8 +309,8 @@ static void test_round_trip(void **state)
 {
     (void)state;
     bytes s = { 0 };
-    bytes_add_buf(&s, peer_proto_hello(42, NONCE));
-    bytes_add_buf(&s, peer_proto_hello(INT32_MAX, NONCE));
+    bytes_add_buf(&s, peer_proto_hello(42, 0, NONCE));
+    bytes_add_buf(&s, peer_proto_hello(INT32_MAX, 0, NONCE));
     const char *text = "h\xc3\xa9llo \"w\\orld\"\n\xf0\x9f\x98\x80";
     struct chat_message m1 = make_msg(42, 1, "alice", text, strlen(text));
     struct chat_message m2 = make_msg(INT32_MAX, MESSAGE_SEQ_LIMIT - 1, "", "", 0);
@@ -355,7 +357,7 @@ static void test_chunkings(void **state)
     /* Many frames back to back, small and large (one over the 64 KiB at
      * which the decoder gives its buffer back), in every chunking. */
     bytes s = { 0 };
-    bytes_add_buf(&s, peer_proto_hello(5, NONCE));
+    bytes_add_buf(&s, peer_proto_hello(5, 0, NONCE));
     char *big = malloc(200000);
     assert_non_null(big);
     for (size_t i = 0; i < 200000; i++)
@@ -401,10 +403,10 @@ static void test_chunkings(void **state)
     }
     /* split exactly at every offset of a small stream: two chunks */
     bytes small = { 0 };
-    bytes_add_buf(&small, peer_proto_hello(9, NONCE));
+    bytes_add_buf(&small, peer_proto_hello(9, 0, NONCE));
     struct chat_message m = make_msg(9, 1, "x", "yz", 2);
     bytes_add_buf(&small, peer_proto_msg(&m, 0));
-    bytes_add_buf(&small, peer_proto_hello(10, NONCE));
+    bytes_add_buf(&small, peer_proto_hello(10, 0, NONCE));
     for (size_t cut = 0; cut <= small.len; cut++) {
         peer_decoder d;
         peer_decoder_init(&d, PEER_PROTO_MAX_FRAME);
@@ -688,7 +690,7 @@ static void test_refuses_after_error(void **state)
     bytes s = { 0 };
     raw_frame(&s, 9, PEER_HELLO, 3, 0, HP, sizeof(HP));
     bytes good = { 0 };
-    bytes_add_buf(&good, peer_proto_hello(4, NONCE));
+    bytes_add_buf(&good, peer_proto_hello(4, 0, NONCE));
     /* a good frame before the bad one is delivered; none after */
     bytes all = { 0 };
     bytes_add(&all, good.p, good.len);
@@ -717,7 +719,7 @@ static void test_callback_stop(void **state)
     char err[128] = "";
     bytes s = { 0 };
     for (uint32_t i = 1; i <= 5; i++)
-        bytes_add_buf(&s, peer_proto_hello(i, NONCE));
+        bytes_add_buf(&s, peer_proto_hello(i, 0, NONCE));
     for (int how = WHOLE; how <= BYTEWISE; how++) {
         collector c = { 0 };
         c.stop_at = 2;
@@ -862,6 +864,78 @@ static int floors_cb(const struct peer_frame *f, void *ud)
     return 0;
 }
 
+/* The features a HELLO announces sit in its header's flags field, and the
+ * decoder hands them up; the rest of the frame is what nodes before
+ * retention send and read (they check only the payload: a flagged HELLO
+ * is the same frame to them). */
+static void test_hello_flags(void **state)
+{
+    (void)state;
+    msgbuf *plain = peer_proto_hello(77, 0, NONCE);
+    msgbuf *floors = peer_proto_hello(77, PEER_HELLO_FLOORS, NONCE);
+    assert_int_equal(floors->len, plain->len);
+    assert_int_equal((uint8_t)floors->data[6], 0);
+    assert_int_equal((uint8_t)floors->data[7], PEER_HELLO_FLOORS);
+    assert_int_equal((uint8_t)plain->data[7], 0);
+    assert_memory_equal(floors->data, plain->data, 6);
+    assert_memory_equal(floors->data + 8, plain->data + 8, plain->len - 8);
+
+    bytes s = { 0 };
+    bytes_add_buf(&s, floors);
+    bytes_add_buf(&s, plain);
+    /* whole, one byte at a time, and in random chunks */
+    for (int how = WHOLE; how <= RANDOM; how++) {
+        collector c = { 0 };
+        char err[128] = "";
+        assert_int_equal(decode_with(&s, PEER_PROTO_MAX_FRAME, (enum chunking)how, 3, &c, err,
+                                     sizeof(err)),
+                         0);
+        assert_int_equal(c.n, 2);
+        assert_int_equal(c.f[0].type, PEER_HELLO);
+        assert_int_equal(c.f[0].flags, PEER_HELLO_FLOORS);
+        assert_int_equal(c.f[0].origin, 77);
+        assert_int_equal(c.f[1].flags, 0);
+        collector_free(&c);
+    }
+    bytes_free(&s);
+}
+
+/* What a MARKS frame's flags are on a link: floors only when the sender
+ * trimmed something and both HELLOs announced PEER_HELLO_FLOORS; never
+ * for a peer before retention, which would drop the link on them. */
+static void test_marks_flags_by_link(void **state)
+{
+    (void)state;
+    assert_int_equal(peer_proto_marks_flags(PEER_HELLO_FLOORS, false, false), 0);
+    assert_int_equal(peer_proto_marks_flags(PEER_HELLO_FLOORS, false, true), PEER_MARKS_FLOORS);
+    assert_int_equal(peer_proto_marks_flags(PEER_HELLO_FLOORS, true, true),
+                     PEER_MARKS_FLOORS | PEER_MARKS_REFUSED);
+    assert_int_equal(peer_proto_marks_flags(PEER_HELLO_FLOORS, true, false), PEER_MARKS_REFUSED);
+    assert_int_equal(peer_proto_marks_flags(0, false, true), 0);
+    assert_int_equal(peer_proto_marks_flags(0, true, true), PEER_MARKS_REFUSED);
+    /* a feature bit we do not know does not stand for floors */
+    assert_int_equal(peer_proto_marks_flags(0x8000, false, true), 0);
+
+    /* and the frame a trimmed node writes for a peer before retention is
+     * 12 bytes an entry, whatever floors it was handed */
+    peer_marks_writer w;
+    peer_proto_marks_begin(&w, 9, peer_proto_marks_flags(0, false, true), 4);
+    assert_int_equal(peer_proto_marks_add_floor(&w, 1, 50, 40), 0);
+    assert_int_equal(peer_proto_marks_add_floor(&w, 2, 60, 10), 0);
+    msgbuf *b = peer_proto_marks_end(&w);
+    assert_int_equal(b->len, PEER_PROTO_HEADER + 4 + 2 * 12);
+    assert_int_equal((uint8_t)b->data[7], 0);
+    bytes s = { 0 };
+    bytes_add_buf(&s, b);
+    collector c = { 0 };
+    char err[128] = "";
+    assert_int_equal(decode_with(&s, PEER_PROTO_MAX_FRAME, WHOLE, 0, &c, err, sizeof(err)), 0);
+    assert_int_equal(c.n, 1);
+    assert_int_equal(c.f[0].type, PEER_MARKS);
+    collector_free(&c);
+    bytes_free(&s);
+}
+
 /* With PEER_MARKS_FLOORS each entry carries the sender's low-water mark
  * (20 bytes); a frame without the flag reads as low-water marks 0; a mark
  * above its entry's highest is a bad frame. */
@@ -914,6 +988,8 @@ int main(void)
         cmocka_unit_test(test_marks_with_floors),
         cmocka_unit_test(test_marks_writer_bounds),
         cmocka_unit_test(test_hello_bytes),
+        cmocka_unit_test(test_hello_flags),
+        cmocka_unit_test(test_marks_flags_by_link),
         cmocka_unit_test(test_msg_bytes),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_chunkings),
