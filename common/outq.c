@@ -41,6 +41,7 @@ static uv_idle_t *waker;
 static uint64_t (*clock_fn)(void) = util_now_ms;
 static void (*flushed_fn)(void *ud);
 static void *flushed_ud;
+static bool wrote_now; /* outq_push_now wrote this turn: the hook is due */
 
 void outq_set_clock(uint64_t (*now_ms)(void)) { clock_fn = now_ms ? now_ms : util_now_ms; }
 uint64_t outq_now_ms(void) { return clock_fn(); }
@@ -53,7 +54,8 @@ static void wake_cb(uv_idle_t *h)
 static void flush_all_cb(uv_check_t *h)
 {
     uv_idle_stop(waker);
-    bool any = dirty_head != NULL;
+    bool any = dirty_head != NULL || wrote_now;
+    wrote_now = false;
     while (dirty_head != NULL) {
         outq *q = dirty_head;
         dirty_head = q->next_dirty;
@@ -283,6 +285,33 @@ int outq_push_unbounded(outq *q, msgbuf *b)
     lists_update(q);
     mark_dirty(q);
     return 0;
+}
+
+int outq_push_now(outq *q, msgbuf *b)
+{
+    if (q->dead)
+        return UV_EPIPE;
+    if (q->npending > 0 || q->inflight > 0 || q->tls != NULL || q->seal != NULL ||
+        q->on_written != NULL)
+        return outq_push(q, b);
+    if (outq_verdict(q, outq_cost(b)) != OUTQ_FINE)
+        return UV_ENOBUFS;
+    uv_buf_t buf = uv_buf_init(b->data, b->len);
+    int r = uv_try_write(q->stream, &buf, 1);
+    if (r <= 0) /* EAGAIN, or an error the flush will meet and report */
+        return outq_push_unbounded(q, b);
+    q->pushed_total += (size_t)r;
+    q->retired_total += (size_t)r;
+    q->writes++;
+    wrote_now = true; /* the flushed hook runs at the end of this turn too */
+    if ((uint32_t)r == b->len)
+        return 0;
+    msgbuf *rest = msgbuf_new(b->len - (uint32_t)r);
+    memcpy(rest->data, b->data + r, b->len - (uint32_t)r);
+    rest->len = b->len - (uint32_t)r;
+    int rc = outq_push_unbounded(q, rest); /* the socket took the rest's start */
+    msgbuf_unref(rest);
+    return rc;
 }
 
 /* --- writing ------------------------------------------------------------------ */

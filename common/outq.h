@@ -156,6 +156,15 @@ int outq_push(outq *q, msgbuf *b);
  * counted all the same. Returns 0 or UV_EPIPE. */
 int outq_push_unbounded(outq *q, msgbuf *b);
 
+/* outq_push, and when q was idle (nothing pending or in flight, no TLS,
+ * seal or on_written) b is offered to the socket at once instead of at the
+ * end of the turn: for a fan-out, where each queue gets one buffer per
+ * turn, this spares the queue's array, the flush list and a second pass
+ * over every queue. What the socket does not take is queued as by
+ * outq_push (a partial write: a copy of the rest), errors included: the
+ * flush reports them, never this call. Returns as outq_push. */
+int outq_push_now(outq *q, msgbuf *b);
+
 /* OUTQ_FINE, or why the queue would be a slow consumer holding extra more
  * bytes, at the clock's now. */
 enum outq_verdict outq_verdict(const outq *q, size_t extra);
@@ -199,8 +208,9 @@ uint64_t outq_now_ms(void);
 /* Frees the per-loop flush handle (at exit, so leak checkers see nothing). */
 void outq_shutdown(uv_loop_t *loop);
 
-/* fn(ud) runs at the end of each loop turn that flushed queues, once what
- * was pushed on that turn has been handed to the sockets (written, or
+/* fn(ud) runs at the end of each loop turn that flushed queues or wrote
+ * at once (outq_push_now), once what was pushed on that turn has been
+ * handed to the sockets (written, or
  * queued in libuv behind earlier writes). One hook per process; fn NULL
  * removes it. For metrics (the relay's time-in-node histogram). */
 void outq_set_flushed_hook(void (*fn)(void *ud), void *ud);

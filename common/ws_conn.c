@@ -140,14 +140,21 @@ static int send_control(ws_conn *c, unsigned opcode, const void *data, size_t le
     return rc;
 }
 
-int ws_conn_send_frame(ws_conn *c, msgbuf *frame)
+static int send_frame(ws_conn *c, msgbuf *frame, int (*push)(outq *, msgbuf *))
 {
     if (c->state != WS_OPEN)
         return UV_EPIPE;
-    int rc = outq_push(&c->q, frame);
+    int rc = push(&c->q, frame);
     if (rc == UV_ENOBUFS)
         close_slow(c, outq_verdict(&c->q, outq_cost(frame)));
     return rc;
+}
+
+int ws_conn_send_frame(ws_conn *c, msgbuf *frame) { return send_frame(c, frame, outq_push); }
+
+int ws_conn_send_frame_now(ws_conn *c, msgbuf *frame)
+{
+    return send_frame(c, frame, outq_push_now);
 }
 
 static int send_data(ws_conn *c, unsigned opcode, const void *data, size_t len)

@@ -81,6 +81,10 @@ int ws_conn_connect(uv_loop_t *loop, const char *host, int port,
  * is dropped and the close frame goes next); UV_EPIPE when it is closing. */
 int ws_conn_send_frame(ws_conn *c, msgbuf *frame);
 
+/* The same, written at once when nothing is queued (outq_push_now): for a
+ * fan-out, which gives each connection one frame per loop turn. */
+int ws_conn_send_frame_now(ws_conn *c, msgbuf *frame);
+
 /* Frames data as one text message (masked in client role) and queues it. */
 int ws_conn_send_text(ws_conn *c, const char *data, size_t len);
 

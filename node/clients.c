@@ -328,7 +328,10 @@ int clients_on_upgrade(http_request *req, uv_tcp_t *tcp, const char *rest,
 
 /* Sends frames[0..n) to the k clients of list, coalesced into buffers no
  * larger than one frame may be (half the queue bound, message.h), so that
- * no client's queue judges a burst differently from its messages. */
+ * no client's queue judges a burst differently from its messages. Each
+ * buffer is written at once to a client with nothing queued: it is all
+ * that client gets from this run, so waiting for the end of the turn
+ * would only walk every queue a second time. */
 static void send_run(const struct clients *cs, struct rooms_member *const *list, size_t k,
                      msgbuf *const *frames, size_t n)
 {
@@ -338,7 +341,7 @@ static void send_run(const struct clients *cs, struct rooms_member *const *list,
     for (size_t i = 0, took; i < n; i += took) {
         msgbuf *b = msgbuf_concat(frames + i, n - i, max, &took);
         for (size_t j = 0; j < k; j++)
-            ws_conn_send_frame(container_of(list[j], struct client, rooms)->conn, b);
+            ws_conn_send_frame_now(container_of(list[j], struct client, rooms)->conn, b);
         msgbuf_unref(b);
     }
 }

@@ -8,7 +8,10 @@
  * more than 1024 buffers going out in several vectored writes, write
  * errors, and the written callback driving a producer; a plain queue's
  * batches go straight to the socket when it takes them (no request, no
- * completion), and what it does not take goes as a request. */
+ * completion), and what it does not take goes as a request; outq_push_now
+ * writes to an idle queue's socket before returning (the flushed hook
+ * still runs at the turn's end), queues behind anything pending, and
+ * queues what the socket did not take. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -734,6 +737,74 @@ static void test_direct_write(void **state)
     msgbuf_unref(big);
 }
 
+/* outq_push_now: an idle queue's buffer goes to the socket before the call
+ * returns (no array, not on the flush list); behind something pending it
+ * is queued in order; a buffer bigger than the socket takes is written in
+ * part and the rest (a copy) goes by request; a dead reader's error comes
+ * from the flush, not from the call. */
+static int hook_calls;
+static void count_hook(void *ud)
+{
+    (void)ud;
+    hook_calls++;
+}
+
+static void test_push_now(void **state)
+{
+    fixture *f = *state;
+    msgbuf *a = make_str("hello "), *b = make_str("world");
+    hook_calls = 0;
+    outq_set_flushed_hook(count_hook, NULL);
+    assert_int_equal(outq_push_now(&f->q, a), 0);
+    uv_run(&f->loop, UV_RUN_NOWAIT); /* the turn's end: the hook is due */
+    outq_set_flushed_hook(NULL, NULL);
+    assert_int_equal(hook_calls, 1);
+    assert_int_equal(f->q.npending, 0);
+    assert_null(f->q.pending);
+    assert_false(f->q.dirty);
+    assert_int_equal(f->q.mem, 0);
+    assert_int_equal(f->q.pushed_total, 6);
+    assert_int_equal(f->q.retired_total, 6);
+    assert_int_equal(a->refs, 1);             /* the socket has the bytes: no reference kept */
+    assert_int_equal(outq_push(&f->q, a), 0); /* pending: the next one queues behind it */
+    assert_int_equal(outq_push_now(&f->q, b), 0);
+    assert_int_equal(f->q.npending, 2);
+    run_until_received(f, 17);
+    assert_memory_equal(f->got, "hello hello world", 17);
+    run_until_drained(f);
+
+    size_t big_len = 8u << 20; /* far more than a socketpair's buffer */
+    msgbuf *big = make_buf(big_len, 3);
+    assert_int_equal(outq_push_now(&f->q, big), 0);
+    assert_int_equal(f->q.npending, 1);       /* the rest, a copy */
+    assert_true(f->q.pending[0] != big);
+    assert_int_equal(big->refs, 1);
+    assert_true(f->q.retired_total > 17);     /* some went at once */
+    assert_int_equal(outq_push_now(&f->q, b), 0); /* behind the rest */
+    run_until_received(f, 17 + big_len + 5);
+    run_until_drained(f);
+    assert_int_equal(f->q.mem, 0);
+    assert_int_equal(f->q.retired_total, 17 + big_len + 5);
+    for (size_t i = 0; i < big_len; i += 4099)
+        assert_int_equal((unsigned char)f->got[17 + i], (unsigned char)big->data[i]);
+    assert_memory_equal(f->got + 17 + big_len, "world", 5);
+
+    uv_close((uv_handle_t *)&f->r, NULL);
+    f->r_open = false;
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(outq_push_now(&f->q, a), 0); /* EPIPE inside: queued */
+    assert_int_equal(f->errors, 0);
+    outq_flush(&f->q);
+    uint64_t start = uv_hrtime();
+    while (f->errors == 0 && uv_hrtime() - start < 5000000000ull)
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(f->errors, 1);
+    assert_int_equal(f->last_error, UV_EPIPE);
+    msgbuf_unref(a);
+    msgbuf_unref(b);
+    msgbuf_unref(big);
+}
+
 /* The soft bound: past it, a queue that made no write progress for the
  * deadline is a slow consumer; below it, never; progress restarts the
  * count. The hard bound applies at once, whatever the clock. */
@@ -888,6 +959,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_push_from_timer_latency, setup, teardown),
         cmocka_unit_test_setup_teardown(test_accounting_is_allocated_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_soft_bound_and_deadline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_push_now, setup, teardown),
         cmocka_unit_test_setup_teardown(test_congestion_marks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_write_in_flight_then_close_frame, setup,
                                         teardown),
