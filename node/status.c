@@ -236,7 +236,8 @@ static void status_metrics(const node *n, struct metrics_out *m)
                         "Messages removed from the history by its retention limits.",
                         st.trimmed);
         metrics_counter(m, "dchat_history_trim_steps_total",
-                        "Commits that removed messages by retention (at most 1000 each).",
+                        "Commits that removed messages by retention (at most 1000 more than "
+                        "each inserted).",
                         st.trim_steps);
         metrics_histogram_write(m, "dchat_history_trim_seconds",
                                 "Per commit that removed messages, the time its worker spent "

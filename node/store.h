@@ -131,7 +131,8 @@ int store_read_chats(store *s, uint32_t origin, uint64_t after, uint64_t upto, s
 /* ---- retention (docs/PROTOCOL.md 3.3) ----------------------------------
  * Limits every node of a cluster applies alike. Rows over a limit are
  * deleted, oldest first, inside the commit's transaction in its worker,
- * after the batch's inserts, at most STORE_TRIM_STEP rows per commit; a
+ * after the batch's inserts, at most STORE_TRIM_STEP rows per commit more
+ * than the batch inserted (so a store over a limit never grows); a
  * timer queues a commit with no rows every STORE_TRIM_PERIOD_MS (less for a
  * short age limit) while an age limit is set, rows over a limit are left
  * or the sweep is under way, so a quiet node trims too. Nothing of it runs

@@ -853,27 +853,38 @@ static void test_the_sweep_trims_a_chat_no_batch_brings(void **state)
 {
     struct fixture *f = *state;
     store *s = open_store(f);
-    set_retention(s, 0, 10, 0);
     uint64_t now = util_wall_ms();
-    /* One batch: chat 1 takes 1100 rows, chat 2 (after it) 50. */
-    for (uint64_t seq = 1; seq <= 1150; seq++) {
-        struct chat_message m = chat_msg(1, seq, seq <= 1100 ? 1 : 2, now + seq, "x");
+    /* Written with no limit: chat 1 holds 1100 rows. */
+    for (uint64_t seq = 1; seq <= 1100; seq++) {
+        struct chat_message m = chat_msg(1, seq, 1, now + seq, "x");
+        store_append(s, &m);
+    }
+    wait_idle(f, s);
+    close_store(f, s);
+
+    s = open_store(f);
+    f->committed_gen = 0; /* a new store numbers its batches from 1 */
+    set_retention(s, 0, 10, 0);
+    /* One batch: a row of chat 1, then 50 of chat 2. Its commit may remove
+     * STORE_TRIM_STEP rows more than it brings (51), all spent on chat 1,
+     * which is 1091 over. */
+    for (uint64_t seq = 1101; seq <= 1151; seq++) {
+        struct chat_message m = chat_msg(1, seq, seq == 1101 ? 1 : 2, now + seq, "x");
         store_append(s, &m);
     }
     wait_idle(f, s);
     struct store_stats st;
     store_stats_get(s, &st);
-    /* The batch's own commit spent its budget on chat 1. */
-    assert_int_equal(st.trimmed, STORE_TRIM_STEP);
+    assert_int_equal(st.trimmed, STORE_TRIM_STEP + 51);
     assert_int_equal(count_rows(f, "chat_id = 2"), 50);
     assert_true(st.sweeping);
     wait_sweep_done(f, s, &st);
     assert_int_equal(count_rows(f, "chat_id = 1"), 10);
     assert_int_equal(count_rows(f, "chat_id = 2"), 10);
-    assert_int_equal(count_rows(f, "chat_id = 1 AND seq <= 1090"), 0);
-    assert_int_equal(count_rows(f, "chat_id = 2 AND seq <= 1140"), 0);
+    assert_int_equal(count_rows(f, "chat_id = 1 AND seq <= 1091"), 0);
+    assert_int_equal(count_rows(f, "chat_id = 2 AND seq <= 1141"), 0);
     assert_int_equal(st.rows, 20);
-    assert_int_equal(st.trimmed, 1130);
+    assert_int_equal(st.trimmed, 1131);
     /* The pass the batch left work to was followed by another. */
     assert_true(st.sweep_passes >= 2);
     assert_int_equal(store_commits(s), 1); /* the sweep's commits carry no rows */
