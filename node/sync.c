@@ -237,6 +237,32 @@ void sync_queued(sync_link *s, uint32_t origin, uint64_t seq)
     catchup_queued(s->cu, origin, seq);
 }
 
+/* Queues rows of origin to the peer as MSG frames with flags, one by one
+ * while its queue is short (checked per message: a few big ones could pass
+ * the link's bound within one read, and the link would close and start
+ * over), and tells the cursors. Returns how many went. */
+static size_t sync_send_rows(sync_link *s, uint32_t origin, const struct store_rows *rows,
+                             uint16_t flags)
+{
+    peer *p = s->p;
+    size_t i = 0;
+    for (; i < rows->n && peer_is_up(p) && peer_queued(p) < SYNC_CATCHUP_QUEUE; i++) {
+        msgbuf *b = peer_proto_msg(&rows->msgs[i], flags);
+        peer_send(p, b);
+        msgbuf_unref(b);
+        if (!peer_is_up(p))
+            break;
+        if (flags & PEER_MSG_BACKFILL) {
+            catchup_backfilled(s->cu, origin, rows->msgs[i].seq);
+            s->y->backfilled++;
+        } else {
+            catchup_queued(s->cu, origin, rows->msgs[i].seq);
+        }
+        s->y->caught_up++;
+    }
+    return i;
+}
+
 /* One read of the rows of origin held in (after, upto], below our
  * low-water mark, queued to the peer flagged PEER_MSG_BACKFILL while its
  * queue is short (docs/PROTOCOL.md 2.4). They move no cursor: the peer has
@@ -253,17 +279,7 @@ static int sync_backfill_some(sync_link *s, uint32_t origin, uint64_t after, uin
         store_rows_free(&rows);
         return -1;
     }
-    size_t i = 0;
-    for (; i < rows.n && peer_is_up(p) && peer_queued(p) < SYNC_CATCHUP_QUEUE; i++) {
-        msgbuf *b = peer_proto_msg(&rows.msgs[i], PEER_MSG_REPAIR | PEER_MSG_BACKFILL);
-        peer_send(p, b);
-        msgbuf_unref(b);
-        if (!peer_is_up(p))
-            break;
-        catchup_backfilled(s->cu, origin, rows.msgs[i].seq);
-        s->y->caught_up++;
-        s->y->backfilled++;
-    }
+    size_t i = sync_send_rows(s, origin, &rows, PEER_MSG_REPAIR | PEER_MSG_BACKFILL);
     /* All of the range read and queued: none left (an age or byte limit
      * removes prefixes, so then this is the first and only read). */
     if (i == rows.n && rows.n < SYNC_CATCHUP_ROWS && peer_is_up(p)) {
@@ -330,18 +346,7 @@ static bool sync_pump_some(sync_link *s)
             return false;
         }
         bool done = rows.n < SYNC_CATCHUP_ROWS;
-        size_t i = 0;
-        /* Checked per message: a few big ones could pass the link's bound
-         * within one read, and the link would close and start over. */
-        for (; i < rows.n && peer_is_up(p) && peer_queued(p) < SYNC_CATCHUP_QUEUE; i++) {
-            msgbuf *b = peer_proto_msg(&rows.msgs[i], PEER_MSG_REPAIR);
-            peer_send(p, b);
-            msgbuf_unref(b);
-            if (!peer_is_up(p))
-                break;
-            catchup_queued(s->cu, origin, rows.msgs[i].seq);
-            s->y->caught_up++;
-        }
+        size_t i = sync_send_rows(s, origin, &rows, PEER_MSG_REPAIR);
         if (i < rows.n)
             done = false; /* the rest on the next pump */
         store_rows_free(&rows);
