@@ -744,13 +744,34 @@ static struct slot_of *pending_slot(store *s, uint32_t origin)
     return sl;
 }
 
+/* Where key is or would go in b->below, which is kept sorted: a big
+ * backfill brings thousands of rows between two commits, each looked up
+ * first (batch_has_below). */
+static size_t below_pos(const struct batch *b, uint64_t key)
+{
+    size_t lo = 0, hi = b->nbelow;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (b->below[mid] < key)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 static void batch_add_below(struct batch *b, uint64_t key)
 {
+    size_t i = below_pos(b, key); /* a peer's rows come ascending: the end */
+    if (i < b->nbelow && b->below[i] == key)
+        return;
     if (b->nbelow == b->capbelow) {
         b->capbelow = b->capbelow ? 2 * b->capbelow : 16;
         b->below = xrealloc(b->below, b->capbelow * sizeof(*b->below));
     }
-    b->below[b->nbelow++] = key;
+    memmove(b->below + i + 1, b->below + i, (b->nbelow - i) * sizeof(*b->below));
+    b->below[i] = key;
+    b->nbelow++;
 }
 
 /* The mark of the origin of slot rose to mark: the rows of it that batch b
@@ -829,10 +850,8 @@ uint64_t store_append(store *s, const struct chat_message *m)
 /* Whether batch b holds the row of key (its rows below their marks only). */
 static bool batch_has_below(const struct batch *b, uint64_t key)
 {
-    for (size_t i = 0; i < b->nbelow; i++)
-        if (b->below[i] == key)
-            return true;
-    return false;
+    size_t i = below_pos(b, key);
+    return i < b->nbelow && b->below[i] == key;
 }
 
 /* Whether the history file holds the row of key (committed): 1, 0, or -1
