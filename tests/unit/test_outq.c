@@ -138,6 +138,16 @@ static void run_until_received(fixture *f, size_t want)
     assert_int_equal(f->got_len, want);
 }
 
+/* Turns the loop until on_error was called or 5 s have passed; it must
+ * have been, once. */
+static void run_until_error(fixture *f)
+{
+    uint64_t start = uv_hrtime();
+    while (f->errors == 0 && uv_hrtime() - start < 5000000000ull)
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(f->errors, 1);
+}
+
 /* Turns the loop until no write is in flight. */
 static void run_until_drained(fixture *f)
 {
@@ -365,10 +375,7 @@ static void test_on_written_drives_a_producer(void **state)
     b = make_str("into the void");
     assert_int_equal(outq_push(&f->q, b), 0);
     msgbuf_unref(b);
-    uint64_t start = uv_hrtime();
-    while (f->errors == 0 && uv_hrtime() - start < 5000000000ull)
-        uv_run(&f->loop, UV_RUN_NOWAIT);
-    assert_int_equal(f->errors, 1);
+    run_until_error(f);
     assert_int_equal(st.calls, before);
     outq_set_on_written(&f->q, NULL);
     the_stepper = NULL;
@@ -611,10 +618,7 @@ static void test_write_error_reported(void **state)
     /* Flushed by hand: with the reader closed nothing keeps the loop alive
      * (the flush check handle is unref'd), so uv_run would not turn. */
     outq_flush(&f->q);
-    uint64_t start = uv_hrtime();
-    while (f->errors == 0 && uv_hrtime() - start < 5000000000ull)
-        uv_run(&f->loop, UV_RUN_NOWAIT);
-    assert_int_equal(f->errors, 1);
+    run_until_error(f);
     assert_int_equal(f->last_error, UV_EPIPE);
     run_until_drained(f);
     assert_int_equal(outq_bytes(&f->q), 0);
@@ -800,10 +804,7 @@ static void test_push_now(void **state)
     assert_int_equal(outq_push_now(&f->q, a), 0); /* EPIPE inside: queued */
     assert_int_equal(f->errors, 0);
     outq_flush(&f->q);
-    uint64_t start = uv_hrtime();
-    while (f->errors == 0 && uv_hrtime() - start < 5000000000ull)
-        uv_run(&f->loop, UV_RUN_NOWAIT);
-    assert_int_equal(f->errors, 1);
+    run_until_error(f);
     assert_int_equal(f->last_error, UV_EPIPE);
     msgbuf_unref(a);
     msgbuf_unref(b);

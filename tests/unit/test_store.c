@@ -702,6 +702,17 @@ static void set_retention(store *s, uint64_t age_ms, uint64_t per_chat, uint64_t
         fail_msg("store_set_retention: %s", err);
 }
 
+/* Closes s and opens the same file again with a per-chat limit (written
+ * without one, or under a higher one). */
+static store *reopen_with_chat_limit(struct fixture *f, store *s, uint64_t per_chat)
+{
+    close_store(f, s);
+    s = open_store(f);
+    f->committed_gen = 0; /* a new store numbers its batches from 1 */
+    set_retention(s, 0, per_chat, 0);
+    return s;
+}
+
 /* A busy chat and a quiet one of the same origin under a per-chat limit:
  * the busy one keeps its newest rows, the quiet one all of its own, the
  * origin's low-water mark is the highest seq removed, and a reopen keeps
@@ -860,11 +871,7 @@ static void test_the_sweep_trims_a_chat_no_batch_brings(void **state)
         store_append(s, &m);
     }
     wait_idle(f, s);
-    close_store(f, s);
-
-    s = open_store(f);
-    f->committed_gen = 0; /* a new store numbers its batches from 1 */
-    set_retention(s, 0, 10, 0);
+    s = reopen_with_chat_limit(f, s, 10);
     /* One batch: a row of chat 1, then 50 of chat 2. Its commit may remove
      * STORE_TRIM_STEP rows more than it brings (51), all spent on chat 1,
      * which is 1091 over. */
@@ -905,11 +912,7 @@ static void test_a_limit_lowered_at_reopen_trims_every_chat(void **state)
         store_append(s, &m);
     }
     wait_idle(f, s);
-    close_store(f, s);
-
-    s = open_store(f);
-    f->committed_gen = 0; /* a new store numbers its batches from 1 */
-    set_retention(s, 0, 5, 0);
+    s = reopen_with_chat_limit(f, s, 5);
     struct store_stats st;
     wait_sweep_done(f, s, &st);
     /* Each chat keeps its newest 5: every row above seq 3 * chats. */
