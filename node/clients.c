@@ -333,21 +333,22 @@ int clients_on_upgrade(http_request *req, uv_tcp_t *tcp, const char *rest,
  * that client gets from this run, so waiting for the end of the turn
  * would only walk every queue a second time. */
 static void send_run(const struct clients *cs, struct rooms_member *const *list, size_t k,
-                     msgbuf *const *frames, size_t n)
+                     msgbuf *const *frames, size_t n, bool now)
 {
+    int (*send)(ws_conn *, msgbuf *) = now ? ws_conn_send_frame_now : ws_conn_send_frame;
     if (k == 0)
         return;
     size_t max = UTIL_MIN((size_t)CLIENTS_COALESCE_MAX, cs->n->cfg.max_queue / 2);
     for (size_t i = 0, took; i < n; i += took) {
         msgbuf *b = msgbuf_concat(frames + i, n - i, max, &took);
         for (size_t j = 0; j < k; j++)
-            ws_conn_send_frame_now(container_of(list[j], struct client, rooms)->conn, b);
+            send(container_of(list[j], struct client, rooms)->conn, b);
         msgbuf_unref(b);
     }
 }
 
 void clients_broadcast(struct clients *cs, msgbuf *const *frames, const int64_t *chats,
-                       size_t n, size_t *to)
+                       size_t n, bool now, size_t *to)
 {
     /* A send can only fail by starting a close; on_close (which reorders
      * the arrays) runs later, from the loop, so the loops are stable.
@@ -356,12 +357,12 @@ void clients_broadcast(struct clients *cs, msgbuf *const *frames, const int64_t 
      * so that a member of several chats still sees them in order. */
     size_t every, members;
     struct rooms_member *const *e = rooms_every_members(cs->rooms, &every);
-    send_run(cs, e, every, frames, n);
+    send_run(cs, e, every, frames, n, now);
     for (size_t i = 0, run; i < n; i += run) {
         for (run = 1; i + run < n && chats[i + run] == chats[i]; run++)
             ;
         struct rooms_member *const *m = rooms_members(cs->rooms, chats[i], &members);
-        send_run(cs, m, members, frames + i, run);
+        send_run(cs, m, members, frames + i, run, now);
         for (size_t j = i; j < i + run; j++)
             to[j] = every + members;
     }

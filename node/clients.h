@@ -26,10 +26,16 @@ int clients_on_upgrade(http_request *req, uv_tcp_t *tcp, const char *rest,
  * of --max-queue when smaller): a burst costs each socket one
  * reference and one write, not one per message. A client over its queue
  * bound is closed with 1008 by its connection. to[i] is set to the number
- * of clients frames[i] was queued to. */
+ * of clients frames[i] was queued to.
+ * now: the frames are a whole burst (a committed batch), written at once
+ * to a client with nothing queued (ws_conn_send_frame_now); otherwise
+ * more may follow on this loop turn (messages from peers come one by
+ * one), and they are queued to go out together at the turn's end: one
+ * write per message per socket would cost a receiving node twice the CPU
+ * (docs/PERFORMANCE.md). */
 #define CLIENTS_COALESCE_MAX (64 * 1024)
 void clients_broadcast(struct clients *cs, msgbuf *const *frames, const int64_t *chats,
-                       size_t n, size_t *to);
+                       size_t n, bool now, size_t *to);
 
 /* Chat rooms with at least one client, and the memberships in them. */
 size_t clients_rooms(const struct clients *cs, size_t *memberships);

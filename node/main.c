@@ -403,10 +403,10 @@ static int tls_setup(node *n)
 /* --- the relay's sinks: where its frames go ------------------------------ */
 
 static void sink_clients(msgbuf *const *frames, const int64_t *chats, size_t nframes,
-                         size_t *to, void *ud)
+                         bool now, size_t *to, void *ud)
 {
     node *n = ud;
-    clients_broadcast(n->clients, frames, chats, nframes, to);
+    clients_broadcast(n->clients, frames, chats, nframes, now, to);
 }
 
 /* While the node stops, the store's last commit may come after the links

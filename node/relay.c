@@ -97,9 +97,10 @@ static void turn_flushed(void *ud)
 
 /* A batch of local messages whose turn has come, in order: to every peer
  * one by one (their links coalesce by themselves), to the clients
- * together, so that a burst goes out as one write per socket. */
+ * together, so that a burst goes out as one write per socket; now: the
+ * batch is the turn's whole burst, written at once (clients_broadcast). */
 #define RELAY_RELEASE_MAX 256
-static void send_out(node *n, const struct held *h, size_t k)
+static void send_out(node *n, const struct held *h, size_t k, bool now)
 {
     /* Peers first: their copy leaves the node on this loop turn too, and
      * the order of the two queues does not matter to anyone. */
@@ -115,7 +116,7 @@ static void send_out(node *n, const struct held *h, size_t k)
         frames[i] = h[i].client_frame;
         chats[i] = h[i].chat;
     }
-    r->sinks.to_clients(frames, chats, k, to, r->sinks.ud);
+    r->sinks.to_clients(frames, chats, k, now, to, r->sinks.ud);
     for (size_t i = 0; i < k; i++) {
         r->counters.client_frames_out += to[i];
         note_sent(r, to[i], h[i].read_ns, RELAY_FROM_CLIENT);
@@ -139,7 +140,7 @@ void relay_on_commit(uint64_t gen, int ok, void *ud)
         while (k < room && k < RELAY_RELEASE_MAX && h[k].gen <= gen)
             k++;
         if (ok)
-            send_out(n, h, k);
+            send_out(n, h, k, true); /* a committed burst: written at once */
         else
             r->counters.unstored_dropped += k;
         for (size_t i = 0; i < k; i++) {
@@ -277,7 +278,7 @@ int relay_local(node *n, struct chat_message *m)
     uint64_t gen = store_append(n->store, m);
     if (store_mode(n->store) == STORE_FSYNC_OFF) {
         struct held now = { read_ns, gen, m->origin, m->seq, m->chat_id, pf, cf };
-        send_out(n, &now, 1);
+        send_out(n, &now, 1, false); /* more may follow on this turn */
         msgbuf_unref(pf);
         msgbuf_unref(cf);
     } else {
@@ -370,7 +371,7 @@ enum relay_result relay_remote(node *n, const struct chat_message *m, uint16_t f
                  m->origin, m->seq, message_client_frame_len(n->id, m), limit);
     msgbuf *cf = message_client_frame(n->id, &shown);
     size_t to;
-    r->sinks.to_clients(&cf, &m->chat_id, 1, &to, r->sinks.ud);
+    r->sinks.to_clients(&cf, &m->chat_id, 1, false, &to, r->sinks.ud);
     r->counters.client_frames_out += to;
     note_sent(r, to, read_ns, RELAY_FROM_PEER);
     msgbuf_unref(cf);

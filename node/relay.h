@@ -33,9 +33,10 @@
 struct relay_sinks {
     /* Complete WebSocket frames of messages, frames[i] of chat chats[i],
      * in order, to every local client in each one's chat (clients.h);
-     * sets to[i] instead of returning. */
-    void (*to_clients)(msgbuf *const *frames, const int64_t *chats, size_t n, size_t *to,
-                       void *ud);
+     * sets to[i] instead of returning. now: a whole burst, to be written
+     * at once; otherwise more may follow on this turn (clients_broadcast). */
+    void (*to_clients)(msgbuf *const *frames, const int64_t *chats, size_t n, bool now,
+                       size_t *to, void *ud);
     /* A complete MSG frame of origin and seq, to every peer link up. */
     size_t (*to_peers)(msgbuf *frame, uint32_t origin, uint64_t seq, void *ud);
     void *ud;

@@ -28,16 +28,18 @@ struct fixture {
     size_t to_peers;         /* frames handed to the peer sink */
     uint64_t last_peer_seq;  /* the seq of the latest */
     size_t to_clients;       /* frames handed to the client sink */
+    size_t to_clients_now;   /* of them, as a whole burst (to write at once) */
     int closed;
 };
 
-static void sink_clients(msgbuf *const *frames, const int64_t *chats, size_t k, size_t *to,
-                         void *ud)
+static void sink_clients(msgbuf *const *frames, const int64_t *chats, size_t k, bool now,
+                         size_t *to, void *ud)
 {
     struct fixture *f = ud;
     for (size_t i = 0; i < k; i++)
         to[i] = 1;
     f->to_clients += k;
+    f->to_clients_now += now ? k : 0;
 }
 
 static size_t sink_peers(msgbuf *frame, uint32_t origin, uint64_t seq, void *ud)
@@ -175,7 +177,13 @@ static void test_behind_until_the_peers_sent_ours_back(void **state)
     assert_int_equal(own_state(f, &behind), RELAY_OWN_OPEN);
     assert_int_equal(behind, 0);
     assert_int_equal(f->to_clients, 3);
+    /* A peer's messages come one by one: queued to go out together at
+     * the end of the turn, never written one by one. */
+    assert_int_equal(f->to_clients_now, 0);
     assert_int_equal(client_sends(f), 4);   /* after them, not 1 */
+    /* Ours are released as a committed burst: written at once. */
+    assert_int_equal(f->to_clients, 4);
+    assert_int_equal(f->to_clients_now, 1);
 
     /* Numbering started: one more back from a peer goes on after it. */
     struct chat_message m5 = message(7, 5);
