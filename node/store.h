@@ -230,7 +230,9 @@ uint64_t store_checkpoints(const store *s);
  * grown past twice the threshold (the ones beside the commits were not
  * keeping up). */
 uint64_t store_checkpoints_forced(const store *s);
-void store_set_checkpoint_pages(store *s, int pages);
+/* For tests: the WAL bytes after which a checkpoint starts (rounded down
+ * to whole pages, at least one). */
+void store_set_checkpoint_bytes(store *s, uint64_t bytes);
 
 /* Batches (transactions) committed since open: the messages stored over
  * this is the mean batch size. */

@@ -478,14 +478,14 @@ static void test_checkpoints_run_outside_the_commits(void **state)
     /* A threshold never reached: no checkpoint at all, and the WAL grows
      * past SQLite's own automatic threshold (1000 pages, 4 MiB), which
      * would have reset it from within a commit. */
-    store_set_checkpoint_pages(s, 1000000);
+    store_set_checkpoint_bytes(s, (uint64_t)1 << 40);
     append_kib(f, s, 1, 6000);
     assert_int_equal(store_checkpoints(s), 0);
     assert_true(wal_size(f) > 5 * 1024 * 1024);
 
     /* A small threshold: the next commit starts one, in a worker; the
      * commits go on meanwhile; every row is there. */
-    store_set_checkpoint_pages(s, 50);
+    store_set_checkpoint_bytes(s, 200 * 1024);
     append_kib(f, s, 6001, 1000);
     while (store_checkpoints(s) == 0)
         uv_run(&f->loop, UV_RUN_ONCE);
@@ -502,6 +502,55 @@ static void test_checkpoints_run_outside_the_commits(void **state)
     assert_int_equal(count_rows(f, "origin = 5"), 7200);
 }
 
+/* The page size of the file at f's history.db. */
+static int page_size(struct fixture *f)
+{
+    char path[128];
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    snprintf(path, sizeof(path), "%s/history.db", f->dir);
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int n = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+/* A new file is made with 16 KiB pages; a file made with SQLite's 4 KiB
+ * (by an earlier version) keeps them, and takes rows and checkpoints as
+ * before, its threshold counted in its own pages. */
+static void test_page_size_of_new_and_old_files(void **state)
+{
+    struct fixture *f = *state;
+    store *s = open_store(f);
+    append_kib(f, s, 1, 10);
+    close_store(f, s);
+    assert_int_equal(page_size(f), 16384);
+
+    char cmd[160];
+    snprintf(cmd, sizeof(cmd), "rm -f %s/history.db*", f->dir);
+    assert_int_equal(system(cmd), 0);
+    char path[128];
+    sqlite3 *db;
+    snprintf(path, sizeof(path), "%s/history.db", f->dir);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA page_size=4096; PRAGMA journal_mode=WAL;"
+                                      "CREATE TABLE t (x);", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    f->committed_gen = 0; /* a new store numbers its batches from 1 */
+    s = open_store(f);
+    append_kib(f, s, 1, 2000); /* 2 MiB: a checkpoint at 4 MB of 4 KiB pages is near */
+    store_set_checkpoint_bytes(s, 200 * 1024);
+    append_kib(f, s, 2001, 100);
+    while (store_checkpoints(s) == 0)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    close_store(f, s);
+    assert_int_equal(page_size(f), 4096);
+    assert_int_equal(count_rows(f, "origin = 5"), 2100);
+}
+
 /* A WAL past twice the threshold (the checkpoints beside the commits did
  * not keep up): the next commit first empties it with a TRUNCATE
  * checkpoint of its own, counted as forced, and nothing is lost. */
@@ -509,12 +558,12 @@ static void test_a_commit_empties_a_runaway_wal(void **state)
 {
     struct fixture *f = *state;
     store *s = open_store(f);
-    store_set_checkpoint_pages(s, 1000000);
+    store_set_checkpoint_bytes(s, (uint64_t)1 << 40);
     append_kib(f, s, 1, 3000);
     off_t before = wal_size(f);
     assert_true(before > 3 * 1024 * 1024);
     assert_int_equal(store_checkpoints_forced(s), 0);
-    store_set_checkpoint_pages(s, 50); /* the WAL holds far more than 100 pages */
+    store_set_checkpoint_bytes(s, 200 * 1024); /* the WAL holds far more than twice that */
     append_kib(f, s, 3001, 100);       /* one commit */
     assert_int_equal(store_checkpoints_forced(s), 1);
     assert_true(store_checkpoints(s) >= 1);
@@ -809,7 +858,7 @@ static void test_trims_to_a_byte_limit(void **state)
 {
     struct fixture *f = *state;
     store *s = open_store(f);
-    store_set_checkpoint_pages(s, 16);
+    store_set_checkpoint_bytes(s, 64 * 1024);
     const uint64_t limit = 1u << 20;
     set_retention(s, 0, 0, limit);
     char text[1001];
@@ -825,7 +874,7 @@ static void test_trims_to_a_byte_limit(void **state)
     wait_idle(f, s);
     struct store_stats st = { 0 };
     store_stats_get(s, &st);
-    const uint64_t file_limit = limit - 16 * 4096; /* the WAL's share: 16 pages */
+    const uint64_t file_limit = limit - 64 * 1024; /* the WAL's share, as in the store */
     while (st.file_bytes > file_limit) { /* the timer goes on while rows are over */
         run_alive(f);
         store_stats_get(s, &st);
@@ -1066,6 +1115,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_append_commit_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_when_committed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_page_size_of_new_and_old_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_keeps_history, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_strings_read_back_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_strings_in_a_many_row_insert, setup, teardown),
