@@ -621,7 +621,6 @@ size_t message_object_len(const struct chat_message *m)
 
 size_t message_object_write(char *o, const struct chat_message *m)
 {
-    char when[UTIL_ISO8601_LEN + 1];
     char *start = o;
     o = PUT_LIT(o, OBJ_ORIGIN);
     o = put_dec(o, m->origin);
@@ -636,8 +635,9 @@ size_t message_object_write(char *o, const struct chat_message *m)
     o = PUT_LIT(o, OBJ_CHAT);
     o = put_dec_signed(o, m->chat_id);
     o = PUT_LIT(o, OBJ_TIME);
-    util_format_iso8601(m->time_ms, when);
-    o = put_bytes(o, when, UTIL_ISO8601_LEN);
+    /* Straight into the frame, not through a copy on the stack; its NUL
+     * lands where OBJ_END goes. */
+    o += util_format_iso8601(m->time_ms, o);
     o = PUT_LIT(o, OBJ_END);
     *o = '\0'; /* the contract (message.h); callers write over it */
     return (size_t)(o - start);
