@@ -99,9 +99,9 @@ static int dchat_send(bench_sock *s, const struct scan_marker *m)
         static const char sender[] = "\",\"sender\":\"bench-", chat[] = "\",\"chatId\":";
         char *o = x->frame + head + (size_t)tl; /* room: FRAME_MAX is TEXT_MAX + 256 */
         memcpy(o, sender, sizeof(sender) - 1);
-        o = scan_put_u32(o + sizeof(sender) - 1, bench_sock_sender(s));
+        o = util_put_dec(o + sizeof(sender) - 1, bench_sock_sender(s));
         memcpy(o, chat, sizeof(chat) - 1);
-        o = scan_put_u32(o + sizeof(chat) - 1, cfg->chat_id);
+        o = util_put_dec(o + sizeof(chat) - 1, cfg->chat_id);
         memcpy(o, "}}", 2);
         fl = (int)(o + 2 - x->frame);
     }

@@ -359,13 +359,8 @@ int nats_build_pub(char *out, size_t cap, const char *subject, const char *reply
     if (!subject_ok(subject) || (reply != NULL && !subject_ok(reply)))
         return -1;
     /* By hand, not with snprintf: the bench builds one for every message. */
-    char digits[20]; /* len in decimal, least significant first */
-    size_t nd = 0, v = len;
-    do {
-        digits[nd++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
     size_t sl = strlen(subject), rl = reply != NULL ? strlen(reply) + 1 : 0;
+    size_t nd = (size_t)util_dec_len(len);
     size_t h = 4 + sl + rl + 1 + nd + 2; /* "PUB " subject [" " reply] " " len CRLF */
     if (h + len + 2 > cap || h + len + 2 > INT_MAX)
         return -1;
@@ -379,8 +374,7 @@ int nats_build_pub(char *out, size_t cap, const char *subject, const char *reply
         o += rl - 1;
     }
     *o++ = ' ';
-    while (nd > 0)
-        *o++ = digits[--nd];
+    o = util_put_dec(o, len);
     memcpy(o, "\r\n", 2);
     if (len)
         memcpy(out + h, payload, len);

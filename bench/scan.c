@@ -5,6 +5,8 @@
 
 #include "bench/scan.h"
 
+#include "common/util.h"
+
 #define TYPE_KEY "\"type\":\"newMessagesForClient\""
 #define TEXT_KEY "\"text\":\""
 #define SOURCE_KEY "\"source\":"
@@ -26,19 +28,6 @@ static int pad_text(int n, size_t size, char *out, size_t cap)
     return (int)len;
 }
 
-char *scan_put_u32(char *o, uint32_t v)
-{
-    char t[10];
-    int n = 0;
-    do {
-        t[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    while (n > 0)
-        *o++ = t[--n];
-    return o;
-}
-
 /* By hand rather than with snprintf: every message the bench sends on
  * either side is formatted here, and snprintf was 7 % of its CPU. */
 int scan_format_text(const struct scan_marker *m, size_t size, char *out, size_t cap)
@@ -50,9 +39,9 @@ int scan_format_text(const struct scan_marker *m, size_t size, char *out, size_t
     for (int shift = 28; shift >= 0; shift -= 4)
         *o++ = hex[(m->token >> shift) & 15];
     *o++ = '.';
-    o = scan_put_u32(o, m->round);
+    o = util_put_dec(o, m->round);
     *o++ = '.';
-    o = scan_put_u32(o, m->index);
+    o = util_put_dec(o, m->index);
     *o++ = '.';
     size_t n = (size_t)(o - marker);
     if (n >= cap)

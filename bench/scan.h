@@ -26,9 +26,6 @@ struct scan_marker {
  * small. */
 int scan_format_text(const struct scan_marker *m, size_t size, char *out, size_t cap);
 
-/* Writes v in decimal at o (at most 10 bytes, no NUL); returns the end. */
-char *scan_put_u32(char *o, uint32_t v);
-
 /* Reads the marker at the start of a message text (len bytes, not
  * necessarily NUL-terminated; what follows the marker does not matter).
  * Returns 0 with *m set, or -1 when text does not start with one. */

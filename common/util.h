@@ -34,6 +34,21 @@ static inline unsigned util_dec_len(uint64_t v)
     return n;
 }
 
+/* v in decimal at o (at most 20 bytes, no NUL); returns the end. For the
+ * numbers of every message frame, where printf would cost. */
+static inline char *util_put_dec(char *o, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    while (n > 0)
+        *o++ = tmp[--n];
+    return o;
+}
+
 /* v in exactly width decimal digits at o, zeros in front (the lowest
  * digits when v has more); returns o + width. */
 static inline char *util_put_dec_width(char *o, uint64_t v, int width)

@@ -431,26 +431,13 @@ enum message_kind message_parse_request(const char *data, size_t len,
 
 /* --- writing numbers: every message frame has five, so no printf ---------- */
 
-/* v in decimal at o; returns the end. */
-static char *put_dec(char *o, uint64_t v)
-{
-    char tmp[20];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    while (n > 0)
-        *o++ = tmp[--n];
-    return o;
-}
 
 static char *put_dec_signed(char *o, int64_t v)
 {
     if (v >= 0)
-        return put_dec(o, (uint64_t)v);
+        return util_put_dec(o, (uint64_t)v);
     *o++ = '-';
-    return put_dec(o, -(uint64_t)v);
+    return util_put_dec(o, -(uint64_t)v);
 }
 
 static char *put_bytes(char *o, const char *s, size_t len)
@@ -464,7 +451,7 @@ static char *put_bytes(char *o, const char *s, size_t len)
 /* messageId: the origin's digits, then seq in 12 digits. */
 static char *put_message_id(char *o, uint32_t origin, uint64_t seq)
 {
-    o = put_dec(o, origin);
+    o = util_put_dec(o, origin);
     return util_put_dec_width(o, seq % MESSAGE_SEQ_LIMIT, 12);
 }
 
@@ -623,9 +610,9 @@ size_t message_object_write(char *o, const struct chat_message *m)
 {
     char *start = o;
     o = PUT_LIT(o, OBJ_ORIGIN);
-    o = put_dec(o, m->origin);
+    o = util_put_dec(o, m->origin);
     o = PUT_LIT(o, OBJ_SEQ);
-    o = put_dec(o, m->seq);
+    o = util_put_dec(o, m->seq);
     o = PUT_LIT(o, OBJ_ID);
     o = put_message_id(o, m->origin, m->seq);
     o = PUT_LIT(o, OBJ_TEXT);
@@ -678,7 +665,7 @@ msgbuf *message_client_frame(uint32_t source, const struct chat_message *m)
     char *o = b->data + SERVER_HEADER_MAX;
     char *start = o;
     o = PUT_LIT(o, CLIENT_HEAD);
-    o = put_dec(o, source);
+    o = util_put_dec(o, source);
     o = PUT_LIT(o, CLIENT_PAYLOAD);
     o += message_object_write(o, m);
     memcpy(o, CLIENT_END, LIT_LEN(CLIENT_END));

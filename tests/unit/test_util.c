@@ -37,6 +37,16 @@ static void test_decimal_digits(void **state)
     assert_memory_equal(out, "456", 3);
     util_put_dec_width(out, UINT64_MAX, 20);
     assert_memory_equal(out, "18446744073709551615", 20);
+    /* util_put_dec: as many digits as util_dec_len, nothing after them */
+    const uint64_t values[] = { 0, 7, 10, 4294967295u, UINT64_MAX };
+    const char *const want[] = { "0", "7", "10", "4294967295", "18446744073709551615" };
+    for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+        memset(out, 'x', sizeof(out));
+        char *end = util_put_dec(out, values[i]);
+        assert_int_equal(end - out, util_dec_len(values[i]));
+        assert_memory_equal(out, want[i], strlen(want[i]));
+        assert_int_equal(*end, 'x');
+    }
 }
 
 static void test_parse_long(void **state)
