@@ -366,7 +366,8 @@ int nats_build_pub(char *out, size_t cap, const char *subject, const char *reply
         return -1;
     char *o = out;
     memcpy(o, "PUB ", 4);
-    memcpy(o += 4, subject, sl);
+    o += 4;
+    memcpy(o, subject, sl);
     o += sl;
     if (reply != NULL) {
         *o++ = ' ';

@@ -328,10 +328,11 @@ int clients_on_upgrade(http_request *req, uv_tcp_t *tcp, const char *rest,
 
 /* Sends frames[0..n) to the k clients of list, coalesced into buffers no
  * larger than one frame may be (half the queue bound, message.h), so that
- * no client's queue judges a burst differently from its messages. Each
- * buffer is written at once to a client with nothing queued: it is all
- * that client gets from this run, so waiting for the end of the turn
- * would only walk every queue a second time. */
+ * no client's queue judges a burst differently from its messages. With
+ * now, each buffer is written at once to a client with nothing queued: it
+ * is all that client gets from this burst, so waiting for the end of the
+ * turn would only walk every queue a second time. Without, it is queued
+ * for the end of the turn, where more frames may join it in one write. */
 static void send_run(const struct clients *cs, struct rooms_member *const *list, size_t k,
                      msgbuf *const *frames, size_t n, bool now)
 {

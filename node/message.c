@@ -431,7 +431,6 @@ enum message_kind message_parse_request(const char *data, size_t len,
 
 /* --- writing numbers: every message frame has five, so no printf ---------- */
 
-
 static char *put_dec_signed(char *o, int64_t v)
 {
     if (v >= 0)
