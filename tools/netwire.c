@@ -698,7 +698,7 @@ static void tap_open(struct port *p)
             fprintf(stderr, "TAP devices need the tun driver (modprobe tun; in a "
                             "container: --device /dev/net/tun --cap-add NET_ADMIN)\n");
         else if (err == EACCES || err == EPERM)
-            fprintf(stderr, "run netwire as root\n");
+            fprintf(stderr, "opening it needs root: run netwire as root\n");
         else
             fprintf(stderr, "TAP devices cannot be made here\n");
         exit(err == EACCES || err == EPERM ? 77 : 69);
