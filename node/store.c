@@ -1311,7 +1311,13 @@ static void commit_work(uv_work_t *w)
     s->work_ok = 0;
     s->sweep_was = s->sweep;
     s->work_forced = 0;
-    if (s->wal_pages >= STORE_WAL_FORCE_FACTOR * s->checkpoint_pages) {
+    /* A retry after a failed commit empties the WAL too: on a full disk the
+     * WAL holds the space (up to the threshold, 4 MiB, before a checkpoint
+     * would start; several versions of the same pages), and emptying it
+     * into the database gives most of it back. Seen on a 4 MiB file
+     * system, where the WAL alone filled what a freed disk had left. */
+    if (s->wal_pages >= STORE_WAL_FORCE_FACTOR * s->checkpoint_pages ||
+        (s->failing && s->wal_pages > 0)) {
         /* BUSY while the checkpoint beside us runs: the next commit tries
          * again (maybe_checkpoint starts no other meanwhile). */
         if (sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL) ==

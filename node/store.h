@@ -228,7 +228,8 @@ void store_close(store *s, void (*done)(void *ud), void *ud);
 uint64_t store_checkpoints(const store *s);
 /* Of those, the TRUNCATE checkpoints a commit ran first because the WAL had
  * grown past twice the threshold (the ones beside the commits were not
- * keeping up). */
+ * keeping up), or because it retried a batch that had failed (a full disk:
+ * emptying the WAL gives its space back). */
 uint64_t store_checkpoints_forced(const store *s);
 /* For tests: the WAL bytes after which a checkpoint starts (rounded down
  * to whole pages, at least one). */

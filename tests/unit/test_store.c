@@ -502,6 +502,31 @@ static void test_checkpoints_run_outside_the_commits(void **state)
     assert_int_equal(count_rows(f, "origin = 5"), 7200);
 }
 
+/* A retry after a failed commit first empties the WAL (a TRUNCATE
+ * checkpoint, counted as forced): on a full disk that gives back the
+ * space the WAL holds. Nothing is lost; once the cause is gone the batch
+ * commits. */
+static void test_a_retry_empties_the_wal(void **state)
+{
+    struct fixture *f = *state;
+    store *s = open_store(f);
+    append_kib(f, s, 1, 300); /* well under the threshold: no checkpoint */
+    assert_true(wal_size(f) > 256 * 1024);
+    assert_int_equal(store_checkpoints_forced(s), 0);
+    exec_sql(f, "CREATE TRIGGER refuse BEFORE INSERT ON history "
+                "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;");
+    struct chat_message m = msg(5, 301, "refused, then stored");
+    store_append(s, &m);
+    wait_failures(f, s, 2); /* the first try, then a retry */
+    assert_int_equal(store_checkpoints_forced(s), 1);
+    assert_int_equal(wal_size(f), 0);
+    exec_sql(f, "DROP TRIGGER refuse;");
+    wait_idle(f, s);
+    assert_null(store_failing(s, NULL));
+    close_store(f, s);
+    assert_int_equal(count_rows(f, "origin = 5"), 301);
+}
+
 /* The page size of the file at f's history.db. */
 static int page_size(struct fixture *f)
 {
@@ -1116,6 +1141,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_append_commit_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_when_committed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_page_size_of_new_and_old_files, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_retry_empties_the_wal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_keeps_history, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_strings_read_back_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_strings_in_a_many_row_insert, setup, teardown),
