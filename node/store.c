@@ -669,11 +669,9 @@ store *store_open(uv_loop_t *loop, const char *dir, enum store_fsync mode,
             snprintf(why, sizeof(why), "%s", sqlite3_errmsg(s->wdb));
             goto fail;
         }
-        s->page_size = sqlite3_step(ps) == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(ps, 0)
-                                                      : 4096;
+        sqlite3_int64 size = sqlite3_step(ps) == SQLITE_ROW ? sqlite3_column_int64(ps, 0) : 0;
         sqlite3_finalize(ps);
-        if (s->page_size == 0)
-            s->page_size = 4096;
+        s->page_size = size > 0 ? (uint64_t)size : 4096; /* divides below */
         store_set_checkpoint_bytes(s, STORE_CHECKPOINT_BYTES);
     }
     if (sqlite3_open_v2(path, &s->rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=

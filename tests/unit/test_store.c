@@ -236,15 +236,15 @@ static void test_reopen_keeps_history(void **state)
     close_store(f, s);
 }
 
-/* Rows in f's history.db matching where, counted on a connection of our
- * own: what SQLite holds, whatever store_read makes of it. */
-static int count_rows(struct fixture *f, const char *where)
+/* The integer the query sql answers on f's history.db, asked on a
+ * read-only connection of our own: what SQLite holds, whatever the store
+ * makes of it. */
+static int query_int(struct fixture *f, const char *sql)
 {
-    char path[128], sql[256];
+    char path[128];
     sqlite3 *db;
     sqlite3_stmt *st;
     snprintf(path, sizeof(path), "%s/history.db", f->dir);
-    snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM messages WHERE %s", where);
     assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
@@ -252,6 +252,14 @@ static int count_rows(struct fixture *f, const char *where)
     sqlite3_finalize(st);
     sqlite3_close(db);
     return n;
+}
+
+/* Rows in f's history.db matching where (store_read not involved). */
+static int count_rows(struct fixture *f, const char *where)
+{
+    char sql[256];
+    snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM messages WHERE %s", where);
+    return query_int(f, sql);
 }
 
 /* A message's strings may be empty (issue 11: {"text":"","sender":""}).
@@ -527,22 +535,6 @@ static void test_a_retry_empties_the_wal(void **state)
     assert_int_equal(count_rows(f, "origin = 5"), 301);
 }
 
-/* The page size of the file at f's history.db. */
-static int page_size(struct fixture *f)
-{
-    char path[128];
-    sqlite3 *db;
-    sqlite3_stmt *st;
-    snprintf(path, sizeof(path), "%s/history.db", f->dir);
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int n = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return n;
-}
-
 /* A new file is made with 16 KiB pages; a file made with SQLite's 4 KiB
  * (by an earlier version) keeps them, and takes rows and checkpoints as
  * before, its threshold counted in its own pages. */
@@ -552,7 +544,7 @@ static void test_page_size_of_new_and_old_files(void **state)
     store *s = open_store(f);
     append_kib(f, s, 1, 10);
     close_store(f, s);
-    assert_int_equal(page_size(f), 16384);
+    assert_int_equal(query_int(f, "PRAGMA page_size"), 16384);
 
     char cmd[160];
     snprintf(cmd, sizeof(cmd), "rm -f %s/history.db*", f->dir);
@@ -572,7 +564,7 @@ static void test_page_size_of_new_and_old_files(void **state)
     while (store_checkpoints(s) == 0)
         uv_run(&f->loop, UV_RUN_ONCE);
     close_store(f, s);
-    assert_int_equal(page_size(f), 4096);
+    assert_int_equal(query_int(f, "PRAGMA page_size"), 4096);
     assert_int_equal(count_rows(f, "origin = 5"), 2100);
 }
 
