@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "common/http_server.h"
@@ -108,6 +109,11 @@ int ws_conn_pause(ws_conn *c, bool pause);
 bool ws_conn_is_open(const ws_conn *c);
 
 const char *ws_conn_peer_addr(const ws_conn *c);
+/* When the bytes now handed to on_text or on_binary were read: util_now_ns()
+ * taken once per read, so every frame of one read has the same time. A
+ * caller wanting a frame's arrival time takes it here rather than reading
+ * the clock per frame. */
+uint64_t ws_conn_read_ns(const ws_conn *c);
 /* Payload bytes queued, and the memory they are accounted as. */
 size_t ws_conn_queued_bytes(const ws_conn *c);
 size_t ws_conn_queued_mem(const ws_conn *c);

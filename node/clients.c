@@ -196,7 +196,7 @@ static void on_text(ws_conn *conn, const char *data, size_t len, void *ud)
         break;
     case MESSAGE_NEW:
         flow_note(n, &c->flow);
-        if (relay_local(n, &req.msg) != 0) {
+        if (relay_local(n, &req.msg, ws_conn_read_ns(conn)) != 0) {
             const char *failing = n->store != NULL ? store_failing(n->store, NULL) : NULL;
             struct relay_own own;
             relay_own(n, &own);

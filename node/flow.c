@@ -86,10 +86,12 @@ static bool above(bool *state, size_t v, size_t high, size_t low)
 static void tick_cb(uv_timer_t *t);
 
 /* The congested-queue part of the pressure: walking the congested lists
- * is done at most once a millisecond, since flow_note asks per message. */
+ * is done at most once a millisecond of the loop's time (uv_now: updated
+ * once per loop turn, so no clock read per message), since flow_note asks
+ * per message. */
 static void queue_pressure(struct flow *f, bool out[2], bool fresh)
 {
-    uint64_t now = util_now_ms();
+    uint64_t now = uv_now(f->n->loop);
     if (fresh || now != f->queues_ms) {
         f->queues_ms = now;
         f->queues[FLOW_PEER] = outq_class_pressing(&f->clients, FLOW_STALL_MS);

@@ -367,7 +367,7 @@ static void link_frame_cb(peer *p, const struct peer_frame *f, void *ud)
         return;
     }
     flow_note(n, peer_flow(p));
-    sync_after_msg(l->sync, relay_remote(n, &f->msg, f->flags) == RELAY_GAP);
+    sync_after_msg(l->sync, relay_remote(n, &f->msg, f->flags, peer_read_ns(p)) == RELAY_GAP);
 }
 
 static void link_written_cb(peer *p, void *ud)

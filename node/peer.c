@@ -41,6 +41,7 @@ struct peer {
     bool switching;           /* their AUTH just verified: the rest of the
                                  read is records */
     uint64_t last_read_ms;    /* anything read: the link is alive */
+    uint64_t read_ns;         /* util_now_ns() of the read being decoded */
     tls_conn *tls;            /* --peer-tls: the link's TLS session */
     bool sniffed;             /* accepted: its first bytes were looked at */
     uint16_t features;        /* PEER_HELLO_* both hellos carried */
@@ -59,6 +60,7 @@ bool peer_outbound(const peer *p) { return p->outbound; }
 const char *peer_addr(const peer *p) { return p->addr; }
 uint64_t peer_since_ms(const peer *p) { return p->since_ms; }
 uint64_t peer_last_read_ms(const peer *p) { return p->last_read_ms; }
+uint64_t peer_read_ns(const peer *p) { return p->read_ns; }
 size_t peer_queued(const peer *p) { return outq_bytes(&p->q); }
 bool peer_tls(const peer *p) { return p->tls != NULL; }
 uint16_t peer_features(const peer *p) { return p->features; }
@@ -381,7 +383,8 @@ static void peer_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         peer_close(p, nread == UV_EOF ? "closed by the peer" : uv_strerror((int)nread));
         return;
     }
-    p->last_read_ms = util_now_ms();
+    p->read_ns = util_now_ns(); /* once per read: relay_remote's read time */
+    p->last_read_ms = p->read_ns / 1000000u; /* util_now_ms's clock */
     const char *data = buf->base;
     size_t len = (size_t)nread;
     if (peer_tls_in(p, &data, &len) != 0 || len == 0)

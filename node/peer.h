@@ -91,6 +91,9 @@ int peer_remote_ip(const peer *p, char *buf, size_t len);
 uint64_t peer_since_ms(const peer *p);
 /* When anything was last read on it. */
 uint64_t peer_last_read_ms(const peer *p);
+/* When the bytes being decoded now were read (util_now_ns(), taken once
+ * per read): the read time of the frames it hands over. */
+uint64_t peer_read_ns(const peer *p);
 /* Bytes in its write queue. */
 size_t peer_queued(const peer *p);
 bool peer_tls(const peer *p);

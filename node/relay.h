@@ -55,8 +55,11 @@ void relay_on_commit(uint64_t gen, int ok, void *ud);
  * stores it and (once stored, see above) sends it to every local client
  * and every peer. Returns 0, or -1 when the node cannot accept messages
  * now: no id from discovery yet, history writes failing or far behind, or
- * numbering not open (relay_own below). */
-int relay_local(node *n, struct chat_message *m);
+ * numbering not open (relay_own below). read_ns is when the message was
+ * read (ws_conn_read_ns: once per read, not a clock read per message); its
+ * time in the node (relay_in_node_seconds) counts from there, and its
+ * time_ms is the wall clock of that read. */
+int relay_local(node *n, struct chat_message *m, uint64_t read_ns);
 
 /* Numbering our own messages never gives a number a peer holds for
  * another message (docs/PROTOCOL.md 3.2). Two things hold it back:
@@ -104,8 +107,10 @@ enum relay_result { RELAY_NEW, RELAY_DUP, RELAY_GAP };
  * too (we skipped past it) is stored if we lack it (RELAY_NEW, else
  * RELAY_DUP), with no gap test and no mark moved, and not delivered live:
  * live frames of an origin reach clients in increasing id order, and
- * clientSyncRequest serves it (docs/PROTOCOL.md 1.6, 2.7). */
-enum relay_result relay_remote(node *n, const struct chat_message *m, uint16_t flags);
+ * clientSyncRequest serves it (docs/PROTOCOL.md 1.6, 2.7). read_ns: when
+ * it was read (peer_read_ns), as for relay_local. */
+enum relay_result relay_remote(node *n, const struct chat_message *m, uint16_t flags,
+                               uint64_t read_ns);
 
 /* The relay's counters, since start (status.c shows them). */
 struct relay_counters {

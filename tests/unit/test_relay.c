@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/util.h"
 #include "node/node.h"
 #include "node/peer_proto.h"
 #include "node/relay.h"
@@ -110,7 +111,7 @@ static uint64_t client_sends(struct fixture *f)
 {
     struct chat_message m = message(0, 0);
     size_t before = f->to_peers;
-    if (relay_local(&f->n, &m) != 0)
+    if (relay_local(&f->n, &m, util_now_ns()) != 0)
         return 0;
     while (f->to_peers == before)
         uv_run(&f->loop, UV_RUN_ONCE);
@@ -153,6 +154,28 @@ static void test_a_restarted_node_waits_for_its_peers(void **state)
     stop(f);
 }
 
+/* A client's message is stamped with the wall clock of the read that
+ * brought it: those of one read alike, never going backwards. */
+static void test_messages_of_one_read_share_its_time(void **state)
+{
+    (void)state;
+    struct fixture *f = start(0);
+    f->n.id = 9;
+    uint64_t w0 = util_wall_ms();
+    uint64_t read_ns = util_now_ns();
+    struct chat_message a = message(0, 0), b = message(0, 0), c = message(0, 0);
+    assert_int_equal(relay_local(&f->n, &a, read_ns), 0);
+    assert_int_equal(relay_local(&f->n, &b, read_ns), 0);
+    assert_true(a.time_ms >= w0 && a.time_ms <= util_wall_ms());
+    assert_true(b.time_ms == a.time_ms);
+    assert_int_equal(b.seq, a.seq + 1);
+    assert_int_equal(relay_local(&f->n, &c, util_now_ns()), 0);
+    assert_true(c.time_ms >= a.time_ms && c.time_ms <= util_wall_ms());
+    while (f->last_peer_seq != c.seq)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    stop(f);
+}
+
 static void test_behind_until_the_peers_sent_ours_back(void **state)
 {
     (void)state;
@@ -166,14 +189,14 @@ static void test_behind_until_the_peers_sent_ours_back(void **state)
 
     /* Ours, back from a peer: the next one only, delivered to our clients. */
     struct chat_message m2 = message(7, 2), m1 = message(7, 1), m3 = message(7, 3);
-    assert_int_equal(relay_remote(&f->n, &m2, PEER_MSG_REPAIR), RELAY_GAP);
-    assert_int_equal(relay_remote(&f->n, &m1, PEER_MSG_REPAIR), RELAY_NEW);
-    assert_int_equal(relay_remote(&f->n, &m1, PEER_MSG_REPAIR), RELAY_DUP);
+    assert_int_equal(relay_remote(&f->n, &m2, PEER_MSG_REPAIR, util_now_ns()), RELAY_GAP);
+    assert_int_equal(relay_remote(&f->n, &m1, PEER_MSG_REPAIR, util_now_ns()), RELAY_NEW);
+    assert_int_equal(relay_remote(&f->n, &m1, PEER_MSG_REPAIR, util_now_ns()), RELAY_DUP);
     assert_int_equal(f->to_clients, 1);
     assert_int_equal(own_state(f, &behind), RELAY_OWN_BEHIND);
     assert_int_equal(behind, 2);
-    assert_int_equal(relay_remote(&f->n, &m2, PEER_MSG_REPAIR), RELAY_NEW);
-    assert_int_equal(relay_remote(&f->n, &m3, PEER_MSG_REPAIR), RELAY_NEW);
+    assert_int_equal(relay_remote(&f->n, &m2, PEER_MSG_REPAIR, util_now_ns()), RELAY_NEW);
+    assert_int_equal(relay_remote(&f->n, &m3, PEER_MSG_REPAIR, util_now_ns()), RELAY_NEW);
     assert_int_equal(own_state(f, &behind), RELAY_OWN_OPEN);
     assert_int_equal(behind, 0);
     assert_int_equal(f->to_clients, 3);
@@ -187,7 +210,7 @@ static void test_behind_until_the_peers_sent_ours_back(void **state)
 
     /* Numbering started: one more back from a peer goes on after it. */
     struct chat_message m5 = message(7, 5);
-    assert_int_equal(relay_remote(&f->n, &m5, PEER_MSG_REPAIR), RELAY_NEW);
+    assert_int_equal(relay_remote(&f->n, &m5, PEER_MSG_REPAIR, util_now_ns()), RELAY_NEW);
     assert_int_equal(client_sends(f), 6);
     struct relay_own own;
     relay_own(&f->n, &own);
@@ -207,10 +230,10 @@ static void test_backfill_below_the_mark_is_stored_not_delivered(void **state)
     store_skip(f->n.store, 3, 100);
     struct chat_message q = message(3, 4), above = message(3, 102), plain = message(3, 5);
     const uint16_t back = PEER_MSG_REPAIR | PEER_MSG_BACKFILL;
-    assert_int_equal(relay_remote(&f->n, &plain, PEER_MSG_REPAIR), RELAY_DUP);
-    assert_int_equal(relay_remote(&f->n, &q, back), RELAY_NEW);
-    assert_int_equal(relay_remote(&f->n, &q, back), RELAY_DUP);
-    assert_int_equal(relay_remote(&f->n, &above, back), RELAY_GAP);
+    assert_int_equal(relay_remote(&f->n, &plain, PEER_MSG_REPAIR, util_now_ns()), RELAY_DUP);
+    assert_int_equal(relay_remote(&f->n, &q, back, util_now_ns()), RELAY_NEW);
+    assert_int_equal(relay_remote(&f->n, &q, back, util_now_ns()), RELAY_DUP);
+    assert_int_equal(relay_remote(&f->n, &above, back, util_now_ns()), RELAY_GAP);
     assert_int_equal(f->to_clients, 0);
     assert_int_equal(store_highest(f->n.store, 3), 100);
     assert_int_equal(store_trimmed(f->n.store, 3), 100);
@@ -221,7 +244,7 @@ static void test_backfill_below_the_mark_is_stored_not_delivered(void **state)
     assert_int_equal(c->dropped_gap, 1);
     while (store_busy(f->n.store))
         uv_run(&f->loop, UV_RUN_ONCE);
-    assert_int_equal(relay_remote(&f->n, &q, back), RELAY_DUP); /* committed */
+    assert_int_equal(relay_remote(&f->n, &q, back, util_now_ns()), RELAY_DUP); /* committed */
     struct store_rows rows = { 0 };
     assert_int_equal(store_read(f->n.store, 3, 0, 100, 10, &rows), 0);
     assert_int_equal(rows.n, 1);
@@ -254,10 +277,10 @@ static void test_numbers_given_before_the_marks_came_are_conflicts(void **state)
 
     /* Ours that we numbered are never taken from a peer; the rest is. */
     struct chat_message m2 = message(7, 2);
-    assert_int_equal(relay_remote(&f->n, &m2, PEER_MSG_REPAIR), RELAY_DUP);
+    assert_int_equal(relay_remote(&f->n, &m2, PEER_MSG_REPAIR, util_now_ns()), RELAY_DUP);
     for (uint64_t q = 3; q <= 5; q++) {
         struct chat_message m = message(7, q);
-        assert_int_equal(relay_remote(&f->n, &m, PEER_MSG_REPAIR), RELAY_NEW);
+        assert_int_equal(relay_remote(&f->n, &m, PEER_MSG_REPAIR, util_now_ns()), RELAY_NEW);
     }
     assert_int_equal(own_state(f, NULL), RELAY_OWN_OPEN);
     assert_int_equal(client_sends(f), 6);
@@ -269,6 +292,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_restarted_node_waits_for_its_peers),
         cmocka_unit_test(test_behind_until_the_peers_sent_ours_back),
+        cmocka_unit_test(test_messages_of_one_read_share_its_time),
         cmocka_unit_test(test_numbers_given_before_the_marks_came_are_conflicts),
         cmocka_unit_test(test_backfill_below_the_mark_is_stored_not_delivered),
     };

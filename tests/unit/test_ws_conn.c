@@ -46,6 +46,7 @@
 #include "common/outq.h"
 #include "common/ws.h"
 #include "common/tls.h"
+#include "common/util.h"
 #include "common/ws_conn.h"
 #include "tests/unit/certs.h"
 
@@ -59,6 +60,7 @@ struct msg {
     char *data;
     size_t len;
     bool binary;
+    uint64_t read_ns; /* ws_conn_read_ns during the callback */
 };
 
 struct fx;
@@ -110,6 +112,7 @@ static void ep_record(struct ep *ep, ws_conn *c, const void *data, size_t len, b
     m->data[len] = '\0';
     m->len = len;
     m->binary = binary;
+    m->read_ns = ws_conn_read_ns(c);
 }
 
 static void on_open(ws_conn *c, void *ud)
@@ -665,6 +668,32 @@ static void test_rest_bytes_after_request(void **state)
     free(r.buf);
 }
 
+/* Every frame of one read has that read's time; a later read a later one. */
+static void test_read_time_per_read(void **state)
+{
+    struct fx *fx = *state;
+    struct raw r;
+    raw_connect(fx, &r, fx->port, 0);
+    uint8_t buf[512];
+    size_t n = strlen(RAW_REQUEST);
+    memcpy(buf, RAW_REQUEST, n);
+    n += client_frame(buf + n, WS_OP_TEXT, "one", 3);
+    n += client_frame(buf + n, WS_OP_TEXT, "two", 3);
+    uint64_t t0 = util_now_ns();
+    raw_send(fx, &r, buf, n); /* one write of 60 bytes: one read on loopback */
+    RUN_UNTIL(fx, fx->nsrv == 1 && fx->sep[0].nmsgs == 2);
+    uint64_t t1 = util_now_ns();
+    struct ep *srv = &fx->sep[0];
+    assert_true(srv->msgs[0].read_ns >= t0 && srv->msgs[0].read_ns <= t1);
+    assert_true(srv->msgs[1].read_ns == srv->msgs[0].read_ns);
+    n = client_frame(buf, WS_OP_TEXT, "three", 5);
+    raw_send(fx, &r, buf, n);
+    RUN_UNTIL(fx, srv->nmsgs == 3);
+    assert_true(srv->msgs[2].read_ns >= t1 && srv->msgs[2].read_ns <= util_now_ns());
+    RUN_UNTIL(fx, raw_pump(&r) && raw_head_len(&r) > 0);
+    free(r.buf);
+}
+
 static void test_shared_frame_two_servers(void **state)
 {
     struct fx *fx = *state;
@@ -1137,6 +1166,7 @@ int main(void)
         T(test_text_sizes_and_utf8),
         T(test_many_messages_one_turn),
         T(test_rest_bytes_after_request),
+        T(test_read_time_per_read),
         T(test_shared_frame_two_servers),
         T(test_close_from_client),
         T(test_close_from_server),
