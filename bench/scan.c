@@ -120,7 +120,8 @@ static const char *find_key(const char *data, size_t len, const char *key, size_
         p = memchr(p, key[0], (size_t)(end - p) - klen + 1);
         if (p == NULL)
             return NULL;
-        if (memcmp(p, key, klen) == 0)
+        /* most candidates differ in the next byte: no call for them */
+        if ((klen < 2 || p[1] == key[1]) && memcmp(p, key, klen) == 0)
             return p;
         p++;
     }
