@@ -1,9 +1,10 @@
 /* secret: see secret.h. HMAC through libcrypto's EVP_MAC ("HMAC" with
- * SHA-256), fetched once per process. */
+ * SHA-256), fetched once per process; GMAC through its AES-256-GCM. */
 #include "common/secret.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -173,6 +174,55 @@ void secret_mac_free(secret_mac *m)
         return;
     EVP_MAC_CTX_free(m->ctx);
     free(m);
+}
+
+struct secret_gmac {
+    EVP_CIPHER_CTX *ctx;
+};
+
+secret_gmac *secret_gmac_new(const uint8_t key[SECRET_GMAC_KEY_LEN])
+{
+    secret_gmac *g = xcalloc(1, sizeof(*g));
+    g->ctx = EVP_CIPHER_CTX_new();
+    must(g->ctx != NULL, "EVP_CIPHER_CTX_new");
+    /* The key schedule once; each tag then sets only its nonce. */
+    must(EVP_EncryptInit_ex(g->ctx, EVP_aes_256_gcm(), NULL, key, NULL), "EVP_EncryptInit_ex");
+    return g;
+}
+
+void secret_gmac_begin(secret_gmac *g, uint64_t nonce)
+{
+    /* 96 bits: 4 zero bytes, then the nonce big-endian */
+    uint8_t iv[12] = { 0 };
+    for (int i = 0; i < 8; i++)
+        iv[4 + i] = (uint8_t)(nonce >> (56 - 8 * i));
+    must(EVP_EncryptInit_ex(g->ctx, NULL, NULL, NULL, iv), "EVP_EncryptInit_ex (nonce)");
+}
+
+void secret_gmac_update(secret_gmac *g, const void *data, size_t len)
+{
+    int out = 0;
+    /* No output buffer: the bytes are additional authenticated data. */
+    if (len > 0)
+        must(len <= INT_MAX && EVP_EncryptUpdate(g->ctx, NULL, &out, data, (int)len),
+             "EVP_EncryptUpdate (AAD)");
+}
+
+void secret_gmac_end(secret_gmac *g, uint8_t out[SECRET_GMAC_LEN])
+{
+    uint8_t none[16];
+    int n = 0;
+    must(EVP_EncryptFinal_ex(g->ctx, none, &n) && n == 0, "EVP_EncryptFinal_ex");
+    must(EVP_CIPHER_CTX_ctrl(g->ctx, EVP_CTRL_GCM_GET_TAG, SECRET_GMAC_LEN, out),
+         "EVP_CTRL_GCM_GET_TAG");
+}
+
+void secret_gmac_free(secret_gmac *g)
+{
+    if (g == NULL)
+        return;
+    EVP_CIPHER_CTX_free(g->ctx);
+    free(g);
 }
 
 bool secret_equal(const void *a, const void *b, size_t n)

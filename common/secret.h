@@ -1,6 +1,6 @@
 /* secret: the cluster secret, shared by every node and discovery, and the
- * few primitives built on it: HMAC-SHA256 (libcrypto), constant-time
- * comparison, random nonces, hex. The secret comes from a file
+ * few primitives built on it: HMAC-SHA256 and GMAC (libcrypto),
+ * constant-time comparison, random nonces, hex. The secret comes from a file
  * (--cluster-secret-file) or the environment (DCHAT_CLUSTER_SECRET); a
  * program started without one refuses to run unless it was given
  * --insecure, and then uses the empty secret (so the protocols are the
@@ -49,6 +49,22 @@ void secret_mac_begin(secret_mac *m);
 void secret_mac_update(secret_mac *m, const void *data, size_t len);
 void secret_mac_end(secret_mac *m, uint8_t out[SECRET_MAC_LEN]);
 void secret_mac_free(secret_mac *m);
+
+/* GMAC: AES-256-GCM's tag over data that is authenticated, not encrypted
+ * (NIST SP 800-38D), for the per-link record MACs when both nodes speak
+ * it. About five times faster per byte than HMAC-SHA256 on a CPU with AES
+ * and carry-less multiply instructions. A nonce must never repeat under
+ * one key: the links use a fresh key per link and direction and count
+ * records from 0. new keys it once; begin starts a tag with that nonce,
+ * update adds bytes, end finishes it. */
+#define SECRET_GMAC_KEY_LEN 32
+#define SECRET_GMAC_LEN 16
+typedef struct secret_gmac secret_gmac;
+secret_gmac *secret_gmac_new(const uint8_t key[SECRET_GMAC_KEY_LEN]);
+void secret_gmac_begin(secret_gmac *g, uint64_t nonce);
+void secret_gmac_update(secret_gmac *g, const void *data, size_t len);
+void secret_gmac_end(secret_gmac *g, uint8_t out[SECRET_GMAC_LEN]);
+void secret_gmac_free(secret_gmac *g);
 
 /* Constant-time equality of n bytes. */
 bool secret_equal(const void *a, const void *b, size_t n);

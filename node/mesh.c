@@ -718,6 +718,11 @@ json_t *mesh_status(const struct mesh *m)
              * a node before retention (or before its hello came). */
             json_object_set_new(e, "floors",
                                 json_boolean(peer_features(p) & PEER_HELLO_FLOORS));
+            /* The records' MAC on it (peer_auth.h): GMAC between nodes that
+             * both speak it, else HMAC-SHA256. */
+            json_object_set_new(e, "recordMac",
+                                json_string(peer_features(p) & PEER_HELLO_GMAC ? "gmac"
+                                                                               : "hmac-sha256"));
         }
         json_array_append_new(arr, e);
     }

@@ -69,7 +69,7 @@ uint16_t peer_features(const peer *p) { return p->features; }
  * node built before them. */
 static uint16_t peer_our_features(const peer *p)
 {
-    return p->n->cfg.test_before_retention ? 0 : PEER_HELLO_FLOORS;
+    return p->n->cfg.test_before_retention ? 0 : PEER_HELLO_FLOORS | PEER_HELLO_GMAC;
 }
 struct flow_reader *peer_flow(peer *p) { return &p->flow; }
 
@@ -167,7 +167,7 @@ bool peer_keeps_old(const peer *old, const peer *l, uint32_t self, uint32_t id,
 /* Everything we send from now on goes in sealed records. */
 static void peer_start_sealing(peer *p, enum peer_role role)
 {
-    peer_sealer_init(&p->sealer, &p->hs, role);
+    peer_sealer_init(&p->sealer, &p->hs, role, (p->features & PEER_HELLO_GMAC) != 0);
     p->sealing = true;
     outq_set_seal(&p->q, peer_seal, &p->sealer);
 }
@@ -255,7 +255,7 @@ static int peer_auth_in(peer *p, const struct peer_frame *f)
     } else if (p->ev->adopt(p, p->ud) != 0) {
         return -1;
     }
-    peer_opener_init(&p->opener, &p->hs, them);
+    peer_opener_init(&p->opener, &p->hs, them, (p->features & PEER_HELLO_GMAC) != 0);
     p->opening = true;
     p->switching = true;
     peer_set_up(p);

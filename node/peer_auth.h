@@ -11,12 +11,14 @@
  * dialer's) and, over TLS, the TLS session (no relay through a middle).
  *
  * Records: after its AUTH, each side sends only records:
- *   u32 length | length bytes of frames | 32-byte MAC
+ *   u32 length | length bytes of frames | MAC
  * MAC = HMAC-SHA256(direction key, u64 record number || u32 length ||
- * frames), where each direction's key is derived from the secret, the ids
- * and both nonces, and record numbers count from 0: a record forged,
- * changed, replayed, dropped or reordered on the path fails its MAC and the
- * link is closed. The frames are not encrypted (TLS does that, when
+ * frames), 32 bytes; or, when both hellos carried PEER_HELLO_GMAC, the
+ * 16-byte GMAC (AES-256-GCM) of u32 length || frames under a direction key
+ * of its own with the record number as its nonce. Each direction's key is
+ * derived from the secret, the ids and both nonces, and record numbers
+ * count from 0: a record forged, changed, replayed, dropped or reordered on
+ * the path fails its MAC and the link is closed. The frames are not encrypted (TLS does that, when
  * configured). One record is one write batch of the link's queue (outq's
  * seal), so the MAC costs one HMAC per batch, not per message. */
 #ifndef DCHAT_PEER_AUTH_H
@@ -30,7 +32,7 @@
 #include "node/peer_proto.h"
 
 #define PEER_RECORD_HEAD 4
-#define PEER_RECORD_MAC SECRET_MAC_LEN
+#define PEER_RECORD_MAC SECRET_MAC_LEN /* the longest tag: HMAC's */
 /* A record's frames at most: a write batch (1 MiB, or one frame of up to
  * PEER_PROTO_MAX_FRAME alone), with room to spare. */
 #define PEER_RECORD_MAX (2u << 20)
@@ -62,13 +64,22 @@ void peer_auth_proof(const struct peer_handshake *hs, enum peer_role role,
 bool peer_auth_check(const struct peer_handshake *hs, enum peer_role role,
                      const uint8_t mac[PEER_AUTH_LEN]);
 
+/* One direction's record MAC: HMAC-SHA256 or GMAC, keyed. */
+struct peer_record_mac {
+    secret_mac *hmac;        /* one of the two */
+    secret_gmac *gmac;
+    size_t tag_len;          /* SECRET_MAC_LEN or SECRET_GMAC_LEN */
+};
+
 /* The sealing state of one direction: what `from` sends. */
 typedef struct peer_sealer {
-    secret_mac *mac;
+    struct peer_record_mac mac;
     uint64_t count;
 } peer_sealer;
 
-void peer_sealer_init(peer_sealer *s, const struct peer_handshake *hs, enum peer_role from);
+/* gmac: the link has PEER_HELLO_GMAC (both hellos carried it). */
+void peer_sealer_init(peer_sealer *s, const struct peer_handshake *hs, enum peer_role from,
+                      bool gmac);
 void peer_sealer_free(peer_sealer *s);
 
 /* An outq_seal_fn (ud: a peer_sealer): the record's length and MAC. */
@@ -80,14 +91,15 @@ typedef int (*peer_record_fn)(const char *data, size_t len, void *ud);
 
 /* The receiving state of one direction: what `from` sends us. */
 typedef struct peer_opener {
-    secret_mac *mac;
+    struct peer_record_mac mac;
     uint64_t count;
     char *buf;               /* a record split across reads */
     size_t len, cap;
     int failed;
 } peer_opener;
 
-void peer_opener_init(peer_opener *o, const struct peer_handshake *hs, enum peer_role from);
+void peer_opener_init(peer_opener *o, const struct peer_handshake *hs, enum peer_role from,
+                      bool gmac);
 void peer_opener_free(peer_opener *o);
 
 /* Feeds bytes in any chunking; fn gets each record's frames once its MAC

@@ -44,6 +44,12 @@ enum peer_frame_type {
  * the AUTH proofs do not cover the flags, see there). */
 #define PEER_HELLO_FLOORS 0x0001u
 
+/* HELLO header flag: the sender seals and opens records with GMAC
+ * (AES-256-GCM) rather than HMAC-SHA256 (peer_auth.h); a link uses it when
+ * both HELLOs had it. Nodes before it send no such flag, so a link to one
+ * keeps HMAC (docs/PROTOCOL.md 2.2). */
+#define PEER_HELLO_GMAC 0x0002u
+
 /* MSG header flag: the message is sent by anti-entropy catch-up, not live
  * (for the receiver's counters only; a receiver that does not know the
  * flag ignores it). */

@@ -73,6 +73,10 @@ def test_a_node_before_retention_keeps_its_links_and_messages_flow_both_ways(log
     assert links(a)[b.id]["floors"] and links(b)[a.id]["floors"]
     assert not links(a)[o.id]["floors"] and not links(b)[o.id]["floors"]
     assert not any(p["floors"] for p in links(o).values())
+    # The records' MAC likewise: GMAC between new nodes, HMAC to the old one.
+    assert links(a)[b.id]["recordMac"] == "gmac" and links(b)[a.id]["recordMac"] == "gmac"
+    assert links(a)[o.id]["recordMac"] == "hmac-sha256"
+    assert all(p["recordMac"] == "hmac-sha256" for p in links(o).values())
     since = up_since(o, [a.id, b.id])
 
     run(send_chats(a, [(f"m{i}", 11) for i in range(20)]))

@@ -1,9 +1,10 @@
 /* Fuzz target for node/peer_auth.c's sealed records. Input: one byte of
- * mode, the chunk sizes (chunks.h), then bytes.
+ * mode, the chunk sizes (chunks.h), then bytes. Bit 1 of mode chooses the
+ * record MAC: HMAC-SHA256 (0) or GMAC (1).
  *   mode even: the bytes are a link's raw stream, fed to an opener in one
  *     call and in the chunks: the same records come out, with the same
  *     verdict; after a refusal everything is refused.
- *   mode odd: the bytes are cut into records of (mode >> 1) + 1 bytes,
+ *   mode odd: the bytes are cut into records of (mode >> 2) + 1 bytes,
  *     sealed with peer_seal, then opened in the chunks: exactly the same
  *     bytes come back, record by record; one flipped bit (chosen from the
  *     input) in the sealed stream makes the opener refuse it. */
@@ -28,10 +29,10 @@ static int keep_cb(const char *data, size_t len, void *ud)
     return 0;
 }
 
-static int open_stream(const uint8_t *data, size_t len, chunks *ch, record *r)
+static int open_stream(const uint8_t *data, size_t len, chunks *ch, record *r, bool gmac)
 {
     peer_opener o;
-    peer_opener_init(&o, &hs, PEER_DIALER);
+    peer_opener_init(&o, &hs, PEER_DIALER, gmac);
     char err[160] = "";
     int rc = 0;
     size_t off = 0;
@@ -64,9 +65,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
     if (chunks_start(&ch, &data, &len, &mode) != 0)
         return 0;
     record whole = { 0 }, split = { 0 };
+    bool gmac = (mode >> 1) & 1; /* HMAC-SHA256 or GMAC records */
     if (mode % 2 == 0) {
-        open_stream(data, len, NULL, &whole);
-        open_stream(data, len, &ch, &split);
+        open_stream(data, len, NULL, &whole, gmac);
+        open_stream(data, len, &ch, &split, gmac);
         FUZZ_CHECK(record_same(&whole, &split));
         record_free(&whole);
         record_free(&split);
@@ -75,13 +77,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
     if (len == 0)
         return 0;
     /* Seal data in records of step bytes; expect them back. */
-    size_t step = (size_t)(mode >> 1) + 1;
+    size_t step = (size_t)(mode >> 2) + 1;
     size_t nrec = (len + step - 1) / step;
-    size_t wire_len = len + nrec * (PEER_RECORD_HEAD + PEER_RECORD_MAC);
+    size_t wire_len = len + nrec * (PEER_RECORD_HEAD + (gmac ? SECRET_GMAC_LEN : PEER_RECORD_MAC));
     uint8_t *wire = malloc(wire_len);
     FUZZ_CHECK(wire != NULL);
     peer_sealer s;
-    peer_sealer_init(&s, &hs, PEER_DIALER);
+    peer_sealer_init(&s, &hs, PEER_DIALER, gmac);
     size_t w = 0;
     for (size_t off = 0; off < len; off += step) {
         size_t n = len - off < step ? len - off : step;
@@ -98,14 +100,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
     peer_sealer_free(&s);
     FUZZ_CHECK(w == wire_len);
     record_u64(&whole, 0);
-    FUZZ_CHECK(open_stream(wire, wire_len, &ch, &split) == 0);
+    FUZZ_CHECK(open_stream(wire, wire_len, &ch, &split, gmac) == 0);
     FUZZ_CHECK(record_same(&whole, &split));
     /* One flipped bit anywhere: refused (or, in a length, left waiting). */
     size_t bit = (size_t)(data[0] | (size_t)data[len - 1] << 8) % (wire_len * 8);
     wire[bit / 8] ^= (uint8_t)(1u << (bit % 8));
     record bad = { 0 };
     chunks_init(&ch, &(const uint8_t *){ (const uint8_t *)"\xff\xff\xff\xff" }, &(size_t){ 4 });
-    int rc = open_stream(wire, wire_len, &ch, &bad);
+    int rc = open_stream(wire, wire_len, &ch, &bad, gmac);
     FUZZ_CHECK(rc == -1 || !record_same(&whole, &bad));
     record_free(&bad);
     free(wire);

@@ -70,6 +70,9 @@ static int on_record(const char *data, size_t len, void *ud)
     return 0;
 }
 
+/* The record MAC of the test running: HMAC-SHA256 or GMAC. */
+static bool gmac;
+
 /* Seals the buffers as one record into out; returns its length. */
 static size_t seal_into(peer_sealer *s, const char *const *parts, size_t n, char *out)
 {
@@ -83,7 +86,7 @@ static size_t seal_into(peer_sealer *s, const char *const *parts, size_t n, char
     size_t hl = 0, tl = 0;
     peer_seal(s, bufs, n, bytes, head, &hl, tail, &tl);
     assert_int_equal(hl, PEER_RECORD_HEAD);
-    assert_int_equal(tl, PEER_RECORD_MAC);
+    assert_int_equal(tl, gmac ? SECRET_GMAC_LEN : PEER_RECORD_MAC);
     size_t o = 0;
     memcpy(out, head, hl);
     o += hl;
@@ -95,15 +98,14 @@ static size_t seal_into(peer_sealer *s, const char *const *parts, size_t n, char
     return o + tl;
 }
 
-static void test_records_round_trip_in_any_chunking(void **state)
+static void records_round_trip_in_any_chunking(void)
 {
-    (void)state;
     secret_set("the cluster secret, 32 bytes...", 31);
     struct peer_handshake hs = hs_fixture();
     char wire[2048];
     size_t len = 0;
     peer_sealer s;
-    peer_sealer_init(&s, &hs, PEER_DIALER);
+    peer_sealer_init(&s, &hs, PEER_DIALER, gmac);
     const char *r1[] = { "first ", "record" };
     const char *r2[] = { "second" };
     const char *r3[] = { "a", "b", "c" };
@@ -114,7 +116,7 @@ static void test_records_round_trip_in_any_chunking(void **state)
 
     for (size_t chunk = 1; chunk <= len; chunk++) {
         peer_opener o;
-        peer_opener_init(&o, &hs, PEER_DIALER);
+        peer_opener_init(&o, &hs, PEER_DIALER, gmac);
         struct sink k = { .len = 0 };
         char err[128];
         for (size_t off = 0; off < len; off += chunk) {
@@ -135,7 +137,7 @@ static int open_all(const struct peer_handshake *hs, enum peer_role from, const 
                     size_t len, struct sink *k, char *err, size_t errlen)
 {
     peer_opener o;
-    peer_opener_init(&o, hs, from);
+    peer_opener_init(&o, hs, from, gmac);
     int rc = peer_opener_feed(&o, wire, len, on_record, k, err, errlen);
     char again[128];
     if (rc < 0) /* refuses all input after */
@@ -144,14 +146,13 @@ static int open_all(const struct peer_handshake *hs, enum peer_role from, const 
     return rc;
 }
 
-static void test_tampering_is_refused(void **state)
+static void tampering_is_refused(void)
 {
-    (void)state;
     secret_set("the cluster secret, 32 bytes...", 31);
     struct peer_handshake hs = hs_fixture();
     char a[256], b[256], wire[512];
     peer_sealer s;
-    peer_sealer_init(&s, &hs, PEER_ACCEPTOR);
+    peer_sealer_init(&s, &hs, PEER_ACCEPTOR, gmac);
     const char *p1[] = { "one" }, *p2[] = { "two" };
     size_t la = seal_into(&s, p1, 1, a);
     size_t lb = seal_into(&s, p2, 1, b);
@@ -197,12 +198,129 @@ static void test_tampering_is_refused(void **state)
     assert_non_null(strstr(err, "limit"));
 }
 
+static void test_hmac_records_round_trip_in_any_chunking(void **state)
+{
+    (void)state;
+    gmac = false;
+    records_round_trip_in_any_chunking();
+}
+
+static void test_gmac_records_round_trip_in_any_chunking(void **state)
+{
+    (void)state;
+    gmac = true;
+    records_round_trip_in_any_chunking();
+}
+
+static void test_hmac_tampering_is_refused(void **state)
+{
+    (void)state;
+    gmac = false;
+    tampering_is_refused();
+}
+
+static void test_gmac_tampering_is_refused(void **state)
+{
+    (void)state;
+    gmac = true;
+    tampering_is_refused();
+}
+
+struct big_sink {
+    const char *want;
+    size_t len;
+    int records;
+};
+
+static int on_big_record(const char *data, size_t len, void *ud)
+{
+    struct big_sink *k = ud;
+    assert_int_equal(len, k->len);
+    assert_memory_equal(data, k->want, len);
+    k->records++;
+    return 0;
+}
+
+/* A record of many frames, small ones gathered into runs before they are
+ * hashed and big ones hashed apart, carries the MAC of its bytes: the
+ * opener, which hashes the record whole, agrees. */
+static void test_a_record_of_many_frames_small_and_big(void **state)
+{
+    (void)state;
+    secret_set("the cluster secret, 32 bytes...", 31);
+    struct peer_handshake hs = hs_fixture();
+    enum { SMALL = 300, SMALL_LEN = 50, BIG_LEN = 5000 };
+    static char frames[SMALL * SMALL_LEN + BIG_LEN];
+    for (size_t i = 0; i < sizeof(frames); i++)
+        frames[i] = (char)('a' + i * 7 % 26);
+    uv_buf_t bufs[SMALL + 1];
+    size_t off = 0, n = 0;
+    for (int i = 0; i < SMALL; i++) {
+        size_t len = i == SMALL / 2 ? BIG_LEN : SMALL_LEN; /* the big one midway */
+        bufs[n++] = uv_buf_init(frames + off, (unsigned)len);
+        off += len;
+    }
+    bufs[n++] = uv_buf_init(frames + off, (unsigned)(sizeof(frames) - off));
+    for (int g = 0; g < 2; g++) {
+        gmac = g;
+        peer_sealer s;
+        peer_sealer_init(&s, &hs, PEER_DIALER, gmac);
+        uint8_t head[OUTQ_SEAL_HEAD], tail[OUTQ_SEAL_TAIL];
+        size_t hl = 0, tl = 0;
+        peer_seal(&s, bufs, n, sizeof(frames), head, &hl, tail, &tl);
+        peer_sealer_free(&s);
+        static char wire[sizeof(frames) + 64];
+        memcpy(wire, head, hl);
+        memcpy(wire + hl, frames, sizeof(frames));
+        memcpy(wire + hl + sizeof(frames), tail, tl);
+        peer_opener o;
+        peer_opener_init(&o, &hs, PEER_DIALER, gmac);
+        struct big_sink k = { frames, sizeof(frames), 0 };
+        char err[128];
+        assert_int_equal(peer_opener_feed(&o, wire, hl + sizeof(frames) + tl, on_big_record, &k,
+                                          err, sizeof(err)), 0);
+        assert_int_equal(k.records, 1);
+        peer_opener_free(&o);
+    }
+}
+
+/* Two ends that disagree on the MAC (a hello's flag changed on the way)
+ * refuse each other's first record: the link closes, nothing is taken. */
+static void test_a_mac_mismatch_is_refused(void **state)
+{
+    (void)state;
+    secret_set("the cluster secret, 32 bytes...", 31);
+    struct peer_handshake hs = hs_fixture();
+    for (int sealed_gmac = 0; sealed_gmac < 2; sealed_gmac++) {
+        char wire[256];
+        peer_sealer s;
+        gmac = sealed_gmac;
+        peer_sealer_init(&s, &hs, PEER_DIALER, gmac);
+        /* two records: an opener expecting the longer tag has a whole
+         * record of its own length to check (with one, it would wait) */
+        const char *p1[] = { "a message of some length" };
+        size_t len = seal_into(&s, p1, 1, wire);
+        len += seal_into(&s, p1, 1, wire + len);
+        peer_sealer_free(&s);
+        struct sink k = { .len = 0 };
+        char err[128];
+        gmac = !sealed_gmac;
+        assert_int_equal(open_all(&hs, PEER_DIALER, wire, len, &k, err, sizeof(err)), -1);
+        assert_int_equal(k.records, 0);
+        assert_non_null(strstr(err, "MAC"));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_proofs),
-        cmocka_unit_test(test_records_round_trip_in_any_chunking),
-        cmocka_unit_test(test_tampering_is_refused),
+        cmocka_unit_test(test_hmac_records_round_trip_in_any_chunking),
+        cmocka_unit_test(test_gmac_records_round_trip_in_any_chunking),
+        cmocka_unit_test(test_hmac_tampering_is_refused),
+        cmocka_unit_test(test_gmac_tampering_is_refused),
+        cmocka_unit_test(test_a_mac_mismatch_is_refused),
+        cmocka_unit_test(test_a_record_of_many_frames_small_and_big),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
