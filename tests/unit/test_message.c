@@ -834,6 +834,42 @@ static void test_fast_path_agrees_with_jansson(void **state)
     }
 }
 
+/* The string scanner goes a word at a time to the first byte that is not
+ * plain ASCII: such a byte at every offset from a word's start. */
+static void test_parse_special_byte_at_every_offset(void **state)
+{
+    (void)state;
+    static const struct { const char *wire, *got; } kinds[] = {
+        { "\xc3\xa9", "\xc3\xa9" }, /* UTF-8: stepped over */
+        { "\\n", "\n" },          /* an escape */
+        { "\\\"", "\"" },        /* an escaped quote */
+        { "\x01", NULL },         /* a raw control byte: not JSON */
+    };
+    for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+        for (int pos = 0; pos <= 20; pos++) {
+            char text[64], want[64], wire[256];
+            memset(text, 'a', (size_t)pos);
+            snprintf(text + pos, sizeof(text) - (size_t)pos, "%sbcdefghij", kinds[k].wire);
+            snprintf(wire, sizeof(wire), "{\"type\":\"newMessageFromClient\",\"payload\":"
+                     "{\"text\":\"%s\",\"sender\":\"s\",\"chatId\":1}}", text);
+            struct client_request req;
+            char err[256];
+            enum message_kind got = message_parse_request(wire, strlen(wire), &req, err,
+                                                          sizeof(err));
+            if (kinds[k].got == NULL) {
+                assert_int_not_equal(got, MESSAGE_NEW);
+            } else {
+                assert_int_equal(got, MESSAGE_NEW);
+                memset(want, 'a', (size_t)pos);
+                snprintf(want + pos, sizeof(want) - (size_t)pos, "%sbcdefghij", kinds[k].got);
+                assert_int_equal(req.msg.text_len, strlen(want));
+                assert_memory_equal(req.msg.text, want, strlen(want));
+            }
+            message_request_free(&req);
+        }
+    }
+}
+
 /* What the scanner declines goes to jansson, which gives the answer. */
 static void test_fast_path_declines_to_jansson(void **state)
 {
@@ -1104,6 +1140,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fast_path_agrees_with_jansson),
+        cmocka_unit_test(test_parse_special_byte_at_every_offset),
         cmocka_unit_test(test_fast_path_declines_to_jansson),
         cmocka_unit_test(test_parse_new_message),
         cmocka_unit_test(test_parse_ignored),
