@@ -128,6 +128,41 @@ static const char *find_key(const char *data, size_t len, const char *key, size_
     return NULL;
 }
 
+/* p at the literal lit (n bytes)? Then past it. */
+static const char *lit_at(const char *p, const char *end, const char *lit, size_t n)
+{
+    return (size_t)(end - p) >= n && memcmp(p, lit, n) == 0 ? p + n : NULL;
+}
+
+static const char *skip_digits(const char *p, const char *end)
+{
+    while (p < end && *p >= '0' && *p <= '9')
+        p++;
+    return p;
+}
+
+/* The text key of a node's frame laid out as the node writes it, from just
+ * after the source: ,"payload":[{"nodeId":N,"id":N,"messageId":"D", then
+ * the key. NULL when the frame is laid out otherwise. */
+#define LIT(p, s) ((p) = (p) ? lit_at((p), end, (s), sizeof(s) - 1) : NULL)
+static const char *after_layout(const char *p, const char *end)
+{
+    LIT(p, ",\"payload\":[{\"nodeId\":");
+    if (p != NULL)
+        p = skip_digits(p, end);
+    LIT(p, ",\"id\":");
+    if (p != NULL)
+        p = skip_digits(p, end);
+    LIT(p, ",\"messageId\":\"");
+    if (p != NULL)
+        p = skip_digits(p, end);
+    LIT(p, "\",");
+    if (p != NULL && lit_at(p, end, TEXT_KEY, sizeof(TEXT_KEY) - 1) == NULL)
+        p = NULL;
+    return p;
+}
+#undef LIT
+
 enum scan_result scan_frame_text(const char *data, size_t len, const char **text,
                                  size_t *text_len, long *source)
 {
@@ -159,7 +194,13 @@ enum scan_result scan_frame_text(const char *data, size_t len, const char **text
         if (node_head)
             from = s;
     }
-    const char *t = find_key(from, (size_t)(end - from), TEXT_KEY, sizeof(TEXT_KEY) - 1);
+    /* A node's frame has its fields in one order: the text key follows
+     * payload, nodeId, id and messageId. Walked over with fixed compares
+     * when the frame has that layout (the search stopped at each quote:
+     * memchr was an eighth of the bench); searched for otherwise. */
+    const char *t = node_head ? after_layout(from, end) : NULL;
+    if (t == NULL)
+        t = find_key(from, (size_t)(end - from), TEXT_KEY, sizeof(TEXT_KEY) - 1);
     if (t == NULL)
         return SCAN_FOREIGN;
     t += sizeof(TEXT_KEY) - 1;

@@ -288,6 +288,39 @@ static void test_key_order(void **state)
     assert_int_equal(m.index, 1);
 }
 
+/* A node's frame is walked by its layout; a frame with the node's head but
+ * another layout is searched, with the same result; every truncation of a
+ * frame is read within its bytes (an exact-size copy, under ASan). */
+static void test_node_layout_and_others(void **state)
+{
+    (void)state;
+    struct scan_marker m;
+    long source;
+    char frame[400];
+    int n = make_frame(frame, sizeof(frame), 4, "b00000abc.3.9.xx");
+    assert_int_equal(scan_copy(frame, (size_t)n, &m, &source), SCAN_OK);
+    assert_true(m.token == 0xabc && m.round == 3 && m.index == 9 && source == 4);
+    const char *others[] = {
+        /* the messageId not all digits, nodeId and id swapped, a field more */
+        "{\"type\":\"newMessagesForClient\",\"source\":4,\"payload\":[{\"nodeId\":3,\"id\":7,"
+        "\"messageId\":\"3-7\",\"text\":\"b00000abc.3.9.xx\"}]}",
+        "{\"type\":\"newMessagesForClient\",\"source\":4,\"payload\":[{\"id\":7,\"nodeId\":3,"
+        "\"messageId\":\"37\",\"text\":\"b00000abc.3.9.xx\"}]}",
+        "{\"type\":\"newMessagesForClient\",\"source\":4,\"payload\":[{\"nodeId\":3,\"id\":7,"
+        "\"messageId\":\"37\",\"sender\":\"s\",\"text\":\"b00000abc.3.9.xx\"}]}",
+    };
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+        m = (struct scan_marker){ 0, 0, 0 };
+        assert_int_equal(scan_copy(others[i], strlen(others[i]), &m, &source), SCAN_OK);
+        assert_true(m.token == 0xabc && m.round == 3 && m.index == 9 && source == 4);
+    }
+    for (int len = 0; len < n; len++) {
+        enum scan_result r = scan_copy(frame, (size_t)len, &m, &source);
+        if (r == SCAN_OK) /* cut after the marker: it is whole */
+            assert_true(m.token == 0xabc && m.round == 3 && m.index == 9);
+    }
+}
+
 static void test_missing_source(void **state)
 {
     (void)state;
@@ -406,6 +439,7 @@ int main(void)
         cmocka_unit_test(test_foreign_texts),
         cmocka_unit_test(test_number_limits),
         cmocka_unit_test(test_key_order),
+        cmocka_unit_test(test_node_layout_and_others),
         cmocka_unit_test(test_missing_source),
         cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_load_marker),
