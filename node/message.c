@@ -644,16 +644,46 @@ static unsigned dec_len_signed(int64_t v)
 #define CLIENT_PAYLOAD ",\"payload\":["
 #define CLIENT_END "]}"
 
-size_t message_object_len(const struct chat_message *m)
+/* The escaped lengths of a message's text and sender (quotes included),
+ * counted once for both the length and the writing of its frame. */
+struct escaped {
+    size_t text, sender;
+};
+
+static struct escaped escaped_of(const struct chat_message *m)
+{
+    return (struct escaped){ message_json_escaped_len(m->text, m->text_len),
+                             message_json_escaped_len(m->sender, m->sender_len) };
+}
+
+static size_t object_len(const struct chat_message *m, struct escaped e)
 {
     /* messageId: the origin's digits, then seq in 12 digits */
     return OBJ_LITERALS + 2 * (size_t)util_dec_len(m->origin) + util_dec_len(m->seq) + 12 +
-           message_json_escaped_len(m->text, m->text_len) +
-           message_json_escaped_len(m->sender, m->sender_len) + dec_len_signed(m->chat_id) +
-           UTIL_ISO8601_LEN;
+           e.text + e.sender + dec_len_signed(m->chat_id) + UTIL_ISO8601_LEN;
 }
 
-size_t message_object_write(char *o, const struct chat_message *m)
+size_t message_object_len(const struct chat_message *m)
+{
+    return object_len(m, escaped_of(m));
+}
+
+/* s (len bytes) as a JSON string into out, esc being its escaped length
+ * or 0 when not counted: with nothing to escape (esc is len + 2, since
+ * every escape lengthens) a copy between quotes, with no second look at
+ * the bytes. */
+static size_t escape_known(char *out, const char *s, size_t len, size_t esc)
+{
+    if (esc != len + 2)
+        return message_json_escape(out, s, len);
+    out[0] = '"';
+    memcpy(out + 1, s, len);
+    out[len + 1] = '"';
+    return len + 2;
+}
+
+/* message_object_write, with the escaped lengths when known (0 if not). */
+static size_t object_write(char *o, const struct chat_message *m, struct escaped e)
 {
     char *start = o;
     o = PUT_LIT(o, OBJ_ORIGIN);
@@ -663,9 +693,9 @@ size_t message_object_write(char *o, const struct chat_message *m)
     o = PUT_LIT(o, OBJ_ID);
     o = put_message_id(o, m->origin, m->seq);
     o = PUT_LIT(o, OBJ_TEXT);
-    o += message_json_escape(o, m->text, m->text_len);
+    o += escape_known(o, m->text, m->text_len, e.text);
     o = PUT_LIT(o, OBJ_SENDER);
-    o += message_json_escape(o, m->sender, m->sender_len);
+    o += escape_known(o, m->sender, m->sender_len, e.sender);
     o = PUT_LIT(o, OBJ_CHAT);
     o = put_dec_signed(o, m->chat_id);
     o = PUT_LIT(o, OBJ_TIME);
@@ -675,6 +705,11 @@ size_t message_object_write(char *o, const struct chat_message *m)
     o = PUT_LIT(o, OBJ_END);
     *o = '\0'; /* the contract (message.h); callers write over it */
     return (size_t)(o - start);
+}
+
+size_t message_object_write(char *o, const struct chat_message *m)
+{
+    return object_write(o, m, (struct escaped){ 0, 0 });
 }
 
 /* Puts the frame header in front of the JSON written at b->data + at,
@@ -702,15 +737,15 @@ static size_t server_header_len(size_t payload_len)
     return payload_len < 126 ? 2 : payload_len <= 0xffff ? 4 : 10;
 }
 
-static size_t client_json_len(uint32_t source, const struct chat_message *m)
+static size_t client_json_len(uint32_t source, const struct chat_message *m, struct escaped e)
 {
     return LIT_LEN(CLIENT_HEAD) + util_dec_len(source) + LIT_LEN(CLIENT_PAYLOAD) +
-           message_object_len(m) + LIT_LEN(CLIENT_END);
+           object_len(m, e) + LIT_LEN(CLIENT_END);
 }
 
 size_t message_client_frame_len(uint32_t source, const struct chat_message *m)
 {
-    size_t json = client_json_len(source, m);
+    size_t json = client_json_len(source, m, escaped_of(m));
     return server_header_len(json) + json;
 }
 
@@ -719,7 +754,8 @@ msgbuf *message_client_frame(uint32_t source, const struct chat_message *m)
     /* The length is known exactly, so the JSON goes right after the
      * header it will have: no move of the whole frame, which perf showed
      * on the senders' node. */
-    size_t json = client_json_len(source, m);
+    struct escaped e = escaped_of(m);
+    size_t json = client_json_len(source, m, e);
     size_t at = server_header_len(json);
     msgbuf *b = msgbuf_new(at + json);
     char *o = b->data + at;
@@ -727,7 +763,7 @@ msgbuf *message_client_frame(uint32_t source, const struct chat_message *m)
     o = PUT_LIT(o, CLIENT_HEAD);
     o = util_put_dec(o, source);
     o = PUT_LIT(o, CLIENT_PAYLOAD);
-    o += message_object_write(o, m);
+    o += object_write(o, m, e);
     memcpy(o, CLIENT_END, LIT_LEN(CLIENT_END));
     o += LIT_LEN(CLIENT_END);
     return finish_frame_at(b, at, (size_t)(o - start));
