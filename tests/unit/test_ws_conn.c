@@ -647,19 +647,26 @@ static void test_many_messages_one_turn(void **state)
     RUN_UNTIL(fx, ws_conn_queued_bytes(cli->conn) == 0 && ws_conn_queued_bytes(srv->conn) == 0);
 }
 
+/* Connects r and sends the upgrade request and two text frames, a and b,
+ * in one write (short: one read on loopback). */
+static void request_and_two_frames(struct fx *fx, struct raw *r, const char *a, const char *b)
+{
+    raw_connect(fx, r, fx->port, 0);
+    uint8_t buf[512];
+    size_t n = strlen(RAW_REQUEST);
+    memcpy(buf, RAW_REQUEST, n);
+    n += client_frame(buf + n, WS_OP_TEXT, a, strlen(a));
+    n += client_frame(buf + n, WS_OP_TEXT, b, strlen(b));
+    raw_send(fx, r, buf, n);
+}
+
 static void test_rest_bytes_after_request(void **state)
 {
     struct fx *fx = *state;
     /* The request and a first frame in one write: what http_server read
      * past the request must reach the ws_conn. */
     struct raw r;
-    raw_connect(fx, &r, fx->port, 0);
-    uint8_t buf[512];
-    size_t n = strlen(RAW_REQUEST);
-    memcpy(buf, RAW_REQUEST, n);
-    n += client_frame(buf + n, WS_OP_TEXT, "early", 5);
-    n += client_frame(buf + n, WS_OP_TEXT, "bird", 4);
-    raw_send(fx, &r, buf, n);
+    request_and_two_frames(fx, &r, "early", "bird");
     RUN_UNTIL(fx, fx->nsrv == 1 && fx->sep[0].nmsgs == 2);
     assert_string_equal(fx->sep[0].msgs[0].data, "early");
     assert_string_equal(fx->sep[0].msgs[1].data, "bird");
@@ -673,20 +680,15 @@ static void test_read_time_per_read(void **state)
 {
     struct fx *fx = *state;
     struct raw r;
-    raw_connect(fx, &r, fx->port, 0);
-    uint8_t buf[512];
-    size_t n = strlen(RAW_REQUEST);
-    memcpy(buf, RAW_REQUEST, n);
-    n += client_frame(buf + n, WS_OP_TEXT, "one", 3);
-    n += client_frame(buf + n, WS_OP_TEXT, "two", 3);
     uint64_t t0 = util_now_ns();
-    raw_send(fx, &r, buf, n); /* one write of 60 bytes: one read on loopback */
+    request_and_two_frames(fx, &r, "one", "two");
     RUN_UNTIL(fx, fx->nsrv == 1 && fx->sep[0].nmsgs == 2);
     uint64_t t1 = util_now_ns();
     struct ep *srv = &fx->sep[0];
     assert_true(srv->msgs[0].read_ns >= t0 && srv->msgs[0].read_ns <= t1);
     assert_true(srv->msgs[1].read_ns == srv->msgs[0].read_ns);
-    n = client_frame(buf, WS_OP_TEXT, "three", 5);
+    uint8_t buf[64];
+    size_t n = client_frame(buf, WS_OP_TEXT, "three", 5);
     raw_send(fx, &r, buf, n);
     RUN_UNTIL(fx, srv->nmsgs == 3);
     assert_true(srv->msgs[2].read_ns >= t1 && srv->msgs[2].read_ns <= util_now_ns());
