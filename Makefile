@@ -33,7 +33,6 @@ VERSION  := 0.1.0
 LLHTTP_SRC := /usr/share/llhttp
 LLHTTP_INC := /usr/share/include/llhttp
 
-# wslay ships no pkg-config file; -lwslay is named below.
 PKGS       := libuv jansson libssl libcrypto sqlite3
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -42,7 +41,7 @@ OPT      ?= -O2 -g
 XCFLAGS  := $(OPT) $(CFLAGS) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
             -Wno-unused-parameter -fno-strict-aliasing \
             -DDCHAT_VERSION='"$(VERSION)"' -I. -I$(LLHTTP_INC) $(PKG_CFLAGS) -MMD -MP
-LDLIBS   := -lwslay $(PKG_LIBS) -lm
+LDLIBS   := $(PKG_LIBS) -lm
 
 ifneq ($(SANITIZE),)
 XCFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -156,10 +155,9 @@ programs: $(BINS)
 # on a machine without the packages says what to do instead of failing on
 # a missing header or an undefined reference.
 have-deps:
-	@pkg-config --exists $(PKGS) && [ -f $(LLHTTP_SRC)/llhttp.c ] && \
-	    [ -f /usr/include/wslay/wslay.h ] || { \
-	    echo "make: the build dependencies are missing (libuv, jansson, OpenSSL, SQLite," \
-	         "wslay or llhttp); run 'make deps' (as root), or 'make' to do both" >&2; exit 1; }
+	@pkg-config --exists $(PKGS) && [ -f $(LLHTTP_SRC)/llhttp.c ] || { \
+	    echo "make: the build dependencies are missing (libuv, jansson, OpenSSL, SQLite" \
+	         "or llhttp); run 'make deps' (as root), or 'make' to do both" >&2; exit 1; }
 
 # --- libraries --------------------------------------------------------------
 $(BUILD)/obj/llhttp/%.o: $(LLHTTP_SRC)/%.c | have-deps

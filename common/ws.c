@@ -1,12 +1,10 @@
-/* ws: see ws.h. The decoder drives wslay_frame_recv with a recv callback
- * that hands it the bytes we were fed; wslay returns unmasked payload
- * chunks. wslay reports a frame only with its first payload byte, so a
- * header gate in front of it reads each frame header itself and applies the
- * rules wslay leaves to the application (masking by role, reserved bits,
- * opcodes, fragmentation order, message size) as soon as the header's
- * length field is in; UTF-8 is checked on the payload. A frame that arrives whole and
- * unfragmented is passed up straight from wslay's buffer; only fragmented or
- * split messages are copied into the reassembly buffer. */
+/* ws: see ws.h. The decoder walks the stream frame by frame: each header
+ * up to its length's last byte, judged at once (masking by role, reserved
+ * bits, opcodes, fragmentation order, message size), then the mask key,
+ * then the payload, unmasked eight bytes at a time straight into the
+ * reassembly buffer (or the control frame's); UTF-8 is checked on the
+ * payload. An unmasked frame (a client reading a server) that arrives
+ * whole and unfragmented is passed up from the input itself. */
 #include "common/ws.h"
 
 #include <openssl/evp.h>
@@ -15,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <wslay/wslay.h>
 
 #include "common/util.h"
 
@@ -208,39 +205,19 @@ bool ws_utf8_valid(const uint8_t *p, size_t n)
 
 /* --- the decoder ---------------------------------------------------------- */
 
-/* wslay's frame context carries a 4 KiB input buffer: most of what an idle
- * connection would cost. A decoder holds one only while bytes are going
- * through it or a frame is cut between reads; at a frame boundary, with
- * every byte consumed, the context is as wslay_frame_context_init leaves
- * it (RECV_HEADER1, nothing buffered) and goes back to a small pool for
- * the next decoder that reads. The slot is wslay's user_data, so a pooled
- * context can serve any decoder. One loop thread, like msgbuf's pool. */
-struct wslay_slot {
-    wslay_frame_context_ptr ctx;
-    ws_decoder *d;              /* the decoder it reads for now */
-    struct wslay_slot *next;    /* in the pool */
-};
-
-#define WS_WSLAY_POOL 64
-
-static struct wslay_slot *wslay_pool;
-static unsigned wslay_pooled;
-
 struct ws_decoder {
-    struct wslay_slot *slot;     /* NULL between frames: see wslay_slot */
     bool masked;                 /* frames must be masked (server side) */
     size_t max_message;
-    const uint8_t *in;           /* what the recv callback hands to wslay */
-    size_t in_len;
-    /* the header gate: where the raw stream is, frame by frame */
-    uint8_t hdr[10];             /* a header up to its length's last byte */
+    /* a frame's header, up to its length's last byte */
+    uint8_t hdr[10];
     size_t hdr_got;
-    uint64_t gate_skip;          /* mask key and payload: bytes until the
-                                    next header */
-    /* the frame being received */
+    /* the frame being received: its mask key, then its payload */
     bool in_frame;
     uint8_t opcode;
     bool fin;
+    bool frame_masked;
+    uint8_t mask[4];
+    unsigned mask_got;
     uint64_t frame_len, frame_got;
     uint8_t ctrl[125];
     /* the message being reassembled (msg_opcode 0: none) */
@@ -252,72 +229,6 @@ struct ws_decoder {
     const char *error_text;
     bool stopped;                /* the callback asked to stop */
 };
-
-static ssize_t wslay_recv_cb(uint8_t *buf, size_t len, int flags, void *ud)
-{
-    ws_decoder *d = ((struct wslay_slot *)ud)->d;
-    size_t n = UTIL_MIN(len, d->in_len);
-    if (n == 0)
-        return -1; /* wslay reads this as "want more input" */
-    memcpy(buf, d->in, n);
-    d->in += n;
-    d->in_len -= n;
-    return (ssize_t)n;
-}
-
-static ssize_t wslay_send_cb(const uint8_t *data, size_t len, int flags, void *ud)
-{
-    return -1; /* the decoder never sends */
-}
-
-static int wslay_genmask_cb(uint8_t *buf, size_t len, void *ud)
-{
-    return -1;
-}
-
-static struct wslay_slot *slot_take(ws_decoder *d)
-{
-    static const struct wslay_frame_callbacks cbs = { wslay_send_cb, wslay_recv_cb,
-                                                      wslay_genmask_cb };
-    struct wslay_slot *s = wslay_pool;
-    if (s != NULL) {
-        wslay_pool = s->next;
-        wslay_pooled--;
-    } else {
-        s = xmalloc(sizeof(*s));
-        if (wslay_frame_context_init(&s->ctx, &cbs, s) != 0) {
-            fprintf(stderr, "fatal: wslay_frame_context_init failed (out of memory)\n");
-            abort();
-        }
-    }
-    s->d = d;
-    return s;
-}
-
-/* Gives d's context back: to the pool when it is clean (the caller knows),
- * else to the system. */
-static void slot_give(ws_decoder *d, bool clean)
-{
-    struct wslay_slot *s = d->slot;
-    d->slot = NULL;
-    if (clean && wslay_pooled < WS_WSLAY_POOL) {
-        s->d = NULL;
-        s->next = wslay_pool;
-        wslay_pool = s;
-        wslay_pooled++;
-        return;
-    }
-    wslay_frame_context_free(s->ctx);
-    free(s);
-}
-
-/* Whether the stream stands at a frame boundary with every byte consumed:
- * the gate between frames and wslay done with the last one. */
-static bool at_boundary(const ws_decoder *d)
-{
-    return d->hdr_got == 0 && d->gate_skip == 0 && !d->in_frame && d->in_len == 0 &&
-           d->error == 0 && !d->stopped;
-}
 
 ws_decoder *ws_decoder_new(bool masked, size_t max_message)
 {
@@ -331,15 +242,8 @@ void ws_decoder_free(ws_decoder *d)
 {
     if (d == NULL)
         return;
-    if (d->slot != NULL)
-        slot_give(d, at_boundary(d));
     free(d->msg);
     free(d);
-}
-
-bool ws_decoder_holds_context(const ws_decoder *d)
-{
-    return d->slot != NULL;
 }
 
 const char *ws_decoder_error(const ws_decoder *d)
@@ -356,7 +260,7 @@ static int fail(ws_decoder *d, int code, const char *text)
 
 static bool is_control(unsigned op) { return op >= 8; }
 
-/* A frame header as the gate read it. */
+/* A frame header as read_header decoded it. */
 struct frame_header {
     bool fin, mask;
     unsigned rsv, opcode;
@@ -447,22 +351,26 @@ static int check_close_payload(ws_decoder *d, const uint8_t *p, size_t n)
     return 0;
 }
 
-/* One chunk of payload from wslay (possibly the whole frame). */
-static int frame_chunk(ws_decoder *d, const struct wslay_frame_iocb *io,
+/* n bytes of the frame's payload, unmasked, at p (possibly the whole
+ * frame). placed: they are already where they go, at the end of d->msg
+ * (not yet counted in msg_len) or in d->ctrl, as a masked frame's are
+ * unmasked straight there; otherwise p is the caller's input, and a
+ * message that is this one frame, whole, is passed up from it without a
+ * copy. */
+static int frame_chunk(ws_decoder *d, const uint8_t *p, size_t n, bool placed,
                        ws_message_fn cb, void *ud)
 {
-    const uint8_t *p = io->data;
-    size_t n = io->data_length;
     bool whole = d->frame_got == 0 && n == d->frame_len;
 
     if (is_control(d->opcode)) {
-        if (n > 0)
+        if (n > 0 && !placed)
             memcpy(d->ctrl + d->frame_got, p, n);
     } else {
         if (d->msg_opcode == WS_OP_TEXT && !ws_utf8_feed(&d->utf8, p, n))
             return fail(d, WS_CLOSE_INVALID_DATA, "text is not valid UTF-8");
-        /* Zero copy when the message is this one frame, whole. */
-        if (!(whole && d->fin && d->msg_len == 0))
+        if (placed)
+            d->msg_len += n;
+        else if (!(whole && d->fin && d->msg_len == 0))
             msg_append(d, p, n);
     }
     d->frame_got += n;
@@ -487,7 +395,7 @@ static int frame_chunk(ws_decoder *d, const struct wslay_frame_iocb *io,
     d->msg_opcode = 0;
     int stop;
     static const uint8_t empty[1];
-    if (whole && d->msg_len == 0)
+    if (whole && d->msg_len == 0) /* not placed: the input itself */
         stop = cb(ud, op, n > 0 ? p : empty, n);
     else /* a message of empty fragments has no buffer: never pass NULL */
         stop = cb(ud, op, d->msg_len > 0 ? d->msg : empty, d->msg_len);
@@ -501,16 +409,81 @@ static int frame_chunk(ws_decoder *d, const struct wslay_frame_iocb *io,
     return stop ? -1 : 0;
 }
 
-/* --- the header gate ------------------------------------------------------
- * wslay_frame_recv keeps a frame's header to itself until a payload byte
- * follows, so a header announcing 2^62 bytes would sit there unchecked for as
- * long as the peer likes. The gate walks the raw stream ahead of wslay: the
- * header up to its length's last byte into d->hdr (all that the checks
- * need; the mask key is not), then the mask key and the announced payload.
- * When the length's last byte arrives, everything before that byte goes to
- * wslay first (so earlier frames are delivered and d->msg_len is the open
- * message's length), then frame_start judges the header, and only then does
- * wslay see the byte. */
+/* dst = src ^ the mask key, whose phase is the payload offset off: eight
+ * bytes at a time (a byte at a time was most of a client frame's cost in
+ * the library this replaced). */
+static void unmask(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t key[4], uint64_t off)
+{
+    uint8_t k[8];
+    for (int i = 0; i < 8; i++)
+        k[i] = key[(off + (uint64_t)i) & 3];
+    uint64_t k64;
+    memcpy(&k64, k, 8);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t v;
+        memcpy(&v, src + i, 8);
+        v ^= k64;
+        memcpy(dst + i, &v, 8);
+    }
+    for (; i < n; i++)
+        dst[i] = src[i] ^ k[i & 7];
+}
+
+/* Where a masked message that is one frame, whole in one feed (a client's
+ * usual message), is unmasked and passed up from: one buffer per thread,
+ * not one per connection, so that a client that sent something keeps no
+ * buffer of its own. The callback gets it during the call only. */
+static _Thread_local uint8_t *scratch;
+static _Thread_local size_t scratch_cap;
+
+static int whole_masked_message(ws_decoder *d, const uint8_t *p, size_t n, ws_message_fn cb,
+                                void *ud)
+{
+    if (n > scratch_cap) {
+        free(scratch);
+        scratch_cap = UTIL_MAX(n, (size_t)4096);
+        scratch = xmalloc(scratch_cap);
+    }
+    unmask(scratch, p, n, d->mask, 0);
+    int rc = frame_chunk(d, scratch, n, false, cb, ud);
+    if (scratch_cap > 256 * 1024) { /* do not keep a big one around */
+        free(scratch);
+        scratch = NULL;
+        scratch_cap = 0;
+    }
+    return rc;
+}
+
+/* n bytes of the current frame's payload from the input at p: unmasked
+ * into where they go when the frame is masked, handed on as they are when
+ * not. */
+static int payload(ws_decoder *d, const uint8_t *p, size_t n, ws_message_fn cb, void *ud)
+{
+    if (!d->frame_masked || n == 0)
+        return frame_chunk(d, p, n, false, cb, ud);
+    if (!is_control(d->opcode) && d->fin && d->msg_len == 0 && d->frame_got == 0 &&
+        n == d->frame_len)
+        return whole_masked_message(d, p, n, cb, ud);
+    uint8_t *dst;
+    if (is_control(d->opcode)) {
+        dst = d->ctrl + d->frame_got; /* frame_start: at most 125 bytes */
+    } else {
+        if (d->msg_len + n > d->msg_cap) {
+            d->msg_cap = UTIL_MAX(d->msg_len + n, d->msg_cap * 2);
+            d->msg_cap = UTIL_MAX(d->msg_cap, (size_t)1024);
+            d->msg = xrealloc(d->msg, d->msg_cap);
+        }
+        dst = d->msg + d->msg_len;
+    }
+    unmask(dst, p, n, d->mask, d->frame_got);
+    return frame_chunk(d, dst, n, true, cb, ud);
+}
+
+/* --- frame headers ----------------------------------------------------------
+ * Each header is read up to its length's last byte into d->hdr (all the
+ * checks need; the mask key is not) and judged at once, so a header
+ * announcing 2^62 bytes is refused before any of its payload is taken. */
 
 /* How much of the header in d->hdr the checks need: 2 bytes until the
  * second is known, then up to the end of the length. */
@@ -524,7 +497,7 @@ static size_t header_checked_size(const ws_decoder *d)
 
 /* d->hdr holds a header up to its length: decode it, check it, start the
  * frame. */
-static int gate_header(ws_decoder *d)
+static int read_header(ws_decoder *d)
 {
     const uint8_t *h = d->hdr;
     struct frame_header fh = {
@@ -551,36 +524,9 @@ static int gate_header(ws_decoder *d)
     int rc = frame_start(d, &fh);
     if (rc != 0)
         return rc;
-    d->gate_skip = (fh.mask ? 4 : 0) + fh.payload_length;
+    d->frame_masked = fh.mask;
+    d->mask_got = 0;
     return 0;
-}
-
-/* Hands len bytes to wslay and handles every payload chunk it returns. The
- * gate has already started each frame these bytes hold payload of. */
-static int wslay_run(ws_decoder *d, const uint8_t *data, size_t len,
-                     ws_message_fn cb, void *ud)
-{
-    if (len == 0 && d->slot == NULL)
-        return 0; /* nothing for wslay, and nothing of a frame in it */
-    if (d->slot == NULL)
-        d->slot = slot_take(d);
-    d->in = data;
-    d->in_len = len;
-    for (;;) {
-        struct wslay_frame_iocb io;
-        ssize_t r = wslay_frame_recv(d->slot->ctx, &io);
-        if (r == WSLAY_ERR_WANT_READ)
-            return 0;
-        if (r < 0)
-            return fail(d, WS_CLOSE_PROTOCOL, "malformed frame header");
-        if (!d->in_frame || io.opcode != d->opcode || io.payload_length != d->frame_len)
-            return fail(d, WS_CLOSE_INTERNAL, "wslay and the header gate disagree on a frame");
-        int rc = frame_chunk(d, &io, cb, ud);
-        if (rc == -1)
-            d->stopped = true; /* what follows in the stream is not kept */
-        if (rc != 0)
-            return rc;
-    }
 }
 
 static int feed_frames(ws_decoder *d, const uint8_t *data, size_t len,
@@ -590,39 +536,46 @@ static int feed_frames(ws_decoder *d, const uint8_t *data, size_t len,
         return d->error;
     if (d->stopped)
         return -1;
-    size_t n = 0; /* bytes of data the gate let through, not yet in wslay */
-    while (n < len) {
-        if (d->gate_skip > 0) {
-            uint64_t take = UTIL_MIN((uint64_t)(len - n), d->gate_skip);
-            n += (size_t)take;
-            d->gate_skip -= take;
+    for (;;) {
+        if (!d->in_frame) {
+            if (len == 0)
+                return 0;
+            d->hdr[d->hdr_got++] = *data++;
+            len--;
+            if (d->hdr_got < header_checked_size(d))
+                continue;
+            int rc = read_header(d);
+            if (rc != 0)
+                return rc;
             continue;
         }
-        d->hdr[d->hdr_got++] = data[n];
-        if (d->hdr_got < header_checked_size(d)) {
-            n++;
+        if (d->frame_masked && d->mask_got < 4) {
+            if (len == 0)
+                return 0;
+            size_t take = UTIL_MIN(len, (size_t)(4 - d->mask_got));
+            memcpy(d->mask + d->mask_got, data, take);
+            d->mask_got += (unsigned)take;
+            data += take;
+            len -= take;
             continue;
         }
-        int rc = wslay_run(d, data, n, cb, ud);
+        /* the payload; a frame of none completes without input */
+        uint64_t left = d->frame_len - d->frame_got;
+        if (left > 0 && len == 0)
+            return 0;
+        size_t take = (size_t)UTIL_MIN((uint64_t)len, left);
+        int rc = payload(d, data, take, cb, ud);
+        data += take;
+        len -= take;
+        if (rc == -1)
+            d->stopped = true; /* what follows in the stream is not kept */
         if (rc != 0)
             return rc;
-        rc = gate_header(d);
-        if (rc != 0)
-            return rc;
-        data += n;
-        len -= n;
-        n = 1; /* the length's last byte, for wslay with what follows */
     }
-    return wslay_run(d, data, n, cb, ud);
 }
 
 int ws_decoder_feed(ws_decoder *d, const uint8_t *data, size_t len,
                     ws_message_fn cb, void *ud)
 {
-    int rc = feed_frames(d, data, len, cb, ud);
-    /* A failed or stopped decoder takes no more input: its context may hold
-     * bytes it will never read, so it is not pooled. */
-    if (d->slot != NULL && (rc != 0 || at_boundary(d)))
-        slot_give(d, rc == 0);
-    return rc;
+    return feed_frames(d, data, len, cb, ud);
 }

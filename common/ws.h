@@ -1,7 +1,6 @@
-/* ws: the WebSocket protocol (RFC 6455) without I/O. Frame payloads are
- * parsed by wslay's frame layer (wslay_frame_recv) and reassembled here into
- * whole messages, with every rule a server must enforce, each as soon as the
- * bytes it needs are in: masking by role, control frame limits,
+/* ws: the WebSocket protocol (RFC 6455) without I/O. Frames are parsed,
+ * unmasked and reassembled here into whole messages, with every rule a
+ * server must enforce, each as soon as the bytes it needs are in: masking by role, control frame limits,
  * fragmentation order and a message size bound (1009) at the frame header,
  * strict UTF-8 for text and close reasons (1007). Outgoing frame headers are
  * written by hand: a server frame is unmasked, so one serialized frame
@@ -96,11 +95,6 @@ void ws_decoder_free(ws_decoder *d);
  * more input. */
 int ws_decoder_feed(ws_decoder *d, const uint8_t *data, size_t len,
                     ws_message_fn cb, void *ud);
-
-/* Whether d holds a wslay frame context (4 KiB of input buffer) now: only
- * while a frame is cut between feeds. Between frames it holds none, so an
- * idle connection costs little; the contexts are pooled for reuse. */
-bool ws_decoder_holds_context(const ws_decoder *d);
 
 /* Describes the last error for logs ("unmasked client frame" ...). */
 const char *ws_decoder_error(const ws_decoder *d);

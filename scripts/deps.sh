@@ -12,7 +12,7 @@
 # Run as root (CI is); otherwise it uses sudo, or says what to install.
 set -eu
 
-BUILD_PKGS="gcc libc6-dev make pkg-config libuv1-dev libwslay-dev libjansson-dev \
+BUILD_PKGS="gcc libc6-dev make pkg-config libuv1-dev libjansson-dev \
 node-llhttp libssl-dev libsqlite3-dev"
 RUN_PKGS="$BUILD_PKGS curl"
 # nats-server and python3-matplotlib: the comparison with NATS
