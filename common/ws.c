@@ -1,10 +1,12 @@
 /* ws: see ws.h. The decoder walks the stream frame by frame: each header
  * up to its length's last byte, judged at once (masking by role, reserved
  * bits, opcodes, fragmentation order, message size), then the mask key,
- * then the payload, unmasked eight bytes at a time straight into the
- * reassembly buffer (or the control frame's); UTF-8 is checked on the
- * payload. An unmasked frame (a client reading a server) that arrives
- * whole and unfragmented is passed up from the input itself. */
+ * then the payload, unmasked eight bytes at a time: a message that is one
+ * frame, whole in one feed, into one buffer per thread, anything else
+ * straight into the connection's reassembly buffer (or the control
+ * frame's); UTF-8 is checked on the payload. An unmasked frame (a client
+ * reading a server) that arrives whole and unfragmented is passed up from
+ * the input itself. */
 #include "common/ws.h"
 
 #include <openssl/evp.h>
