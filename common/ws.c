@@ -45,19 +45,29 @@ size_t ws_frame_header(uint8_t *out, unsigned opcode, uint64_t payload_len,
     return n;
 }
 
+/* dst = src ^ the mask key, whose phase is the payload offset off, eight
+ * bytes at a time; dst may be src. */
+static void unmask(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t key[4], uint64_t off)
+{
+    uint8_t k[8];
+    for (int i = 0; i < 8; i++)
+        k[i] = key[(off + (uint64_t)i) & 3];
+    uint64_t k64;
+    memcpy(&k64, k, 8);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t v;
+        memcpy(&v, src + i, 8);
+        v ^= k64;
+        memcpy(dst + i, &v, 8);
+    }
+    for (; i < n; i++)
+        dst[i] = src[i] ^ k[i & 7];
+}
+
 void ws_mask(uint8_t *data, size_t len, const uint8_t mask[4])
 {
-    uint32_t m32;
-    memcpy(&m32, mask, 4);
-    size_t i = 0;
-    for (; i + 4 <= len; i += 4) {
-        uint32_t v;
-        memcpy(&v, data + i, 4);
-        v ^= m32;
-        memcpy(data + i, &v, 4);
-    }
-    for (; i < len; i++)
-        data[i] ^= mask[i & 3];
+    unmask(data, data, len, mask, 0);
 }
 
 int ws_accept_key(const char *client_key, char out[29])
@@ -409,27 +419,6 @@ static int frame_chunk(ws_decoder *d, const uint8_t *p, size_t n, bool placed,
         d->msg_cap = 0;
     }
     return stop ? -1 : 0;
-}
-
-/* dst = src ^ the mask key, whose phase is the payload offset off: eight
- * bytes at a time (a byte at a time was most of a client frame's cost in
- * the library this replaced). */
-static void unmask(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t key[4], uint64_t off)
-{
-    uint8_t k[8];
-    for (int i = 0; i < 8; i++)
-        k[i] = key[(off + (uint64_t)i) & 3];
-    uint64_t k64;
-    memcpy(&k64, k, 8);
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t v;
-        memcpy(&v, src + i, 8);
-        v ^= k64;
-        memcpy(dst + i, &v, 8);
-    }
-    for (; i < n; i++)
-        dst[i] = src[i] ^ k[i & 7];
 }
 
 /* Where a masked message that is one frame, whole in one feed (a client's
