@@ -325,17 +325,24 @@ static int frame_start(ws_decoder *d, const struct frame_header *h)
     return 0;
 }
 
-static void msg_append(ws_decoder *d, const uint8_t *p, size_t n)
+/* Room for n more bytes at the end of the message being reassembled; the
+ * caller writes them there and counts them in msg_len. */
+static uint8_t *msg_reserve(ws_decoder *d, size_t n)
 {
-    /* An empty fragment leaves d->msg NULL, and memcpy must not see it. */
-    if (n == 0)
-        return;
     if (d->msg_len + n > d->msg_cap) {
         d->msg_cap = UTIL_MAX(d->msg_len + n, d->msg_cap * 2);
         d->msg_cap = UTIL_MAX(d->msg_cap, (size_t)1024);
         d->msg = xrealloc(d->msg, d->msg_cap);
     }
-    memcpy(d->msg + d->msg_len, p, n);
+    return d->msg + d->msg_len;
+}
+
+static void msg_append(ws_decoder *d, const uint8_t *p, size_t n)
+{
+    /* An empty fragment leaves d->msg NULL, and memcpy must not see it. */
+    if (n == 0)
+        return;
+    memcpy(msg_reserve(d, n), p, n);
     d->msg_len += n;
 }
 
@@ -460,12 +467,7 @@ static int payload(ws_decoder *d, const uint8_t *p, size_t n, ws_message_fn cb, 
     if (is_control(d->opcode)) {
         dst = d->ctrl + d->frame_got; /* frame_start: at most 125 bytes */
     } else {
-        if (d->msg_len + n > d->msg_cap) {
-            d->msg_cap = UTIL_MAX(d->msg_len + n, d->msg_cap * 2);
-            d->msg_cap = UTIL_MAX(d->msg_cap, (size_t)1024);
-            d->msg = xrealloc(d->msg, d->msg_cap);
-        }
-        dst = d->msg + d->msg_len;
+        dst = msg_reserve(d, n);
     }
     unmask(dst, p, n, d->mask, d->frame_got);
     return frame_chunk(d, dst, n, true, cb, ud);
