@@ -654,9 +654,8 @@ void bench_sock_deliver(bench_sock *s, const struct scan_marker *m)
         return;
     }
     /* The time of the read that brought it (all of one read's frames
-     * arrived together), not a clock read per delivery: same clock as
-     * uv_hrtime (CLOCK_MONOTONIC), and no clock read per delivery (25 ns
-     * each on this machine's VM). */
+     * arrived together; uv_hrtime's clock, CLOCK_MONOTONIC), not a clock
+     * read per delivery (25 ns each on this machine's VM). */
     uint64_t now = ws_conn_read_ns(s->c);
     if (tally_add(&s->t, m->index) == 1) {
         uint64_t at = sent_at(b, m->index);
