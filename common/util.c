@@ -64,6 +64,18 @@ uint64_t util_now_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
 uint64_t util_now_ms(void) { return clock_ns(CLOCK_MONOTONIC) / 1000000u; }
 uint64_t util_wall_ms(void) { return clock_ns(CLOCK_REALTIME) / 1000000u; }
 
+const char util_digit_pairs[200] =
+    "00010203040506070809"
+    "10111213141516171819"
+    "20212223242526272829"
+    "30313233343536373839"
+    "40414243444546474849"
+    "50515253545556575859"
+    "60616263646566676869"
+    "70717273747576777879"
+    "80818283848586878889"
+    "90919293949596979899";
+
 int util_format_iso8601(uint64_t wall_ms, char *out)
 {
     /* Called for every message on the hot path: gmtime_r only when the

@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <stdlib.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "common/msgbuf.h"
@@ -46,6 +48,24 @@ static void test_decimal_digits(void **state)
         assert_int_equal(end - out, util_dec_len(values[i]));
         assert_memory_equal(out, want[i], strlen(want[i]));
         assert_int_equal(*end, 'x');
+    }
+    /* Around every power of ten, against printf: the two-digit steps and
+     * the odd digit left at the front (or at the left of a width). */
+    for (uint64_t p = 1;; p *= 10) {
+        for (uint64_t v = p > 1 ? p - 1 : 0; v <= p + 1; v++) {
+            char want_s[24], want_w[24];
+            int n = snprintf(want_s, sizeof(want_s), "%" PRIu64, v);
+            assert_int_equal(util_dec_len(v), n);
+            assert_int_equal(util_put_dec(out, v) - out, n);
+            assert_memory_equal(out, want_s, (size_t)n);
+            for (int w = 1; w <= 20; w++) {
+                snprintf(want_w, sizeof(want_w), "%020" PRIu64, v);
+                assert_ptr_equal(util_put_dec_width(out, v, w), out + w);
+                assert_memory_equal(out, want_w + 20 - w, (size_t)w);
+            }
+        }
+        if (p > UINT64_MAX / 10)
+            break;
     }
 }
 
