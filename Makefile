@@ -48,6 +48,16 @@ LDLIBS   := $(PKG_LIBS) -lm
 ifneq ($(SANITIZE),)
 XCFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS += -fsanitize=$(SANITIZE)
+else
+# Link-time optimisation, for the optimised build only (the sanitizer and
+# fuzz builds are for finding bugs, and clang's LTO needs another linker):
+# small functions of one file inline into the hot paths of another
+# (msgbuf, outq, ws, the store's lookups), about 2 % fewer instructions
+# per message. gcc's plugin (/usr/lib/bfd-plugins) lets ar index the
+# objects. LTO= turns it off.
+LTO     ?= -flto=auto
+XCFLAGS += $(LTO)
+LDFLAGS += $(if $(LTO),$(OPT) $(LTO))
 endif
 
 COMMON_SRC    := $(sort $(wildcard common/*.c))

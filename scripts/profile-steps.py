@@ -66,7 +66,10 @@ def samples_by_pid(path):
                 continue
             parts = line.split()
             if step is None and len(parts) >= 2:
-                sym = parts[1].split("+")[0]
+                # the function's name without the compiler's suffix for a
+                # specialised copy (.isra.0, .part.0, .constprop.0, and
+                # .lto_priv.0 from link-time optimisation)
+                sym = parts[1].split("+")[0].split(".")[0]
                 step = MARKER.get(sym)
     done()
     return out
