@@ -64,6 +64,13 @@ uint64_t util_now_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
 uint64_t util_now_ms(void) { return clock_ns(CLOCK_MONOTONIC) / 1000000u; }
 uint64_t util_wall_ms(void) { return clock_ns(CLOCK_REALTIME) / 1000000u; }
 
+const uint64_t util_pow10[20] = {
+    1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull, 10000000ull,
+    100000000ull, 1000000000ull, 10000000000ull, 100000000000ull, 1000000000000ull,
+    10000000000000ull, 100000000000000ull, 1000000000000000ull, 10000000000000000ull,
+    100000000000000000ull, 1000000000000000000ull, 10000000000000000000ull,
+};
+
 const char util_digit_pairs[200] =
     "00010203040506070809"
     "10111213141516171819"

@@ -24,15 +24,16 @@ void *xrealloc(void *p, size_t size);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 
-/* The number of decimal digits of v (1 for 0). */
+/* 1, 10, 100 ... 10^19. */
+extern const uint64_t util_pow10[20];
+
+/* The number of decimal digits of v (1 for 0), without a division: from
+ * its bit length, log10(2) being about 1233 / 4096, then one comparison. */
 static inline unsigned util_dec_len(uint64_t v)
 {
-    unsigned n = 1;
-    while (v >= 100) {
-        v /= 100;
-        n += 2;
-    }
-    return n + (v >= 10);
+    uint64_t w = v | 1;
+    unsigned t = ((64u - (unsigned)__builtin_clzll(w)) * 1233u) >> 12;
+    return t + 1 - (w < util_pow10[t]);
 }
 
 /* "00" "01" ... "99": the numbers of every message frame are written two
@@ -40,12 +41,13 @@ static inline unsigned util_dec_len(uint64_t v)
  * shift or two) and the stores. */
 extern const char util_digit_pairs[200];
 
-/* v in decimal at o (at most 20 bytes, no NUL); returns the end. For the
- * numbers of every message frame, where printf would cost. */
+/* v in decimal at o (util_dec_len(v) bytes, at most 20, no NUL), written
+ * from its last digit back; returns the end. For the numbers of every
+ * message frame, where printf would cost. */
 static inline char *util_put_dec(char *o, uint64_t v)
 {
-    char tmp[20];
-    char *p = tmp + sizeof(tmp);
+    char *end = o + util_dec_len(v);
+    char *p = end;
     while (v >= 100) {
         p -= 2;
         memcpy(p, util_digit_pairs + 2 * (v % 100), 2);
@@ -57,9 +59,7 @@ static inline char *util_put_dec(char *o, uint64_t v)
     } else {
         *--p = (char)('0' + v);
     }
-    size_t n = (size_t)(tmp + sizeof(tmp) - p);
-    memcpy(o, p, n);
-    return o + n;
+    return end;
 }
 
 /* v in exactly width decimal digits at o, zeros in front (the lowest
