@@ -105,7 +105,7 @@ FUZZ_BINS    := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/fuzz/%,$(FUZZ_SRC))
 
 # --- the public targets: dependencies first, then a make that builds ------
 all: deps
-	@$(SUBMAKE) programs
+	@+$(SUBMAKE) programs
 
 deps:
 	@sh scripts/deps.sh build
@@ -117,23 +117,23 @@ deps-fuzz:
 	@sh scripts/deps.sh fuzz
 
 run: deps-run
-	@$(SUBMAKE) programs
+	@+$(SUBMAKE) programs
 	@sh scripts/run.sh $(BUILD)/bin
 
 test: deps-test
-	@$(SUBMAKE) $(TEST_FLAGS) $(TEST_BINS) $(TEST_UNITS) tools
+	@+$(SUBMAKE) $(TEST_FLAGS) $(TEST_BINS) $(TEST_UNITS) tools
 	@sh scripts/run-tests.sh $(TEST_BUILD)
 
 unit: deps-test
-	@$(SUBMAKE) $(TEST_FLAGS) $(TEST_UNITS)
+	@+$(SUBMAKE) $(TEST_FLAGS) $(TEST_UNITS)
 	@sh scripts/run-tests.sh $(TEST_BUILD) unit
 
 e2e: deps-test
-	@$(SUBMAKE) $(TEST_FLAGS) $(TEST_BINS)
+	@+$(SUBMAKE) $(TEST_FLAGS) $(TEST_BINS)
 	@sh scripts/run-tests.sh $(TEST_BUILD) e2e
 
 faults: deps-test
-	@$(SUBMAKE) $(TEST_FLAGS) $(TEST_BINS) tools
+	@+$(SUBMAKE) $(TEST_FLAGS) $(TEST_BINS) tools
 	@DCHAT_BIN_DIR="$(CURDIR)/$(TEST_BUILD)/bin" /usr/bin/python3 -m pytest -q -rfEs -s \
 	    -p no:cacheprovider tests/e2e/test_faults.py
 
@@ -142,13 +142,13 @@ faults: deps-test
 # after another by scripts/fuzz.sh on a scratch copy of their corpus.
 # FUZZ_TARGETS="ws_decoder peer_decoder" runs only those.
 fuzz: deps-fuzz
-	@$(SUBMAKE) $(FUZZ_FLAGS) $(FUZZ_BINS)
+	@+$(SUBMAKE) $(FUZZ_FLAGS) $(FUZZ_BINS)
 	@sh scripts/fuzz.sh $(FUZZ_BUILD)/fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 # Installed under prefixed names: a binary called "node" on the PATH would
 # shadow Node.js. Installs from the network only what building needs.
 install: deps
-	@$(SUBMAKE) programs
+	@+$(SUBMAKE) programs
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 755 $(BUILD)/bin/discovery $(DESTDIR)$(PREFIX)/bin/dchat-discovery
 	install -m 755 $(BUILD)/bin/node      $(DESTDIR)$(PREFIX)/bin/dchat-node
