@@ -164,8 +164,8 @@ bool ws_utf8_feed(uint32_t *state, const uint8_t *p, size_t n)
     while (i < n) {
         if (st == 0) {
             /* ASCII runs, eight bytes at a time. */
+            uint64_t w;
             while (i + 8 <= n) {
-                uint64_t w;
                 memcpy(&w, p + i, 8);
                 if (w & 0x8080808080808080ull)
                     break;
@@ -173,6 +173,14 @@ bool ws_utf8_feed(uint32_t *state, const uint8_t *p, size_t n)
             }
             if (i >= n)
                 break;
+            /* Fewer than eight left: when the last eight bytes are ASCII,
+             * so are these (the window reaches back over bytes already
+             * passed, whatever they were). */
+            if (i + 8 > n && n >= 8) {
+                memcpy(&w, p + n - 8, 8);
+                if (!(w & 0x8080808080808080ull))
+                    break;
+            }
             uint8_t c = p[i++];
             if (c < 0x80)
                 continue;
@@ -211,6 +219,8 @@ bool ws_utf8_feed(uint32_t *state, const uint8_t *p, size_t n)
 
 bool ws_utf8_valid(const uint8_t *p, size_t n)
 {
+    if (ws_ascii(p, n))
+        return true;
     uint32_t st = 0;
     return ws_utf8_feed(&st, p, n) && st == 0;
 }
@@ -385,7 +395,9 @@ static int frame_chunk(ws_decoder *d, const uint8_t *p, size_t n, bool placed,
         if (n > 0 && !placed)
             memcpy(d->ctrl + d->frame_got, p, n);
     } else {
-        if (d->msg_opcode == WS_OP_TEXT && !ws_utf8_feed(&d->utf8, p, n))
+        /* between sequences, an all-ASCII chunk leaves the state as it is */
+        if (d->msg_opcode == WS_OP_TEXT && !(d->utf8 == 0 && ws_ascii(p, n)) &&
+            !ws_utf8_feed(&d->utf8, p, n))
             return fail(d, WS_CLOSE_INVALID_DATA, "text is not valid UTF-8");
         if (placed)
             d->msg_len += n;

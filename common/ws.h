@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "common/http_server.h"
 
@@ -68,6 +69,26 @@ int ws_check_upgrade(const http_request *req, const char **key, int *status,
  * is 0 (no sequence cut off at the end). */
 bool ws_utf8_feed(uint32_t *state, const uint8_t *p, size_t n);
 bool ws_utf8_valid(const uint8_t *p, size_t n);
+
+/* Whether all n bytes at p are ASCII (and so valid UTF-8): eight at a
+ * time, the last eight overlapping the ones before when n is no multiple
+ * of eight. Most chat text is ASCII; this is the cheap first look. */
+static inline bool ws_ascii(const uint8_t *p, size_t n)
+{
+    uint64_t acc = 0, w;
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 <= n; i += 8) {
+            memcpy(&w, p + i, 8);
+            acc |= w;
+        }
+        memcpy(&w, p + n - 8, 8);
+        acc |= w;
+    } else {
+        for (size_t i = 0; i < n; i++)
+            acc |= p[i];
+    }
+    return (acc & 0x8080808080808080ull) == 0;
+}
 
 /* A decoder for one direction of one connection. */
 typedef struct ws_decoder ws_decoder;

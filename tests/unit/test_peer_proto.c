@@ -670,6 +670,22 @@ static void test_bad_msg_frames(void **state)
     s.len = 0;
     raw_frame(&s, PEER_PROTO_VERSION, PEER_MSG, 3, 1, q, 26);
     assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
+    /* a sequence that starts in the sender and ends in the text: the two
+     * together are valid UTF-8 ("a" "\xc3\xa9" "d"), each alone is not */
+    memcpy(q, p, sizeof(q));
+    q[23] = (char)0xc3;
+    q[24] = (char)0xa9;
+    s.len = 0;
+    raw_frame(&s, PEER_PROTO_VERSION, PEER_MSG, 3, 1, q, 26);
+    assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "UTF-8"));
+    /* the same character whole in the text is fine */
+    memcpy(q, p, sizeof(q));
+    q[24] = (char)0xc3;
+    q[25] = (char)0xa9;
+    s.len = 0;
+    raw_frame(&s, PEER_PROTO_VERSION, PEER_MSG, 3, 1, q, 26);
+    assert_int_equal(result_of(&s, PEER_PROTO_MAX_FRAME, err, sizeof(err)), 0);
 
     /* sender over 256 bytes */
     char *longp = calloc(1, 22 + 257);

@@ -974,6 +974,45 @@ static void test_utf8_validator(void **state)
             assert_int_equal(st, 0);
         }
     }
+    /* With ASCII before and after, at every length up to two words on each
+     * side: the word-at-a-time runs, the overlapping last word and the
+     * all-ASCII first look must neither hide a bad sequence nor refuse a
+     * good one, whole or fed in two parts. */
+    for (int bad = 0; bad < 2; bad++) {
+        const char *const *set = bad ? bad_utf8 : good_utf8;
+        size_t count = bad ? sizeof(bad_utf8) / sizeof(bad_utf8[0])
+                           : sizeof(good_utf8) / sizeof(good_utf8[0]);
+        for (size_t i = 0; i < count; i++) {
+            size_t m = strlen(set[i]);
+            for (size_t pre = 0; pre <= 17; pre++) {
+                for (size_t post = 0; post <= 17; post++) {
+                    uint8_t buf[96];
+                    memset(buf, 'x', sizeof(buf));
+                    memcpy(buf + pre, set[i], m);
+                    size_t n = pre + m + post;
+                    assert_int_equal(ws_utf8_valid(buf, n), !bad);
+                    uint32_t st = 0;
+                    bool ok = ws_utf8_feed(&st, buf, pre + 1 > n ? n : pre + 1);
+                    if (ok && pre + 1 < n)
+                        ok = ws_utf8_feed(&st, buf + pre + 1, n - pre - 1);
+                    assert_int_equal(ok && st == 0, !bad);
+                }
+            }
+        }
+    }
+    /* ws_ascii: one byte >= 0x80 anywhere, at any length */
+    for (size_t n = 0; n <= 40; n++) {
+        uint8_t buf[40];
+        memset(buf, 'a', sizeof(buf));
+        assert_true(ws_ascii(buf, n));
+        for (size_t k = 0; k < n; k++) {
+            buf[k] = 0x80;
+            assert_false(ws_ascii(buf, n));
+            buf[k] = 0x7f;
+            assert_true(ws_ascii(buf, n));
+            buf[k] = 'a';
+        }
+    }
     /* a NUL byte is valid UTF-8 */
     assert_true(ws_utf8_valid((const uint8_t *)"a\0b", 3));
     /* an incomplete sequence leaves a non-zero state */
