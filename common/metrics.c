@@ -130,16 +130,21 @@ void metrics_histogram_init(struct metrics_histogram *h, const double *bounds, s
     h->nbounds = nbounds < METRICS_MAX_BUCKETS ? nbounds : METRICS_MAX_BUCKETS;
 }
 
-void metrics_histogram_observe(struct metrics_histogram *h, double v)
+void metrics_histogram_observe_n(struct metrics_histogram *h, double v, uint64_t n)
 {
     for (size_t i = 0; i < h->nbounds; i++) {
         if (v <= h->bounds[i]) {
-            h->counts[i]++;
+            h->counts[i] += n;
             break;
         }
     }
-    h->count++;
-    h->sum += v;
+    h->count += n;
+    h->sum += v * (double)n;
+}
+
+void metrics_histogram_observe(struct metrics_histogram *h, double v)
+{
+    metrics_histogram_observe_n(h, v, 1);
 }
 
 /* NAME_bucket{[label="value",]le="bound"}: the extra label first. */

@@ -47,6 +47,8 @@ struct metrics_histogram {
 /* bounds (static, ascending) is kept; nbounds is cut to the maximum. */
 void metrics_histogram_init(struct metrics_histogram *h, const double *bounds, size_t nbounds);
 void metrics_histogram_observe(struct metrics_histogram *h, double v);
+/* n observations of the same value v at once. */
+void metrics_histogram_observe_n(struct metrics_histogram *h, double v, uint64_t n);
 
 /* The family: NAME_bucket{le="..."} cumulative, NAME_sum, NAME_count. */
 void metrics_histogram_write(struct metrics_out *m, const char *name, const char *help,

@@ -49,8 +49,10 @@ struct relay {
     struct relay_sinks sinks;
     struct relay_counters counters;
     /* Messages handed to clients on this loop turn, observed in in_node
-     * once the turn's writes are done (outq's flushed hook). */
-    struct sent_at { uint64_t read_ns; enum relay_source src; } *turn;
+     * once the turn's writes are done (outq's flushed hook): n of them
+     * from the read at read_ns (the messages of one read come in a row,
+     * and share their time). */
+    struct sent_at { uint64_t read_ns; enum relay_source src; uint32_t n; } *turn;
     size_t nturn, capturn;
     struct metrics_histogram in_node[2];
     uint64_t wall_read_ns;   /* the read whose wall clock wall_ms is */
@@ -78,11 +80,18 @@ static void note_sent(struct relay *r, size_t to, uint64_t read_ns, enum relay_s
 {
     if (to == 0)
         return;
+    if (r->nturn > 0) {
+        struct sent_at *last = &r->turn[r->nturn - 1];
+        if (last->read_ns == read_ns && last->src == src && last->n < UINT32_MAX) {
+            last->n++;
+            return;
+        }
+    }
     if (r->nturn == r->capturn) {
         r->capturn = r->capturn ? 2 * r->capturn : 256;
         r->turn = xrealloc(r->turn, r->capturn * sizeof(*r->turn));
     }
-    r->turn[r->nturn++] = (struct sent_at){ read_ns, src };
+    r->turn[r->nturn++] = (struct sent_at){ read_ns, src, 1 };
 }
 
 static void turn_flushed(void *ud)
@@ -92,8 +101,8 @@ static void turn_flushed(void *ud)
         return;
     uint64_t now = util_now_ns();
     for (size_t i = 0; i < r->nturn; i++)
-        metrics_histogram_observe(&r->in_node[r->turn[i].src],
-                                  (double)(now - r->turn[i].read_ns) / 1e9);
+        metrics_histogram_observe_n(&r->in_node[r->turn[i].src],
+                                    (double)(now - r->turn[i].read_ns) / 1e9, r->turn[i].n);
     r->nturn = 0;
 }
 

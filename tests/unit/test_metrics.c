@@ -64,6 +64,21 @@ static void test_histogram(void **state)
         "dchat_h_seconds_count 6\n";
     assert_string_equal(m.buf, want);
     free(m.buf);
+
+    /* n of one value at once: as n single observations */
+    struct metrics_histogram one, many;
+    metrics_histogram_init(&one, bounds, 3);
+    metrics_histogram_init(&many, bounds, 3);
+    for (int i = 0; i < 3; i++)
+        metrics_histogram_observe(&one, 0.005);
+    metrics_histogram_observe(&one, 2);
+    metrics_histogram_observe_n(&many, 0.005, 3);
+    metrics_histogram_observe_n(&many, 2, 1);
+    metrics_histogram_observe_n(&many, 0.5, 0); /* nothing */
+    assert_memory_equal(one.counts, many.counts, sizeof(one.counts));
+    assert_int_equal(one.count, 4);
+    assert_int_equal(many.count, 4);
+    assert_true(one.sum == many.sum);
 }
 
 static void test_labelled_histogram(void **state)
