@@ -194,8 +194,7 @@ void secret_gmac_begin(secret_gmac *g, uint64_t nonce)
 {
     /* 96 bits: 4 zero bytes, then the nonce big-endian */
     uint8_t iv[12] = { 0 };
-    for (int i = 0; i < 8; i++)
-        iv[4 + i] = (uint8_t)(nonce >> (56 - 8 * i));
+    util_put_be64(iv + 4, nonce);
     must(EVP_EncryptInit_ex(g->ctx, NULL, NULL, NULL, iv), "EVP_EncryptInit_ex (nonce)");
 }
 

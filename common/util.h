@@ -76,6 +76,47 @@ static inline char *util_put_dec_width(char *o, uint64_t v, int width)
     return o + width;
 }
 
+/* Big-endian (network order) integers at p, as the peer protocol and its
+ * records write them; any alignment (the compiler makes each a load or a
+ * store and a byte swap). */
+static inline void util_put_be16(void *p, uint16_t v)
+{
+    uint8_t *b = p;
+    b[0] = (uint8_t)(v >> 8);
+    b[1] = (uint8_t)v;
+}
+
+static inline void util_put_be32(void *p, uint32_t v)
+{
+    uint8_t *b = p;
+    for (int i = 0; i < 4; i++)
+        b[i] = (uint8_t)(v >> (24 - 8 * i));
+}
+
+static inline void util_put_be64(void *p, uint64_t v)
+{
+    uint8_t *b = p;
+    for (int i = 0; i < 8; i++)
+        b[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+static inline uint16_t util_get_be16(const void *p)
+{
+    const uint8_t *b = p;
+    return (uint16_t)(b[0] << 8 | b[1]);
+}
+
+static inline uint32_t util_get_be32(const void *p)
+{
+    const uint8_t *b = p;
+    return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+}
+
+static inline uint64_t util_get_be64(const void *p)
+{
+    return (uint64_t)util_get_be32(p) << 32 | util_get_be32((const uint8_t *)p + 4);
+}
+
 /* Monotonic clock in milliseconds / nanoseconds (CLOCK_MONOTONIC). */
 uint64_t util_now_ms(void);
 uint64_t util_now_ns(void);

@@ -13,31 +13,14 @@ static const char PROOF_LABEL[] = "dchat-link-auth-v2";
 static const char KEY_LABEL[] = "dchat-link-key-v2";
 static const char GMAC_KEY_LABEL[] = "dchat-link-gmac-key-v1";
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (24 - 8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (56 - 8 * i));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 /* HMAC(secret, label || role || dialer id || acceptor id || both nonces
  * [|| TLS binding]). */
 static void bound_mac(const struct peer_handshake *hs, const char *label, const char *role,
                       uint8_t out[SECRET_MAC_LEN])
 {
     uint8_t ids[8];
-    put32(ids, hs->dialer_id);
-    put32(ids + 4, hs->acceptor_id);
+    util_put_be32(ids, hs->dialer_id);
+    util_put_be32(ids + 4, hs->acceptor_id);
     const void *parts[] = { label, role, ids, hs->dialer_nonce, hs->acceptor_nonce,
                             hs->binding };
     size_t lens[] = { strlen(label) + 1, strlen(role) + 1, sizeof(ids), PEER_NONCE_LEN,
@@ -105,7 +88,7 @@ static void record_mac(struct peer_record_mac *rm, uint64_t count,
         secret_gmac_begin(rm->gmac, count);
     } else {
         uint8_t num[8];
-        put64(num, count);
+        util_put_be64(num, count);
         secret_mac_begin(rm->hmac);
         secret_mac_update(rm->hmac, num, sizeof(num));
     }
@@ -156,7 +139,7 @@ void peer_seal(void *ud, const uv_buf_t *bufs, size_t n, size_t bytes, uint8_t *
 {
     peer_sealer *s = ud;
     /* The link's queue never batches more than PEER_RECORD_MAX. */
-    put32(head, (uint32_t)bytes);
+    util_put_be32(head, (uint32_t)bytes);
     record_mac(&s->mac, s->count++, head, bufs, n, NULL, 0, tail);
     *head_len = PEER_RECORD_HEAD;
     *tail_len = s->mac.tag_len;
@@ -222,7 +205,7 @@ int peer_opener_feed(peer_opener *o, const char *data, size_t len, peer_record_f
             have = o->len; /* the length is complete: check it now */
         }
         const uint8_t *lp = (const uint8_t *)(have > 0 ? o->buf : data);
-        size_t body = get32(lp);
+        size_t body = util_get_be32(lp);
         if (body == 0 || body > PEER_RECORD_MAX)
             return refuse(o, err, errlen, body ? "record longer than the limit"
                                                : "empty record");

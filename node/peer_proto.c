@@ -15,45 +15,15 @@
  * sender | text */
 #define PEER_MSG_FIXED 22
 
-static void put16(char *p, uint16_t v) { p[0] = (char)(v >> 8); p[1] = (char)v; }
-static void put32(char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (char)(v >> (24 - 8 * i));
-}
-static void put64(char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (char)(v >> (56 - 8 * i));
-}
-static uint16_t get16(const char *p)
-{
-    return (uint16_t)((uint8_t)p[0] << 8 | (uint8_t)p[1]);
-}
-static uint32_t get32(const char *p)
-{
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++)
-        v = v << 8 | (uint8_t)p[i];
-    return v;
-}
-static uint64_t get64(const char *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | (uint8_t)p[i];
-    return v;
-}
-
 static msgbuf *frame_new(uint8_t type, uint32_t origin, uint64_t seq, size_t payload)
 {
     msgbuf *b = msgbuf_new(PEER_PROTO_HEADER + payload);
-    put32(b->data, (uint32_t)(PEER_PROTO_HEADER - 4 + payload));
+    util_put_be32(b->data, (uint32_t)(PEER_PROTO_HEADER - 4 + payload));
     b->data[4] = PEER_PROTO_VERSION;
     b->data[5] = (char)type;
-    put16(b->data + 6, 0);
-    put32(b->data + 8, origin);
-    put64(b->data + 12, seq);
+    util_put_be16(b->data + 6, 0);
+    util_put_be32(b->data + 8, origin);
+    util_put_be64(b->data + 12, seq);
     b->len = (uint32_t)(PEER_PROTO_HEADER + payload);
     return b;
 }
@@ -62,8 +32,8 @@ msgbuf *peer_proto_hello(uint32_t node_id, uint16_t flags,
                          const uint8_t nonce[PEER_NONCE_LEN])
 {
     msgbuf *b = frame_new(PEER_HELLO, node_id, 0, 4 + PEER_NONCE_LEN);
-    put16(b->data + 6, flags);
-    put32(b->data + PEER_PROTO_HEADER, PEER_PROTO_MAGIC);
+    util_put_be16(b->data + 6, flags);
+    util_put_be32(b->data + PEER_PROTO_HEADER, PEER_PROTO_MAGIC);
     memcpy(b->data + PEER_PROTO_HEADER + 4, nonce, PEER_NONCE_LEN);
     return b;
 }
@@ -79,12 +49,12 @@ msgbuf *peer_proto_msg(const struct chat_message *m, uint16_t flags)
 {
     size_t payload = PEER_MSG_FIXED + m->sender_len + m->text_len;
     msgbuf *b = frame_new(PEER_MSG, m->origin, m->seq, payload);
-    put16(b->data + 6, flags);
+    util_put_be16(b->data + 6, flags);
     char *p = b->data + PEER_PROTO_HEADER;
-    put64(p, m->time_ms);
-    put64(p + 8, (uint64_t)m->chat_id);
-    put16(p + 16, (uint16_t)m->sender_len);
-    put32(p + 18, m->text_len);
+    util_put_be64(p, m->time_ms);
+    util_put_be64(p + 8, (uint64_t)m->chat_id);
+    util_put_be16(p + 16, (uint16_t)m->sender_len);
+    util_put_be32(p + 18, m->text_len);
     memcpy(p + PEER_MSG_FIXED, m->sender, m->sender_len);
     memcpy(p + PEER_MSG_FIXED + m->sender_len, m->text, m->text_len);
     return b;
@@ -102,7 +72,7 @@ void peer_proto_marks_begin(peer_marks_writer *w, uint32_t node_id, uint16_t fla
     w->count = 0;
     w->last = 0;
     w->b = frame_new(PEER_MARKS, node_id, 0, 4 + (size_t)w->max * w->size);
-    put16(w->b->data + 6, flags);
+    util_put_be16(w->b->data + 6, flags);
 }
 
 int peer_proto_marks_add(peer_marks_writer *w, uint32_t origin, uint64_t seq)
@@ -116,10 +86,10 @@ int peer_proto_marks_add_floor(peer_marks_writer *w, uint32_t origin, uint64_t s
     if (w->count == w->max || origin <= w->last)
         return -1;
     char *p = w->b->data + PEER_PROTO_HEADER + 4 + (size_t)w->count * w->size;
-    put32(p, origin);
-    put64(p + 4, seq);
+    util_put_be32(p, origin);
+    util_put_be64(p + 4, seq);
     if (w->size > MARK_SIZE)
-        put64(p + MARK_SIZE, low);
+        util_put_be64(p + MARK_SIZE, low);
     w->count++;
     w->last = origin;
     return 0;
@@ -129,8 +99,8 @@ msgbuf *peer_proto_marks_end(peer_marks_writer *w)
 {
     msgbuf *b = w->b;
     size_t payload = 4 + (size_t)w->count * w->size;
-    put32(b->data, (uint32_t)(PEER_PROTO_HEADER - 4 + payload));
-    put32(b->data + PEER_PROTO_HEADER, w->count);
+    util_put_be32(b->data, (uint32_t)(PEER_PROTO_HEADER - 4 + payload));
+    util_put_be32(b->data + PEER_PROTO_HEADER, w->count);
     b->len = (uint32_t)(PEER_PROTO_HEADER + payload);
     w->b = NULL;
     return b;
@@ -139,13 +109,13 @@ msgbuf *peer_proto_marks_end(peer_marks_writer *w)
 void peer_proto_mark(const struct peer_frame *f, uint32_t i, uint32_t *origin,
                      uint64_t *seq)
 {
-    *origin = get32(f->marks + (size_t)i * f->mark_size);
-    *seq = get64(f->marks + (size_t)i * f->mark_size + 4);
+    *origin = util_get_be32(f->marks + (size_t)i * f->mark_size);
+    *seq = util_get_be64(f->marks + (size_t)i * f->mark_size + 4);
 }
 
 uint64_t peer_proto_mark_floor(const struct peer_frame *f, uint32_t i)
 {
-    return f->mark_size > MARK_SIZE ? get64(f->marks + (size_t)i * f->mark_size + MARK_SIZE)
+    return f->mark_size > MARK_SIZE ? util_get_be64(f->marks + (size_t)i * f->mark_size + MARK_SIZE)
                                     : 0;
 }
 
@@ -193,14 +163,14 @@ static int decode(peer_decoder *d, const char *p, size_t total, peer_frame_fn cb
     if ((uint8_t)p[4] != PEER_PROTO_VERSION)
         return bad(d, err, errlen, "unsupported peer protocol version");
     f.type = (uint8_t)p[5];
-    f.flags = get16(p + 6);
-    f.origin = get32(p + 8);
-    f.seq = get64(p + 12);
+    f.flags = util_get_be16(p + 6);
+    f.origin = util_get_be32(p + 8);
+    f.seq = util_get_be64(p + 12);
     const char *pl = p + PEER_PROTO_HEADER;
     size_t plen = total - PEER_PROTO_HEADER;
     switch (f.type) {
     case PEER_HELLO:
-        if (plen != 4 + PEER_NONCE_LEN || get32(pl) != PEER_PROTO_MAGIC)
+        if (plen != 4 + PEER_NONCE_LEN || util_get_be32(pl) != PEER_PROTO_MAGIC)
             return bad(d, err, errlen, "hello without the protocol magic and a nonce");
         if (f.origin == 0 || f.origin > INT32_MAX)
             return bad(d, err, errlen, "hello with an invalid node id");
@@ -216,14 +186,14 @@ static int decode(peer_decoder *d, const char *p, size_t total, peer_frame_fn cb
             return bad(d, err, errlen, "message with an invalid origin or sequence");
         if (plen < PEER_MSG_FIXED)
             return bad(d, err, errlen, "message frame too short");
-        uint16_t slen = get16(pl + 16);
-        uint32_t tlen = get32(pl + 18);
+        uint16_t slen = util_get_be16(pl + 16);
+        uint32_t tlen = util_get_be32(pl + 18);
         if ((size_t)PEER_MSG_FIXED + slen + tlen != plen)
             return bad(d, err, errlen, "message lengths do not match the frame");
         f.msg.origin = f.origin;
         f.msg.seq = f.seq;
-        f.msg.time_ms = get64(pl);
-        f.msg.chat_id = (int64_t)get64(pl + 8);
+        f.msg.time_ms = util_get_be64(pl);
+        f.msg.chat_id = (int64_t)util_get_be64(pl + 8);
         f.msg.sender = pl + PEER_MSG_FIXED;
         f.msg.sender_len = slen;
         f.msg.text = pl + PEER_MSG_FIXED + slen;
@@ -241,9 +211,9 @@ static int decode(peer_decoder *d, const char *p, size_t total, peer_frame_fn cb
     case PEER_MARKS:
         f.mark_size = f.flags & PEER_MARKS_FLOORS ? MARK_SIZE + 8 : MARK_SIZE;
         if (f.origin == 0 || f.origin > INT32_MAX || plen < 4 ||
-            (size_t)get32(pl) * f.mark_size != plen - 4)
+            (size_t)util_get_be32(pl) * f.mark_size != plen - 4)
             return bad(d, err, errlen, "marks frame with a bad origin or length");
-        f.nmarks = get32(pl);
+        f.nmarks = util_get_be32(pl);
         f.marks = pl + 4;
         /* Ascending order is checked here, in one pass, so that receivers
          * can merge the marks with their own sorted origins. */
@@ -277,7 +247,7 @@ int peer_decoder_feed(peer_decoder *d, const char *data, size_t len,
             /* Complete the buffered frame (or its length field) first. */
             size_t need = 4;
             if (d->len >= 4)
-                need = 4 + (size_t)get32(d->buf);
+                need = 4 + (size_t)util_get_be32(d->buf);
             if (d->len < 4) {
                 size_t take = UTIL_MIN(4 - d->len, len);
                 if (d->cap < 4) {
@@ -290,7 +260,7 @@ int peer_decoder_feed(peer_decoder *d, const char *data, size_t len,
                 len -= take;
                 if (d->len < 4)
                     return 0;
-                need = 4 + (size_t)get32(d->buf);
+                need = 4 + (size_t)util_get_be32(d->buf);
                 if (need - 4 > d->max_frame || need < PEER_PROTO_HEADER)
                     return bad(d, err, errlen, need < PEER_PROTO_HEADER
                                                    ? "frame shorter than its header"
@@ -320,7 +290,7 @@ int peer_decoder_feed(peer_decoder *d, const char *data, size_t len,
             }
             continue;
         }
-        size_t flen = (size_t)get32(data);
+        size_t flen = (size_t)util_get_be32(data);
         if (flen > d->max_frame || flen + 4 < PEER_PROTO_HEADER)
             return bad(d, err, errlen, flen + 4 < PEER_PROTO_HEADER
                                            ? "frame shorter than its header"
