@@ -76,9 +76,8 @@ static inline char *util_put_dec_width(char *o, uint64_t v, int width)
     return o + width;
 }
 
-/* Big-endian (network order) integers at p, as the peer protocol and its
- * records write them; any alignment (the compiler makes each a load or a
- * store and a byte swap). */
+/* Big-endian (network order) integers at p, at any alignment, as the peer
+ * protocol and its records write them. */
 static inline void util_put_be16(void *p, uint16_t v)
 {
     uint8_t *b = p;

@@ -1,10 +1,11 @@
 /* ws: the WebSocket protocol (RFC 6455) without I/O. Frames are parsed,
  * unmasked and reassembled here into whole messages, with every rule a
- * server must enforce, each as soon as the bytes it needs are in: masking by role, control frame limits,
- * fragmentation order and a message size bound (1009) at the frame header,
- * strict UTF-8 for text and close reasons (1007). Outgoing frame headers are
- * written by hand: a server frame is unmasked, so one serialized frame
- * serves every recipient. ws_conn.c puts this on a socket. */
+ * server must enforce, each as soon as the bytes it needs are in: masking
+ * by role, control frame limits, fragmentation order and a message size
+ * bound (1009) at the frame header, strict UTF-8 for text and close
+ * reasons (1007). Outgoing frame headers are written by hand: a server
+ * frame is unmasked, so one serialized frame serves every recipient.
+ * ws_conn.c puts this on a socket. */
 #ifndef DCHAT_WS_H
 #define DCHAT_WS_H
 

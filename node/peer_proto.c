@@ -115,8 +115,9 @@ void peer_proto_mark(const struct peer_frame *f, uint32_t i, uint32_t *origin,
 
 uint64_t peer_proto_mark_floor(const struct peer_frame *f, uint32_t i)
 {
-    return f->mark_size > MARK_SIZE ? util_get_be64(f->marks + (size_t)i * f->mark_size + MARK_SIZE)
-                                    : 0;
+    if (f->mark_size <= MARK_SIZE)
+        return 0;
+    return util_get_be64(f->marks + (size_t)i * f->mark_size + MARK_SIZE);
 }
 
 uint64_t peer_proto_mark_of(const struct peer_frame *f, uint32_t origin)
