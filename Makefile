@@ -75,6 +75,12 @@ obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 # that unit tests can link them.
 lib_of = $(call obj,$(filter-out %/main.c,$(1)))
 
+# The compiler and flags of the files under $(BUILD), rewritten only when
+# they change (another OPT, LTO=, CC): everything built from them depends
+# on it, so a change rebuilds them instead of mixing objects of two builds.
+FLAGS_FILE := $(BUILD)/flags
+FLAGS_NOW   = $(CC) $(XCFLAGS) | $(LDFLAGS) $(LDLIBS)
+
 LIBLLHTTP    := $(BUILD)/lib/libllhttp.a
 LIBCOMMON    := $(BUILD)/lib/libcommon.a
 LIBDISCOVERY := $(BUILD)/lib/libdiscovery.a
@@ -100,7 +106,7 @@ FUZZ_FLAGS   := BUILD=$(FUZZ_BUILD) CC=clang SANITIZE=fuzzer-no-link,address,und
                 OPT="-O1 -g"
 FUZZ_BINS    := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/fuzz/%,$(FUZZ_SRC))
 
-.PHONY: all deps deps-run deps-test deps-fuzz fuzz programs test unit e2e faults run install clean help have-deps
+.PHONY: FORCE all deps deps-run deps-test deps-fuzz fuzz programs test unit e2e faults run install clean help have-deps
 .DEFAULT_GOAL := all
 
 # --- the public targets: dependencies first, then a make that builds ------
@@ -172,7 +178,15 @@ have-deps:
 	         "or llhttp); run 'make deps' (as root), or 'make' to do both" >&2; exit 1; }
 
 # --- libraries --------------------------------------------------------------
-$(BUILD)/obj/llhttp/%.o: $(LLHTTP_SRC)/%.c | have-deps
+# make expands a recipe whole before it runs the first line: the directory
+# is made in the same expansion, before the file is written into it.
+$(FLAGS_FILE): FORCE
+	@: $(shell mkdir -p $(dir $@))$(file >$@.new,$(FLAGS_NOW))
+	@cmp -s $@.new $@ && rm -f $@.new || mv -f $@.new $@
+
+FORCE:
+
+$(BUILD)/obj/llhttp/%.o: $(LLHTTP_SRC)/%.c $(FLAGS_FILE) | have-deps
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out -Wextra -Wshadow -Werror,$(XCFLAGS)) -Wno-unused -c $< -o $@
 
@@ -187,7 +201,7 @@ $(BUILD)/lib/%.a: | have-deps
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/obj/%.o: %.c | have-deps
+$(BUILD)/obj/%.o: %.c $(FLAGS_FILE) | have-deps
 	@mkdir -p $(dir $@)
 	$(CC) $(XCFLAGS) -c $< -o $@
 
@@ -197,22 +211,22 @@ $(WEB_GEN): $(WEB_SRC) web scripts/embed-web.sh
 	@mkdir -p $(dir $@)
 	sh scripts/embed-web.sh $@ $(WEB_SRC)
 
-$(BUILD)/obj/gen/web_files.o: $(WEB_GEN) | have-deps
+$(BUILD)/obj/gen/web_files.o: $(WEB_GEN) $(FLAGS_FILE) | have-deps
 	@mkdir -p $(dir $@)
 	$(CC) $(XCFLAGS) -c $< -o $@
 
 # --- programs ---------------------------------------------------------------
-$(BUILD)/bin/%: $(BUILD)/obj/%/main.o $(ALL_LIBS)
+$(BUILD)/bin/%: $(BUILD)/obj/%/main.o $(ALL_LIBS) $(FLAGS_FILE)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(ALL_LIBS) $(LDLIBS)
 
 # --- tests ------------------------------------------------------------------
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(ALL_LIBS)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(ALL_LIBS) $(FLAGS_FILE)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(ALL_LIBS) $(LDLIBS) $$(pkg-config --libs cmocka)
 
 # --- fuzz targets: libFuzzer supplies main ----------------------------------
-$(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(ALL_LIBS)
+$(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(ALL_LIBS) $(FLAGS_FILE)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $< $(ALL_LIBS) $(LDLIBS)
 
@@ -229,6 +243,6 @@ TOOLS := $(addprefix $(BUILD)/bin/,send-floor conn-scale netwire)
 .PHONY: tools
 tools: $(TOOLS)
 
-$(TOOLS): $(BUILD)/bin/%: tools/%.c
+$(TOOLS): $(BUILD)/bin/%: tools/%.c $(FLAGS_FILE)
 	@mkdir -p $(dir $@)
 	$(CC) $(OPT) $(CFLAGS) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread -o $@ $<
