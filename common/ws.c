@@ -164,8 +164,8 @@ bool ws_utf8_feed(uint32_t *state, const uint8_t *p, size_t n)
     while (i < n) {
         if (st == 0) {
             /* ASCII runs, eight bytes at a time. */
-            uint64_t w;
             while (i + 8 <= n) {
+                uint64_t w;
                 memcpy(&w, p + i, 8);
                 if (w & 0x8080808080808080ull)
                     break;
@@ -176,11 +176,8 @@ bool ws_utf8_feed(uint32_t *state, const uint8_t *p, size_t n)
             /* Fewer than eight left: when the last eight bytes are ASCII,
              * so are these (the window reaches back over bytes already
              * passed, whatever they were). */
-            if (i + 8 > n && n >= 8) {
-                memcpy(&w, p + n - 8, 8);
-                if (!(w & 0x8080808080808080ull))
-                    break;
-            }
+            if (i + 8 > n && n >= 8 && ws_ascii(p + n - 8, 8))
+                break;
             uint8_t c = p[i++];
             if (c < 0x80)
                 continue;
