@@ -870,6 +870,50 @@ static void test_parse_special_byte_at_every_offset(void **state)
     }
 }
 
+/* The scanner matches each name as clients write it in place; any other
+ * spelling of a name must mean the same, and a name with more or fewer
+ * letters must not match. */
+static void test_parse_names_spelled_otherwise(void **state)
+{
+    (void)state;
+    static const char *const wires[] = {
+        "{\"\\u0074ype\":\"newMessageFrom\\u0043lient\",\"p\\u0061yload\":"
+        "{\"t\\u0065xt\":\"hi\",\"sende\\u0072\":\"s\",\"ch\\u0061tId\":7}}",
+        "{ \"type\" : \"newMessageFromClient\" , \"payload\" : { \"chatId\" : 7 , "
+        "\"sender\" : \"s\" , \"text\" : \"hi\" } }",
+    };
+    for (size_t i = 0; i < sizeof(wires) / sizeof(wires[0]); i++) {
+        struct client_request req;
+        char err[256] = "";
+        assert_int_equal(message_parse_request(wires[i], strlen(wires[i]), &req, err,
+                                               sizeof(err)),
+                         MESSAGE_NEW);
+        assert_int_equal(req.msg.text_len, 2);
+        assert_memory_equal(req.msg.text, "hi", 2);
+        assert_int_equal(req.msg.sender_len, 1);
+        assert_memory_equal(req.msg.sender, "s", 1);
+        assert_true(req.msg.chat_id == 7);
+        message_request_free(&req);
+    }
+    /* "texts" and "tex" are other keys: not a message (the text is missing) */
+    static const char *const others[] = {
+        "{\"type\":\"newMessageFromClient\",\"payload\":{\"texts\":\"hi\","
+        "\"sender\":\"s\",\"chatId\":7}}",
+        "{\"type\":\"newMessageFromClient\",\"payload\":{\"tex\":\"hi\","
+        "\"sender\":\"s\",\"chatId\":7}}",
+        "{\"type\":\"newMessageFromClients\",\"payload\":{\"text\":\"hi\","
+        "\"sender\":\"s\",\"chatId\":7}}",
+    };
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+        struct client_request req;
+        char err[256] = "";
+        assert_int_not_equal(message_parse_request(others[i], strlen(others[i]), &req, err,
+                                                   sizeof(err)),
+                             MESSAGE_NEW);
+        message_request_free(&req);
+    }
+}
+
 /* What the scanner declines goes to jansson, which gives the answer. */
 static void test_fast_path_declines_to_jansson(void **state)
 {
@@ -1141,6 +1185,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fast_path_agrees_with_jansson),
         cmocka_unit_test(test_parse_special_byte_at_every_offset),
+        cmocka_unit_test(test_parse_names_spelled_otherwise),
         cmocka_unit_test(test_fast_path_declines_to_jansson),
         cmocka_unit_test(test_parse_new_message),
         cmocka_unit_test(test_parse_ignored),
