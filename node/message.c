@@ -212,11 +212,33 @@ static int plain_word(const char *p)
     return word_specials(p) == 0;
 }
 
-static int scan_string(struct scan *s, const char **out, uint32_t *len)
+bool message_plain(const char *s, size_t len)
 {
+    uint64_t any = 0;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8)
+        any |= word_specials(s + i);
+    if (i < len && len >= 8)
+        return (any | word_specials(s + len - 8)) == 0; /* the last word overlaps */
+    for (; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\')
+            return false;
+    }
+    return any == 0;
+}
+
+/* The next JSON string, decoded; *plain (when asked) says whether it is
+ * message_plain, as far as the scan saw without another pass: true only
+ * for a string without escapes or bytes >= 0x80. */
+static int scan_string(struct scan *s, const char **out, uint32_t *len, bool *plain)
+{
+    if (plain)
+        *plain = false;
     if (expect(s, '"') != 0)
         return -1;
     const char *start = s->p;
+    bool high = false; /* a byte >= 0x80 went by */
     /* A word at a time to the first byte that is not plain ASCII, which
      * the lowest marked byte is (callgrind put the byte loop alone at a
      * ninth of the senders' node); a UTF-8 byte is stepped over, anything
@@ -236,11 +258,13 @@ static int scan_string(struct scan *s, const char **out, uint32_t *len)
 #endif
         if ((unsigned char)*s->p < 0x80)
             break; /* '"', '\\' or a control byte */
+        high = true;
         s->p++;
     }
     while (s->p < s->end && *s->p != '"' && *s->p != '\\') {
         if ((unsigned char)*s->p < 0x20)
             return -1;
+        high |= (unsigned char)*s->p >= 0x80;
         s->p++;
     }
     if (s->p >= s->end)
@@ -249,6 +273,8 @@ static int scan_string(struct scan *s, const char **out, uint32_t *len)
         *out = start;
         *len = (uint32_t)(s->p - start);
         s->p++;
+        if (plain)
+            *plain = !high;
         return 0;
     }
     char *o = s->scratch + s->used;
@@ -366,7 +392,7 @@ static int scan_name(struct scan *s, const struct name *names, int n)
     }
     const char *k;
     uint32_t klen;
-    if (scan_string(s, &k, &klen) != 0)
+    if (scan_string(s, &k, &klen, NULL) != 0)
         return -2;
     for (int i = 0; i < n; i++) {
         if (klen + 2 == names[i].len && memcmp(k, names[i].quoted + 1, klen) == 0)
@@ -391,6 +417,7 @@ static int scan_new_message(const char *data, size_t len, struct chat_message *m
     }
     struct scan s = { data, data + len, scratch_buf, 0 };
     bool type = false, payload = false, text = false, sender = false, chat = false;
+    bool text_plain = false, sender_plain = false;
 
     if (expect(&s, '{') != 0)
         return -1;
@@ -410,11 +437,11 @@ static int scan_new_message(const char *data, size_t len, struct chat_message *m
                 if (field < 0 || expect(&s, ':') != 0)
                     return -1;
                 if (field == TEXT && !text) {
-                    if (scan_string(&s, &m->text, &m->text_len) != 0)
+                    if (scan_string(&s, &m->text, &m->text_len, &text_plain) != 0)
                         return -1;
                     text = true;
                 } else if (field == SENDER && !sender) {
-                    if (scan_string(&s, &m->sender, &m->sender_len) != 0 ||
+                    if (scan_string(&s, &m->sender, &m->sender_len, &sender_plain) != 0 ||
                         m->sender_len > MESSAGE_SENDER_MAX)
                         return -1;
                     sender = true;
@@ -438,6 +465,7 @@ static int scan_new_message(const char *data, size_t len, struct chat_message *m
     if (expect(&s, '}') != 0)
         return -1;
     skip_ws(&s);
+    m->plain = text_plain && sender_plain;
     return s.p == s.end && type && payload && text && sender && chat ? 0 : -1;
 }
 
@@ -792,7 +820,11 @@ msgbuf *message_client_frame(uint32_t source, const struct chat_message *m)
     /* The length is known exactly, so the JSON goes right after the
      * header it will have: no move of the whole frame, which perf showed
      * on the senders' node. */
-    struct escaped e = escaped_of(m);
+    /* A plain message's strings go out as they are, between quotes: no
+     * count of escapes (callgrind: 150-210 instructions a message). */
+    struct escaped e = m->plain ? (struct escaped){ (size_t)m->text_len + 2,
+                                                    (size_t)m->sender_len + 2 }
+                                : escaped_of(m);
     size_t json = client_json_len(source, m, e);
     size_t at = server_header_len(json);
     msgbuf *b = msgbuf_new(at + json);
@@ -834,6 +866,7 @@ bool message_withhold_if_large(struct chat_message *m, uint32_t source, size_t l
         return false;
     m->text = MESSAGE_WITHHELD_TEXT;
     m->text_len = (uint32_t)LIT_LEN(MESSAGE_WITHHELD_TEXT);
+    m->plain = false; /* the sender is still to be looked at */
     return true;
 }
 

@@ -28,6 +28,12 @@ struct chat_message {
     uint32_t sender_len;
     const char *text;
     uint32_t text_len;
+    /* sender and text are both message_plain (below): set by the parsers
+     * that saw it on their way (the client request's scanner, the peer
+     * frame's decoder), false when not known. Client frames then copy
+     * them without looking for what to escape. Whoever changes sender or
+     * text clears it, or sets it only after message_plain. */
+    bool plain;
     /* sender and text are never NULL, not even when empty (length 0):
      * every writer hands them to memcpy, where NULL is undefined even for
      * zero bytes. */
@@ -168,5 +174,10 @@ size_t message_json_escape(char *out, const char *s, size_t len);
 
 /* The exact length message_json_escape() writes for s (quotes included). */
 size_t message_json_escaped_len(const char *s, size_t len);
+
+/* Whether message_json_escape() would write s as it is, between quotes:
+ * every byte printable ASCII other than '"' and '\\' (so also valid
+ * UTF-8). */
+bool message_plain(const char *s, size_t len);
 
 #endif

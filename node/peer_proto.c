@@ -199,11 +199,13 @@ static int decode(peer_decoder *d, const char *p, size_t total, peer_frame_fn cb
         f.msg.sender_len = slen;
         f.msg.text = pl + PEER_MSG_FIXED + slen;
         f.msg.text_len = tlen;
-        /* sender and text lie next to each other: when both are ASCII
-         * (most chat) one look covers them, else each is checked alone (a
+        /* sender and text lie next to each other: when both are plain
+         * ASCII (most chat: valid UTF-8, and nothing for client frames to
+         * escape) one look covers them, else each is checked alone (a
          * sequence must not run from one into the other) */
+        f.msg.plain = message_plain(f.msg.sender, (size_t)slen + tlen);
         if (slen > MESSAGE_SENDER_MAX ||
-            (!ws_ascii((const uint8_t *)f.msg.sender, (size_t)slen + tlen) &&
+            (!f.msg.plain && !ws_ascii((const uint8_t *)f.msg.sender, (size_t)slen + tlen) &&
              (!ws_utf8_valid((const uint8_t *)f.msg.sender, slen) ||
               !ws_utf8_valid((const uint8_t *)f.msg.text, tlen))))
             return bad(d, err, errlen, "message sender or text is not valid UTF-8");

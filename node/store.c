@@ -1873,6 +1873,7 @@ int store_read_chats(store *s, uint32_t origin, uint64_t after, uint64_t upto, s
         const void *text = sqlite3_column_blob(st, 4);
         m->text_len = (uint32_t)sqlite3_column_bytes(st, 4);
         out->offs[2 * out->n + 1] = rows_copy(out, text, m->text_len);
+        m->plain = false; /* not looked at */
         out->n++;
         kept++;
     }

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/msgbuf.h"
 #include "common/ws.h"
 #include "node/message.h"
 #include "tests/fuzz/record.h"
@@ -161,6 +162,18 @@ static void check_round_trip(const struct chat_message *parsed)
                           m.sender, m.sender_len));
     json_decref(o);
     free(obj);
+    /* The client frame built with the scanner's plain flag is the one
+     * built without it (the flag only skips the look for escapes), and a
+     * plain message is plain. */
+    FUZZ_CHECK(!m.plain || (message_plain(m.text, m.text_len) &&
+                            message_plain(m.sender, m.sender_len)));
+    struct chat_message slow = m;
+    slow.plain = false;
+    msgbuf *fast_frame = message_client_frame(3, &m), *slow_frame = message_client_frame(3, &slow);
+    FUZZ_CHECK(fast_frame->len == slow_frame->len &&
+               memcmp(fast_frame->data, slow_frame->data, fast_frame->len) == 0);
+    msgbuf_unref(fast_frame);
+    msgbuf_unref(slow_frame);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)

@@ -120,6 +120,9 @@ static int frame_cb(const struct peer_frame *f, void *ud)
         FUZZ_CHECK(f->msg.sender_len <= MESSAGE_SENDER_MAX);
         FUZZ_CHECK(ws_utf8_valid((const uint8_t *)f->msg.sender, f->msg.sender_len));
         FUZZ_CHECK(ws_utf8_valid((const uint8_t *)f->msg.text, f->msg.text_len));
+        /* plain: exactly when both are (client frames copy them as they are) */
+        FUZZ_CHECK(f->msg.plain == (message_plain(f->msg.sender, f->msg.sender_len) &&
+                                    message_plain(f->msg.text, f->msg.text_len)));
     } else if (f->type == PEER_MARKS) {
         for (uint32_t i = 0, prev = 0; i < f->nmarks; i++) {
             uint32_t o;

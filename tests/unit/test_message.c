@@ -914,6 +914,66 @@ static void test_parse_names_spelled_otherwise(void **state)
     }
 }
 
+/* message_plain against the escaper, for every byte value at every
+ * position of strings of each length 0-20 (words, overlapping last
+ * words, short strings). */
+static void test_plain(void **state)
+{
+    (void)state;
+    for (size_t len = 0; len <= 20; len++) {
+        char in[24], out[6 * 24 + 2];
+        memset(in, 'a', len);
+        assert_true(message_plain(in, len));
+        for (size_t pos = 0; pos < len; pos++) {
+            for (int c = 0; c < 256; c++) {
+                memset(in, 'a', len);
+                in[pos] = (char)c;
+                bool want = c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+                assert_int_equal(message_plain(in, len), want);
+                if (want) /* then the escaper copies it between quotes */
+                    assert_int_equal(message_json_escape(out, in, len), len + 2);
+            }
+        }
+    }
+}
+
+/* The scanner says plain only of a message that is, and the client frame
+ * it makes is the one made without the flag. */
+static void test_parse_plain(void **state)
+{
+    (void)state;
+    static const struct { const char *wire; bool plain; } cases[] = {
+        { "{\"type\":\"newMessageFromClient\",\"payload\":{\"text\":\"hello, world 0123456789\","
+          "\"sender\":\"alice\",\"chatId\":11}}", true },
+        { "{\"type\":\"newMessageFromClient\",\"payload\":{\"text\":\"\",\"sender\":\"\","
+          "\"chatId\":11}}", true },
+        { "{\"type\":\"newMessageFromClient\",\"payload\":{\"text\":\"caf\xc3\xa9 and more text\","
+          "\"sender\":\"alice\",\"chatId\":11}}", false },
+        { "{\"type\":\"newMessageFromClient\",\"payload\":{\"text\":\"hi\","
+          "\"sender\":\"al\xc3\xa9\",\"chatId\":11}}", false },
+        { "{\"type\":\"newMessageFromClient\",\"payload\":{\"text\":\"a \\\"quote\\\" in it\","
+          "\"sender\":\"alice\",\"chatId\":11}}", false },
+        { "{\"type\":\"newMessageFromClient\",\"payload\":{\"text\":\"\\u0041\","
+          "\"sender\":\"alice\",\"chatId\":11}}", false }, /* escaped, though plain */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct client_request req;
+        char err[256] = "";
+        assert_int_equal(message_parse_request(cases[i].wire, strlen(cases[i].wire), &req, err,
+                                               sizeof(err)),
+                         MESSAGE_NEW);
+        assert_int_equal(req.msg.plain, cases[i].plain);
+        struct chat_message slow = req.msg;
+        slow.plain = false;
+        msgbuf *a = message_client_frame(2, &req.msg), *b = message_client_frame(2, &slow);
+        assert_int_equal(a->len, b->len);
+        assert_memory_equal(a->data, b->data, a->len);
+        msgbuf_unref(a);
+        msgbuf_unref(b);
+        message_request_free(&req);
+    }
+}
+
 /* What the scanner declines goes to jansson, which gives the answer. */
 static void test_fast_path_declines_to_jansson(void **state)
 {
@@ -1203,6 +1263,8 @@ int main(void)
         cmocka_unit_test(test_error_frame),
         cmocka_unit_test(test_sync_reply_frame),
         cmocka_unit_test(test_escaped_len),
+        cmocka_unit_test(test_plain),
+        cmocka_unit_test(test_parse_plain),
         cmocka_unit_test(test_client_frame_len_is_exact),
         cmocka_unit_test(test_frame_limit_of),
         cmocka_unit_test(test_frame_limit_at_parse),

@@ -88,6 +88,7 @@ typedef struct {
     uint32_t sender_len;
     char *text;
     uint32_t text_len;
+    bool plain;
 } got_frame;
 
 #define MAX_FRAMES 256
@@ -129,6 +130,7 @@ static int collect_cb(const struct peer_frame *f, void *ud)
         g->sender_len = f->msg.sender_len;
         g->text = dup_mem(f->msg.text, f->msg.text_len);
         g->text_len = f->msg.text_len;
+        g->plain = f->msg.plain;
     }
     return c->stop_at != 0 && c->n == c->stop_at;
 }
@@ -317,22 +319,29 @@ static void test_round_trip(void **state)
     m2.chat_id = INT64_MIN;
     m2.time_ms = UINT64_MAX;
     struct chat_message m3 = make_msg(3, 9, "z", "with\0nul", 8);
+    struct chat_message m4 = make_msg(4, 2, "bob", "plain text, 0-9 ~!", 18);
+    struct chat_message m5 = make_msg(5, 3, "quote\"d", "fine", 4);
     bytes_add_buf(&s, peer_proto_msg(&m1, 0));
     bytes_add_buf(&s, peer_proto_msg(&m2, 0));
     bytes_add_buf(&s, peer_proto_msg(&m3, 0));
+    bytes_add_buf(&s, peer_proto_msg(&m4, 0));
+    bytes_add_buf(&s, peer_proto_msg(&m5, 0));
 
     collector c = { 0 };
     char err[128] = "";
     assert_int_equal(decode_with(&s, PEER_PROTO_MAX_FRAME, WHOLE, 0, &c, err, sizeof(err)), 0);
-    assert_int_equal(c.n, 5);
+    assert_int_equal(c.n, 7);
     assert_int_equal(c.f[0].type, PEER_HELLO);
     assert_int_equal(c.f[0].origin, 42);
     assert_int_equal(c.f[0].seq, 0);
     assert_int_equal(c.f[1].type, PEER_HELLO);
     assert_int_equal(c.f[1].origin, INT32_MAX);
 
-    const struct chat_message *want[] = { &m1, &m2, &m3 };
-    for (int i = 0; i < 3; i++) {
+    const struct chat_message *want[] = { &m1, &m2, &m3, &m4, &m5 };
+    /* plain: printable ASCII without '"' and '\\' in both (an empty one
+     * is); m1 has escapes and UTF-8, m3 a NUL, m5 a quote in its sender */
+    const bool plain[] = { false, true, false, true, false };
+    for (int i = 0; i < 5; i++) {
         const got_frame *g = &c.f[2 + i];
         const struct chat_message *m = want[i];
         assert_int_equal(g->type, PEER_MSG);
@@ -346,6 +355,7 @@ static void test_round_trip(void **state)
         assert_memory_equal(g->sender, m->sender, m->sender_len);
         assert_int_equal(g->text_len, m->text_len);
         assert_memory_equal(g->text, m->text, m->text_len);
+        assert_int_equal(g->plain, plain[i]);
     }
     collector_free(&c);
     bytes_free(&s);
