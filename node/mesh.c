@@ -370,6 +370,14 @@ static void link_frame_cb(peer *p, const struct peer_frame *f, void *ud)
     sync_after_msg(l->sync, relay_remote(n, &f->msg, f->flags, peer_read_ns(p)) == RELAY_GAP);
 }
 
+/* The read's messages go to our clients together (relay.h). */
+static void link_frames_done_cb(peer *p, void *ud)
+{
+    struct link *l = ud;
+    (void)p;
+    relay_remote_flush(l->mesh->n);
+}
+
 static void link_written_cb(peer *p, void *ud)
 {
     struct link *l = ud;
@@ -382,6 +390,7 @@ static const struct peer_events link_events = {
     .adopt = link_adopt_cb,
     .up = link_up_cb,
     .frame = link_frame_cb,
+    .frames_done = link_frames_done_cb,
     .written = link_written_cb,
     .refused = link_refused_cb,
     .down = link_down_cb,

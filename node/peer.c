@@ -42,6 +42,7 @@ struct peer {
                                  read is records */
     uint64_t last_read_ms;    /* anything read: the link is alive */
     uint64_t read_ns;         /* util_now_ns() of the read being decoded */
+    bool framed;              /* the read being decoded gave ev->frame one */
     tls_conn *tls;            /* --peer-tls: the link's TLS session */
     bool sniffed;             /* accepted: its first bytes were looked at */
     uint16_t features;        /* PEER_HELLO_* both hellos carried */
@@ -289,6 +290,7 @@ static int peer_frame_cb(const struct peer_frame *f, void *ud)
         return -1;
     }
     if (f->type == PEER_MSG || f->type == PEER_MARKS) {
+        p->framed = true;
         p->ev->frame(p, f, p->ud);
     } else {
         peer_close(p, "handshake frame on a link that is up");
@@ -374,19 +376,9 @@ static void peer_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = sizeof(peer_rbuf);
 }
 
-static void peer_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+/* One read's bytes, through TLS, the handshake's frames and the records. */
+static void peer_read_in(peer *p, const char *data, size_t len)
 {
-    peer *p = s->data;
-    if (nread == 0 || p->state == PEER_CLOSING)
-        return;
-    if (nread < 0) {
-        peer_close(p, nread == UV_EOF ? "closed by the peer" : uv_strerror((int)nread));
-        return;
-    }
-    p->read_ns = util_now_ns(); /* once per read: relay_remote's read time */
-    p->last_read_ms = p->read_ns / 1000000u; /* util_now_ms's clock */
-    const char *data = buf->base;
-    size_t len = (size_t)nread;
     if (peer_tls_in(p, &data, &len) != 0 || len == 0)
         return;
     char err[160];
@@ -406,6 +398,23 @@ static void peer_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (len > 0 &&
         peer_opener_feed(&p->opener, data, len, peer_record_cb, p, err, sizeof(err)) < 0)
         peer_bad_input(p, err);
+}
+
+static void peer_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    peer *p = s->data;
+    if (nread == 0 || p->state == PEER_CLOSING)
+        return;
+    if (nread < 0) {
+        peer_close(p, nread == UV_EOF ? "closed by the peer" : uv_strerror((int)nread));
+        return;
+    }
+    p->read_ns = util_now_ns(); /* once per read: relay_remote's read time */
+    p->last_read_ms = p->read_ns / 1000000u; /* util_now_ms's clock */
+    p->framed = false;
+    peer_read_in(p, buf->base, (size_t)nread);
+    if (p->framed && p->ev->frames_done != NULL)
+        p->ev->frames_done(p, p->ud);
 }
 
 /* --- opening ------------------------------------------------------------ */

@@ -97,8 +97,9 @@ void relay_own_marked(node *n, uint32_t peer, uint64_t seq);
 enum relay_result { RELAY_NEW, RELAY_DUP, RELAY_GAP };
 
 /* Takes a message received from a peer, of any origin, ours included:
- * delivered to the local clients and stored when it is the next one of
- * its origin (RELAY_NEW; numbering then goes on after one of ours); ignored
+ * stored, and its client frame made for the local clients (they get it at
+ * the next relay_remote_flush), when it is the next one of its origin
+ * (RELAY_NEW; numbering then goes on after one of ours); ignored
  * when already had (RELAY_DUP), or when messages before it are missing or
  * the store cannot take it now (RELAY_GAP: the caller should ask that
  * peer again). flags are its MSG frame's: PEER_MSG_REPAIR, sent by
@@ -111,6 +112,12 @@ enum relay_result { RELAY_NEW, RELAY_DUP, RELAY_GAP };
  * it was read (peer_read_ns), as for relay_local. */
 enum relay_result relay_remote(node *n, const struct chat_message *m, uint16_t flags,
                                uint64_t read_ns);
+
+/* The client frames of the messages relay_remote took since the last call
+ * go to the clients, in order, together. The links call it at the end of
+ * each read (peer_events.frames_done); relay_remote calls it itself when
+ * a message of another read comes while some wait. */
+void relay_remote_flush(node *n);
 
 /* The relay's counters, since start (status.c shows them). */
 struct relay_counters {

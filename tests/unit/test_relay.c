@@ -30,6 +30,7 @@ struct fixture {
     uint64_t last_peer_seq;  /* the seq of the latest */
     size_t to_clients;       /* frames handed to the client sink */
     size_t to_clients_now;   /* of them, as a whole burst (to write at once) */
+    size_t client_calls;     /* calls of the client sink */
     int closed;
 };
 
@@ -41,6 +42,7 @@ static void sink_clients(msgbuf *const *frames, const int64_t *chats, size_t k, 
         to[i] = 1;
     f->to_clients += k;
     f->to_clients_now += now ? k : 0;
+    f->client_calls++;
 }
 
 static size_t sink_peers(msgbuf *frame, uint32_t origin, uint64_t seq, void *ud)
@@ -192,11 +194,13 @@ static void test_behind_until_the_peers_sent_ours_back(void **state)
     assert_int_equal(relay_remote(&f->n, &m2, PEER_MSG_REPAIR, util_now_ns()), RELAY_GAP);
     assert_int_equal(relay_remote(&f->n, &m1, PEER_MSG_REPAIR, util_now_ns()), RELAY_NEW);
     assert_int_equal(relay_remote(&f->n, &m1, PEER_MSG_REPAIR, util_now_ns()), RELAY_DUP);
+    relay_remote_flush(&f->n); /* the end of the read */
     assert_int_equal(f->to_clients, 1);
     assert_int_equal(own_state(f, &behind), RELAY_OWN_BEHIND);
     assert_int_equal(behind, 2);
     assert_int_equal(relay_remote(&f->n, &m2, PEER_MSG_REPAIR, util_now_ns()), RELAY_NEW);
     assert_int_equal(relay_remote(&f->n, &m3, PEER_MSG_REPAIR, util_now_ns()), RELAY_NEW);
+    relay_remote_flush(&f->n);
     assert_int_equal(own_state(f, &behind), RELAY_OWN_OPEN);
     assert_int_equal(behind, 0);
     assert_int_equal(f->to_clients, 3);
@@ -216,6 +220,38 @@ static void test_behind_until_the_peers_sent_ours_back(void **state)
     relay_own(&f->n, &own);
     assert_int_equal(own.conflicts, 0);
     assert_int_equal(own.highest, 6);
+    stop(f);
+}
+
+/* A peer's messages of one read go to the clients together, in order, when
+ * the read ends (one frame per socket to queue, not one per message); a
+ * message of another read sends those of the last first. */
+static void test_a_reads_messages_go_to_clients_together(void **state)
+{
+    (void)state;
+    struct fixture *f = start(7);
+    uint64_t read1 = util_now_ns(), read2 = read1 + 1;
+    for (uint64_t q = 1; q <= 3; q++) {
+        struct chat_message m = message(3, q);
+        assert_int_equal(relay_remote(&f->n, &m, 0, read1), RELAY_NEW);
+    }
+    assert_int_equal(f->to_clients, 0);
+    relay_remote_flush(&f->n);
+    assert_int_equal(f->to_clients, 3);
+    assert_int_equal(f->client_calls, 1);
+    assert_int_equal(f->to_clients_now, 0); /* more may come on the turn */
+    relay_remote_flush(&f->n);              /* nothing left: no call */
+    assert_int_equal(f->client_calls, 1);
+
+    struct chat_message m4 = message(3, 4), m5 = message(3, 5), m6 = message(4, 1);
+    assert_int_equal(relay_remote(&f->n, &m4, 0, read1), RELAY_NEW);
+    assert_int_equal(relay_remote(&f->n, &m5, 0, read2), RELAY_NEW);
+    assert_int_equal(f->to_clients, 4); /* m4 went when m5's read began */
+    assert_int_equal(relay_remote(&f->n, &m6, 0, read2), RELAY_NEW);
+    relay_remote_flush(&f->n);
+    assert_int_equal(f->to_clients, 6);
+    assert_int_equal(f->client_calls, 3);
+    assert_int_equal(relay_counters(&f->n)->client_frames_out, 6);
     stop(f);
 }
 
@@ -293,6 +329,7 @@ int main(void)
         cmocka_unit_test(test_a_restarted_node_waits_for_its_peers),
         cmocka_unit_test(test_behind_until_the_peers_sent_ours_back),
         cmocka_unit_test(test_messages_of_one_read_share_its_time),
+        cmocka_unit_test(test_a_reads_messages_go_to_clients_together),
         cmocka_unit_test(test_numbers_given_before_the_marks_came_are_conflicts),
         cmocka_unit_test(test_backfill_below_the_mark_is_stored_not_delivered),
     };
