@@ -539,10 +539,11 @@ static void close_walk_cb(uv_handle_t *h, void *arg)
  * more than 128 KiB of it is free, and takes it back at the next burst:
  * a brk call, then a page fault and a zeroed page per 4 KiB, over and over
  * as each burst's frames and batches come and go (perf: brk with its TLB
- * flushes and the faults were several per cent of a node flat out; with
- * these three the nodes spent 15-25 % less CPU per delivery, same peak
- * RSS). Up to 8 MiB of free heap stays, growth asks 1 MiB more than it
- * needs, and only blocks of 1 MiB and more get their own mapping. */
+ * flushes and the faults were several per cent of a node flat out; the
+ * median CPU per delivery fell by a fifth with these three, the same peak
+ * RSS: docs/PERFORMANCE.md, "A sixth round"). Up to 8 MiB of free heap
+ * stays, growth asks 1 MiB more than it needs, and only blocks of 1 MiB
+ * and more get their own mapping. */
 static void tune_malloc(void)
 {
     if (!NODE_OWN_MALLOC)

@@ -2,9 +2,10 @@
  * serializations (client frame, peer frame) whatever the fan-out, one
  * reference per recipient, and one record appended to the store's batch.
  * The highest sequence delivered per origin is the store's highest
- * appended (a peer's message is delivered when it is appended), except for
- * our own origin, whose messages may be held: for it the relay keeps the
- * highest sent out. */
+ * appended (a peer's message is delivered when it is appended: its frame
+ * goes to the clients at the end of the read that brought it, before the
+ * loop runs anything else), except for our own origin, whose messages may
+ * be held: for it the relay keeps the highest sent out. */
 #include "node/relay.h"
 
 #include <inttypes.h>
