@@ -212,22 +212,6 @@ static int plain_word(const char *p)
     return word_specials(p) == 0;
 }
 
-bool message_plain(const char *s, size_t len)
-{
-    uint64_t any = 0;
-    size_t i = 0;
-    for (; i + 8 <= len; i += 8)
-        any |= word_specials(s + i);
-    if (i < len && len >= 8)
-        return (any | word_specials(s + len - 8)) == 0; /* the last word overlaps */
-    for (; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\')
-            return false;
-    }
-    return any == 0;
-}
-
 /* The next JSON string, decoded; *plain (when asked) says whether it is
  * message_plain, as far as the scan saw without another pass: true only
  * for a string without escapes or bytes >= 0x80. */
@@ -604,6 +588,17 @@ static size_t plain_words_len(const char *s, size_t len)
     if (i < len && i + 8 > len && len >= 8 && plain_word(s + len - 8))
         i = len;
     return i;
+}
+
+bool message_plain(const char *s, size_t len)
+{
+    /* the plain words at once, then byte by byte from the first other one */
+    for (size_t i = plain_words_len(s, len); i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\')
+            return false;
+    }
+    return true;
 }
 
 size_t message_json_escape(char *out, const char *s, size_t len)

@@ -42,7 +42,6 @@ struct peer {
                                  read is records */
     uint64_t last_read_ms;    /* anything read: the link is alive */
     uint64_t read_ns;         /* util_now_ns() of the read being decoded */
-    bool framed;              /* the read being decoded gave ev->frame one */
     tls_conn *tls;            /* --peer-tls: the link's TLS session */
     bool sniffed;             /* accepted: its first bytes were looked at */
     uint16_t features;        /* PEER_HELLO_* both hellos carried */
@@ -290,7 +289,6 @@ static int peer_frame_cb(const struct peer_frame *f, void *ud)
         return -1;
     }
     if (f->type == PEER_MSG || f->type == PEER_MARKS) {
-        p->framed = true;
         p->ev->frame(p, f, p->ud);
     } else {
         peer_close(p, "handshake frame on a link that is up");
@@ -411,9 +409,8 @@ static void peer_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     p->read_ns = util_now_ns(); /* once per read: relay_remote's read time */
     p->last_read_ms = p->read_ns / 1000000u; /* util_now_ms's clock */
-    p->framed = false;
     peer_read_in(p, buf->base, (size_t)nread);
-    if (p->framed && p->ev->frames_done != NULL)
+    if (p->ev->frames_done != NULL)
         p->ev->frames_done(p, p->ud);
 }
 

@@ -37,9 +37,9 @@ struct peer_events {
     void (*up)(peer *p, void *ud);
     /* A MSG or MARKS frame on a link up (f valid for the call only). */
     void (*frame)(peer *p, const struct peer_frame *f, void *ud);
-    /* The read being decoded gave frame one or more frames, and this was
-     * its last (also when the link began closing during it): what they
-     * left for this read to do can be done now, once. */
+    /* A read has been decoded, every frame of it handed to frame (also
+     * when the link began closing during it): what its frames left for
+     * the read's end can be done now, once. */
     void (*frames_done)(peer *p, void *ud);
     /* The link did not prove the secret or broke the handshake (why says
      * how, with its address); it is closed right after. */
